@@ -1,0 +1,51 @@
+"""The provider-neutral request and result every adapter speaks.
+
+A `ChatRequest` is what the engine asks of a teacher; a `ChatResult` is what comes
+back, with the usage the provider reported (the only token figures we bill on).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Role = Literal["system", "user", "assistant"]
+ProviderName = Literal["openai", "gemini", "anthropic"]
+
+
+class Message(msgspec.Struct, frozen=True):
+    role: Role
+    content: str
+
+
+class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One chat completion request, the same for every provider."""
+
+    model: str
+    messages: tuple[Message, ...]
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 512
+
+
+class RateLimitInfo(msgspec.Struct, kw_only=True):
+    """What the provider's rate-limit headers said, when it sent any."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+
+class ChatResult(msgspec.Struct, kw_only=True):
+    """A successful completion: text, provider-reported usage, finish reason, latency."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str
+    latency_s: float
+    rate_limit: RateLimitInfo | None = None

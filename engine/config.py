@@ -1,0 +1,273 @@
+"""The run configuration: one TOML file, decoded into typed Structs.
+
+Decoding is validation: an unknown key, a wrong type or a bad value is a
+`ConfigError` whose one line names the file and the key (`$.teachers[1].rpm`).
+Paths in the file may be absolute or relative to the file itself; `load_config`
+resolves them. API keys are never in the file, only the names of the environment
+variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from adapters.base import ProviderName
+from engine.errors import ConfigError
+
+TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
+Stage = Literal["rationale", "feedback", "review"]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class RunSection(_Section):
+    name: str
+    out_dir: str
+    seed: int = 731
+
+
+class DatasetSection(_Section):
+    task: TaskName
+    # A folder laid out like ../shared/data/<task>, "hf:<dataset name>", or "demo"
+    # for the few dozen questions that ship inside the repository.
+    source: str = "demo"
+    limit: int | None = None
+    test_limit: int | None = None
+    mistakes: str | None = None
+    on_bad_line: Literal["stop", "skip"] = "stop"
+
+    def __post_init__(self) -> None:
+        for key in ("limit", "test_limit"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"`{key}` must be >= 0, got {value}")
+
+
+class TeacherSection(_Section):
+    name: str
+    provider: ProviderName
+    model: str
+    api_key_env: str
+    base_url: str | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    max_in_flight: int = 64
+    price_in_per_mtok: float | None = None
+    price_out_per_mtok: float | None = None
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 512
+    timeout_s: float = 120.0
+    max_attempts: int = 6
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"`name` must be a short word of letters, digits, - or _, got {self.name!r}")
+        for key in ("rpm", "tpm"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ValueError(f"`{key}` must be > 0, got {value}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"`max_in_flight` must be >= 1, got {self.max_in_flight}")
+        if self.max_tokens < 1:
+            raise ValueError(f"`max_tokens` must be >= 1, got {self.max_tokens}")
+        if self.max_attempts < 1:
+            raise ValueError(f"`max_attempts` must be >= 1, got {self.max_attempts}")
+
+
+class ReviewSection(_Section):
+    threshold: float = 4.0
+    skip_decided: bool = False
+    skip_wrong_answer: bool = False
+    max_usd: float | None = None
+    # Beyond the paper: keep every accepted rationale and every feedback in train.jsonl
+    # instead of one random pick of each per sample.
+    keep_all_accepted: bool = False
+    # Samples worked on at once; bounds memory, not throughput (lanes bound that).
+    samples_in_flight: int = 512
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.threshold <= 5.0:
+            raise ValueError(f"`threshold` must be within 1..5, got {self.threshold}")
+        if self.max_usd is not None and self.max_usd < 0:
+            raise ValueError(f"`max_usd` must be >= 0, got {self.max_usd}")
+        if self.samples_in_flight < 1:
+            raise ValueError(f"`samples_in_flight` must be >= 1, got {self.samples_in_flight}")
+
+
+class StudentSection(_Section):
+    # A model directory, a hub id, or "smollm2-135m-instruct" for the PyPI-shipped GGUF.
+    model: str = "smollm2-135m-instruct"
+    backend: Literal["vllm", "hf", "openai"] | None = None
+    batch_size: int = 16
+    temperature: float = 0.3
+    top_p: float = 0.9
+    top_k: int = 50
+    max_new_tokens: int = 512
+    greedy: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # vllm backend
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    # openai backend: an OpenAI-compatible server serving the student
+    base_url: str | None = None
+    api_key_env: str | None = None
+    rpm: float | None = None
+    max_in_flight: int = 16
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"`max_new_tokens` must be >= 1, got {self.max_new_tokens}")
+
+
+class TrainSection(_Section):
+    epochs: float = 10
+    max_steps: int | None = None
+    micro_batch_size: int = 8
+    grad_accum: int = 2
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    max_length: int = 512
+    max_grad_norm: float = 0.3
+    alpha: float = 0.5
+    zero_stage: int = 0
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    template: Literal["instruction", "chat"] = "instruction"
+    save_every_steps: int | None = None
+    num_processes: int = 1
+    launcher: Literal["torchrun", "deepspeed"] = "torchrun"
+    hostfile: str | None = None
+    deepspeed_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"`zero_stage` must be 0, 1, 2 or 3, got {self.zero_stage}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"`alpha` must be within 0..1, got {self.alpha}")
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("`offload_params` needs `zero_stage = 3`")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("`offload_optimizer` needs `zero_stage` 1, 2 or 3")
+        for key in ("micro_batch_size", "grad_accum", "max_length", "num_processes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}")
+
+
+class EmulatorSection(_Section):
+    """Serve teachers whose `base_url = "emulator"` from bench's provider emulator.
+
+    For the offline demo and for tests: the emulator enforces each teacher's
+    rpm/tpm and answers with scripted FAIR replies (or a JSONL of canned ones).
+    """
+
+    answers: str = "fair"
+    latency_ms: float = 150.0
+    latency_sigma: float = 0.3
+    ms_per_output_token: float = 0.0
+    seed: int = 0
+
+
+class Config(_Section):
+    run: RunSection
+    datasets: list[DatasetSection]
+    teachers: list[TeacherSection] = []
+    review: ReviewSection = msgspec.field(default_factory=ReviewSection)
+    student: StudentSection = msgspec.field(default_factory=StudentSection)
+    train: TrainSection = msgspec.field(default_factory=TrainSection)
+    emulator: EmulatorSection | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out_dir)
+
+
+def _decode_toml(text: bytes, path: Path) -> Config:
+    try:
+        return msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None or value.startswith("hf:") or value == "demo":
+        return value
+    path = Path(os.path.expanduser(value))
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve a run config.
+
+    Raises `ConfigError` (one line naming the file and key) for anything wrong that
+    can be known without sending a request: unknown keys, bad values, duplicate
+    teacher names, fewer than two teachers, an out_dir that is a file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    cfg = _decode_toml(text, path)
+    base = path.resolve().parent
+
+    names = [t.name for t in cfg.teachers]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: $.teachers: teacher {name!r} is listed twice; give each a unique `name`")
+    if cfg.teachers and len(cfg.teachers) < 2:
+        raise ConfigError(f"{path}: $.teachers: peer review needs at least two teachers, got {len(cfg.teachers)}")
+    if not cfg.datasets:
+        raise ConfigError(f"{path}: $.datasets: list at least one [[datasets]] entry")
+    tasks = [d.task for d in cfg.datasets]
+    for task in tasks:
+        if tasks.count(task) > 1:
+            raise ConfigError(f"{path}: $.datasets: task {task!r} is listed twice")
+    for t in cfg.teachers:
+        if t.base_url == "emulator" and cfg.emulator is None:
+            raise ConfigError(
+                f"{path}: $.teachers[{names.index(t.name)}].base_url: 'emulator' needs an [emulator] section"
+            )
+
+    cfg.run.out_dir = _resolve(base, cfg.run.out_dir) or cfg.run.out_dir
+    if Path(cfg.run.out_dir).exists() and not Path(cfg.run.out_dir).is_dir():
+        raise ConfigError(f"{path}: $.run.out_dir: {cfg.run.out_dir} exists and is not a directory")
+    for d in cfg.datasets:
+        d.source = _resolve(base, d.source) or d.source
+        d.mistakes = _resolve(base, d.mistakes)
+    if cfg.student.model != "smollm2-135m-instruct" and not cfg.student.model.count("/") == 1:
+        cfg.student.model = _resolve(base, cfg.student.model) or cfg.student.model
+    cfg.train.hostfile = _resolve(base, cfg.train.hostfile)
+    cfg.train.deepspeed_config = _resolve(base, cfg.train.deepspeed_config)
+    return cfg
+
+
+def api_key(teacher: TeacherSection) -> str:
+    """The teacher's API key from its environment variable; ConfigError if unset."""
+    value = os.environ.get(teacher.api_key_env)
+    if not value:
+        raise ConfigError(
+            f"teacher {teacher.name!r}: environment variable {teacher.api_key_env} is not set "
+            f"(it should hold the {teacher.provider} API key)"
+        )
+    return value
+
+
+if sys.version_info < (3, 11):  # pragma: no cover - msgspec.toml needs tomli there
+    import tomli  # noqa: F401
