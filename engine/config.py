@@ -112,6 +112,10 @@ class StudentSection(_Section):
     top_k: int = 50
     max_new_tokens: int = 512
     greedy: bool = False
+    # How the student sees a question, at exam, in training and at eval alike:
+    # its chat template ("chat"), the paper's "### Instruction / ### Input /
+    # ### Response" layout ("instruction"), or chat when the tokenizer has a template.
+    prompt_format: Literal["auto", "chat", "instruction"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # vllm backend
     tensor_parallel_size: int = 1
@@ -147,7 +151,6 @@ class TrainSection(_Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
-    template: Literal["instruction", "chat"] = "instruction"
     save_every_steps: int | None = None
     num_processes: int = 1
     launcher: Literal["torchrun", "deepspeed"] = "torchrun"
