@@ -1,0 +1,61 @@
+"""The run store: content keys, group commit, flushing on cancellation, reopening."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from adapters.base import ChatRequest, Message
+from engine.store import CallRow, Store, open_db, request_key
+
+pytestmark = pytest.mark.anyio
+
+
+def _req(text: str = "hi", temperature: float = 0.8) -> ChatRequest:
+    return ChatRequest(model="m", messages=(Message("user", text),), temperature=temperature)
+
+
+def test_request_key_changes_with_content_and_params():
+    base = request_key("openai", _req())
+    assert base == request_key("openai", _req())
+    assert base != request_key("openai", _req("hi!"))
+    assert base != request_key("openai", _req(temperature=0.7))
+    assert base != request_key("gemini", _req())
+
+
+def _row(key: str, status: str = "completed", text: str = "answer") -> CallRow:
+    return CallRow(key=key, dataset="svamp", sample_id="1", teacher="a", stage="rationale", status=status,
+                   text=text, input_tokens=3, output_tokens=5, usd=0.01)
+
+
+async def test_completed_lookup_survives_reopen(tmp_path):
+    db = tmp_path / "store.sqlite"
+    async with Store.open(db) as store:
+        await store.add_call(_row("k1"))
+        await store.add_call(_row("k2", status="failed", text=None))
+    async with Store.open(db) as store:
+        hit = store.completed("k1")
+        assert hit is not None and hit.text == "answer" and hit.output_tokens == 5
+        assert store.completed("k2") is None  # a failed call is sent again on resume
+        assert store.completed("nope") is None
+
+
+async def test_rows_queued_before_cancellation_are_committed(tmp_path):
+    db = tmp_path / "store.sqlite"
+    with anyio.CancelScope() as scope:
+        async with Store.open(db, buffer=10_000) as store:
+            for i in range(500):
+                await store.add_call(_row(f"k{i}"))
+            scope.cancel()
+            await anyio.sleep(1)  # cancelled here, with rows still queued
+    conn = open_db(db)
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 500
+
+
+async def test_samples_replace_and_keep_order(tmp_path):
+    async with Store.open(tmp_path / "s.sqlite") as store:
+        await store.add_sample("svamp", "b", 1, b'{"v":1}')
+        await store.add_sample("svamp", "a", 0, b'{"v":0}')
+        await store.add_sample("svamp", "b", 1, b'{"v":2}')
+    async with Store.open(tmp_path / "s.sqlite") as store:
+        assert store.sample_bodies("svamp") == [b'{"v":0}', b'{"v":2}']
