@@ -1,0 +1,121 @@
+"""Scripted FAIR teachers for the emulator: deterministic rationales, feedback and review scores.
+
+The emulator calls a `FairScript` with every request. It recognises which of our
+prompt templates the request was rendered from (rationale, feedback or review),
+pulls the fields back out, and answers the way a teacher of known quality would:
+
+- rationale: step-by-step text ending "The answer is X.", right for a share of the
+  questions that depends on the model (a stable hash decides which);
+- feedback: a short explanation pointing at the gold answer from the hint;
+- review: a score in brackets, high for rationales that reach the gold answer and
+  low otherwise, varying by reviewer and rationale.
+
+`review_score` is public so tests can recompute every score the pipeline should
+have seen and check its decisions against the paper's rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from functools import cache
+
+import prompts
+from bench.emulator.spec import AnswerRequest
+from tasks import extract_answer, format_question, is_correct
+from tasks.answers import LETTERS
+from tasks.records import Question
+
+_STAGES = ("teacher_rationale", "teacher_feedback", "review")
+_FAMILIES = ("math", "strategyqa", "logiqa")
+
+
+def _unit(*parts: object) -> float:
+    """A stable pseudo-random number in [0, 1) from `parts`."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@cache
+def _pattern(name: str) -> re.Pattern[str]:
+    parts = re.split(r"\{\{(\w+)\}\}", prompts.template(name))
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*?)" for i, p in enumerate(parts))
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+def recognise(prompt: str) -> tuple[str, str, dict[str, str]] | None:
+    """(stage, family, fields) of a rendered teacher prompt, or None if it is none of ours."""
+    for stage in _STAGES:
+        for fam in _FAMILIES:
+            match = _pattern(f"{stage}_{fam}").match(prompt.strip())
+            if match:
+                return stage, fam, match.groupdict()
+    return None
+
+
+class FairScript:
+    """An emulator answer function playing a committee of teachers of different quality."""
+
+    def __init__(self, questions: Sequence[Question] = (), *, seed: int = 0, filler_words: int = 40):
+        self._gold = {format_question(q).strip(): (q.task, q.gold) for q in questions}
+        self._seed = seed
+        self._filler = filler_words
+
+    def quality(self, model: str) -> float:
+        """The share of questions this model's rationales get right (0.55 .. 0.9)."""
+        return 0.55 + 0.35 * _unit(self._seed, "quality", model)
+
+    def review_score(self, reviewer: str, task: str, rationale: str, gold: str) -> int:
+        """The score `reviewer` gives `rationale` (1..5): 3..5 when it reaches `gold`, else 1..3."""
+        right = is_correct(task, extract_answer(task, rationale), gold)  # type: ignore[arg-type]
+        step = int(_unit(self._seed, "review", reviewer, rationale) * 3)
+        return 3 + step if right else 1 + step
+
+    def __call__(self, request: AnswerRequest) -> str:
+        prompt = request.messages[-1][1]
+        found = recognise(prompt)
+        if found is None:
+            return "I can only answer FAIR teacher prompts."
+        stage, fam, fields = found
+        if stage == "teacher_rationale":
+            return self._rationale(request.model, fam, fields["question"].strip())
+        gold = fields["gold"].strip()
+        if stage == "teacher_feedback":
+            return (
+                "The student's reasoning goes wrong at the first calculation: the quantities in the question "
+                f"are combined with the wrong operation. Redo that step carefully; the correct answer is {gold}."
+            )
+        task = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}[fam]
+        score = self.review_score(request.model, task, fields["rationale"].strip(), _gold_value(fam, gold))
+        return f"The rationale was checked step by step against the hint. Score: [{score}]"
+
+    def _rationale(self, model: str, fam: str, question: str) -> str:
+        task, gold = self._gold.get(question, ("", ""))
+        right = bool(gold) and _unit(self._seed, "right", model, question) < self.quality(model)
+        answer = gold if right else _wrong(fam, gold)
+        filler = " ".join(["We track each quantity in the question and combine them in order."] * (self._filler // 10))
+        final = {"math": f"{answer}", "strategyqa": f"{answer}", "logiqa": f"({answer})"}[fam]
+        return f"Let's think step by step. {filler}\nThe answer is {final}."
+
+
+def _gold_value(fam: str, hint: str) -> str:
+    # The LogiQA hint reads "(B) option text"; graders want the letter.
+    if fam == "logiqa":
+        match = re.match(r"\(([A-D])\)", hint)
+        return match.group(1) if match else hint
+    return hint
+
+
+def _wrong(fam: str, gold: str) -> str:
+    if fam == "strategyqa":
+        return "false" if gold == "true" else "true"
+    if fam == "logiqa":
+        return LETTERS[(LETTERS.index(gold) + 1) % 4] if gold in LETTERS else "A"
+    try:
+        return str(int(float(gold)) + 1)
+    except ValueError:
+        return "0"
+
+
+__all__ = ["FairScript", "recognise"]

@@ -1,0 +1,100 @@
+"""From decided samples to the files a user and the trainer read.
+
+`dataset.jsonl` keeps every decided sample with all rationales, scores and
+feedback; `train.jsonl` keeps the instruction-tuning records of the included
+ones: one accepted rationale and one feedback per sample, picked at random with
+the run seed as the paper does (or every accepted rationale, if configured).
+Both are rebuilt from the store alone, in a stable order, so a resumed run
+writes the same files as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgspec
+import orjson
+
+from engine.samples import DecidedSample
+from tasks import format_question
+from tasks.records import TrainRecord
+
+_decode_sample = msgspec.json.Decoder(DecidedSample).decode
+
+
+def sample_order(sample_id: str) -> tuple[int, int | str]:
+    """Numeric ids (indices into the paper's splits) in numeric order, others after them."""
+    return (0, int(sample_id)) if sample_id.isdigit() else (1, sample_id)
+
+
+def decode_samples(bodies: Iterable[bytes]) -> list[DecidedSample]:
+    samples = [_decode_sample(b) for b in bodies]
+    samples.sort(key=lambda s: sample_order(s.id))
+    return samples
+
+
+def train_records(sample: DecidedSample, *, seed: int, keep_all: bool) -> list[TrainRecord]:
+    """The instruction-tuning records of one included sample (none if not included)."""
+    if not sample.included:
+        return []
+    accepted = [r for r in sample.rationales if r.accepted and r.text]
+    feedback = [f for f in sample.feedback if f.text]
+    # Seeded per sample, not per run order, so the pick does not depend on which
+    # sample finished first.
+    rng = random.Random(f"{seed}:{sample.task}:{sample.id}")
+    if keep_all:
+        rng.shuffle(feedback)
+        pairs = [(r, feedback[i % len(feedback)]) for i, r in enumerate(accepted)]
+    else:
+        pairs = [(rng.choice(accepted), rng.choice(feedback))]
+    question = format_question(sample)
+    return [
+        TrainRecord(
+            id=sample.id,
+            task=sample.task,
+            question=question,
+            student_answer=sample.student_answer,
+            feedback=f.text or "",
+            rationale=r.text or "",
+            feedback_teacher=f.teacher,
+            rationale_teacher=r.teacher,
+            context=sample.context,
+            options=sample.options,
+        )
+        for r, f in pairs
+    ]
+
+
+def write_outputs(
+    samples_by_task: dict[str, list[DecidedSample]], out_dir: Path, *, seed: int, keep_all: bool
+) -> dict[str, int]:
+    """Write dataset.jsonl and train.jsonl atomically; returns train records per task."""
+    counts: dict[str, int] = {}
+    dataset_lines: list[bytes] = []
+    train_lines: list[bytes] = []
+    for task, samples in samples_by_task.items():
+        counts[task] = 0
+        for sample in samples:
+            dataset_lines.append(msgspec.json.encode(sample))
+            for record in train_records(sample, seed=seed, keep_all=keep_all):
+                train_lines.append(msgspec.json.encode(record))
+                counts[task] += 1
+    _write_lines(out_dir / "dataset.jsonl", dataset_lines)
+    _write_lines(out_dir / "train.jsonl", train_lines)
+    return counts
+
+
+def _write_lines(path: Path, lines: list[bytes]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as fh:
+        for line in lines:
+            fh.write(line)
+            fh.write(b"\n")
+    tmp.replace(path)
+
+
+def jsonl_bytes(obj: object) -> bytes:
+    """One JSON line (orjson, for plain dicts in reports and mistakes files)."""
+    return orjson.dumps(obj) + b"\n"

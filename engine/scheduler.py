@@ -1,0 +1,193 @@
+"""The FAIR teacher graph, streamed: mistakes in, decided samples out.
+
+For every mistake, every teacher is asked for a rationale and for feedback at
+once; the moment a rationale arrives its peer reviews go out to every other
+teacher; the sample is decided when its last review is in. There is no barrier
+between stages: a slow provider delays only its own calls, and each teacher's
+lane (its rate limits) is the only thing that bounds throughput.
+
+Samples are worked on concurrently up to `samples_in_flight` (shared by all
+datasets of the run), which bounds memory however many mistakes stream in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+from engine.config import ReviewSection
+from engine.review import decided, mean_score
+from engine.samples import DecidedSample, FeedbackOutcome, RationaleOutcome
+from engine.store import CallRow, Store
+from engine.teacher import Teacher
+from tasks import extract_answer, is_correct, parse_score, teacher_messages
+from tasks.records import Mistake
+
+log = logging.getLogger(__name__)
+
+OnDecided = Callable[[DecidedSample], Awaitable[None]]
+
+
+@dataclass
+class TeachCounters:
+    """Live counts for one dataset, read by the progress display and the summary."""
+
+    received: int = 0
+    decided: int = 0
+    included: int = 0
+    incomplete: int = 0
+    resumed: int = 0
+    not_started: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+class Committee:
+    """The teachers of a run and the review rule they apply to each other's rationales."""
+
+    def __init__(self, teachers: Sequence[Teacher], review: ReviewSection, store: Store):
+        if len(teachers) < 2:
+            raise ValueError("peer review needs at least two teachers")
+        self.teachers = list(teachers)
+        self.review = review
+        self.store = store
+
+    async def decide(self, mistake: Mistake) -> DecidedSample:
+        """Run every teacher call this mistake needs and decide the sample."""
+        sample = DecidedSample(
+            id=mistake.id,
+            task=mistake.task,
+            question=mistake.question,
+            gold_answer=mistake.gold_answer,
+            student_answer=mistake.student_answer,
+            student_final_answer=mistake.student_final_answer,
+            context=mistake.context,
+            options=mistake.options,
+            rationales=[RationaleOutcome(teacher=t.name, text=None) for t in self.teachers],
+            feedback=[FeedbackOutcome(teacher=t.name, text=None) for t in self.teachers],
+        )
+        async with anyio.create_task_group() as tg:
+            for teacher, outcome in zip(self.teachers, sample.rationales):
+                tg.start_soon(self._rationale_and_reviews, mistake, teacher, outcome, sample.missing)
+            for teacher, outcome in zip(self.teachers, sample.feedback):
+                tg.start_soon(self._feedback, mistake, teacher, outcome, sample.missing)
+        # Rationale and feedback lists keep the teachers' config order whatever
+        # order the answers came in, so reruns give identical lines.
+        sample.missing.sort()
+        sample.included = not sample.missing and any(r.accepted for r in sample.rationales) and any(
+            f.text for f in sample.feedback
+        )
+        return sample
+
+    async def _feedback(self, m: Mistake, teacher: Teacher, out: FeedbackOutcome, missing: list[str]) -> None:
+        answer = await teacher.ask(
+            teacher_messages("feedback", m), dataset=m.task, sample_id=m.id, stage="feedback"
+        )
+        out.text = answer.text
+        if answer.text is None:
+            missing.append(f"feedback:{teacher.name}")
+
+    async def _rationale_and_reviews(
+        self, m: Mistake, teacher: Teacher, out: RationaleOutcome, missing: list[str]
+    ) -> None:
+        answer = await teacher.ask(
+            teacher_messages("rationale", m), dataset=m.task, sample_id=m.id, stage="rationale"
+        )
+        if answer.text is None:
+            missing.append(f"rationale:{teacher.name}")
+            return
+        out.text = answer.text
+        out.answer = extract_answer(m.task, answer.text, options=m.options)
+        out.answer_correct = is_correct(m.task, out.answer, m.gold_answer)
+        reviewers = [r for r in self.teachers if r is not teacher]
+
+        if self.review.skip_wrong_answer and not out.answer_correct:
+            # A rationale reaching a wrong final answer is rejected without paying for reviews.
+            for r in reviewers:
+                await self._skip(m, r, teacher, out, "wrong_answer")
+            out.accepted = False
+            return
+
+        async def review(reviewer: Teacher) -> None:
+            reply = await reviewer.ask(
+                teacher_messages("review", m, rationale=answer.text),
+                dataset=m.task, sample_id=m.id, stage="review", target=teacher.name,
+            )
+            if reply.text is None:
+                missing.append(f"review:{reviewer.name}->{teacher.name}")
+            else:
+                out.scores[reviewer.name] = parse_score(reply.text)
+
+        if self.review.skip_decided:
+            # One review at a time, so a decisive early score saves the rest. This
+            # lengthens a sample's latency, not the run: other samples fill the lanes.
+            for i, reviewer in enumerate(reviewers):
+                verdict = decided(list(out.scores.values()), len(reviewers) - i, self.review.threshold)
+                if verdict is not None:
+                    for r in reviewers[i:]:
+                        await self._skip(m, r, teacher, out, "decided")
+                    break
+                await review(reviewer)
+        else:
+            async with anyio.create_task_group() as tg:
+                for reviewer in reviewers:
+                    tg.start_soon(review, reviewer)
+
+        out.scores = {r.name: out.scores[r.name] for r in reviewers if r.name in out.scores}
+        out.mean = mean_score(out.scores.values())
+        out.accepted = out.mean is not None and out.mean >= self.review.threshold
+
+    async def _skip(self, m: Mistake, reviewer: Teacher, target: Teacher, out: RationaleOutcome, why: str) -> None:
+        out.skipped[reviewer.name] = why  # type: ignore[assignment]
+        await self.store.add_call(
+            CallRow(key="", dataset=m.task, sample_id=m.id, teacher=reviewer.name, stage="review",
+                    target=target.name, status="skipped", error=why)
+        )
+
+
+async def teach_dataset(
+    committee: Committee,
+    mistakes: ObjectReceiveStream[Mistake],
+    *,
+    limiter: anyio.CapacityLimiter,
+    done_ids: frozenset[str],
+    on_decided: OnDecided,
+    counters: TeachCounters,
+    budget_reached: Callable[[], bool],
+) -> None:
+    """Decide every mistake arriving on `mistakes`, at most `limiter` samples at once.
+
+    Samples in `done_ids` (decided with nothing missing by an earlier run) are
+    passed over: rerunning a finished run sends nothing. Once the spending cap is
+    reached no new sample starts; the rest are counted as not started.
+    """
+
+    async def work(m: Mistake, token: object) -> None:
+        try:
+            sample = await committee.decide(m)
+            counters.decided += 1
+            counters.included += sample.included
+            if sample.missing:
+                counters.incomplete += 1
+                counters.missing.extend(f"{m.task}/{m.id}/{x}" for x in sample.missing)
+            await on_decided(sample)
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    async with mistakes, anyio.create_task_group() as tg:
+        async for mistake in mistakes:
+            counters.received += 1
+            if mistake.id in done_ids:
+                counters.resumed += 1
+                continue
+            if budget_reached():
+                counters.not_started += 1
+                continue
+            # Acquire before starting the task: this is the backpressure that keeps
+            # the number of half-done samples (and memory) bounded.
+            token = object()
+            await limiter.acquire_on_behalf_of(token)
+            tg.start_soon(work, mistake, token)

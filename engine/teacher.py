@@ -1,0 +1,137 @@
+"""One teacher as the scheduler sees it: ask a question, get an answer, pay for it once.
+
+`Teacher.ask` is the only path by which a teacher call happens. In order: look
+the request's content key up in the store (a completed answer is never bought
+twice), join an identical request already in flight, reserve its worst-case cost
+against the spending cap, send it through the teacher's lane (rate limits,
+retries), then record the outcome in the store, completed or failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from adapters.base import ChatRequest, Message
+from engine.budget import Budget
+from engine.config import Stage, TeacherSection
+from engine.store import CallRow, Store, request_key
+
+CostFn = Callable[[int, int], "float | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a call produced: `text` None means it failed or was not sent (see `error`)."""
+
+    text: str | None
+    error: str | None = None
+    skipped: bool = False
+
+
+class _Pending:
+    __slots__ = ("done", "answer")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.answer: Answer | None = None
+
+
+class Teacher:
+    """A configured teacher bound to its lane, prices, the run store and the budget."""
+
+    def __init__(
+        self,
+        section: TeacherSection,
+        lane,
+        *,
+        store: Store,
+        budget: Budget,
+        cost_usd: CostFn,
+        estimate_tokens: Callable[[str], int],
+    ):
+        self.section = section
+        self.name = section.name
+        self._lane = lane
+        self._store = store
+        self._budget = budget
+        self._cost_usd = cost_usd
+        self._estimate = estimate_tokens
+        self._pending: dict[str, _Pending] = {}
+
+    def request(self, messages: tuple[Message, ...]) -> ChatRequest:
+        """The request this teacher sends for `messages`, with its sampling settings."""
+        s = self.section
+        return ChatRequest(
+            model=s.model, messages=messages, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens
+        )
+
+    def worst_case_usd(self, request: ChatRequest) -> float:
+        prompt = sum(self._estimate(m.content) for m in request.messages)
+        return self._cost_usd(prompt, request.max_tokens) or 0.0
+
+    async def ask(
+        self, messages: tuple[Message, ...], *, dataset: str, sample_id: str, stage: Stage, target: str = ""
+    ) -> Answer:
+        """Get this teacher's answer to `messages`, from the store if already bought."""
+        request = self.request(messages)
+        key = request_key(self.section.provider, request)
+        slot = dict(key=key, dataset=dataset, sample_id=sample_id, teacher=self.name, stage=stage, target=target)
+
+        hit = self._store.completed(key)
+        if hit is not None:
+            if (hit.dataset, hit.sample_id, hit.stage, hit.target) != (dataset, sample_id, stage, target):
+                # Same content asked for another slot (a duplicate question): reuse, at no cost.
+                await self._store.add_call(CallRow(**slot, status="cached", text=hit.text, usd=0.0))
+            return Answer(hit.text)
+
+        pending = self._pending.get(key)
+        if pending is not None:
+            await pending.done.wait()
+            assert pending.answer is not None
+            return pending.answer
+
+        pending = self._pending[key] = _Pending()
+        try:
+            pending.answer = await self._send(request, slot)
+            return pending.answer
+        finally:
+            del self._pending[key]
+            if pending.answer is None:
+                pending.answer = Answer(None, error="cancelled")
+            pending.done.set()
+
+    async def _send(self, request: ChatRequest, slot: dict) -> Answer:
+        reserve = self.worst_case_usd(request)
+        if not self._budget.reserve(reserve):
+            await self._store.add_call(CallRow(**slot, status="skipped", error="budget"))
+            return Answer(None, error="spending cap reached", skipped=True)
+        try:
+            outcome = await self._lane.call(request)
+        except BaseException:
+            self._budget.settle(reserve, 0.0)
+            # Ctrl-C or a sibling's failure: record the call as not done, then let the
+            # cancellation go on. Shielded, or the write would be cancelled too.
+            with anyio.CancelScope(shield=True):
+                await self._store.add_call(CallRow(**slot, status="cancelled", error="cancelled"))
+            raise
+        result = outcome.result
+        usd = self._cost_usd(result.input_tokens, result.output_tokens) if result else 0.0
+        self._budget.settle(reserve, usd)
+        row = CallRow(
+            **slot,
+            status="completed" if result is not None else "failed",
+            attempts=outcome.attempts,
+            retries=outcome.retries,
+            http_429=getattr(outcome, "http_429", 0),
+            text=result.text if result else None,
+            input_tokens=result.input_tokens if result else 0,
+            output_tokens=result.output_tokens if result else 0,
+            usd=usd,
+            latency_s=result.latency_s if result else 0.0,
+            error=outcome.error,
+        )
+        await self._store.add_call(row)
+        return Answer(row.text, error=outcome.error)

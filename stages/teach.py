@@ -1,0 +1,123 @@
+"""The teach stage: stream each dataset's mistakes through the committee into the store.
+
+Datasets run in one task group and share the teachers' lanes, so their rate
+limits are shared too. Every decided sample is stored as it is decided; at the
+end dataset.jsonl and train.jsonl are rebuilt from the store, and the cost
+report is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
+
+from engine.budget import Budget
+from engine.dataset import decode_samples, write_outputs
+from engine.samples import DecidedSample
+from engine.scheduler import Committee, TeachCounters, teach_dataset
+from engine.store import Store
+from stages.context import RunContext
+from stages.teachers import open_teachers
+from tasks.records import Mistake, Question
+
+log = logging.getLogger(__name__)
+
+# Feeds one dataset's mistakes into `send` and closes it when there are no more.
+Producer = Callable[[MemoryObjectSendStream[Mistake]], Awaitable[None]]
+
+
+@dataclass
+class TeachResult:
+    counters: dict[str, TeachCounters] = field(default_factory=dict)
+    train_records: dict[str, int] = field(default_factory=dict)
+    budget_reached: bool = False
+    spent_usd: float = 0.0
+
+    def problems(self) -> list[str]:
+        """One line per dataset that ended with anything missing."""
+        lines = []
+        for task, c in self.counters.items():
+            if c.incomplete:
+                lines.append(f"{task}: {c.incomplete} samples ended with failed or unsent calls "
+                             f"(e.g. {c.missing[0]}); rerun the same command to retry only those")
+            if c.not_started:
+                lines.append(f"{task}: {c.not_started} mistakes not started because the spending cap was reached")
+        return lines
+
+
+def list_producer(mistakes: Sequence[Mistake]) -> Producer:
+    """A producer for mistakes already in hand (imported, or from an earlier exam)."""
+
+    async def produce(send: MemoryObjectSendStream[Mistake]) -> None:
+        async with send:
+            for m in mistakes:
+                await send.send(m)
+
+    return produce
+
+
+def complete_ids(store: Store, task: str) -> frozenset[str]:
+    """Samples an earlier run decided with nothing missing: they are not asked again."""
+    return frozenset(s.id for s in decode_samples(store.sample_bodies(task)) if not s.missing)
+
+
+def spent_usd(store: Store) -> float:
+    row = store.connection.execute("SELECT coalesce(sum(usd), 0) FROM calls").fetchone()
+    return float(row[0])
+
+
+async def run_teach(
+    ctx: RunContext,
+    producers: dict[str, Producer],
+    *,
+    questions: Sequence[Question] = (),
+    store: Store,
+    on_started: Callable[[list], None] | None = None,
+) -> TeachResult:
+    """Decide every mistake the producers yield; write dataset.jsonl and train.jsonl.
+
+    `on_started(teachers)` is called once the teachers are up (the live progress
+    display hooks in there).
+    """
+    cfg = ctx.cfg
+    result = TeachResult()
+    budget = Budget(cfg.review.max_usd, spent_usd=spent_usd(store))
+    limiter = anyio.CapacityLimiter(cfg.review.samples_in_flight)
+
+    async def store_sample(sample: DecidedSample) -> None:
+        position = int(sample.id) if sample.id.isdigit() else -1
+        await store.add_sample(sample.task, sample.id, position, msgspec.json.encode(sample))
+
+    async with open_teachers(cfg, store, budget, questions) as teachers:
+        if on_started is not None:
+            on_started(teachers)
+        committee = Committee(teachers, cfg.review, store)
+        await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
+        async with anyio.create_task_group() as tg:
+            for task, produce in producers.items():
+                counters = result.counters[task] = TeachCounters()
+                send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
+                tg.start_soon(produce, send)
+                tg.start_soon(partial(
+                    teach_dataset, committee, recv, limiter=limiter, done_ids=complete_ids(store, task),
+                    on_decided=store_sample, counters=counters, budget_reached=lambda: budget.reached,
+                ))
+        if budget.reached:
+            await store.add_event("budget_reached", msgspec.json.encode(
+                {"max_usd": cfg.review.max_usd, "spent_usd": budget.spent_usd}))
+        await store.add_event("stage_end", msgspec.json.encode({"stage": "teach"}))
+    result.budget_reached = budget.reached
+    result.spent_usd = budget.spent_usd
+    return result
+
+
+def write_dataset_files(ctx: RunContext, store: Store) -> dict[str, int]:
+    """Rebuild dataset.jsonl and train.jsonl from the store; train records per task."""
+    by_task = {d.task: decode_samples(store.sample_bodies(d.task)) for d in ctx.cfg.datasets}
+    return write_outputs(by_task, ctx.out_dir, seed=ctx.cfg.run.seed, keep_all=ctx.cfg.review.keep_all_accepted)

@@ -1,0 +1,95 @@
+"""Bring up a run's teachers: API keys, one HTTP session and one lane per teacher.
+
+Teachers whose `base_url = "emulator"` are served by bench's provider emulator,
+started here on a free 127.0.0.1 port with each teacher's limits (the offline demo
+and the tests use it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from adapters import make_client
+from engine.budget import Budget
+from engine.config import Config, ConfigError, TeacherSection, api_key
+from engine.lane import Lane, lane_limits
+from engine.pricing import cost_usd, teacher_prices
+from engine.store import Store
+from engine.teacher import Teacher
+from engine.tokens import estimate_tokens
+from tasks.records import Question
+
+EMULATOR_KEY = "emulator-key"
+
+
+def check_teachers(cfg: Config) -> None:
+    """Everything about the teachers that can fail before a call is sent: keys, prices under a cap."""
+    if not cfg.teachers:
+        raise ConfigError("no [[teachers]] in the config: the teach stage needs at least two")
+    for t in cfg.teachers:
+        if t.base_url != "emulator":
+            api_key(t)
+        if cfg.review.max_usd is not None and teacher_prices(t) is None:
+            raise ConfigError(
+                f"teacher {t.name!r}: no known price for model {t.model!r}, so the spending cap "
+                "(review.max_usd) cannot be enforced; set price_in_per_mtok and price_out_per_mtok"
+            )
+
+
+def _emulator_spec(cfg: Config):
+    from bench.emulator import EmulatorSpec, Latency, ModelLimits
+
+    section = cfg.emulator
+    assert section is not None
+    return EmulatorSpec(
+        models={t.model: ModelLimits(rpm=t.rpm, tpm=t.tpm) for t in cfg.teachers if t.base_url == "emulator"},
+        latency=Latency(
+            median_ms=section.latency_ms, sigma=section.latency_sigma, ms_per_output_token=section.ms_per_output_token
+        ),
+        answers="echo" if section.answers == "fair" else section.answers,
+        seed=section.seed,
+    )
+
+
+@asynccontextmanager
+async def open_teachers(
+    cfg: Config, store: Store, budget: Budget, questions: Sequence[Question] = ()
+) -> AsyncIterator[list[Teacher]]:
+    """Start the teachers' clients and lanes (and the emulator if used); close them on exit.
+
+    `questions` lets the emulator's scripted FAIR teachers know the gold answers.
+    """
+    check_teachers(cfg)
+    async with AsyncExitStack() as stack:
+        emulator = None
+        if any(t.base_url == "emulator" for t in cfg.teachers):
+            from bench.emulator import run_emulator
+            from bench.fair_script import FairScript
+
+            answer_fn = FairScript(questions, seed=cfg.emulator.seed) if cfg.emulator.answers == "fair" else None
+            emulator = await stack.enter_async_context(run_emulator(_emulator_spec(cfg), answer_fn))
+        teachers = []
+        for section in cfg.teachers:
+            teachers.append(await _open_teacher(stack, section, emulator, store, budget))
+        yield teachers
+
+
+async def _open_teacher(stack: AsyncExitStack, t: TeacherSection, emulator, store: Store, budget: Budget) -> Teacher:
+    if t.base_url == "emulator":
+        key, base_url = EMULATOR_KEY, emulator.base_url(t.provider)
+    else:
+        key, base_url = api_key(t), t.base_url
+    client = await stack.enter_async_context(
+        make_client(t.provider, api_key=key, base_url=base_url, max_connections=t.max_in_flight, name=t.name)
+    )
+    lane = Lane(t.name, client, lane_limits(t))
+    prices = teacher_prices(t)
+    return Teacher(
+        t,
+        lane,
+        store=store,
+        budget=budget,
+        cost_usd=lambda i, o, p=prices: cost_usd(p, i, o),
+        estimate_tokens=estimate_tokens,
+    )
