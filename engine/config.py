@@ -54,7 +54,8 @@ class TeacherSection(_Section):
     name: str
     provider: ProviderName
     model: str
-    api_key_env: str
+    # The environment variable holding the key; not needed for `base_url = "emulator"`.
+    api_key_env: str | None = None
     base_url: str | None = None
     rpm: float | None = None
     tpm: float | None = None
@@ -263,6 +264,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def api_key(teacher: TeacherSection) -> str:
     """The teacher's API key from its environment variable; ConfigError if unset."""
+    if not teacher.api_key_env:
+        raise ConfigError(f"teacher {teacher.name!r}: set `api_key_env` to the environment variable holding its key")
     value = os.environ.get(teacher.api_key_env)
     if not value:
         raise ConfigError(

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Committee: FAIR reasoning distillation from a committee of teacher LLMs, in one command.
+
+    python run.py --config configs/demo.toml               # the whole method
+    python run.py --config CFG --stage teach                # one stage
+    python run.py --config CFG --dry-run                    # forecast calls, tokens, USD, time; send nothing
+
+Stages, in order (`all`, the default, runs them all and streams the exam's
+mistakes straight into the teachers, so teachers start while the student is
+still answering):
+
+  exam    the student answers each dataset's train split; wrong answers -> mistakes.jsonl
+  teach   every teacher writes a rationale and feedback per mistake; every rationale is
+          peer-reviewed by the other teachers as soon as it arrives; decided samples ->
+          dataset.jsonl, train.jsonl, cost_report.{json,md}
+  train   DeepSpeed ZeRO fine-tune of the student on train.jsonl -> out_dir/model
+  eval    accuracy on each test split, before (base) and after training -> eval.json
+  report  rebuild cost_report and report.{md,json} + plots from the run directory
+
+Every stage resumes from the run directory: a call already answered is never sent
+(or paid for) again, so rerunning a finished run does nothing and rerunning a
+killed one continues. Several [[datasets]] share the teachers' rate limits; every
+report is per dataset. A spending cap (`[review] max_usd`) stops new calls when
+reached and ends the run cleanly.
+
+Exit codes: 0 done; 1 bad config or data (one line says what and where); 2 bad
+command line; 3 the run ended with something missing (failed calls after all
+retries, the spending cap, a failed training) - the line says what, and rerunning
+the same command retries only that; 130 interrupted (Ctrl-C) - rerun to resume.
+API keys are read from the environment variables the config names, never from
+the config file, and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+_EXIT_ERROR, _EXIT_INCOMPLETE, _EXIT_INTERRUPTED = 1, 3, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from stages.job import STAGES
+
+    parser = argparse.ArgumentParser(
+        prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, type=Path, help="the run's TOML config (see README)")
+    parser.add_argument("--stage", choices=STAGES, default="all", help="run one stage only (default: all)")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="read the config and data, print the forecast per dataset x teacher x stage "
+             "(calls, tokens, USD, wall time the rate limits imply) and send nothing",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no live display; log lines instead")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    import anyio
+
+    from engine.config import load_config
+    from engine.errors import CommitteeError
+    from stages.context import RunContext
+    from stages.job import preflight, run_job
+
+    out_dir = None
+    try:
+        cfg = load_config(args.config)
+        out_dir = cfg.run.out_dir
+        ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress and sys.stdout.isatty())
+        if args.dry_run:
+            from stages.forecast import print_forecast
+
+            print_forecast(ctx)
+            return 0
+        preflight(ctx, args.stage)
+        result = anyio.run(run_job, ctx, args.stage)
+    except CommitteeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"interrupted: everything answered so far is saved in {out_dir}; "
+              "rerun the same command to resume", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    for line in result.problems:
+        print(f"incomplete: {line}", file=sys.stderr)
+    return _EXIT_INCOMPLETE if result.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The eval stage: accuracy on each dataset's test split, before and after training.
+
+`base` is the configured student; the trained model in `out_dir/model` is the
+checkpoint named after its directory. Answers are kept in the store, so a rerun
+only generates what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prompts.student import resolve_format
+from stages.context import RunContext
+from stages.exam import load_student, open_answers
+from stages.sources import test_questions
+from student.evaluate import EvalResult, run_eval, write_eval_json
+
+
+def trained_model_dir(ctx: RunContext) -> Path | None:
+    path = ctx.out_dir / "model"
+    return path if (path / "config.json").exists() else None
+
+
+async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
+    """Evaluate the base student and the trained one (when there is one) on every dataset."""
+    questions = {d.task: test_questions(d) for d in ctx.cfg.datasets}
+    checkpoints: list[tuple[str, Path | None]] = [("base", None)]
+    trained = trained_model_dir(ctx)
+    if trained is not None:
+        checkpoints.append((trained.name, trained))
+    results: list[EvalResult] = []
+    with open_answers(ctx) as answers:
+        for checkpoint, path in checkpoints:
+            backend = load_student(ctx, path)
+            try:
+                fmt = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
+                for task, qs in questions.items():
+                    results.append(await run_eval(
+                        qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model
+                    ))
+            finally:
+                await backend.close()
+    write_eval_json(ctx.out_dir / "eval.json", results)
+    return results

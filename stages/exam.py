@@ -1,0 +1,105 @@
+"""The exam stage: the student answers each dataset's training split; mistakes stream out.
+
+Datasets share one loaded student and take turns on it (one model, one device),
+while each dataset's mistakes stream to the teachers as soon as they are graded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from engine.config import DatasetSection
+from prompts.student import PromptFormat, resolve_format
+from stages.context import RunContext
+from stages.sources import train_questions
+from stages.teach import Producer
+from student import StudentBackend, make_backend
+from student.answers_store import AnswersStore
+from student.exam import ExamSummary, run_exam
+from tasks.records import Mistake, Question
+
+
+def exam_file(out_dir: Path, task: str) -> Path:
+    return out_dir / "exam" / f"mistakes_{task}.jsonl"
+
+
+def merge_mistake_files(out_dir: Path, tasks: Sequence[str]) -> Path:
+    """Concatenate the per-dataset mistake files into the run's mistakes.jsonl."""
+    path = out_dir / "mistakes.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "wb") as out:
+        for task in tasks:
+            part = exam_file(out_dir, task)
+            if part.exists():
+                out.write(part.read_bytes())
+    tmp.replace(path)
+    return path
+
+
+class Exam:
+    """The student loaded once for every dataset's exam of this run."""
+
+    def __init__(self, ctx: RunContext, backend: StudentBackend, answers: AnswersStore):
+        self.ctx = ctx
+        self.backend = backend
+        self.answers = answers
+        self.fmt: PromptFormat = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
+        self.summaries: dict[str, ExamSummary] = {}
+        self._turn = anyio.Lock()
+
+    async def run(self, d: DatasetSection, questions: Sequence[Question],
+                  send: MemoryObjectSendStream[Mistake] | None) -> ExamSummary:
+        """Examine one dataset (waiting for the student to be free); closes `send` when done."""
+        async with self._turn:
+            summary = await run_exam(
+                questions, self.backend, self.answers, self.fmt, send=send,
+                mistakes_path=exam_file(self.ctx.out_dir, d.task),
+            )
+        self.summaries[d.task] = summary
+        return summary
+
+    def producer(self, d: DatasetSection, questions: Sequence[Question]) -> Producer:
+        """A teach-stage producer that streams this dataset's mistakes as the exam finds them."""
+
+        async def produce(send: MemoryObjectSendStream[Mistake]) -> None:
+            await self.run(d, questions, send)
+
+        return produce
+
+
+@contextmanager
+def open_answers(ctx: RunContext):
+    """The student-answers table of the run store, closed on exit."""
+    answers = AnswersStore.open(ctx.store_path)
+    try:
+        yield answers
+    finally:
+        answers.close()
+
+
+def load_student(ctx: RunContext, model_path: Path | str | None = None) -> StudentBackend:
+    """The configured student backend (or a trained checkpoint's), with one-line errors if it cannot load."""
+    return make_backend(ctx.cfg.student, model_path=model_path, seed=ctx.cfg.run.seed)
+
+
+async def run_exam_stage(ctx: RunContext) -> dict[str, ExamSummary]:
+    """Examine every dataset that does not import its mistakes; write mistakes.jsonl."""
+    todo = [d for d in ctx.cfg.datasets if not d.mistakes]
+    questions = {d.task: train_questions(d) for d in todo}
+    if not todo:
+        return {}
+    backend = load_student(ctx)
+    try:
+        with open_answers(ctx) as answers:
+            exam = Exam(ctx, backend, answers)
+            for d in todo:
+                await exam.run(d, questions[d.task], None)
+    finally:
+        await backend.close()
+    merge_mistake_files(ctx.out_dir, [d.task for d in todo])
+    return exam.summaries

@@ -1,0 +1,103 @@
+"""A whole run, or one stage of it, from one config: what `run.py` calls.
+
+`all` streams the exam into the teachers (teachers start on the first mistakes
+while the student is still answering), then writes the dataset, trains, evaluates
+and reports. Every stage resumes from the run directory, so rerunning a finished
+run sends nothing and rerunning a killed one continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.store import Store
+from stages.context import RunContext
+from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
+from stages.evaluate import run_eval_stage
+from stages.report import write_reports
+from stages.sources import as_questions, mistakes_for_teach, train_questions
+from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files
+from stages.teachers import check_teachers
+
+log = logging.getLogger(__name__)
+
+StageName = Literal["all", "exam", "teach", "train", "eval", "report"]
+STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "eval", "report")
+
+
+@dataclass
+class JobResult:
+    """What a run left undone, one line each; empty means everything finished."""
+
+    problems: list[str] = field(default_factory=list)
+    budget_reached: bool = False
+
+
+async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
+    """Run `stage` (or all of them) and return what is left undone."""
+    ctx.prepare()
+    result = JobResult()
+    if stage == "exam":
+        await run_exam_stage(ctx)
+    if stage in ("teach", "all"):
+        teach = await _teach(ctx, with_exam=stage == "all")
+        result.problems += teach.problems()
+        result.budget_reached = teach.budget_reached
+    if stage in ("train", "all") and not result.problems:
+        result.problems += _train(ctx)
+    if stage in ("eval", "all") and not result.problems:
+        await run_eval_stage(ctx)
+    if stage in ("teach", "all", "report"):
+        await write_reports(ctx)
+    elif stage in ("exam", "train", "eval"):
+        await write_reports(ctx, quiet=True)
+    return result
+
+
+def preflight(ctx: RunContext, stage: StageName) -> None:
+    """Checks that need no model and no network, run before anything is paid for."""
+    if stage in ("teach", "all"):
+        check_teachers(ctx.cfg)
+
+
+async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
+    cfg = ctx.cfg
+    producers: dict[str, Producer] = {}
+    questions = []
+    exam_tasks = []
+    # Read all data first: a missing file or a malformed line fails before any call.
+    for d in cfg.datasets:
+        if with_exam and not d.mistakes:
+            qs = train_questions(d)
+            questions += qs
+            exam_tasks.append((d, qs))
+        else:
+            mistakes = mistakes_for_teach(d, ctx.out_dir)
+            questions += as_questions(mistakes)
+            producers[d.task] = list_producer(mistakes)
+
+    backend = load_student(ctx) if exam_tasks else None
+    try:
+        with open_answers(ctx) as answers:
+            exam = Exam(ctx, backend, answers) if backend is not None else None
+            for d, qs in exam_tasks:
+                producers[d.task] = exam.producer(d, qs)
+            async with Store.open(ctx.store_path) as store:
+                result = await run_teach(ctx, producers, questions=questions, store=store)
+                counts = write_dataset_files(ctx, store)
+    finally:
+        if backend is not None:
+            await backend.close()
+    if exam_tasks:
+        merge_mistake_files(ctx.out_dir, [d.task for d, _ in exam_tasks])
+    result.train_records = counts
+    return result
+
+
+def _train(ctx: RunContext) -> list[str]:
+    from trainer.launch import launch
+
+    code = launch(ctx.config_path, ctx.cfg)
+    return [] if code == 0 else [f"training exited with code {code}; see the log above, then rerun to resume"]

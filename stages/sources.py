@@ -1,0 +1,61 @@
+"""Where each dataset's questions and mistakes come from, read before anything is paid for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from engine.config import DatasetSection
+from engine.errors import ConfigError, DataError
+from tasks import import_mistakes, load_split
+from tasks.records import Mistake, Question
+
+
+def train_questions(d: DatasetSection) -> list[Question]:
+    """The exam's questions: the paper's train split, at most `limit`."""
+    return load_split(d.task, d.source, "train", limit=d.limit, on_bad_line=d.on_bad_line)
+
+
+def test_questions(d: DatasetSection) -> list[Question]:
+    """The eval's questions: the test split, at most `test_limit`."""
+    return load_split(d.task, d.source, "test", limit=d.test_limit, on_bad_line=d.on_bad_line)
+
+
+def exam_mistakes(out_dir: Path, task: str) -> list[Mistake]:
+    """The mistakes an earlier exam of this run wrote to mistakes.jsonl, for `task`."""
+    path = out_dir / "mistakes.jsonl"
+    if not path.exists():
+        raise ConfigError(
+            f"no mistakes for {task!r}: {path} does not exist; run `--stage exam` first "
+            "or set `mistakes` in its [[datasets]] entry"
+        )
+    decoder = msgspec.json.Decoder(Mistake)
+    found = []
+    with open(path, "rb") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                m = decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                raise DataError(f"{path}:{line_no}: not a mistake record: {exc}") from None
+            if m.task == task:
+                found.append(m)
+    return found
+
+
+def mistakes_for_teach(d: DatasetSection, out_dir: Path) -> list[Mistake]:
+    """Imported mistakes when the dataset names a file, else the exam's."""
+    if d.mistakes:
+        mistakes = import_mistakes(d.task, d.mistakes)
+        return mistakes[: d.limit] if d.limit is not None else mistakes
+    return exam_mistakes(out_dir, d.task)
+
+
+def as_questions(mistakes: list[Mistake]) -> list[Question]:
+    """Mistakes seen as questions (the emulator's scripted teachers look gold answers up by question)."""
+    return [
+        Question(id=m.id, task=m.task, question=m.question, gold=m.gold_answer, context=m.context, options=m.options)
+        for m in mistakes
+    ]
