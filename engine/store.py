@@ -1,7 +1,7 @@
 """The run's SQLite store: every teacher call, content-keyed, so a completed call is never bought twice.
 
 One database per run directory (`store.sqlite`, WAL). Rows are appended, never
-updated: each finished call (completed, failed, cached or skipped) is one row in
+updated: each finished call (completed, failed, cached, skipped or cancelled) is one row in
 `calls`; decided samples are rows in `samples`. A single writer task owns all
 writes and commits whatever has queued up as one transaction (group commit), so a
 SIGKILL loses at most the calls still in flight plus the few microseconds of rows
@@ -29,7 +29,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from adapters.base import ChatRequest
 
-CallStatus = Literal["completed", "failed", "cached", "skipped"]
+CallStatus = Literal["completed", "failed", "cached", "skipped", "cancelled"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -132,6 +132,9 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, send: MemoryObjectSendStream[tuple[str, tuple]]):
         self._conn = conn
         self._send = send
+        # Completed answers queued but not yet committed: a look-up must see them too,
+        # or an identical request made in that gap would be bought a second time.
+        self._uncommitted: dict[str, CallRow] = {}
 
     @classmethod
     @asynccontextmanager
@@ -141,14 +144,18 @@ class Store:
         send, recv = anyio.create_memory_object_stream[tuple[str, tuple]](max_buffer_size=buffer)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_write_all, conn, recv)
+                store = cls(conn, send)
+                tg.start_soon(store._write_all, recv)
                 async with send:
-                    yield cls(conn, send)
+                    yield store
         finally:
             conn.close()
 
     def completed(self, key: str) -> CallRow | None:
         """The most recent completed answer for this request content, if any."""
+        pending = self._uncommitted.get(key)
+        if pending is not None:
+            return pending
         cur = self._conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE key = ? AND status = 'completed' "
             "ORDER BY seq DESC LIMIT 1",
@@ -161,6 +168,8 @@ class Store:
         """Queue a finished call for the writer."""
         if not row.finished_at:
             row = msgspec.structs.replace(row, finished_at=time.time())
+        if row.status == "completed":
+            self._uncommitted[row.key] = row
         await self._send.send(("call", tuple(getattr(row, c) for c in _COLUMNS)))
 
     async def add_sample(self, dataset: str, sample_id: str, position: int, body: bytes) -> None:
@@ -178,6 +187,27 @@ class Store:
         )
         return [r[0] for r in cur]
 
+    async def _write_all(self, recv) -> None:
+        """The single writer: commit everything queued so far as one transaction, repeatedly.
+
+        Shielded from cancellation as a whole: it ends when the store's send side closes
+        (the `Store.open` block exiting, also on Ctrl-C), after committing every row
+        queued before that, so a cancelled run keeps every answer it already paid for.
+        """
+        with anyio.CancelScope(shield=True):
+            async with recv:
+                async for first in recv:
+                    batch = [first]
+                    while True:
+                        try:
+                            batch.append(recv.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    _commit(self._conn, batch)
+                    for kind, values in batch:
+                        if kind == "call":
+                            self._uncommitted.pop(values[0], None)
+
     @property
     def connection(self) -> sqlite3.Connection:
         """The underlying connection, for read-only report queries."""
@@ -189,25 +219,6 @@ _SQL = {
     "sample": "INSERT OR REPLACE INTO samples (dataset, sample_id, position, body, decided_at) VALUES (?, ?, ?, ?, ?)",
     "event": "INSERT INTO events (at, kind, body) VALUES (?, ?, ?)",
 }
-
-
-async def _write_all(conn: sqlite3.Connection, recv) -> None:
-    """The single writer: commit everything queued so far as one transaction, repeatedly.
-
-    Shielded from cancellation as a whole: it ends when the store's send side closes
-    (the `Store.open` block exiting, also on Ctrl-C), after committing every row
-    queued before that, so a cancelled run keeps every answer it already paid for.
-    """
-    with anyio.CancelScope(shield=True):
-        async with recv:
-            async for first in recv:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(recv.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                _commit(conn, batch)
 
 
 def _commit(conn: sqlite3.Connection, batch: list[tuple[str, tuple]]) -> None:

@@ -50,9 +50,9 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
     if stage in ("eval", "all") and not result.problems:
         await run_eval_stage(ctx)
     if stage in ("teach", "all", "report"):
-        await write_reports(ctx)
+        write_reports(ctx)
     elif stage in ("exam", "train", "eval"):
-        await write_reports(ctx, quiet=True)
+        write_reports(ctx, quiet=True)
     return result
 
 

@@ -1,0 +1,158 @@
+"""The teach stage end to end against the emulator with three scripted teachers.
+
+Real SVAMP and StrategyQA questions, imported in the FAIR authors' mistake format;
+the teachers speak the three wire formats. The decisions in dataset.jsonl must be
+exactly what the paper's rule gives for the scores the script hands out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from bench.emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
+from bench.fair_script import FairScript
+from engine.config import load_config
+from engine.review import accepted as paper_rule
+from engine.samples import DecidedSample
+from stages.context import RunContext
+from stages.job import run_job
+from tasks import load_split
+
+pytestmark = pytest.mark.anyio
+
+TEACHERS = [("gpt", "openai", "model-gpt"), ("gemini", "gemini", "model-gemini"), ("claude", "anthropic", "model-claude")]
+
+
+def authors_file(path: Path, task: str, questions) -> Path:
+    """Write `questions` as the FAIR authors' *_false_round0.json (every one a mistake)."""
+    rows = []
+    for q in questions:
+        gold = {"svamp": q.gold, "strategyqa": f"{q.gold}.\tSome facts."}[task]
+        rows.append({"id": int(q.id), "question": q.question, "gold_answer": gold,
+                     "student_wrong_pred": "I am not sure. The answer is 3.", "student_wrong_final_answer": "3"})
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def write_config(tmp: Path, emu, files: dict[str, Path], **review) -> Path:
+    lines = ['[run]\nname = "t"\nout_dir = "run"\nseed = 731\n']
+    for task, f in files.items():
+        lines.append(f'[[datasets]]\ntask = "{task}"\nmistakes = "{f}"\n')
+    for name, provider, model in TEACHERS:
+        lines.append(
+            f'[[teachers]]\nname = "{name}"\nprovider = "{provider}"\nmodel = "{model}"\n'
+            f'base_url = "{emu.base_url(provider)}"\napi_key_env = "COMMITTEE_TEST_KEY"\n'
+            "rpm = 60000\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n"
+        )
+    lines.append("[review]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in review.items()))
+    path = tmp / "run.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def real_questions(shared_data):
+    return {
+        "svamp": load_split("svamp", str(shared_data / "svamp"), "train", limit=120),
+        "strategyqa": load_split("strategyqa", str(shared_data / "strategyqa"), "train", limit=120),
+    }
+
+
+def read_samples(out_dir: Path) -> list[DecidedSample]:
+    decoder = msgspec.json.Decoder(DecidedSample)
+    return [decoder.decode(line) for line in (out_dir / "dataset.jsonl").read_bytes().splitlines()]
+
+
+@pytest.mark.parametrize("threshold", [3.5, 4.0])
+async def test_decisions_follow_the_paper_rule(tmp_path, monkeypatch, real_questions, threshold):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "sk-test-secret")
+    all_questions = [q for qs in real_questions.values() for q in qs]
+    script = FairScript(all_questions, seed=3)
+    files = {t: authors_file(tmp_path / f"{t}.json", t, qs) for t, qs in real_questions.items()}
+    spec = EmulatorSpec(latency=Latency(median_ms=5, sigma=0.5))
+    async with run_emulator(spec, script) as emu:
+        cfg_path = write_config(tmp_path, emu, files, threshold=threshold)
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        result = await run_job(ctx, "teach")
+        stats = emu.stats()
+
+    assert result.problems == []
+    samples = read_samples(ctx.out_dir)
+    assert len(samples) == 240
+    model = {name: m for name, _, m in TEACHERS}
+    n_accepted = n_included = 0
+    for s in samples:
+        for r in s.rationales:
+            expected = {rev: script.review_score(model[rev], s.task, r.text, s.gold_answer)
+                        for rev in model if rev != r.teacher}
+            assert r.scores == expected
+            assert r.accepted == paper_rule(expected.values(), threshold)
+            n_accepted += r.accepted
+        assert all(f.text for f in s.feedback)
+        assert s.included == any(r.accepted for r in s.rationales)
+        n_included += s.included
+    # Neither all nor none: the scripted teachers are of mixed quality.
+    assert 0 < n_accepted < 3 * 240 and 0 < n_included < 240
+    # 3 rationale + 3 feedback calls per sample, and a review per (reviewer, rationale
+    # text): two teachers writing the same rationale share one paid review (content key).
+    reviews = {(rev, s.task, s.question, r.text) for s in samples for r in s.rationales for rev in r.scores}
+    assert 240 * 6 < 240 * 6 + len(reviews) <= 240 * 12
+    assert stats.total.completed == 240 * 6 + len(reviews)
+    assert stats.total.duplicates == 0
+    train = (ctx.out_dir / "train.jsonl").read_bytes().splitlines()
+    assert len(train) == n_included
+    assert {json.loads(t)["id"] for t in train} <= {s.id for s in samples}
+
+
+async def test_rerun_sends_nothing_and_keys_stay_secret(tmp_path, monkeypatch, real_questions):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "sk-test-secret")
+    qs = real_questions["svamp"][:30]
+    files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
+    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
+        cfg_path = write_config(tmp_path, emu, files)
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        await run_job(ctx, "teach")
+        first = emu.stats().total.completed
+        before = (ctx.out_dir / "dataset.jsonl").read_bytes()
+        await run_job(ctx, "teach")
+        assert emu.stats().total.completed == first
+    assert (ctx.out_dir / "dataset.jsonl").read_bytes() == before
+    for path in ctx.out_dir.rglob("*"):
+        if path.is_file():
+            assert b"sk-test-secret" not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("option", ["skip_decided", "skip_wrong_answer"])
+async def test_skip_options_save_reviews(tmp_path, monkeypatch, real_questions, option):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = real_questions["svamp"][:60]
+    files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
+    script = FairScript(qs)
+    async with run_emulator(EmulatorSpec(), script) as emu:
+        cfg_path = write_config(tmp_path, emu, files, **{option: True})
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        await run_job(ctx, "teach")
+        reviews_sent = emu.stats().total.completed - 60 * 6
+    samples = read_samples(ctx.out_dir)
+    reasons = {why for s in samples for r in s.rationales for why in r.skipped.values()}
+    assert reasons == {"decided" if option == "skip_decided" else "wrong_answer"}
+    skipped = sum(len(r.skipped) for s in samples for r in s.rationales)
+    scored = sum(len(r.scores) for s in samples for r in s.rationales)
+    distinct = {(rev, s.id, r.text) for s in samples for r in s.rationales for rev in r.scores}
+    assert skipped > 0 and scored + skipped == 60 * 6 and reviews_sent == len(distinct)
+    for s in samples:
+        for r in s.rationales:
+            # A skipped review never changes a decision: with the scores the skipped
+            # reviewers would have given, the paper's rule says the same.
+            full = dict(r.scores)
+            for rev in r.skipped:
+                full[rev] = script.review_score(f"model-{rev}", s.task, r.text, s.gold_answer)
+            if option == "skip_decided":
+                assert r.accepted == paper_rule(full.values(), 4.0)
+            elif r.skipped:
+                assert not r.accepted and not r.answer_correct
