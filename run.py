@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         help="read the config and data, print the forecast per dataset x teacher x stage "
              "(calls, tokens, USD, wall time the rate limits imply) and send nothing",
     )
+    parser.add_argument(
+        "--mistake-rate", type=float, default=1.0,
+        help="with --dry-run before any exam: the share of training questions assumed wrong (default 1.0)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display; log lines instead")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -77,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         out_dir = cfg.run.out_dir
-        ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress and sys.stdout.isatty())
+        ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress)
         if args.dry_run:
-            from stages.forecast import print_forecast
+            from stages.forecast import dry_run
 
-            print_forecast(ctx)
+            dry_run(ctx, mistake_rate=args.mistake_rate)
             return 0
         preflight(ctx, args.stage)
         result = anyio.run(run_job, ctx, args.stage)

@@ -18,16 +18,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 
 import prompts
 from bench.emulator.spec import AnswerRequest
+from bench.emulator.tokens import count_tokens
+from engine.forecast import DEFAULT_OUTPUT_TOKENS
 from tasks import extract_answer, format_question, is_correct
 from tasks.answers import LETTERS
 from tasks.records import Question
 
 _STAGES = ("teacher_rationale", "teacher_feedback", "review")
+_FILLER = (
+    "We list the quantities the question gives and what it asks for.",
+    "Each step uses only numbers stated in the question or found in an earlier step.",
+    "We check the operation against the wording before computing it.",
+    "Then we combine the partial results in the order the question describes.",
+)
 _FAMILIES = ("math", "strategyqa", "logiqa")
 
 
@@ -57,10 +65,20 @@ def recognise(prompt: str) -> tuple[str, str, dict[str, str]] | None:
 class FairScript:
     """An emulator answer function playing a committee of teachers of different quality."""
 
-    def __init__(self, questions: Sequence[Question] = (), *, seed: int = 0, filler_words: int = 40):
+    def __init__(self, questions: Sequence[Question] = (), *, seed: int = 0,
+                 lengths: Mapping[str, float] = DEFAULT_OUTPUT_TOKENS):
         self._gold = {format_question(q).strip(): (q.task, q.gold) for q in questions}
         self._seed = seed
-        self._filler = filler_words
+        # Answers as long as the dry-run forecast assumes (give or take 20%), so a
+        # forecast for an emulated run can be checked against what it measures.
+        self._lengths = lengths
+
+    def _padded(self, head: str, tail: str, stage: str, *key: object) -> str:
+        target = self._lengths[stage] * (0.8 + 0.4 * _unit(self._seed, "length", stage, *key))
+        sentences = [head]
+        while count_tokens(" ".join(sentences) + tail) < target:
+            sentences.append(_FILLER[len(sentences) % len(_FILLER)])
+        return " ".join(sentences) + tail
 
     def quality(self, model: str) -> float:
         """The share of questions this model's rationales get right (0.55 .. 0.9)."""
@@ -82,21 +100,22 @@ class FairScript:
             return self._rationale(request.model, fam, fields["question"].strip())
         gold = fields["gold"].strip()
         if stage == "teacher_feedback":
-            return (
+            return self._padded(
                 "The student's reasoning goes wrong at the first calculation: the quantities in the question "
-                f"are combined with the wrong operation. Redo that step carefully; the correct answer is {gold}."
+                "are combined with the wrong operation.",
+                f" Redo that step carefully; the correct answer is {gold}.", "feedback", request.model, prompt,
             )
         task = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}[fam]
         score = self.review_score(request.model, task, fields["rationale"].strip(), _gold_value(fam, gold))
-        return f"The rationale was checked step by step against the hint. Score: [{score}]"
+        return self._padded("The rationale was checked step by step against the hint.", f" Score: [{score}]",
+                            "review", request.model, prompt)
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
         task, gold = self._gold.get(question, ("", ""))
         right = bool(gold) and _unit(self._seed, "right", model, question) < self.quality(model)
         answer = gold if right else _wrong(fam, gold)
-        filler = " ".join(["We track each quantity in the question and combine them in order."] * (self._filler // 10))
         final = {"math": f"{answer}", "strategyqa": f"{answer}", "logiqa": f"({answer})"}[fam]
-        return f"Let's think step by step. {filler}\nThe answer is {final}."
+        return self._padded("Let's think step by step.", f"\nThe answer is {final}.", "rationale", model, question)
 
 
 def _gold_value(fam: str, hint: str) -> str:

@@ -54,7 +54,7 @@ class Teacher:
     ):
         self.section = section
         self.name = section.name
-        self._lane = lane
+        self.lane = lane
         self._store = store
         self._budget = budget
         self._cost_usd = cost_usd
@@ -109,7 +109,7 @@ class Teacher:
             await self._store.add_call(CallRow(**slot, status="skipped", error="budget"))
             return Answer(None, error="spending cap reached", skipped=True)
         try:
-            outcome = await self._lane.call(request)
+            outcome = await self.lane.call(request)
         except BaseException:
             self._budget.settle(reserve, 0.0)
             # Ctrl-C or a sibling's failure: record the call as not done, then let the

@@ -18,6 +18,8 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from engine.budget import Budget
+from engine.pricing import teacher_prices
+from engine.progress import ProgressView
 from engine.dataset import decode_samples, write_outputs
 from engine.samples import DecidedSample
 from engine.scheduler import Committee, TeachCounters, teach_dataset
@@ -78,13 +80,8 @@ async def run_teach(
     *,
     questions: Sequence[Question] = (),
     store: Store,
-    on_started: Callable[[list], None] | None = None,
 ) -> TeachResult:
-    """Decide every mistake the producers yield; write dataset.jsonl and train.jsonl.
-
-    `on_started(teachers)` is called once the teachers are up (the live progress
-    display hooks in there).
-    """
+    """Decide every mistake the producers yield into the store, with a live display when `ctx.progress`."""
     cfg = ctx.cfg
     result = TeachResult()
     budget = Budget(cfg.review.max_usd, spent_usd=spent_usd(store))
@@ -95,22 +92,32 @@ async def run_teach(
         await store.add_sample(sample.task, sample.id, position, msgspec.json.encode(sample))
 
     async with open_teachers(cfg, store, budget, questions) as teachers:
-        if on_started is not None:
-            on_started(teachers)
         committee = Committee(teachers, cfg.review, store)
         await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
-        async with anyio.create_task_group() as tg:
-            for task, produce in producers.items():
-                counters = result.counters[task] = TeachCounters()
-                send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
-                tg.start_soon(produce, send)
-                tg.start_soon(partial(
-                    teach_dataset, committee, recv, limiter=limiter, done_ids=complete_ids(store, task),
-                    on_decided=store_sample, counters=counters, budget_reached=lambda: budget.reached,
-                ))
+        result.counters = {task: TeachCounters() for task in producers}
+        async with anyio.create_task_group() as outer:
+            if ctx.progress:
+                view = ProgressView(
+                    {t.name: t.lane.stats for t in teachers},
+                    prices={t.name: teacher_prices(t.section) for t in teachers},
+                    datasets=result.counters,
+                )
+                outer.start_soon(view.run)
+            async with anyio.create_task_group() as tg:
+                for task, produce in producers.items():
+                    send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
+                    tg.start_soon(produce, send)
+                    tg.start_soon(partial(
+                        teach_dataset, committee, recv, limiter=limiter, done_ids=complete_ids(store, task),
+                        on_decided=store_sample, counters=result.counters[task],
+                        budget_reached=lambda: budget.reached,
+                    ))
+            outer.cancel_scope.cancel()
         if budget.reached:
+            stopped = {task: {"not_started": c.not_started, "incomplete": c.incomplete}
+                       for task, c in result.counters.items()}
             await store.add_event("budget_reached", msgspec.json.encode(
-                {"max_usd": cfg.review.max_usd, "spent_usd": budget.spent_usd}))
+                {"max_usd": cfg.review.max_usd, "spent_usd": budget.spent_usd, "datasets": stopped}))
         await store.add_event("stage_end", msgspec.json.encode({"stage": "teach"}))
     result.budget_reached = budget.reached
     result.spent_usd = budget.spent_usd
