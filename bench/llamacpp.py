@@ -1,0 +1,88 @@
+"""A real local OpenAI-compatible teacher: llama.cpp's server on the PyPI SmolLM2 GGUF.
+
+    pip install "llama-cpp-python[server]"
+    python -m bench.llamacpp --port 8080        # serves until Ctrl-C
+
+`serve_llamacpp()` does the same for tests: it starts the server on a free port,
+waits until `/v1/models` answers, yields the base URL and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from student.models import smollm2_gguf
+
+
+def llamacpp_installed() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def server_command(port: int, *, n_ctx: int = 2048, threads: int = 2) -> list[str]:
+    return [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
+        "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -> Iterator[str]:
+    """Run llama.cpp's server on 127.0.0.1 and yield its OpenAI base URL (`http://127.0.0.1:P/v1`)."""
+    if not llamacpp_installed():
+        raise RuntimeError('llama.cpp server not installed: pip install "llama-cpp-python[server]"')
+    port = port or _free_port()
+    proc = subprocess.Popen(server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama.cpp server exited: {proc.stderr.read().decode()[-500:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"llama.cpp server did not answer within {start_timeout_s}s") from None
+                time.sleep(0.5)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.llamacpp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    with serve_llamacpp(args.port) as url:
+        print(f"llama.cpp serving SmolLM2-135M-Instruct at {url} (Ctrl-C stops it)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
