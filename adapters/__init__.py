@@ -1,0 +1,32 @@
+"""Provider adapters: the wire formats (openai, gemini, anthropic) and `ChatClient`.
+
+`ChatClient` and `make_client` are loaded on first use, so that `adapters.base`
+(imported by engine.config) does not pull in aiohttp.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from adapters.base import ProviderName
+    from adapters.client import ChatClient
+
+__all__ = ["ChatClient", "make_client"]
+
+
+def make_client(
+    provider: ProviderName, *, api_key: str, base_url: str | None = None, max_connections: int = 64, name: str = ""
+) -> ChatClient:
+    """A `ChatClient` for `provider`; ConfigError naming the provider when it is unknown."""
+    from adapters.client import ChatClient
+
+    return ChatClient(provider, api_key=api_key, base_url=base_url, max_connections=max_connections, name=name)
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "ChatClient":
+        from adapters.client import ChatClient
+
+        return ChatClient
+    raise AttributeError(f"module 'adapters' has no attribute {attr!r}")

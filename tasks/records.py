@@ -25,7 +25,11 @@ class Question(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Mistake(msgspec.Struct, frozen=True, kw_only=True):
-    """A question the student got wrong: the input of the teacher stages."""
+    """A question the student got wrong: the input of the teacher stages.
+
+    `gold_answer` is normalised like `Question.gold` (what graders and the review
+    hint use); `gold_text` is the published or imported gold text in full.
+    """
 
     id: str
     task: TaskName
@@ -35,6 +39,7 @@ class Mistake(msgspec.Struct, frozen=True, kw_only=True):
     student_final_answer: str | None
     context: str = ""
     options: tuple[str, ...] = ()
+    gold_text: str = ""
 
 
 class TrainRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,111 @@
+"""Anthropic Messages on the wire (`POST /v1/messages`, `x-api-key`, `anthropic-version`).
+
+API reference: https://docs.anthropic.com/en/api/messages
+`base_url` is the host only, as in the official SDK: `https://api.anthropic.com`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from adapters.base import ChatRequest, ChatResult, Message
+from adapters.classify import error_detail, error_for, malformed, rate_limit_info
+from engine.errors import Permanent, Retryable
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+
+
+class MessagesRequest(msgspec.Struct, omit_defaults=True):
+    """The request body. System messages go to the top-level `system`."""
+
+    model: str
+    messages: list[Message]
+    max_tokens: int
+    system: str | None = None
+    temperature: float | None = None
+    # Left out at its default 1.0: recent Claude models reject temperature and top_p together.
+    top_p: float | None = None
+
+
+class _ContentBlock(msgspec.Struct):
+    type: str
+    text: str = ""
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class MessagesResponse(msgspec.Struct):
+    """A view of the response: only the fields we read; unknown fields are skipped."""
+
+    content: list[_ContentBlock]
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(MessagesResponse)
+
+
+def encode(request: ChatRequest) -> bytes:
+    """The JSON body for `request`; several system messages are joined by blank lines."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    return _encoder.encode(
+        MessagesRequest(
+            model=request.model,
+            messages=[m for m in request.messages if m.role != "system"],
+            max_tokens=request.max_tokens,
+            system=system or None,
+            temperature=request.temperature,
+            top_p=request.top_p if request.top_p != 1.0 else None,
+        )
+    )
+
+
+def url(base_url: str, model: str) -> str:
+    """`{base_url}/v1/messages`; the model travels in the body."""
+    return base_url.rstrip("/") + "/v1/messages"
+
+
+def headers(api_key: str) -> dict[str, str]:
+    """Request headers; they hold the key, so never log them."""
+    return {"x-api-key": api_key, "anthropic-version": API_VERSION, "Content-Type": "application/json"}
+
+
+def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: float) -> ChatResult:
+    """The result of one response.
+
+    Raises `Retryable` for 408/409/429/5xx (529 overloaded included) and for a 2xx with
+    an unreadable body or no text; `Permanent` for other 4xx and `stop_reason: refusal`.
+    """
+    if not 200 <= status < 300:
+        raise error_for(status, headers, error_detail(body))
+    try:
+        response = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise malformed(body, exc) from None
+    stop_reason = response.stop_reason or "end_turn"
+    if stop_reason == "refusal":
+        raise Permanent("model refused (stop_reason=refusal)")
+    text = "".join(block.text for block in response.content if block.type == "text")
+    if not text:
+        raise Retryable(f"empty answer (stop_reason={stop_reason})")
+    usage = response.usage or _Usage()
+    return ChatResult(
+        text=text,
+        # Cached prompt tokens are reported apart; the prompt is all three together.
+        input_tokens=usage.input_tokens
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0),
+        output_tokens=usage.output_tokens,
+        finish_reason=stop_reason,
+        latency_s=latency_s,
+        rate_limit=rate_limit_info(headers),
+    )

@@ -1,0 +1,173 @@
+"""Google Gemini `generateContent` on the wire (REST, API key in `x-goog-api-key`).
+
+API reference: https://ai.google.dev/api/generate-content#method:-models.generatecontent
+`base_url` is the host only, as in the official SDK: `https://generativelanguage.googleapis.com`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from adapters.base import ChatRequest, ChatResult
+from adapters.classify import error_detail, error_for, malformed, parse_duration_s, rate_limit_info
+from engine.errors import Permanent, Retryable
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+# Finish reasons that mean the answer was withheld; asking again gets the same.
+BLOCKED_FINISH_REASONS = frozenset(
+    {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"}
+)
+
+
+class Part(msgspec.Struct):
+    text: str
+
+
+class Content(msgspec.Struct, omit_defaults=True):
+    parts: list[Part]
+    role: str | None = None
+
+
+class GenerationConfig(msgspec.Struct, omit_defaults=True):
+    temperature: float | None = None
+    topP: float | None = None
+    maxOutputTokens: int | None = None
+
+
+class GenerateContentRequest(msgspec.Struct, omit_defaults=True):
+    """The request body. System messages go to `systemInstruction`; roles are user/model."""
+
+    contents: list[Content]
+    systemInstruction: Content | None = None
+    generationConfig: GenerationConfig | None = None
+
+
+class _ResponsePart(msgspec.Struct):
+    text: str = ""
+    # Thought summaries (includeThoughts) are parts too; they are not the answer.
+    thought: bool = False
+
+
+class _ResponseContent(msgspec.Struct):
+    parts: list[_ResponsePart] = []
+
+
+class _Candidate(msgspec.Struct):
+    content: _ResponseContent | None = None
+    finishReason: str | None = None
+
+
+class _UsageMetadata(msgspec.Struct):
+    promptTokenCount: int = 0
+    candidatesTokenCount: int = 0
+    # Gemini 2.5 bills thinking tokens as output but counts them apart.
+    thoughtsTokenCount: int = 0
+
+
+class _PromptFeedback(msgspec.Struct):
+    blockReason: str | None = None
+
+
+class GenerateContentResponse(msgspec.Struct):
+    """A view of the response: only the fields we read; unknown fields are skipped."""
+
+    candidates: list[_Candidate] = []
+    usageMetadata: _UsageMetadata | None = None
+    promptFeedback: _PromptFeedback | None = None
+
+
+class _ErrorInfo(msgspec.Struct):
+    type: str = msgspec.field(name="@type", default="")
+    retryDelay: str | None = None
+
+
+class _Error(msgspec.Struct):
+    details: list[_ErrorInfo] = []
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _Error | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(GenerateContentResponse)
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+_ROLES = {"user": "user", "assistant": "model"}
+
+
+def encode(request: ChatRequest) -> bytes:
+    """The JSON body for `request`; several system messages are joined into one instruction."""
+    system = [Part(m.content) for m in request.messages if m.role == "system"]
+    contents = [Content([Part(m.content)], _ROLES[m.role]) for m in request.messages if m.role != "system"]
+    return _encoder.encode(
+        GenerateContentRequest(
+            contents=contents,
+            systemInstruction=Content(system) if system else None,
+            generationConfig=GenerationConfig(
+                temperature=request.temperature, topP=request.top_p, maxOutputTokens=request.max_tokens
+            ),
+        )
+    )
+
+
+def url(base_url: str, model: str) -> str:
+    """`{base_url}/v1beta/models/{model}:generateContent`."""
+    return f"{base_url.rstrip('/')}/v1beta/models/{model}:generateContent"
+
+
+def headers(api_key: str) -> dict[str, str]:
+    """Request headers; they hold the key, so never log them."""
+    return {"x-goog-api-key": api_key, "Content-Type": "application/json"}
+
+
+def _retry_info_s(body: bytes) -> float | None:
+    # Gemini puts its delay in the error body (google.rpc.RetryInfo), not in a header.
+    try:
+        error = _error_decoder.decode(body).error
+    except msgspec.DecodeError:
+        return None
+    for info in error.details if error else ():
+        if info.type.endswith("google.rpc.RetryInfo") and info.retryDelay:
+            return parse_duration_s(info.retryDelay)
+    return None
+
+
+def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: float) -> ChatResult:
+    """The result of one response.
+
+    Raises `Retryable` for 408/409/429 (RESOURCE_EXHAUSTED)/5xx and for a 2xx with an
+    unreadable body or no candidates; `Permanent` for other 4xx and blocked prompts
+    or answers (blockReason, finishReason SAFETY, RECITATION, PROHIBITED_CONTENT...).
+    """
+    if not 200 <= status < 300:
+        after_s = _retry_info_s(body) if status == 429 else None
+        raise error_for(status, headers, error_detail(body), after_s=after_s)
+    try:
+        response = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise malformed(body, exc) from None
+    feedback = response.promptFeedback
+    if feedback is not None and feedback.blockReason:
+        raise Permanent(f"prompt blocked by the provider (blockReason={feedback.blockReason})")
+    if not response.candidates:
+        raise Retryable("response has no candidates")
+    candidate = response.candidates[0]
+    finish_reason = candidate.finishReason or "STOP"
+    if finish_reason in BLOCKED_FINISH_REASONS:
+        raise Permanent(f"answer withheld by the provider (finishReason={finish_reason})")
+    parts = candidate.content.parts if candidate.content else []
+    text = "".join(p.text for p in parts if not p.thought)
+    if not text:
+        raise Retryable(f"empty answer (finishReason={finish_reason})")
+    usage = response.usageMetadata or _UsageMetadata()
+    return ChatResult(
+        text=text,
+        input_tokens=usage.promptTokenCount,
+        output_tokens=usage.candidatesTokenCount + usage.thoughtsTokenCount,
+        finish_reason=finish_reason,
+        latency_s=latency_s,
+        rate_limit=rate_limit_info(headers),
+    )

@@ -1,0 +1,113 @@
+"""OpenAI chat completions on the wire; also DeepInfra, Together, Groq, vLLM and llama.cpp servers.
+
+API reference: https://platform.openai.com/docs/api-reference/chat/create
+`base_url` includes the version path, as in the official SDK: `https://api.openai.com/v1`,
+`http://127.0.0.1:8000/v1` for a local `vllm serve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from adapters.base import ChatRequest, ChatResult, Message
+from adapters.classify import error_detail, error_for, malformed, rate_limit_info, shorten
+from engine.errors import Permanent, Retryable
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
+    """The request body; fields we send, in the reference's order."""
+
+    messages: tuple[Message, ...]
+    model: str
+    # `max_tokens`, not `max_completion_tokens`: every OpenAI-compatible server takes it,
+    # while OpenAI's reasoning models (o-series) only take the newer name.
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+class _ResponseMessage(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _ResponseMessage
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatCompletion(msgspec.Struct):
+    """A view of the response: only the fields we read; unknown fields are skipped."""
+
+    choices: list[_Choice]
+    usage: _Usage | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(ChatCompletion)
+
+
+def encode(request: ChatRequest) -> bytes:
+    """The JSON body for `request`."""
+    return _encoder.encode(
+        ChatCompletionRequest(
+            messages=request.messages,
+            model=request.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+    )
+
+
+def url(base_url: str, model: str) -> str:
+    """`{base_url}/chat/completions`; the model travels in the body."""
+    return base_url.rstrip("/") + "/chat/completions"
+
+
+def headers(api_key: str) -> dict[str, str]:
+    """Request headers; they hold the key, so never log them."""
+    return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+
+def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: float) -> ChatResult:
+    """The result of one response.
+
+    Raises `Retryable` for 408/409/429/5xx and for a 2xx whose body is unreadable or
+    has no answer; `Permanent` for other 4xx, a content-filter stop or a refusal.
+    """
+    if not 200 <= status < 300:
+        raise error_for(status, headers, error_detail(body))
+    try:
+        response = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise malformed(body, exc) from None
+    if not response.choices:
+        raise Retryable("response has no choices")
+    choice = response.choices[0]
+    finish_reason = choice.finish_reason or "stop"
+    if finish_reason == "content_filter":
+        raise Permanent("answer stopped by the provider's content filter (finish_reason=content_filter)")
+    if choice.message.refusal:
+        raise Permanent(shorten(f"model refused: {choice.message.refusal}"))
+    text = choice.message.content
+    if not text:
+        raise Retryable(f"empty answer (finish_reason={finish_reason})")
+    usage = response.usage or _Usage()
+    return ChatResult(
+        text=text,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        finish_reason=finish_reason,
+        latency_s=latency_s,
+        rate_limit=rate_limit_info(headers),
+    )

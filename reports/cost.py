@@ -1,0 +1,275 @@
+"""The cost report per dataset: `cost_report.json`, `cost_report.md` and rich tables.
+
+Built from the run store alone (calls and decided samples), so `--stage report`
+rebuilds it at any time, also for a killed or partial run. Per dataset: calls,
+failures, retries, tokens as the providers reported them and USD per teacher x
+stage; the total; USD per included sample; who contributed the accepted
+rationales (the paper's Table 4); output tokens per sample without and with peer
+review (Table 5); what the skip options saved; whether the spending cap stopped it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+
+from engine import ledger
+from engine.samples import DecidedSample
+from reports.tables import Table, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
+
+STORE_FILE = "store.sqlite"
+_SAMPLE = msgspec.json.Decoder(DecidedSample)
+
+
+class CostRow(msgspec.Struct, kw_only=True):
+    """One teacher x stage of a dataset; `usd` None = unknown price."""
+
+    teacher: str
+    stage: str
+    calls: int
+    failed: int
+    retries: int
+    input_tokens: int
+    output_tokens: int
+    usd: float | None
+    http_429: int = 0
+    cached: int = 0
+    skipped: dict[str, int] = {}
+
+
+class Acceptance(msgspec.Struct, kw_only=True):
+    """A teacher's rationales, how many peers accepted, and its share of the included samples' accepted ones."""
+
+    rationales: int = 0
+    accepted: int = 0
+    rate: float | None = None
+    share_of_included: float | None = None
+    accepted_in_included: int = 0
+
+
+class TokensPerSample(msgspec.Struct, kw_only=True):
+    without_review: float
+    with_review: float
+
+
+class BudgetStop(msgspec.Struct, kw_only=True):
+    """Where the spending cap stopped new calls (from the `budget_reached` event, when there is one)."""
+
+    at: float | None = None
+    body: dict = {}
+    skipped_calls: int = 0
+
+
+class DatasetCost(msgspec.Struct, kw_only=True):
+    task: str
+    rows: list[CostRow]
+    total: ledger.Totals
+    samples: int
+    included: int
+    usd_per_included: float | None
+    acceptance: dict[str, Acceptance]
+    tokens_per_sample: dict[str, TokensPerSample]
+    saved: ledger.Savings
+    stopped_at_budget: bool
+    budget: BudgetStop | None = None
+    missing_calls: int = 0
+
+
+class CostReport(msgspec.Struct, kw_only=True):
+    datasets: list[DatasetCost]
+    total_usd: float | None
+    generated_at: str
+
+
+def decided_samples(conn: sqlite3.Connection, dataset: str) -> list[DecidedSample]:
+    """The dataset's decided samples from the store, in mistake order."""
+    cur = conn.execute("SELECT body FROM samples WHERE dataset = ? ORDER BY position", (dataset,))
+    return [_SAMPLE.decode(body) for (body,) in cur]
+
+
+def acceptance(samples: Sequence[DecidedSample]) -> dict[str, Acceptance]:
+    """Per teacher: rationales written, accepted, and the share of accepted rationales in included samples.
+
+    The share is what the paper's Table 4 reports (on SVAMP 161 : 87 : 117 for
+    Mixtral : Gemini : GPT): of all accepted rationales of included samples, the
+    fraction this teacher wrote.
+    """
+    table: dict[str, Acceptance] = {}
+    for sample in samples:
+        for r in sample.rationales:
+            a = table.setdefault(r.teacher, Acceptance())
+            if r.text is not None:
+                a.rationales += 1
+            if r.accepted:
+                a.accepted += 1
+                a.accepted_in_included += int(sample.included)
+    in_included = sum(a.accepted_in_included for a in table.values())
+    for a in table.values():
+        a.rate = a.accepted / a.rationales if a.rationales else None
+        a.share_of_included = a.accepted_in_included / in_included if in_included else None
+    return dict(sorted(table.items()))
+
+
+def _budget_stop(
+    conn: sqlite3.Connection, task: str, rows: list[ledger.StageLedger], missing: int
+) -> BudgetStop | None:
+    """Whether the cap stopped this dataset: its event names the dataset (`dataset`, or a `datasets`
+    list or mapping of the ones it stopped), or, for an event naming none, the dataset has calls
+    the cap withheld or that are still missing.
+    """
+    skipped = sum(r.skipped.get("budget", 0) for r in rows)
+    for at, body in ledger.events(conn, "budget_reached"):
+        named = body.get("datasets", [body["dataset"]] if "dataset" in body else None)
+        if (task in named) if named is not None else (skipped or missing):
+            return BudgetStop(at=at, body=body, skipped_calls=skipped)
+    return BudgetStop(skipped_calls=skipped) if skipped else None
+
+
+def dataset_cost(conn: sqlite3.Connection, task: str) -> DatasetCost:
+    """The cost figures of one dataset (task name) from the store."""
+    stage_rows = ledger.stage_ledger(conn, task)
+    total = ledger.totals(stage_rows)
+    samples = decided_samples(conn, task)
+    included = sum(s.included for s in samples)
+    missing = len(ledger.missing_slots(conn, task))
+    budget = _budget_stop(conn, task, stage_rows, missing)
+    return DatasetCost(
+        task=task,
+        rows=[
+            CostRow(
+                teacher=r.teacher, stage=r.stage, calls=r.calls, failed=r.failed, retries=r.retries,
+                input_tokens=r.input_tokens, output_tokens=r.output_tokens, usd=r.usd, http_429=r.http_429,
+                cached=r.cached, skipped=r.skipped,
+            )
+            for r in stage_rows
+        ],
+        total=total,
+        samples=len(samples),
+        included=included,
+        usd_per_included=total.usd / included if total.usd is not None and included else None,
+        acceptance=acceptance(samples),
+        tokens_per_sample={
+            t: TokensPerSample(without_review=a, with_review=b)
+            for t, (a, b) in ledger.tokens_per_sample(conn, task).items()
+        },
+        saved=ledger.savings(conn, task),
+        stopped_at_budget=budget is not None,
+        budget=budget,
+        missing_calls=missing,
+    )
+
+
+def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = None) -> CostReport:
+    """The cost report over a store; `tasks` fixes the dataset order (default: as they appear in the store).
+
+    A task listed but absent from the store gets an empty section.
+    """
+    order = list(tasks) if tasks is not None else []
+    order += [d for d in ledger.datasets(conn) if d not in order]
+    sections = [dataset_cost(conn, t) for t in order]
+    total: float | None = 0.0
+    for s in sections:
+        total = ledger.add_usd(total, s.total.usd)
+    return CostReport(
+        datasets=sections,
+        total_usd=total,
+        generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def cost_tables(section: DatasetCost) -> list[Table]:
+    """A dataset's cost figures as tables: teacher x stage, acceptance (Table 4), tokens per sample (Table 5)."""
+    head = ["teacher", "stage", "calls", "failed", "retries", "429s", "cached", "skipped", "input tok", "output tok",
+            "USD"]
+    rows = [
+        [r.teacher, r.stage, fmt_num(r.calls), fmt_num(r.failed), fmt_num(r.retries), fmt_num(r.http_429),
+         fmt_num(r.cached), _fmt_skipped(r.skipped), fmt_num(r.input_tokens), fmt_num(r.output_tokens), fmt_usd(r.usd)]
+        for r in section.rows
+    ]
+    t = section.total
+    rows.append(["total", "", fmt_num(t.calls), fmt_num(t.failed), fmt_num(t.retries), fmt_num(t.http_429),
+                 fmt_num(t.cached), fmt_num(t.skipped), fmt_num(t.input_tokens), fmt_num(t.output_tokens),
+                 fmt_usd(t.usd)])
+    notes = [
+        f"{section.included} of {section.samples} decided samples included; "
+        f"{fmt_usd(section.usd_per_included) if section.included else '-'} per included sample.",
+        f"Skip options saved {section.saved.calls} review calls ({fmt_usd(section.saved.usd)} estimated).",
+    ]
+    if section.missing_calls:
+        notes.append(f"{section.missing_calls} calls failed or were not sent; rerun the same config to send them.")
+    if section.stopped_at_budget:
+        notes.append("The spending cap (review.max_usd) stopped this dataset before it finished.")
+    calls = Table(title=f"{section.task}: teacher calls and cost", headers=head, rows=rows, note=" ".join(notes),
+                  text_columns=2)
+    accept = Table(
+        title=f"{section.task}: acceptance per teacher (paper's Table 4)",
+        headers=["teacher", "rationales", "accepted", "rate", "accepted in included", "share of included"],
+        rows=[
+            [name, fmt_num(a.rationales), fmt_num(a.accepted), fmt_pct(a.rate), fmt_num(a.accepted_in_included),
+             fmt_pct(a.share_of_included)]
+            for name, a in section.acceptance.items()
+        ],
+    )
+    tokens = Table(
+        title=f"{section.task}: output tokens per sample (paper's Table 5)",
+        headers=["teacher", "without review", "with review", "ratio"],
+        rows=[
+            [name, fmt_num(v.without_review), fmt_num(v.with_review),
+             f"{v.with_review / v.without_review:.2f}x" if v.without_review else "-"]
+            for name, v in section.tokens_per_sample.items()
+        ],
+    )
+    return [calls, accept, tokens]
+
+
+def _fmt_skipped(skipped: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason or '?'}" for reason, n in sorted(skipped.items())) or "0"
+
+
+def write_cost_report(report: CostReport, out_dir: Path) -> tuple[Path, Path]:
+    """Write `cost_report.json` and `cost_report.md` into `out_dir`; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "cost_report.json"
+    md_path = out_dir / "cost_report.md"
+    json_path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    sections = [to_markdown(t) for s in report.datasets for t in cost_tables(s)]
+    sections.append(f"Total: {fmt_usd(report.total_usd)}. Generated {report.generated_at}.\n")
+    md_path.write_text(join_markdown("Cost report", sections), encoding="utf-8")
+    return json_path, md_path
+
+
+def print_cost_report(report: CostReport, console: Console) -> None:
+    """The cost report as rich tables."""
+    for section in report.datasets:
+        for table in cost_tables(section):
+            console.print(to_rich(table))
+    console.print(f"Total: {fmt_usd(report.total_usd)}")
+
+
+def cost_report(out_dir: Path, tasks: Sequence[str] | None = None, console: Console | None = None) -> CostReport:
+    """Build the cost report from `out_dir/store.sqlite`, write its files, and print it when given a console.
+
+    Raises FileNotFoundError when the run directory has no store yet.
+    """
+    db = Path(out_dir) / STORE_FILE
+    if not db.is_file():
+        raise FileNotFoundError(f"{db}: no run store here; run the teach stage first")
+    conn = ledger_connection(db)
+    try:
+        report = build_cost_report(conn, tasks)
+    finally:
+        conn.close()
+    write_cost_report(report, Path(out_dir))
+    if console is not None:
+        print_cost_report(report, console)
+    return report
+
+
+def ledger_connection(db: Path) -> sqlite3.Connection:
+    """A read-only connection to a run store (safe beside a running writer: WAL readers never block it)."""
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)

@@ -1,0 +1,98 @@
+"""Answer and grade a list of questions with a backend, reusing stored answers: the core of exam and eval.
+
+Stored answers come out first (a resumed exam streams every earlier mistake
+again before any new one), then fresh ones as the backend finishes them. Fresh
+answers are committed a batch at a time, so a killed run loses at most one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+
+from prompts.student import PromptFormat, question_prompt
+from student.answers_store import AnswerSlot, AnswersStore, StoredAnswer, prompt_sha
+from student.backend import StudentBackend
+from tasks import extract_answer, format_question, is_correct
+from tasks.records import Mistake, Question
+
+
+def grade(question: Question, text: str, sha: str) -> StoredAnswer:
+    """The student's `text` for `question`, with its extracted final answer and verdict."""
+    final = extract_answer(question.task, text, options=question.options)
+    return StoredAnswer(
+        question_id=question.id,
+        prompt_sha=sha,
+        text=text,
+        final_answer=final,
+        correct=is_correct(question.task, final, question.gold),
+    )
+
+
+def as_mistake(question: Question, answer: StoredAnswer) -> Mistake:
+    """A wrong answer in the shape the teachers and mistakes.jsonl take.
+
+    The raw question fields (not the rendered prompt) go along, so teachers format
+    them their own way; context and options are empty except for LogiQA, and
+    gold_text is the published solution where the benchmark has one.
+    """
+    return Mistake(
+        id=question.id,
+        task=question.task,
+        question=question.question,
+        gold_answer=question.gold,
+        student_answer=answer.text,
+        student_final_answer=answer.final_answer,
+        context=question.context,
+        options=question.options,
+        gold_text=question.gold_text,
+    )
+
+
+async def answer_all(
+    questions: Sequence[Question], backend: StudentBackend, store: AnswersStore, fmt: PromptFormat, *, split: str
+) -> AsyncGenerator[tuple[Question, StoredAnswer, bool], None]:
+    """Yield `(question, graded answer, fresh)` for every question: stored ones first, then new ones.
+
+    `fresh` is False for an answer taken from the store. Questions of several tasks
+    may be mixed; each task is keyed in the store on its own.
+    """
+    fingerprint = backend.sampling.fingerprint(fmt)
+    prompts = [question_prompt(backend.tokenizer, fmt, q.task, format_question(q)) for q in questions]
+    shas = [prompt_sha(p) for p in prompts]
+    slots = {task: AnswerSlot(task, split, backend.model_id, fingerprint) for task in {q.task for q in questions}}
+    stored = {task: store.answered(slot) for task, slot in slots.items()}
+
+    todo: list[int] = []
+    for i, q in enumerate(questions):
+        hit = stored[q.task].get(q.id)
+        if hit is not None and hit.prompt_sha == shas[i]:
+            yield q, hit, False
+        else:
+            todo.append(i)
+    if not todo:
+        return
+
+    pending: dict[str, list[StoredAnswer]] = {task: [] for task in slots}
+    n_pending = 0
+
+    def flush() -> None:
+        nonlocal n_pending
+        for task, answers in pending.items():
+            store.add(slots[task], answers)
+            answers.clear()
+        n_pending = 0
+
+    try:
+        async with aclosing(backend.generate([prompts[i] for i in todo])) as completions:
+            async for k, text in completions:
+                q = questions[todo[k]]
+                answer = grade(q, text, shas[todo[k]])
+                pending[q.task].append(answer)
+                n_pending += 1
+                if n_pending >= backend.batch_size:
+                    flush()
+                yield q, answer, True
+    finally:
+        # Keep what was generated even when the consumer stops early or is cancelled.
+        flush()

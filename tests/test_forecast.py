@@ -1,0 +1,113 @@
+"""The --dry-run forecast: exact call counts, token estimates against a hand computation, wall bounds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rich.console import Console
+
+from engine.config import Config, DatasetSection, ReviewSection, RunSection, TeacherSection
+from engine.forecast import DEFAULT_OUTPUT_TOKENS, forecast, print_forecast
+from engine.store import CallRow, open_db
+from engine.tokens import estimate_tokens
+from tasks.messages import teacher_messages
+from tasks.records import Mistake, Question
+
+MISTAKES = [
+    Mistake(id=str(i), task="svamp", question=f"Tom has {i + 3} apples and buys {2 * i + 5} more. How many now?",
+            gold_answer=str(3 * i + 8), student_answer=f"He has {i} apples. The answer is {i}.",
+            student_final_answer=str(i))
+    for i in range(5)
+]
+
+
+def _teacher(name: str, **kw) -> TeacherSection:
+    base = dict(provider="openai", model="gpt-3.5-turbo", api_key_env="K", rpm=60.0, tpm=1_000_000.0,
+                max_in_flight=8)
+    return TeacherSection(name=name, **{**base, **kw})
+
+
+def _config(teachers: list[TeacherSection], max_usd: float | None = None) -> Config:
+    return Config(run=RunSection(name="t", out_dir="/nonexistent"), datasets=[DatasetSection(task="svamp")],
+                  teachers=teachers, review=ReviewSection(max_usd=max_usd))
+
+
+def _hand_prompt(stage: str, m: Mistake) -> int:
+    (msg,) = teacher_messages(stage, m, rationale="" if stage == "review" else None)
+    return estimate_tokens(msg.content) + 3 + 3  # one message's framing + the reply's
+
+
+def test_call_counts_and_tokens_match_a_hand_computation():
+    teachers = [_teacher("a"), _teacher("b", model="my-model"), _teacher("c", max_tokens=100)]
+    fc = forecast(_config(teachers), {"svamp": MISTAKES}, latency_s=1.0)
+    n, t = len(MISTAKES), len(teachers)
+    (ds,) = fc.datasets
+    rows = {(r.teacher, r.stage): r for r in ds.rows}
+    for name in "abc":
+        assert rows[(name, "rationale")].calls == n
+        assert rows[(name, "feedback")].calls == n
+        assert rows[(name, "review")].calls == n * (t - 1)
+    assert ds.calls == fc.calls == n * t * 2 + n * t * (t - 1)
+
+    hand = {s: sum(_hand_prompt(s, m) for m in MISTAKES) for s in ("rationale", "feedback", "review")}
+    assert rows[("a", "rationale")].input_tokens == hand["rationale"]
+    assert rows[("a", "feedback")].input_tokens == hand["feedback"]
+    # a reviews b's and c's rationales; c's answers are capped at its max_tokens (100)
+    assert rows[("a", "review")].input_tokens == 2 * hand["review"] + n * (200 + 100)
+    assert rows[("c", "review")].input_tokens == 2 * hand["review"] + n * (200 + 200)
+    assert rows[("a", "rationale")].output_tokens == n * DEFAULT_OUTPUT_TOKENS["rationale"]
+    assert rows[("c", "feedback")].output_tokens == n * 100
+    assert rows[("a", "review")].output_tokens == 2 * n * DEFAULT_OUTPUT_TOKENS["review"]
+
+    r = rows[("a", "rationale")]
+    assert r.usd == pytest.approx((r.input_tokens * 0.5 + r.output_tokens * 1.5) / 1e6)
+    assert rows[("b", "rationale")].usd is None and ds.usd is None and fc.usd is None  # unknown model price
+
+    # 20 calls per teacher at 60 rpm: 20 s, the binding limit (in-flight: 20 x 1 s / 8)
+    walls = {w.teacher: w for w in fc.teachers}
+    assert walls["a"].rpm_s == pytest.approx(20.0) and walls["a"].bound == "rpm"
+    assert walls["a"].in_flight_s == pytest.approx(20 * 1.0 / 8)
+    assert fc.wall_s == pytest.approx(20.0)
+
+
+def test_tpm_and_in_flight_bounds_and_the_slowest_teacher_sets_the_wall():
+    teachers = [_teacher("a", rpm=None, tpm=6000.0), _teacher("b", rpm=None, tpm=None, max_in_flight=1)]
+    fc = forecast(_config(teachers), {"svamp": MISTAKES}, latency_s=2.0)
+    walls = {w.teacher: w for w in fc.teachers}
+    a_tokens = sum(r.input_tokens + r.output_tokens for r in fc.datasets[0].rows if r.teacher == "a")
+    assert walls["a"].bound == "tpm" and walls["a"].tpm_s == pytest.approx(a_tokens / 100.0, rel=1e-3)
+    assert walls["b"].bound == "in_flight" and walls["b"].wall_s == pytest.approx(15 * 2.0)
+    assert fc.wall_s == max(walls["a"].wall_s, walls["b"].wall_s)
+
+
+def test_measured_output_lengths_from_a_store_replace_the_defaults(tmp_path):
+    conn = open_db(tmp_path / "store.sqlite")
+    for i, tout in enumerate((70, 90)):
+        row = CallRow(key=f"k{i}", dataset="svamp", sample_id=str(i), teacher="a", stage="rationale",
+                      status="completed", output_tokens=tout)
+        conn.execute("INSERT INTO calls (key, dataset, sample_id, teacher, stage, target, status, attempts, retries, "
+                     "http_429, input_tokens, output_tokens, latency_s, finished_at) "
+                     "VALUES (?, ?, ?, ?, ?, '', ?, 1, 0, 0, 0, ?, 0, 0)",
+                     (row.key, row.dataset, row.sample_id, row.teacher, row.stage, row.status, row.output_tokens))
+    fc = forecast(_config([_teacher("a"), _teacher("b")]), {"svamp": MISTAKES}, store=conn)
+    rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
+    n = len(MISTAKES)
+    assert fc.output_tokens_source == "store"
+    assert rows[("a", "rationale")].output_tokens == n * 80
+    assert rows[("b", "rationale")].output_tokens == n * 200  # nothing measured for b: default
+    hand_review = sum(_hand_prompt("review", m) for m in MISTAKES)
+    assert rows[("b", "review")].input_tokens == hand_review + n * 80
+
+
+def test_questions_scaled_by_the_mistake_rate_and_the_cap_noted(tmp_path):
+    questions = [Question(id=m.id, task="svamp", question=m.question, gold=m.gold_answer) for m in MISTAKES * 2]
+    fc = forecast(_config([_teacher("a"), _teacher("b")], max_usd=1e-6), {"svamp": questions}, mistake_rate=0.5)
+    (ds,) = fc.datasets
+    assert ds.assumed and ds.mistakes == 5 and ds.calls == 5 * 2 * 2 + 5 * 2
+    console = Console(record=True, width=160)
+    print_forecast(fc, console, out_dir=tmp_path)
+    text = console.export_text()
+    assert "assumed mistakes" in text and "spending cap" in text
+    saved = json.loads((tmp_path / "forecast.json").read_text())
+    assert saved["calls"] == fc.calls and saved["datasets"][0]["mistakes"] == 5

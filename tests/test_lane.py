@@ -1,0 +1,246 @@
+"""The lane against a scripted fake client: retries, give-up, AIMD, TPM reconciliation, cancellation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from adapters.base import ChatRequest, ChatResult, Message, RateLimitInfo
+from engine.errors import Permanent, Retryable
+from engine.lane import Lane, LaneLimits
+
+REQUEST = ChatRequest(model="m", messages=(Message("user", "What is 6 times 7?"),), max_tokens=500)
+
+Behaviour = Callable[[int], "ChatResult | Exception"]
+
+
+def ok(output_tokens: int = 5, rate_limit: RateLimitInfo | None = None) -> ChatResult:
+    return ChatResult(text="42", input_tokens=20, output_tokens=output_tokens, finish_reason="stop",
+                      latency_s=0.01, rate_limit=rate_limit)
+
+
+class FakeClient:
+    """Answers attempt n (0-based, over all calls) with `behaviour(n)`; records when each started."""
+
+    def __init__(self, behaviour: Behaviour, *, hold: anyio.Event | None = None):
+        self.behaviour = behaviour
+        self.hold = hold
+        self.started: list[float] = []
+        self.entered = 0
+        self.all_entered = anyio.Event()
+        self.expect_entered = 0
+
+    async def complete(self, request: ChatRequest, *, timeout_s: float) -> ChatResult:
+        n = len(self.started)
+        self.started.append(time.monotonic())
+        self.entered += 1
+        if self.entered == self.expect_entered:
+            self.all_entered.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        await anyio.sleep(0)
+        answer = self.behaviour(n)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+FAST = dict(backoff_base_s=0.001, backoff_cap_s=0.002)
+
+
+@pytest.mark.anyio
+async def test_completes_and_counts_tokens() -> None:
+    lane = Lane("t", FakeClient(lambda n: ok()), LaneLimits(**FAST))
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "completed" and outcome.attempts == 1 and outcome.retries == 0
+    assert outcome.result is not None and outcome.result.text == "42"
+    assert (lane.stats.completed, lane.stats.input_tokens, lane.stats.output_tokens) == (1, 20, 5)
+    assert lane.stats.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_retryable_until_max_attempts_then_failed_with_one_line_error() -> None:
+    client = FakeClient(lambda n: Retryable("HTTP 503: overloaded\nplease retry"))
+    lane = Lane("gpt", client, LaneLimits(max_attempts=4, **FAST))
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "failed" and outcome.result is None
+    assert (outcome.attempts, outcome.retries, len(client.started)) == (4, 3, 4)
+    assert outcome.error is not None and "\n" not in outcome.error
+    assert "gpt" in outcome.error and "4 attempts" in outcome.error and "503" in outcome.error
+    assert (lane.stats.failed, lane.stats.retries, lane.stats.in_flight) == (1, 3, 0)
+
+
+@pytest.mark.anyio
+async def test_permanent_is_not_retried() -> None:
+    client = FakeClient(lambda n: Permanent("HTTP 401: invalid api key"))
+    lane = Lane("gpt", client, LaneLimits(**FAST))
+    outcome = await lane.call(REQUEST)
+    assert (outcome.status, outcome.attempts, len(client.started)) == ("failed", 1, 1)
+    assert outcome.error is not None and "401" in outcome.error
+
+
+@pytest.mark.anyio
+async def test_retry_after_beyond_the_cap_is_a_quota_and_fails_now() -> None:
+    client = FakeClient(lambda n: Retryable("HTTP 429: daily quota", after_s=3600, rate_limited=True))
+    lane = Lane("gpt", client, LaneLimits(max_retry_after_s=60, **FAST))
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "failed" and outcome.attempts == 1
+    assert outcome.error is not None and "quota" in outcome.error
+
+
+@pytest.mark.anyio
+async def test_retry_after_is_honoured() -> None:
+    client = FakeClient(lambda n: Retryable("HTTP 429", after_s=0.2, rate_limited=True) if n == 0 else ok())
+    lane = Lane("t", client, LaneLimits(**FAST))
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "completed" and outcome.retries == 1
+    assert client.started[1] - client.started[0] >= 0.2
+    assert lane.stats.http_429 == 1
+
+
+@pytest.mark.anyio
+async def test_unexpected_client_error_fails_the_call_not_the_lane() -> None:
+    client = FakeClient(lambda n: KeyError("choices") if n == 0 else ok())
+    lane = Lane("t", client, LaneLimits(**FAST))
+    first, second = await lane.call(REQUEST), await lane.call(REQUEST)
+    assert first.status == "failed" and first.error is not None and "KeyError" in first.error
+    assert second.status == "completed"
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_429s_is_one_congestion_event() -> None:
+    hold = anyio.Event()
+    client = FakeClient(lambda n: Retryable("HTTP 429", after_s=0.01, rate_limited=True) if n < 8 else ok(),
+                        hold=hold)
+    client.expect_entered = 8
+    lane = Lane("t", client, LaneLimits(max_in_flight=8, **FAST))
+    outcomes = []
+
+    async def one() -> None:
+        outcomes.append(await lane.call(REQUEST))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(one)
+        await client.all_entered.wait()  # all eight in flight when the limit is hit
+        hold.set()
+    assert all(o.status == "completed" for o in outcomes)
+    assert lane.stats.http_429 == 8
+    assert lane.stats.congestion_events == 1
+    # Shrunk once to 4, then grown back a little by the eight successes.
+    assert 4 <= lane.stats.cap < 8
+
+
+@pytest.mark.anyio
+async def test_repeated_congestion_lowers_the_request_rate_and_successes_restore_it() -> None:
+    client = FakeClient(lambda n: Retryable("HTTP 429", after_s=0.001, rate_limited=True) if n < 3 else ok())
+    lane = Lane("t", client, LaneLimits(rpm=60_000, max_in_flight=1, **FAST))
+    await lane.call(REQUEST)
+    assert lane.stats.congestion_events == 3
+    assert lane.stats.rpm == pytest.approx(60_000 * 0.8**3, rel=0.01)
+    for _ in range(300):  # each success adds back 1/500 of the configured rate
+        await lane.call(REQUEST)
+    assert lane.stats.rpm == pytest.approx(60_000)
+
+
+@pytest.mark.anyio
+async def test_a_lower_limit_reported_in_headers_is_adopted() -> None:
+    info = RateLimitInfo(limit_requests=600, limit_tokens=90_000)
+    lane = Lane("t", FakeClient(lambda n: ok(rate_limit=info)), LaneLimits(rpm=1200, tpm=200_000, **FAST))
+    await lane.call(REQUEST)
+    assert (lane.stats.rpm, lane.stats.tpm) == (600, 90_000)
+    higher = RateLimitInfo(limit_requests=5000)
+    lane = Lane("t", FakeClient(lambda n: ok(rate_limit=higher)), LaneLimits(rpm=1200, **FAST))
+    await lane.call(REQUEST)
+    assert lane.stats.rpm == 1200  # the configured limit stays the ceiling
+
+
+@pytest.mark.anyio
+async def test_tpm_is_refunded_after_short_answers() -> None:
+    # A frozen clock: the bucket never refills, so only reconciliation can make room.
+    # 60,000 TPM holds 1,000 tokens at burst_s=1 and starts 90 % full; each call is
+    # charged about 110 (prompt estimate + max_tokens 100) and really uses 25, so
+    # without the refund the ninth call could never start.
+    request = ChatRequest(model="m", messages=REQUEST.messages, max_tokens=100)
+    lane = Lane("t", FakeClient(lambda n: ok(output_tokens=5)), LaneLimits(tpm=60_000, **FAST), clock=lambda: 0.0)
+    tpm = lane._tpm
+    assert tpm is not None
+    start = tpm.level()
+    with anyio.fail_after(5):
+        for calls in range(1, 13):
+            outcome = await lane.call(request)
+            assert outcome.status == "completed"
+            assert tpm.level() == pytest.approx(start - 25 * calls)
+
+
+@pytest.mark.anyio
+async def test_a_failed_call_gives_its_tokens_back() -> None:
+    lane = Lane("t", FakeClient(lambda n: Permanent("HTTP 400")), LaneLimits(tpm=60_000, **FAST), clock=lambda: 0.0)
+    assert lane._tpm is not None
+    start = lane._tpm.level()
+    with anyio.fail_after(5):
+        await lane.call(ChatRequest(model="m", messages=REQUEST.messages, max_tokens=100))
+    assert lane._tpm.level() == pytest.approx(start)
+
+
+@pytest.mark.anyio
+async def test_admission_is_first_come_first_served() -> None:
+    order: list[str] = []
+
+    class Recorder(FakeClient):
+        async def complete(self, request: ChatRequest, *, timeout_s: float) -> ChatResult:
+            order.append(request.messages[0].content)
+            return await super().complete(request, timeout_s=timeout_s)
+
+    lane = Lane("t", Recorder(lambda n: ok()), LaneLimits(rpm=60_000, max_in_flight=1, **FAST))
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(lane.call, ChatRequest(model="m", messages=(Message("user", str(i)),)))
+    assert order == [str(i) for i in range(20)]
+
+
+@pytest.mark.anyio
+async def test_cancellation_propagates_and_releases_every_slot() -> None:
+    hold = anyio.Event()  # never set: the provider never answers
+    client = FakeClient(lambda n: ok(), hold=hold)
+    client.expect_entered = 5
+    lane = Lane("t", client, LaneLimits(max_in_flight=5, **FAST))
+    cancelled = []
+
+    async def one() -> None:
+        try:
+            await lane.call(REQUEST)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(True)
+            raise
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):  # five in flight, three waiting for a slot
+                tg.start_soon(one)
+            await client.all_entered.wait()
+            assert (lane.stats.in_flight, lane.stats.waiting) == (5, 3)
+            tg.cancel_scope.cancel()
+    assert len(cancelled) == 8
+    assert (lane.stats.in_flight, lane.stats.waiting, lane.stats.completed, lane.stats.failed) == (0, 0, 0, 0)
+    # The lane is still usable afterwards.
+    hold.set()
+    assert (await lane.call(REQUEST)).status == "completed"
+
+
+@pytest.mark.anyio
+async def test_a_hung_attempt_times_out_and_is_retried() -> None:
+    class Hanging(FakeClient):
+        async def complete(self, request: ChatRequest, *, timeout_s: float) -> ChatResult:
+            if not self.started:
+                self.started.append(time.monotonic())
+                await anyio.sleep_forever()  # ignores its timeout: the lane's scope must end it
+            return ok()
+
+    lane = Lane("t", Hanging(lambda n: ok()), LaneLimits(timeout_s=0.05, **FAST))
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "completed" and outcome.retries == 1
+    assert lane.stats.in_flight == 0

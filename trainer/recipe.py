@@ -1,0 +1,560 @@
+"""The student trainer: FAIR's joint loss under DeepSpeed ZeRO, read top to bottom.
+
+    python -m trainer.recipe --config run.toml     # one process (trainer.launch sets up the env)
+    torchrun --nproc_per_node 2 -m trainer.recipe --config run.toml
+
+Inputs: `out_dir/train.jsonl` and `[student].model`; settings from `[train]`.
+Outputs under `out_dir`: `checkpoints/` (DeepSpeed, resumable), `model/` (an ordinary
+Hugging Face directory the eval stage and vLLM load), `train_log.jsonl`, `train_loss.png`.
+
+Setup order matters: distributed first (DeepSpeed wants it before any engine),
+tokenizer before data (prompts are rendered with it), data before the model (a bad
+train.jsonl or max_length fails in seconds, not after loading weights), model
+before the engine. Every rank runs the same code; only rank 0 logs and writes files,
+but checkpoint saving and ZeRO-3 weight gathering are collectives all ranks join.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import torch
+import torch.distributed as dist
+
+from engine.config import Config, TrainSection, load_config
+from engine.errors import CommitteeError, ConfigError, DataError
+from prompts.student import PromptFormat, resolve_format
+from trainer.data import (
+    Pair,
+    TruncationStats,
+    collate,
+    load_records,
+    padding_fraction,
+    plan_epoch,
+    rank_batches,
+    tokenize_pairs,
+)
+from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
+from trainer.loss import LossParts, fair_loss
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "committee_train.json"
+
+
+class LoopState(msgspec.Struct, kw_only=True):
+    """Where the loop is; saved in every checkpoint's client state."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+
+
+class TrainResult(msgspec.Struct, kw_only=True):
+    """What a call to `train` did. `skipped`: the model of these exact inputs already existed."""
+
+    model_dir: str
+    steps: int = 0
+    resumed_from_step: int = 0
+    skipped: bool = False
+    stopped_early: bool = False
+    final_loss: float | None = None
+    padding_fraction: float = 0.0
+    prompts_truncated: int = 0
+    responses_truncated: int = 0
+
+
+class _Dist(msgspec.Struct, frozen=True):
+    rank: int
+    local_rank: int
+    world_size: int
+    cuda: bool
+
+
+# --- setup: one component each -------------------------------------------------------
+
+
+def _setup_distributed() -> _Dist:
+    """Join (or, alone, create) the process group: NCCL on CUDA, gloo on CPU.
+
+    A single process started by hand gets the one-process environment DeepSpeed
+    insists on; torchrun and the deepspeed launcher set these themselves.
+    """
+    from trainer.launch import free_port, train_env
+
+    # Before DeepSpeed's first import: it picks its accelerator then.
+    for key, value in train_env().items():
+        os.environ.setdefault(key, value)
+    import deepspeed
+
+    cuda = torch.cuda.is_available()
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        os.environ["MASTER_PORT"] = str(free_port())
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    return _Dist(dist.get_rank(), local_rank, dist.get_world_size(), cuda)
+
+
+def resolve_model_dir(spec: str) -> Path:
+    """`[student].model` as a local model directory; `ConfigError` when there is none."""
+    from student.models import resolve_model
+
+    resolved = resolve_model(spec)
+    if not isinstance(resolved, Path):
+        raise ConfigError(f"[student] model: {spec} is a hub id and this machine has no hub; give a model directory")
+    return resolved
+
+
+def _setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, PromptFormat]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        # Padding is masked out of attention and loss, so any id will do.
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        fmt = resolve_format(prompt_format, tokenizer)
+    except ValueError as exc:
+        raise ConfigError(f"[student] {exc}") from None
+    log.info("tokenizer ready: %s, prompt format %s", model_dir, fmt)
+    return tokenizer, fmt
+
+
+def _setup_data(
+    train_path: Path, tokenizer: object, fmt: PromptFormat, train: TrainSection
+) -> tuple[list[Pair], TruncationStats]:
+    records = load_records(train_path)
+    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length)
+    log.info(
+        "data ready: %d samples from %s; truncated to max_length %d: %d prompts, %d responses",
+        len(pairs),
+        train_path,
+        train.max_length,
+        truncated.prompts,
+        truncated.responses,
+    )
+    return pairs, truncated
+
+
+def _attn_implementation(setting: str, cuda: bool, precision: Precision) -> str:
+    # flash-attn kernels exist for 16-bit inputs on CUDA only.
+    usable = cuda and precision != "fp32" and importlib.util.find_spec("flash_attn") is not None
+    if setting == "auto":
+        return "flash_attention_2" if usable else "sdpa"
+    if setting == "flash_attention_2" and not usable:
+        raise ConfigError(
+            "[train].attn_implementation = 'flash_attention_2' needs CUDA, bf16 or fp16, and the flash-attn "
+            "package; use 'sdpa'"
+        )
+    return setting
+
+
+def _setup_model(model_dir: Path, train: TrainSection, cuda: bool, precision: Precision) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    attn = _attn_implementation(train.attn_implementation, cuda, precision)
+    # Loaded in fp32 whatever the precision: DeepSpeed casts the weights itself and
+    # keeps fp32 master copies for bf16/fp16, which would be rounded if loaded low.
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attn)
+    if train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model ready: %s, %.1fM parameters, attention %s", model_dir.name, n_params / 1e6, attn)
+    return model
+
+
+def _setup_engine(model: torch.nn.Module, train: TrainSection, ds_config: dict, total_steps: int):
+    import deepspeed
+
+    # A user DeepSpeed JSON that names its own optimizer or scheduler gets DeepSpeed's;
+    # DeepSpeed refuses both a client one and a configured one.
+    optimizer = None if "optimizer" in ds_config else build_optimizer(model, train)
+    scheduler = None
+    if "scheduler" not in ds_config and optimizer is not None:
+        scheduler = build_scheduler(optimizer, train, total_steps)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        model_parameters=None if optimizer is not None else model.parameters(),
+        config=ds_config,
+    )
+    log.info("engine ready: ZeRO stage %d, %d optimizer steps", train.zero_stage, total_steps)
+    return engine
+
+
+# --- inputs fingerprint: rerunning a finished run is free ----------------------------
+
+
+def fingerprint(cfg: Config, train_path: Path, model_dir: Path) -> str:
+    """A hash of everything that decides the trained weights: data, model, settings, seed."""
+    digest = hashlib.sha256()
+    with train_path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    # Where checkpoints go and how processes are started do not change the result.
+    settings = msgspec.structs.replace(cfg.train, save_every_steps=None, launcher="torchrun", hostfile=None)
+    extra = Path(cfg.train.deepspeed_config).read_bytes() if cfg.train.deepspeed_config else b""
+    digest.update(extra)
+    digest.update(
+        msgspec.json.encode(
+            {
+                "train": settings,
+                "model": str(model_dir),
+                "prompt_format": cfg.student.prompt_format,
+                "seed": cfg.run.seed,
+            }
+        )
+    )
+    return digest.hexdigest()
+
+
+def _finished(model_out: Path, print_: str) -> bool:
+    try:
+        return json.loads((model_out / FINGERPRINT_FILE).read_text())["fingerprint"] == print_
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# --- checkpoints ---------------------------------------------------------------------
+
+
+def _save_checkpoint(engine, ckpt_dir: Path, state: LoopState, print_: str, rank: int) -> None:
+    """A DeepSpeed checkpoint at an optimizer-step boundary; only the newest is kept.
+
+    The data order needs no saving: `plan_epoch` rebuilds it from (seed, epoch), and
+    `step_in_epoch` says how far into it the run was. Torch's RNG is saved for
+    dropout; no other RNG is drawn from during training.
+    """
+    tag = f"step{state.global_step:08d}"
+    client = {
+        "loop": msgspec.to_builtins(state),
+        "fingerprint": print_,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+    if rank == 0:
+        (ckpt_dir / "fingerprint").write_text(print_)
+        for old in ckpt_dir.glob("step*"):
+            if old.name != tag and old.is_dir():
+                # Each holds full optimizer state (3x the weights); one is enough to resume.
+                shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+
+
+def _resume(engine, ckpt_dir: Path, print_: str) -> LoopState:
+    """The loop state of the latest checkpoint of these same inputs, or a fresh one."""
+    if not (ckpt_dir / "latest").is_file():
+        return LoopState()
+    saved = (ckpt_dir / "fingerprint").read_text() if (ckpt_dir / "fingerprint").is_file() else ""
+    if saved != print_:
+        log.warning("checkpoints in %s are from other data or settings; starting from scratch", ckpt_dir)
+        return LoopState()
+    path, client = engine.load_checkpoint(str(ckpt_dir))
+    if path is None:
+        log.warning("could not load the checkpoint in %s; starting from scratch", ckpt_dir)
+        return LoopState()
+    torch.set_rng_state(client["torch_rng"])
+    if client["cuda_rng"]:
+        torch.cuda.set_rng_state_all(client["cuda_rng"])
+    state = msgspec.convert(client["loop"], LoopState)
+    log.info("resumed from %s: epoch %d, step %d", path, state.epoch, state.global_step)
+    return state
+
+
+def _save_model(engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int) -> None:
+    """The final weights as an ordinary HF directory (safetensors, config, tokenizer).
+
+    Under ZeRO-3 each rank holds a shard; gathering is a collective, so every rank
+    calls it and rank 0 writes. Written beside the target and renamed into place, so
+    a kill mid-save never leaves a directory that looks finished.
+    """
+    state_dict = engine._zero3_consolidated_16bit_state_dict() if engine.zero_optimization_partition_weights() else None
+    if rank == 0:
+        tmp = model_out.with_name(model_out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model = engine.module
+        model.config.use_cache = True
+        model.config.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+        model.save_pretrained(tmp, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+        (tmp / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
+        shutil.rmtree(model_out, ignore_errors=True)
+        tmp.rename(model_out)
+        log.info("model saved: %s", model_out)
+    dist.barrier()
+
+
+# --- progress and logs ---------------------------------------------------------------
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tps]:,.0f} tok/s"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def _plot(log_path: Path, png_path: Path) -> None:
+    """Loss curves (joint, feedback, rationale) per optimizer step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in rows]
+    for key, label in (("loss", "joint"), ("loss_feedback", "feedback"), ("loss_rationale", "rationale")):
+        ax.plot(steps, [r[key] for r in rows], label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def _grad_norm(model: torch.nn.Module) -> float | None:
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else None
+
+
+def _oom_error(train: TrainSection, step: int) -> ConfigError:
+    return ConfigError(
+        f"out of memory at step {step} (micro_batch_size={train.micro_batch_size}, max_length={train.max_length}, "
+        f"zero_stage={train.zero_stage}): lower [train].micro_batch_size or max_length, raise zero_stage, "
+        f"or set offload_optimizer = true"
+    )
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+# --- the recipe ----------------------------------------------------------------------
+
+
+def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
+    """Fine-tune `[student].model` on `out_dir/train.jsonl` with FAIR's joint loss.
+
+    Resumes from the newest checkpoint of the same inputs; returns at once when
+    `out_dir/model` already holds the result of these exact inputs. Raises
+    `ConfigError`/`DataError` (one line) before training for bad settings or data,
+    and `ConfigError` naming what to lower when memory runs out.
+    `stop_after_steps` returns after that many optimizer steps, as if killed there
+    (tests use it to check resume).
+    """
+    train_cfg = cfg.train
+    out = cfg.out_dir
+    train_path, model_out, ckpt_dir = out / "train.jsonl", out / "model", out / "checkpoints"
+    model_dir = resolve_model_dir(cfg.student.model)
+    if not train_path.is_file():
+        raise DataError(f"{train_path}: no training data; run the dataset stage first")
+    print_ = fingerprint(cfg, train_path, model_dir)
+    if _finished(model_out, print_):
+        log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
+        return TrainResult(model_dir=str(model_out), skipped=True)
+
+    ctx = _setup_distributed()
+    precision = resolve_precision(
+        train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
+    )
+    ds_config = build_ds_config(train_cfg, precision, cuda=ctx.cuda)
+    torch.manual_seed(cfg.run.seed)
+
+    # Tokenizer before data: prompts are rendered and counted with it.
+    tokenizer, fmt = _setup_tokenizer(model_dir, cfg.student.prompt_format)
+    pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg)
+    lengths = [p.length for p in pairs]
+    ga, world = train_cfg.grad_accum, ctx.world_size
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        # A pure function of (seed, epoch): resuming needs only the epoch and the step in it.
+        return plan_epoch(
+            lengths, micro_batch_size=train_cfg.micro_batch_size, world_size=world, grad_accum=ga,
+            seed=cfg.run.seed, epoch=epoch,
+        )  # fmt: skip
+
+    first_plan = epoch_batches(0)
+    steps_per_epoch = len(first_plan) // (world * ga)
+    total_steps = train_cfg.max_steps or max(1, math.ceil(train_cfg.epochs * steps_per_epoch))
+    pad_fraction = padding_fraction(first_plan, pairs)
+    log.info(
+        "batches: %d optimizer steps per epoch, %d in all; padding %.1f%% of tokens",
+        steps_per_epoch,
+        total_steps,
+        100 * pad_fraction,
+    )
+
+    model = _setup_model(model_dir, train_cfg, ctx.cuda, precision)
+    engine = _setup_engine(model, train_cfg, ds_config, total_steps)
+    state = _resume(engine, ckpt_dir, print_)
+    resumed_from = state.global_step
+
+    log_path = out / "train_log.jsonl"
+    if ctx.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        # Steps logged after the checkpoint we resumed from are redone: drop them so
+        # the curve continues instead of doubling back.
+        kept = []
+        if log_path.is_file() and resumed_from:
+            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resumed_from]
+        log_path.write_text("".join(ln + "\n" for ln in kept))
+
+    pad_id = tokenizer.pad_token_id
+    engine.train()
+    last_loss: float | None = None
+    window = torch.zeros(4, dtype=torch.float64)  # loss, feedback, rationale, tokens over one step
+    tick = time.perf_counter()
+    progress = _progress(enabled=ctx.rank == 0)
+    with progress, (log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")) as log_file:
+        task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
+        while state.global_step < total_steps:
+            mine = rank_batches(epoch_batches(state.epoch), ctx.rank, world)
+            for micro in range(state.step_in_epoch * ga, len(mine)):
+                batch = collate([pairs[i] for i in mine[micro]], pad_id)
+                lr = engine.get_lr()[0]
+                boundary = (micro + 1) % ga == 0
+                try:
+                    logits = engine(
+                        input_ids=batch.input_ids.to(engine.device),
+                        attention_mask=batch.attention_mask.to(engine.device),
+                    ).logits
+                    parts: LossParts = fair_loss(
+                        logits, batch.labels.to(engine.device), batch.n_feedback, train_cfg.alpha
+                    )
+                    del logits
+                    engine.backward(parts.total)
+                    # Without ZeRO, DeepSpeed clips fp32 gradients but does not keep the norm.
+                    stage0_norm = _grad_norm(engine.module) if boundary and train_cfg.zero_stage == 0 else None
+                    engine.step()  # DeepSpeed steps the optimizer only at accumulation boundaries
+                except Exception as exc:
+                    if not _out_of_memory(exc):
+                        raise
+                    raise _oom_error(train_cfg, state.global_step + 1) from None
+                window += torch.tensor(
+                    [parts.total.item(), parts.feedback.item(), parts.rationale.item(), batch.n_tokens],
+                    dtype=torch.float64,
+                )
+                if not boundary:
+                    continue
+
+                # One optimizer step done: log it (averaged over micro-batches and ranks).
+                state.global_step += 1
+                state.step_in_epoch += 1
+                epoch_done = micro + 1 == len(mine)
+                stats = window.to(engine.device, copy=True)
+                dist.all_reduce(stats)
+                stats = stats.cpu()
+                window.zero_()
+                now = time.perf_counter()
+                tokens_per_s = float(stats[3]) / max(now - tick, 1e-9)
+                tick = now
+                grad_norm = engine.get_global_grad_norm()
+                grad_norm = stage0_norm if grad_norm is None else grad_norm
+                last_loss = float(stats[0]) / (ga * world)
+                row = {
+                    "step": state.global_step,
+                    "epoch": state.epoch + state.step_in_epoch / steps_per_epoch,
+                    "loss": last_loss,
+                    "loss_feedback": float(stats[1]) / (ga * world),
+                    "loss_rationale": float(stats[2]) / (ga * world),
+                    "lr": lr,
+                    "grad_norm": None if grad_norm is None else float(grad_norm),
+                    "tokens_per_s": tokens_per_s,
+                }
+                if ctx.rank == 0:
+                    log_file.write(json.dumps(row) + "\n")
+                    log_file.flush()
+                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
+                if epoch_done:
+                    state.epoch += 1
+                    state.step_in_epoch = 0
+                every = train_cfg.save_every_steps
+                if epoch_done or (every and state.global_step % every == 0):
+                    _save_checkpoint(engine, ckpt_dir, state, print_, ctx.rank)
+                if state.global_step == stop_after_steps:
+                    return TrainResult(
+                        model_dir=str(model_out),
+                        steps=state.global_step - resumed_from,
+                        resumed_from_step=resumed_from,
+                        stopped_early=True,
+                        final_loss=last_loss,
+                    )
+                if state.global_step >= total_steps:
+                    break
+
+    record = {"fingerprint": print_, "steps": state.global_step, "final_loss": last_loss, "source": str(model_dir)}
+    _save_model(engine, tokenizer, model_out, precision, record, ctx.rank)
+    if ctx.rank == 0:
+        _plot(log_path, out / "train_loss.png")
+    return TrainResult(
+        model_dir=str(model_out),
+        steps=state.global_step - resumed_from,
+        resumed_from_step=resumed_from,
+        final_loss=last_loss,
+        padding_fraction=pad_fraction,
+        prompts_truncated=truncated.prompts,
+        responses_truncated=truncated.responses,
+    )
+
+
+def recipe_main(argv: list[str] | None = None) -> int:
+    """`python -m trainer.recipe --config CFG`: train, print one line on a user error, return the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m trainer.recipe", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="the run's TOML config")
+    # The deepspeed launcher passes --local_rank; LOCAL_RANK in the environment says the same.
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    try:
+        result = train(load_config(args.config))
+    except CommitteeError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    log.info("train: %s", msgspec.json.encode(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(recipe_main())
