@@ -112,6 +112,7 @@ class CallOutcome(msgspec.Struct, kw_only=True):
     result: ChatResult | None = None
     attempts: int
     retries: int
+    http_429: int = 0
     error: str | None = None
     elapsed_s: float = 0.0
 
@@ -195,10 +196,12 @@ class Lane:
         stats.started += 1
         started = self._clock()
         estimate = self._estimate(request)
-        attempts = 0
+        attempts = http_429 = 0
         while True:
             attempts += 1
             answer = await self._attempt(request, estimate)
+            if isinstance(answer, Retryable) and answer.rate_limited:
+                http_429 += 1
             if isinstance(answer, ChatResult):
                 stats.completed += 1
                 stats.estimated_input_tokens += estimate
@@ -207,6 +210,7 @@ class Lane:
                     result=answer,
                     attempts=attempts,
                     retries=attempts - 1,
+                    http_429=http_429,
                     elapsed_s=self._clock() - started,
                 )
             error = self._give_up(answer, attempts)
@@ -217,6 +221,7 @@ class Lane:
                     status="failed",
                     attempts=attempts,
                     retries=attempts - 1,
+                    http_429=http_429,
                     error=error,
                     elapsed_s=self._clock() - started,
                 )

@@ -125,7 +125,7 @@ class Teacher:
             status="completed" if result is not None else "failed",
             attempts=outcome.attempts,
             retries=outcome.retries,
-            http_429=getattr(outcome, "http_429", 0),
+            http_429=outcome.http_429,
             text=result.text if result else None,
             input_tokens=result.input_tokens if result else 0,
             output_tokens=result.output_tokens if result else 0,

@@ -98,7 +98,7 @@ async def test_retry_after_is_honoured() -> None:
     outcome = await lane.call(REQUEST)
     assert outcome.status == "completed" and outcome.retries == 1
     assert client.started[1] - client.started[0] >= 0.2
-    assert lane.stats.http_429 == 1
+    assert lane.stats.http_429 == 1 and outcome.http_429 == 1
 
 
 @pytest.mark.anyio
