@@ -43,6 +43,8 @@ class TeachCounters:
     resumed: int = 0
     not_started: int = 0
     missing: list[str] = field(default_factory=list)
+    # The latest one-line error per teacher whose call failed, for the run's last word.
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 class Committee:
@@ -54,6 +56,12 @@ class Committee:
         self.teachers = list(teachers)
         self.review = review
         self.store = store
+        self.errors: dict[str, str] = {}
+
+    def _failed(self, missing: list[str], slot: str, teacher: Teacher, error: str | None) -> None:
+        missing.append(slot)
+        if error:
+            self.errors[teacher.name] = error
 
     async def decide(self, mistake: Mistake) -> DecidedSample:
         """Run every teacher call this mistake needs and decide the sample."""
@@ -88,7 +96,7 @@ class Committee:
         )
         out.text = answer.text
         if answer.text is None:
-            missing.append(f"feedback:{teacher.name}")
+            self._failed(missing, f"feedback:{teacher.name}", teacher, answer.error)
 
     async def _rationale_and_reviews(
         self, m: Mistake, teacher: Teacher, out: RationaleOutcome, missing: list[str]
@@ -97,7 +105,7 @@ class Committee:
             teacher_messages("rationale", m), dataset=m.task, sample_id=m.id, stage="rationale"
         )
         if answer.text is None:
-            missing.append(f"rationale:{teacher.name}")
+            self._failed(missing, f"rationale:{teacher.name}", teacher, answer.error)
             return
         out.text = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
@@ -117,7 +125,7 @@ class Committee:
                 dataset=m.task, sample_id=m.id, stage="review", target=teacher.name,
             )
             if reply.text is None:
-                missing.append(f"review:{reviewer.name}->{teacher.name}")
+                self._failed(missing, f"review:{reviewer.name}->{teacher.name}", reviewer, reply.error)
             else:
                 out.scores[reviewer.name] = parse_score(reply.text)
 
@@ -173,6 +181,7 @@ async def teach_dataset(
             if sample.missing:
                 counters.incomplete += 1
                 counters.missing.extend(f"{m.task}/{m.id}/{x}" for x in sample.missing)
+                counters.errors.update(committee.errors)
             await on_decided(sample)
         finally:
             limiter.release_on_behalf_of(token)

@@ -48,6 +48,7 @@ class TeachResult:
             if c.incomplete:
                 lines.append(f"{task}: {c.incomplete} samples ended with failed or unsent calls "
                              f"(e.g. {c.missing[0]}); rerun the same command to retry only those")
+                lines += [f"{task}: {error}" for error in c.errors.values()]
             if c.not_started:
                 lines.append(f"{task}: {c.not_started} mistakes not started because the spending cap was reached")
         return lines

@@ -39,15 +39,16 @@ def authors_file(path: Path, task: str, questions) -> Path:
     return path
 
 
-def write_config(tmp: Path, emu, files: dict[str, Path], **review) -> Path:
+def write_config(tmp: Path, emu, files: dict[str, Path], *, urls: dict[str, str] | None = None,
+                 teacher_extra: str = "", **review) -> Path:
     lines = ['[run]\nname = "t"\nout_dir = "run"\nseed = 731\n']
     for task, f in files.items():
         lines.append(f'[[datasets]]\ntask = "{task}"\nmistakes = "{f}"\n')
     for name, provider, model in TEACHERS:
         lines.append(
             f'[[teachers]]\nname = "{name}"\nprovider = "{provider}"\nmodel = "{model}"\n'
-            f'base_url = "{emu.base_url(provider)}"\napi_key_env = "COMMITTEE_TEST_KEY"\n'
-            "rpm = 60000\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n"
+            f'base_url = "{(urls or {}).get(name, emu.base_url(provider))}"\napi_key_env = "COMMITTEE_TEST_KEY"\n'
+            "rpm = 60000\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n" + teacher_extra
         )
     lines.append("[review]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in review.items()))
     path = tmp / "run.toml"
@@ -156,3 +157,67 @@ async def test_skip_options_save_reviews(tmp_path, monkeypatch, real_questions, 
                 assert r.accepted == paper_rule(full.values(), 4.0)
             elif r.skipped:
                 assert not r.accepted and not r.answer_correct
+
+
+async def test_cost_report_equals_the_providers_usage(tmp_path, monkeypatch, real_questions):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = real_questions["strategyqa"][:40]
+    files = {"strategyqa": authors_file(tmp_path / "s.json", "strategyqa", qs)}
+    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
+        cfg_path = write_config(tmp_path, emu, files)
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        await run_job(ctx, "teach")
+        usage = emu.stats().total
+    report = json.loads((ctx.out_dir / "cost_report.json").read_text())
+    (section,) = report["datasets"]
+    rows = section["rows"]
+    assert sum(r["input_tokens"] for r in rows) == usage.input_tokens
+    assert sum(r["output_tokens"] for r in rows) == usage.output_tokens
+    assert sum(r["calls"] for r in rows) == usage.completed
+    # Every teacher is priced $1 in, $2 out per million tokens in write_config.
+    expected_usd = (usage.input_tokens * 1.0 + usage.output_tokens * 2.0) / 1e6
+    assert report["total_usd"] == pytest.approx(expected_usd, rel=1e-9)
+    assert (ctx.out_dir / "report.md").exists() and (ctx.out_dir / "cost_report.md").exists()
+
+
+async def _html_provider(port_holder: list[int], stop: anyio.Event) -> None:
+    from aiohttp import web
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port_holder.append(site._server.sockets[0].getsockname()[1])
+    await stop.wait()
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("fault", ["refused", "html"])
+async def test_a_broken_teacher_is_named_and_the_others_keep_going(tmp_path, monkeypatch, real_questions, fault):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = real_questions["svamp"][:10]
+    files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
+    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu, anyio.create_task_group() as tg:
+        port, stop = [], anyio.Event()
+        if fault == "html":
+            tg.start_soon(_html_provider, port, stop)
+            while not port:
+                await anyio.sleep(0.01)
+        bad_url = f"http://127.0.0.1:{port[0]}" if port else "http://127.0.0.1:9"
+        cfg_path = write_config(tmp_path, emu, files, urls={"claude": bad_url}, teacher_extra="max_attempts = 2\n")
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        result = await run_job(ctx, "teach")
+        stats = emu.stats()
+        stop.set()
+    cause = "connection refused" if fault == "refused" else "HTML instead of JSON"
+    assert any(line.startswith("svamp: teacher 'claude'") and cause in line for line in result.problems), result
+    # The two working teachers answered everything asked of them: rationale, feedback
+    # and the review of each other's rationale.
+    assert stats.models["model-gpt"].completed >= 10 * 3 and stats.models["model-gemini"].completed >= 10 * 3
+    samples = read_samples(ctx.out_dir)
+    assert all(s.missing and all("claude" in m for m in s.missing) for s in samples)
