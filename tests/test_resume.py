@@ -85,3 +85,34 @@ async def test_sigkill_and_rerun_reaches_the_same_dataset(tmp_path, monkeypatch,
     assert (out_dir / "dataset.jsonl").read_bytes() == reference
     assert stats.duplicates <= unrecorded
     assert completed_rows(out_dir) == stats.completed - stats.duplicates
+
+
+async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, monkeypatch, shared_data):
+    from tasks import load_split
+
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = load_split("svamp", str(shared_data / "svamp"), "train", limit=60)
+    spec = EmulatorSpec(latency=Latency(median_ms=400, sigma=0.3))
+    async with run_emulator(spec, FairScript(qs)) as emu:
+        cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", qs)})
+        cmd = [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"]
+        async with await anyio.open_process(cmd, cwd=ROOT) as proc:
+            # Wait until calls are under way, then press Ctrl-C.
+            with anyio.fail_after(60):
+                while emu.stats().total.completed < 20:
+                    await anyio.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            stderr = (await proc.stderr.receive()).decode() if proc.stderr else ""
+            code = await proc.wait()
+        assert code == 130, stderr
+        assert "rerun the same command to resume" in stderr
+        conn = sqlite3.connect(tmp_path / "run" / "store.sqlite")
+        statuses = dict(conn.execute("SELECT status, count(*) FROM calls GROUP BY status").fetchall())
+        conn.close()
+        # In-flight calls were cancelled and recorded as not done; answered ones were kept.
+        assert statuses.get("cancelled", 0) > 0 and statuses.get("completed", 0) > 0
+        answered_before = emu.stats().total.completed
+        assert await run_teach(cfg, None) == 0
+        stats = emu.stats().total
+    # Only calls answered but never recorded (in flight at Ctrl-C) may have been sent again.
+    assert stats.duplicates <= answered_before - statuses["completed"]
