@@ -175,7 +175,8 @@ def show(report: Report) -> None:
             f"{r.eval_questions_per_s:.3f}",
             f"{r.eval_tokens_per_s:.0f}",
         )
-    Console().print(table)
+    # Wide enough for one line per row even when piped (rich assumes 80 columns then).
+    Console(width=max(Console().width, 130)).print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -102,7 +102,6 @@ def _setup_distributed() -> _Dist:
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     if "MASTER_PORT" not in os.environ:
         os.environ["MASTER_PORT"] = str(free_port())
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -119,7 +118,10 @@ def resolve_model_dir(spec: str) -> Path:
 
     resolved = resolve_model(spec)
     if not isinstance(resolved, Path):
-        raise ConfigError(f"[student] model: {spec} is a hub id and this machine has no hub; give a model directory")
+        raise ConfigError(
+            f"[student] model: {spec} is a hub id; the trainer needs a local directory "
+            f"(download it once with `hf download {spec} --local-dir DIR` and give DIR)"
+        )
     return resolved
 
 
