@@ -221,3 +221,41 @@ async def test_a_broken_teacher_is_named_and_the_others_keep_going(tmp_path, mon
     assert stats.models["model-gpt"].completed >= 10 * 3 and stats.models["model-gemini"].completed >= 10 * 3
     samples = read_samples(ctx.out_dir)
     assert all(s.missing and all("claude" in m for m in s.missing) for s in samples)
+
+
+async def test_spending_cap_stops_cleanly_and_says_where(tmp_path, monkeypatch, real_questions):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = real_questions["svamp"][:60]
+    files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
+    async with run_emulator(EmulatorSpec(latency=Latency(median_ms=5)), FairScript(qs)) as emu:
+        cfg_path = write_config(tmp_path, emu, files, max_usd=0.02, samples_in_flight=4)
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        result = await run_job(ctx, "teach")
+    assert result.budget_reached
+    assert any("spending cap" in line for line in result.problems), result.problems
+    report = json.loads((ctx.out_dir / "cost_report.json").read_text())
+    # Reservations are worst case (max_tokens), so the cap is never passed.
+    assert 0 < report["total_usd"] <= 0.02
+    assert report["datasets"][0]["stopped_at_budget"] is True
+    assert "spending cap" in (ctx.out_dir / "report.md").read_text()
+
+
+async def test_dry_run_forecast_is_within_15_percent_of_the_run(tmp_path, monkeypatch, real_questions):
+    from stages.forecast import dry_run
+
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = real_questions["svamp"][:50]
+    files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
+    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
+        cfg_path = write_config(tmp_path, emu, files)
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        forecast = dry_run(ctx)  # before the run: no store, default output lengths
+        assert not ctx.store_path.exists()
+        await run_job(ctx, "teach")
+    report = json.loads((ctx.out_dir / "cost_report.json").read_text())
+    measured = {k: sum(r[k] for r in report["datasets"][0]["rows"]) for k in ("calls", "input_tokens", "output_tokens")}
+    predicted = {"calls": forecast.calls,
+                 "input_tokens": sum(r.input_tokens for d in forecast.datasets for r in d.rows),
+                 "output_tokens": sum(r.output_tokens for d in forecast.datasets for r in d.rows)}
+    for key, value in measured.items():
+        assert abs(predicted[key] - value) <= 0.15 * value, (key, predicted[key], value)
