@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ChatRequest, ChatResult, Message
-from adapters.classify import error_detail, error_for, malformed, rate_limit_info
+from adapters.classify import decode_success, rate_limit_info
 from engine.errors import Permanent, Retryable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -85,12 +85,7 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     Raises `Retryable` for 408/409/429/5xx (529 overloaded included) and for a 2xx with
     an unreadable body or no text; `Permanent` for other 4xx and `stop_reason: refusal`.
     """
-    if not 200 <= status < 300:
-        raise error_for(status, headers, error_detail(body))
-    try:
-        response = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise malformed(body, exc) from None
+    response = decode_success(status, headers, body, _decoder)
     stop_reason = response.stop_reason or "end_turn"
     if stop_reason == "refusal":
         raise Permanent("model refused (stop_reason=refusal)")

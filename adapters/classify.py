@@ -79,6 +79,22 @@ def malformed(body: bytes, exc: msgspec.DecodeError) -> Retryable:
     return Retryable(f"unreadable response: {describe_body(body)}")
 
 
+def decode_success(
+    status: int, headers: Mapping[str, str], body: bytes, decoder: msgspec.json.Decoder, *,
+    after_s: float | None = None,
+):
+    """The decoded body of a 2xx; else the classified error for the status, or Retryable for a garbled body.
+
+    `after_s` is a provider-specific retry delay found in an error body (Gemini's RetryInfo).
+    """
+    if not 200 <= status < 300:
+        raise error_for(status, headers, error_detail(body), after_s=after_s)
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise malformed(body, exc) from None
+
+
 def shorten(text: str) -> str:
     """`text` on one line, at most MAX_DETAIL_CHARS characters."""
     text = " ".join(text.split())

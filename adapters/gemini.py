@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ChatRequest, ChatResult
-from adapters.classify import error_detail, error_for, malformed, parse_duration_s, rate_limit_info
+from adapters.classify import decode_success, parse_duration_s, rate_limit_info
 from engine.errors import Permanent, Retryable
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -142,13 +142,8 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     unreadable body or no candidates; `Permanent` for other 4xx and blocked prompts
     or answers (blockReason, finishReason SAFETY, RECITATION, PROHIBITED_CONTENT...).
     """
-    if not 200 <= status < 300:
-        after_s = _retry_info_s(body) if status == 429 else None
-        raise error_for(status, headers, error_detail(body), after_s=after_s)
-    try:
-        response = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise malformed(body, exc) from None
+    after_s = _retry_info_s(body) if status == 429 else None
+    response = decode_success(status, headers, body, _decoder, after_s=after_s)
     feedback = response.promptFeedback
     if feedback is not None and feedback.blockReason:
         raise Permanent(f"prompt blocked by the provider (blockReason={feedback.blockReason})")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ChatRequest, ChatResult, Message
-from adapters.classify import error_detail, error_for, malformed, rate_limit_info, shorten
+from adapters.classify import decode_success, rate_limit_info, shorten
 from engine.errors import Permanent, Retryable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -85,12 +85,7 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     Raises `Retryable` for 408/409/429/5xx and for a 2xx whose body is unreadable or
     has no answer; `Permanent` for other 4xx, a content-filter stop or a refusal.
     """
-    if not 200 <= status < 300:
-        raise error_for(status, headers, error_detail(body))
-    try:
-        response = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise malformed(body, exc) from None
+    response = decode_success(status, headers, body, _decoder)
     if not response.choices:
         raise Retryable("response has no choices")
     choice = response.choices[0]

@@ -28,7 +28,7 @@ def small_demo(tmp_path: Path) -> Path:
     text = text.replace('out_dir = "../runs/demo"', f'out_dir = "{tmp_path / "run"}"')
     text = text.replace("\nlimit = 40", "\nlimit = 16").replace("\ntest_limit = 40", "\ntest_limit = 8")
     text = text.replace("max_new_tokens = 256", "max_new_tokens = 48")
-    text = text.replace("max_steps = 8", "max_steps = 3\nsave_every_steps = 1")
+    text = text.replace("max_steps = 6 ", "max_steps = 3\nsave_every_steps = 1\n# ")
     assert "\nlimit = 16" in text and "\ntest_limit = 8" in text and "max_steps = 3" in text
     path = tmp_path / "demo.toml"
     path.write_text(text)
