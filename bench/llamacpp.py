@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bench.emulator.process import stop_process
 from student.models import smollm2_gguf
 
 
@@ -61,12 +62,7 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
                 time.sleep(0.5)
         yield base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=10)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
-import orjson
 
 from engine.samples import DecidedSample
 from tasks import format_question
@@ -94,7 +93,3 @@ def _write_lines(path: Path, lines: list[bytes]) -> None:
             fh.write(b"\n")
     tmp.replace(path)
 
-
-def jsonl_bytes(obj: object) -> bytes:
-    """One JSON line (orjson, for plain dicts in reports and mistakes files)."""
-    return orjson.dumps(obj) + b"\n"

@@ -9,18 +9,18 @@ report is written.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from engine.budget import Budget
+from engine.dataset import decode_samples, write_outputs
 from engine.pricing import teacher_prices
 from engine.progress import ProgressView
-from engine.dataset import decode_samples, write_outputs
 from engine.samples import DecidedSample
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from engine.store import Store

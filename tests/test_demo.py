@@ -8,7 +8,6 @@ rerunning finishes it, and no answered teacher call is ever bought twice.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

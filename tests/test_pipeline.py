@@ -14,7 +14,7 @@ import anyio
 import msgspec
 import pytest
 
-from bench.emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
+from bench.emulator import EmulatorSpec, Latency, run_emulator
 from bench.fair_script import FairScript
 from engine.config import load_config
 from engine.review import accepted as paper_rule

@@ -7,7 +7,6 @@ be a call that was answered but not yet recorded when the process died.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3

@@ -45,14 +45,19 @@ def start_emulator_process(spec: EmulatorSpec, *, start_timeout_s: float = 30.0)
             url = _read_url(child, stderr_path, start_timeout_s)
             yield url
         finally:
-            child.terminate()
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_process(child)
             if child.stdout is not None:
                 child.stdout.close()
+
+
+def stop_process(child: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """Ask a child server to stop (SIGTERM), and kill it if it has not within `timeout_s`."""
+    child.terminate()
+    try:
+        child.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _read_url(child: subprocess.Popen[str], stderr_path: Path, timeout_s: float) -> str:
