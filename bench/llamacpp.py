@@ -14,6 +14,7 @@ import importlib.util
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -46,13 +47,16 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
     if not llamacpp_installed():
         raise RuntimeError('llama.cpp server not installed: pip install "llama-cpp-python[server]"')
     port = port or _free_port()
-    proc = subprocess.Popen(server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server logs a lot while loading: into a file, since an unread pipe fills up and stalls it.
+    log_file = tempfile.TemporaryFile()
+    proc = subprocess.Popen(server_command(port), stdout=subprocess.DEVNULL, stderr=log_file)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + start_timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited: {proc.stderr.read().decode()[-500:]}")
+                log_file.seek(0)
+                raise RuntimeError(f"llama.cpp server exited: {log_file.read().decode(errors='replace')[-500:]}")
             try:
                 with urllib.request.urlopen(f"{base_url}/models", timeout=2):
                     break
@@ -63,6 +67,7 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
         yield base_url
     finally:
         stop_process(proc, timeout_s=10)
+        log_file.close()
 
 
 def main(argv: list[str] | None = None) -> int:
