@@ -63,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _project_error(exc: BaseException, kind: type[Exception]) -> Exception | None:
+    """`exc` itself or, inside the exception groups task groups raise, the first error of `kind`."""
+    if isinstance(exc, kind):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _project_error(inner, kind)
+        if found is not None:
+            return found
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -89,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         preflight(ctx, args.stage)
         result = anyio.run(run_job, ctx, args.stage)
-    except CommitteeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        error = _project_error(exc, CommitteeError)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
         return _EXIT_ERROR
     except KeyboardInterrupt:
         print(f"interrupted: everything answered so far is saved in {out_dir}; "

@@ -235,6 +235,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"{path}: $.teachers: teacher {name!r} is listed twice; give each a unique `name`")
+    seen: dict[tuple, str] = {}
+    for t in cfg.teachers:
+        # The store keys answers by content, so two teachers sending identical requests
+        # would share one set of answers: the committee would be one teacher twice.
+        same = (t.provider, t.model, t.temperature, t.top_p, t.max_tokens)
+        if same in seen:
+            raise ConfigError(
+                f"{path}: $.teachers: teachers {seen[same]!r} and {t.name!r} would send identical requests "
+                "(same provider, model and sampling) and share their answers; give them different models or sampling"
+            )
+        seen[same] = t.name
     if cfg.teachers and len(cfg.teachers) < 2:
         raise ConfigError(f"{path}: $.teachers: peer review needs at least two teachers, got {len(cfg.teachers)}")
     if not cfg.datasets:

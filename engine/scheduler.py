@@ -56,12 +56,13 @@ class Committee:
         self.teachers = list(teachers)
         self.review = review
         self.store = store
-        self.errors: dict[str, str] = {}
+        # The latest one-line error per (dataset, teacher), for the run's last word.
+        self.errors: dict[tuple[str, str], str] = {}
 
-    def _failed(self, missing: list[str], slot: str, teacher: Teacher, error: str | None) -> None:
+    def _failed(self, m: Mistake, missing: list[str], slot: str, teacher: Teacher, error: str | None) -> None:
         missing.append(slot)
         if error:
-            self.errors[teacher.name] = error
+            self.errors[(m.task, teacher.name)] = error
 
     async def decide(self, mistake: Mistake) -> DecidedSample:
         """Run every teacher call this mistake needs and decide the sample."""
@@ -96,7 +97,7 @@ class Committee:
         )
         out.text = answer.text
         if answer.text is None:
-            self._failed(missing, f"feedback:{teacher.name}", teacher, answer.error)
+            self._failed(m, missing, f"feedback:{teacher.name}", teacher, answer.error)
 
     async def _rationale_and_reviews(
         self, m: Mistake, teacher: Teacher, out: RationaleOutcome, missing: list[str]
@@ -105,7 +106,7 @@ class Committee:
             teacher_messages("rationale", m), dataset=m.task, sample_id=m.id, stage="rationale"
         )
         if answer.text is None:
-            self._failed(missing, f"rationale:{teacher.name}", teacher, answer.error)
+            self._failed(m, missing, f"rationale:{teacher.name}", teacher, answer.error)
             return
         out.text = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
@@ -125,7 +126,7 @@ class Committee:
                 dataset=m.task, sample_id=m.id, stage="review", target=teacher.name,
             )
             if reply.text is None:
-                self._failed(missing, f"review:{reviewer.name}->{teacher.name}", reviewer, reply.error)
+                self._failed(m, missing, f"review:{reviewer.name}->{teacher.name}", reviewer, reply.error)
             else:
                 out.scores[reviewer.name] = parse_score(reply.text)
 
@@ -181,7 +182,9 @@ async def teach_dataset(
             if sample.missing:
                 counters.incomplete += 1
                 counters.missing.extend(f"{m.task}/{m.id}/{x}" for x in sample.missing)
-                counters.errors.update(committee.errors)
+                counters.errors.update(
+                    {teacher: e for (task, teacher), e in committee.errors.items() if task == m.task}
+                )
             await on_decided(sample)
         finally:
             limiter.release_on_behalf_of(token)

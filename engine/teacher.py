@@ -82,15 +82,17 @@ class Teacher:
 
         hit = self._store.completed(key)
         if hit is not None:
-            if (hit.dataset, hit.sample_id, hit.stage, hit.target) != (dataset, sample_id, stage, target):
-                # Same content asked for another slot (a duplicate question): reuse, at no cost.
-                await self._store.add_call(CallRow(**slot, status="cached", text=hit.text, usd=0.0))
+            await self._reused(hit, slot)
             return Answer(hit.text)
 
         pending = self._pending.get(key)
         if pending is not None:
+            # An identical request is in flight for another slot: wait for its answer.
             await pending.done.wait()
             assert pending.answer is not None
+            hit = self._store.completed(key)
+            if hit is not None:
+                await self._reused(hit, slot)
             return pending.answer
 
         pending = self._pending[key] = _Pending()
@@ -102,6 +104,13 @@ class Teacher:
             if pending.answer is None:
                 pending.answer = Answer(None, error="cancelled")
             pending.done.set()
+
+    async def _reused(self, hit: CallRow, slot: dict) -> None:
+        """Record a stored answer reused for another slot (a duplicate question, an identical rationale)."""
+        if (hit.dataset, hit.sample_id, hit.stage, hit.target) != (
+            slot["dataset"], slot["sample_id"], slot["stage"], slot["target"]
+        ):
+            await self._store.add_call(CallRow(**slot, status="cached", text=hit.text, usd=0.0))
 
     async def _send(self, request: ChatRequest, slot: dict) -> Answer:
         reserve = self.worst_case_usd(request)
@@ -133,5 +142,7 @@ class Teacher:
             latency_s=result.latency_s if result else 0.0,
             error=outcome.error,
         )
-        await self._store.add_call(row)
+        # Shielded: a Ctrl-C landing right after the answer must not lose a paid-for row.
+        with anyio.CancelScope(shield=True):
+            await self._store.add_call(row)
         return Answer(row.text, error=outcome.error)

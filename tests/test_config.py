@@ -35,6 +35,7 @@ def two_teachers(extra: str = "") -> str:
         (two_teachers().replace('api_key_env = "K_a"', 'api_key_env = "K_a"\nrpm = "fast"'), "$.teachers[0].rpm"),
         (two_teachers() + TEACHER.format(name="a", provider="anthropic"), "teacher 'a' is listed twice"),
         (BASE + TEACHER.format(name="a", provider="openai"), "at least two teachers"),
+        (two_teachers().replace('"gemini"', '"openai"'), "would send identical requests"),
         (two_teachers("[review]\nthreshold = 6\n"), "`threshold` must be within 1..5"),
         (two_teachers("[train]\nzero_stage = 4\n"), "`zero_stage` must be 0, 1, 2 or 3"),
         (BASE + "[[datasets]]\ntask = \"svamp\"\n", "task 'svamp' is listed twice"),
@@ -85,3 +86,15 @@ def test_every_key_is_documented_and_readme_is_in_step():
     assert readme[readme.index(start) + len(start): readme.index(end)].strip() == reference_markdown().strip(), (
         "README's config reference is stale: regenerate it with `python -m engine.config_doc`"
     )
+
+
+def test_run_py_unwraps_project_errors_from_task_groups():
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from run import _project_error
+
+    inner = ConfigError("teacher 'a': environment variable K is not set")
+    group = BaseExceptionGroup("tg", [ExceptionGroup("inner", [inner])])
+    assert _project_error(group, ConfigError) is inner
+    assert _project_error(ExceptionGroup("tg", [ValueError("x")]), ConfigError) is None
