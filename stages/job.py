@@ -47,7 +47,7 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
         result.budget_reached = teach.budget_reached
     if stage in ("train", "all") and not result.problems:
         result.problems += _train(ctx)
-    if stage in ("eval", "all") and not result.problems:
+    if stage in ("eval", "all") and not [p for p in result.problems if p != NOTHING_TO_TRAIN]:
         await run_eval_stage(ctx)
     if stage in ("teach", "all", "report"):
         write_reports(ctx)
@@ -96,8 +96,17 @@ async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
     return result
 
 
+NOTHING_TO_TRAIN = (
+    "no sample was included (no rationale reached review.threshold), so train.jsonl is empty and nothing was "
+    "trained; see report.md for the scores, then lower the threshold or use stronger teachers"
+)
+
+
 def _train(ctx: RunContext) -> list[str]:
     from trainer.launch import launch
 
+    train_file = ctx.out_dir / "train.jsonl"
+    if train_file.exists() and not train_file.read_bytes().strip():
+        return [NOTHING_TO_TRAIN]
     code = launch(ctx.config_path, ctx.cfg)
     return [] if code == 0 else [f"training exited with code {code}; see the log above, then rerun to resume"]

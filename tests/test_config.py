@@ -98,3 +98,18 @@ def test_run_py_unwraps_project_errors_from_task_groups():
     group = BaseExceptionGroup("tg", [ExceptionGroup("inner", [inner])])
     assert _project_error(group, ConfigError) is inner
     assert _project_error(ExceptionGroup("tg", [ValueError("x")]), ConfigError) is None
+
+
+def test_an_empty_training_set_is_reported_not_trained(tmp_path):
+    import anyio
+
+    from stages.context import RunContext
+    from stages.job import NOTHING_TO_TRAIN, run_job
+
+    cfg_path = write(tmp_path, two_teachers())
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    ctx.prepare()
+    (ctx.out_dir / "train.jsonl").write_text("")
+    result = anyio.run(run_job, ctx, "train")
+    assert result.problems == [NOTHING_TO_TRAIN]
+    assert not (ctx.out_dir / "model").exists()
