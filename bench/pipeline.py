@@ -24,6 +24,7 @@ from rich.table import Table
 
 from bench.emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
 from bench.fair_script import FairScript
+from bench.throughput import rate_bound_s
 from engine.config import load_config
 from engine.store import Store
 from stages.context import RunContext
@@ -66,14 +67,6 @@ def mistakes_of(qs: list[Question]) -> list[Mistake]:
                 student_answer="Adding everything up, the answer is 3.", student_final_answer="3")
         for q in qs
     ]
-
-
-def rate_bound_s(calls: float, per_minute: float | None, burst_s: float = 1.0) -> float:
-    """Shortest time `calls` units fit through a bucket refilling at `per_minute`, starting full."""
-    if per_minute is None:
-        return 0.0
-    burst = max(1.0, per_minute / 60 * burst_s)
-    return max(0.0, calls - burst) / (per_minute / 60)
 
 
 def write_config(tmp: Path, n_teachers: int, rpm: list[float], tpm: list[float | None], in_flight: int,

@@ -174,6 +174,17 @@ def wire_of(teacher: int, wire: str) -> ProviderName:
 # --- the bound ------------------------------------------------------------------------------
 
 
+def rate_bound_s(units: float, per_minute: float | None, burst_s: float = 1.0) -> float:
+    """Shortest time `units` (requests or tokens) fit through a bucket refilling at `per_minute`, starting full.
+
+    The bucket holds `per_minute * burst_s / 60` (at least one unit), as the emulator's does.
+    """
+    if not per_minute:
+        return 0.0
+    burst = max(1.0, per_minute * burst_s / 60.0)
+    return max(0.0, units - burst) / (per_minute / 60.0)
+
+
 def bound_s(
     s: Settings, requests: int, concurrency: int, input_tokens: float, output_tokens: float
 ) -> tuple[float, str]:
@@ -187,8 +198,7 @@ def bound_s(
     tail_s = median_s + output_s
     bounds = {"latency": tail_s, "concurrency": requests * mean_s / concurrency}
     if s.rpm:
-        burst = max(1.0, s.rpm * s.burst_s / 60.0)
-        bounds["rpm"] = max(0.0, requests - burst) / (s.rpm / 60.0) + tail_s
+        bounds["rpm"] = rate_bound_s(requests, s.rpm, s.burst_s) + tail_s
     if s.tpm:
         capacity = s.tpm * s.burst_s / 60.0
         used = input_tokens + output_tokens

@@ -119,6 +119,12 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def sample_bodies(conn: sqlite3.Connection, dataset: str) -> list[bytes]:
+    """The JSON bodies of a dataset's decided samples, in mistake order, from any connection to a run store."""
+    cur = conn.execute("SELECT body FROM samples WHERE dataset = ? ORDER BY position", (dataset,))
+    return [r[0] for r in cur]
+
+
 class Store:
     """Reads and writes of one run's database; writes go through `writer()`.
 
@@ -182,10 +188,7 @@ class Store:
 
     def sample_bodies(self, dataset: str) -> list[bytes]:
         """Decided samples of a dataset in mistake order (reads what is committed)."""
-        cur = self._conn.execute(
-            "SELECT body FROM samples WHERE dataset = ? ORDER BY position", (dataset,)
-        )
-        return [r[0] for r in cur]
+        return sample_bodies(self._conn, dataset)
 
     async def _write_all(self, recv) -> None:
         """The single writer: commit everything queued so far as one transaction, repeatedly.

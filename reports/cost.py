@@ -19,11 +19,12 @@ import msgspec
 from rich.console import Console
 
 from engine import ledger
+from engine.dataset import decode_samples
 from engine.samples import DecidedSample
+from engine.store import sample_bodies
 from reports.tables import Table, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
 
 STORE_FILE = "store.sqlite"
-_SAMPLE = msgspec.json.Decoder(DecidedSample)
 
 
 class CostRow(msgspec.Struct, kw_only=True):
@@ -88,8 +89,7 @@ class CostReport(msgspec.Struct, kw_only=True):
 
 def decided_samples(conn: sqlite3.Connection, dataset: str) -> list[DecidedSample]:
     """The dataset's decided samples from the store, in mistake order."""
-    cur = conn.execute("SELECT body FROM samples WHERE dataset = ? ORDER BY position", (dataset,))
-    return [_SAMPLE.decode(body) for (body,) in cur]
+    return decode_samples(sample_bodies(conn, dataset))
 
 
 def acceptance(samples: Sequence[DecidedSample]) -> dict[str, Acceptance]:
