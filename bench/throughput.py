@@ -22,6 +22,16 @@ calls gets no credit for them:
 
 Requests stream through a bounded memory object stream to C workers per teacher, so
 memory grows with calls in flight, not with `--requests`; peak RSS is reported.
+
+Realistic scenarios: `--quota-requests N` (the first teacher's account runs out after
+N billed requests; the others must finish), `--overload START DURATION` (every request
+in that window gets the provider's 503/529; the bound adds the window, dead time for
+a run still going), `--no-tpm-refund` (TPM charged prompt + max_tokens, never
+refunded, as Azure counts), `--bill-abandoned` (a call the client gave up on is billed
+anyway).
+Each run then counts `duplicated` (answers the emulator produced twice for the same
+request) and `billed_unrecorded` (requests the emulator billed that the client has no
+record of, neither as billed nor as possibly billed); both must stay 0.
 """
 
 from __future__ import annotations
@@ -47,7 +57,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from adapters.base import ChatRequest, ChatResult, Message, ProviderName
 from adapters.client import ChatClient
 from bench import baselines
-from bench.emulator import EmulatorSpec, EmulatorStats, Faults, Latency, ModelLimits, start_emulator_process
+from bench.emulator import (
+    Billing,
+    EmulatorSpec,
+    EmulatorStats,
+    Faults,
+    Latency,
+    ModelLimits,
+    Overload,
+    start_emulator_process,
+)
 from engine.lane import Lane, LaneLimits
 
 Mode = Literal["engine", "gather", "sequential"]
@@ -83,10 +102,15 @@ class Settings(msgspec.Struct, kw_only=True):
     wire: str
     no_rate_headers: bool
     seed: int
+    quota_requests: int | None = None
+    overload: list[float] | None = None  # [start_s, duration_s]
+    no_tpm_refund: bool = False
+    bill_abandoned: bool = False
 
 
 class RunResult(msgspec.Struct, kw_only=True):
-    """One run: a mode at a concurrency. `lost` must be 0; `server_*` is the emulator's view."""
+    """One run: a mode at a concurrency. `lost`, `duplicated` and `billed_unrecorded` must be 0;
+    `server_*` is the emulator's view, `client_*` what the client recorded."""
 
     mode: Mode
     concurrency: int
@@ -106,7 +130,15 @@ class RunResult(msgspec.Struct, kw_only=True):
     efficiency: float
     binding: str
     server_completed: int
-    server_duplicates: int
+    duplicated: int
+    # Requests the emulator billed, and the client's record of them: answers that came back
+    # billed (usable or not) and attempts it counts as possibly billed (sent, never answered).
+    server_billed: int
+    client_billed: int
+    client_possibly_billed: int
+    billed_unrecorded: int
+    quota_refused: int
+    overloaded: int
     peak_rss_mb: float
     # CPU time of this (the client's) process per call: the engine's own cost.
     cpu_ms_per_call: float
@@ -123,6 +155,9 @@ class Tally:
         self.output_tokens = 0
         self.latencies_s = array("d")
         self.errors: list[str] = []
+        # Billed answers and possibly billed attempts the client knows of (the engine's lanes).
+        self.billed = 0
+        self.possibly_billed = 0
 
     def record(self, completed: bool, latency_s: float, output_tokens: int, retries: int) -> None:
         self.retries += retries
@@ -163,10 +198,6 @@ def teacher_requests(
         yield ChatRequest(model=model_name(teacher), messages=(SYSTEM, user), max_tokens=max_tokens)
 
 
-def share(total: int, teacher: int, teachers: int) -> int:
-    return len(range(teacher, total, teachers))
-
-
 def wire_of(teacher: int, wire: str) -> ProviderName:
     return WIRES[teacher % len(WIRES)] if wire == "mixed" else wire  # type: ignore[return-value]
 
@@ -201,19 +232,24 @@ def bound_s(
         bounds["rpm"] = rate_bound_s(requests, s.rpm, s.burst_s) + tail_s
     if s.tpm:
         capacity = s.tpm * s.burst_s / 60.0
-        used = input_tokens + output_tokens
+        # Without refunds (Azure) every call keeps its whole max_tokens charged.
+        used = input_tokens + (s.max_tokens if s.no_tpm_refund else output_tokens)
         bounds["tpm"] = max(0.0, requests * used - capacity) / (s.tpm / 60.0) + tail_s
         # A call holds input + max_tokens of the bucket until it answers, so at most
         # (capacity - one charge) of unused max_tokens can be out at once: by Little's
         # law that caps the rate at that / (latency * unused tokens per call).
         unused = s.max_tokens - output_tokens
         headroom = capacity - (input_tokens + s.max_tokens)
-        if unused > 0:
+        if unused > 0 and not s.no_tpm_refund:
             bounds["tpm-reserve"] = (
                 math.inf if headroom <= 0 else requests * mean_s * unused / headroom
             )
     binding = max(bounds, key=bounds.__getitem__)
-    return bounds[binding], binding
+    bound = bounds[binding]
+    if s.overload and bound > s.overload[0]:
+        # Nothing gets through an overload window: a run still going when it opens loses all of it.
+        return bound + s.overload[1], binding + "+overload"
+    return bound, binding
 
 
 def percentile_ms(sorted_s: list[float], q: float) -> float:
@@ -226,11 +262,17 @@ def percentile_ms(sorted_s: list[float], q: float) -> float:
 
 
 def emulator_spec(s: Settings) -> EmulatorSpec:
-    limits = ModelLimits(rpm=s.rpm, tpm=s.tpm, burst_s=s.burst_s)
+    limits = ModelLimits(rpm=s.rpm, tpm=s.tpm, burst_s=s.burst_s, refund_unused_tokens=not s.no_tpm_refund)
+    models = {model_name(k): limits for k in range(s.providers)}
+    if s.quota_requests is not None:
+        # Only the first teacher runs dry: the others must finish their share regardless.
+        models[model_name(0)] = msgspec.structs.replace(limits, quota_requests=s.quota_requests)
     return EmulatorSpec(
-        models={model_name(k): limits for k in range(s.providers)},
+        models=models,
         latency=Latency(median_ms=s.latency_ms, sigma=s.latency_sigma, ms_per_output_token=s.ms_per_token),
         faults=Faults(error_rate=s.fail_rate, reset_rate=s.reset_rate, hang_rate=s.hang_rate, hang_s=s.hang_s),
+        billing=Billing(abandoned=s.bill_abandoned),
+        overloads=[Overload(start_s=s.overload[0], duration_s=s.overload[1])] if s.overload else [],
         seed=s.seed,
         output_tokens=s.output_tokens,
     )
@@ -314,6 +356,9 @@ async def drive_engine(s: Settings, url: str, concurrency: int, questions: list[
                 for _ in range(concurrency):
                     tg.start_soon(work, lane, recv.clone())
                 recv.close()
+        for lane in lanes:
+            tally.billed += lane.stats.completed + lane.stats.unusable
+            tally.possibly_billed += lane.stats.possibly_billed
 
 
 async def drive_baseline(
@@ -353,13 +398,16 @@ async def one_run(
         await drive_baseline(s, mode, url, concurrency, questions, tally)
     wall_s = time.monotonic() - started
     cpu_s = time.process_time() - cpu_started
+    if mode != "engine":
+        tally.billed = tally.completed  # the naive clients keep no other record
     server = await emulator_stats(session, url)
 
     total = server.total
     input_tokens = total.input_tokens / total.completed if total.completed else 0.0
     output_tokens = total.output_tokens / total.completed if total.completed else 0.0
-    # The bound of the work done: a client that fails calls does not get credit for them.
-    per_teacher = max(share(tally.completed, k, s.providers) for k in range(s.providers))
+    # The bound of the work done: a client that fails calls does not get credit for them. The
+    # busiest teacher's distinct answers, since one whose account ran dry did less than its share.
+    per_teacher = max((len(m.completed_keys) for m in server.models.values()), default=0)
     bound, binding = bound_s(s, per_teacher, concurrency, input_tokens, output_tokens)
     latencies = sorted(tally.latencies_s)
     return RunResult(
@@ -381,7 +429,13 @@ async def one_run(
         efficiency=round(bound / wall_s, 3),
         binding=binding,
         server_completed=len({key for m in server.models.values() for key in m.completed_keys}),
-        server_duplicates=total.duplicates,
+        duplicated=total.duplicates,
+        server_billed=total.billed_requests,
+        client_billed=tally.billed,
+        client_possibly_billed=tally.possibly_billed,
+        billed_unrecorded=max(total.billed_requests - tally.billed - tally.possibly_billed, 0),
+        quota_refused=total.quota_refused,
+        overloaded=total.overloaded,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         cpu_ms_per_call=round(1000.0 * cpu_s / requests, 3),
         errors=tally.errors,
@@ -426,15 +480,17 @@ def print_table(s: Settings, results: list[RunResult], load: str) -> None:
         limits += f" (engine told rpm={s.client_rpm or '-'} tpm={s.client_tpm or '-'})"
     table = Table(title=f"API concurrency: {s.providers} teacher(s), {limits}, "
                         f"latency {s.latency_ms:g} ms sigma {s.latency_sigma:g}; {load}")
-    columns = ("mode", "C", "requests", "done", "failed", "lost", "wall s", "req/s", "out tok/s",
-               "p50 ms", "p95 ms", "p99 ms", "429s", "retries", "bound s", "binds", "efficiency", "cpu ms/call")
+    columns = ("mode", "C", "requests", "done", "failed", "lost", "dup", "billed unrec.", "wall s", "req/s",
+               "out tok/s", "p50 ms", "p95 ms", "p99 ms", "429s", "5xx", "retries", "bound s", "binds", "efficiency",
+               "cpu ms/call")
     for column in columns:
         table.add_column(column, justify="left" if column in ("mode", "binds") else "right")
     for r in results:
         table.add_row(r.mode, str(r.concurrency), str(r.requests), str(r.completed), str(r.failed),
-                      str(r.lost), f"{r.wall_s:.2f}", f"{r.req_per_s:.1f}", f"{r.out_tokens_per_s:.0f}",
-                      f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.p99_ms:.0f}", str(r.http_429), str(r.retries),
-                      f"{r.bound_s:.2f}", r.binding, f"{r.efficiency:.3f}", f"{r.cpu_ms_per_call:.2f}")
+                      str(r.lost), str(r.duplicated), str(r.billed_unrecorded), f"{r.wall_s:.2f}",
+                      f"{r.req_per_s:.1f}", f"{r.out_tokens_per_s:.0f}", f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}",
+                      f"{r.p99_ms:.0f}", str(r.http_429), str(r.overloaded), str(r.retries), f"{r.bound_s:.2f}",
+                      r.binding, f"{r.efficiency:.3f}", f"{r.cpu_ms_per_call:.2f}")
     # Wide enough for every column when the output is a file or a pipe.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     print(f"peak RSS of the engine process: {max(r.peak_rss_mb for r in results):.0f} MB")
@@ -499,12 +555,24 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None, Path | No
                    help="provider wire format (mixed: teachers take turns)")
     p.add_argument("--no-rate-headers", action="store_true",
                    help="hide the rate-limit headers from the engine (it must adapt from 429s alone)")
+    p.add_argument("--quota-requests", type=int,
+                   help="the first teacher's account runs out after this many billed requests")
+    p.add_argument("--overload", type=float, nargs=2, metavar=("START_S", "DURATION_S"),
+                   help="an overload burst: every request in this window gets the provider's 503/529")
+    p.add_argument("--no-tpm-refund", action="store_true",
+                   help="TPM charged prompt + max_tokens and never refunded (Azure OpenAI's way)")
+    p.add_argument("--bill-abandoned", action="store_true",
+                   help="bill calls the client gave up on (timeouts), as the providers do")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write a PNG of throughput and p95 against concurrency here")
     a = p.parse_args(argv)
     if a.requests < 1 or a.providers < 1 or min(a.concurrency) < 1:
         p.error("--requests, --providers and --concurrency must be >= 1")
+    if a.overload and (a.overload[0] < 0 or a.overload[1] <= 0):
+        p.error("--overload START_S DURATION_S: START_S must be >= 0 and DURATION_S > 0")
+    if a.quota_requests is not None and a.quota_requests < 0:
+        p.error("--quota-requests must be >= 0")
     settings = Settings(
         requests=a.requests, rpm=a.rpm, tpm=a.tpm, burst_s=a.burst_s, latency_ms=a.latency_ms,
         latency_sigma=a.latency_sigma, ms_per_token=a.ms_per_token, fail_rate=a.fail_rate,
@@ -515,7 +583,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None, Path | No
         max_tokens=a.max_tokens, output_tokens=a.output_tokens, timeout_s=a.timeout_s,
         max_attempts=a.max_attempts, baseline=a.baseline,
         sequential_requests=a.sequential_requests or a.requests, wire=a.wire,
-        no_rate_headers=a.no_rate_headers, seed=a.seed,
+        no_rate_headers=a.no_rate_headers, seed=a.seed, quota_requests=a.quota_requests, overload=a.overload,
+        no_tpm_refund=a.no_tpm_refund, bill_abandoned=a.bill_abandoned,
     )
     return settings, a.json, a.plot
 

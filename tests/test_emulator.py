@@ -24,7 +24,7 @@ from bench.emulator import (
     start_emulator_process,
 )
 from bench.emulator.limiter import ModelLimiter, go_duration
-from engine.errors import ConfigError, Retryable
+from engine.errors import ConfigError, Retryable, Unusable
 
 KEY = "emulator-key"
 PROVIDERS = ("openai", "gemini", "anthropic")
@@ -284,7 +284,7 @@ async def test_fault_rates_are_seeded_and_counted() -> None:
                 for i in range(100):
                     try:
                         await client.complete(ask(f"q{i}"), timeout_s=5)
-                    except Retryable:
+                    except (Retryable, Unusable):
                         failures += 1
             stats = emu.stats().total
             assert stats.faults == failures and stats.completed == 100 - failures

@@ -6,6 +6,11 @@ In-process (tests):
         ... ChatClient("openai", api_key="k", base_url=emu.base_url("openai")) ...
         assert emu.stats().total.duplicates == 0
 
+Realism, all off by default: `Billing` (abandoned and unusable answers billed),
+`Faults` (filtered, refused, truncated, error-in-200, missing usage), `ModelLimits`
+(quota_requests, TPM without refund, ITPM/OTPM, requests per day, Groq's headers),
+`EmulatorSpec.overloads` (bursts of 503/529).
+
 In another process (benchmarks): `start_emulator_process(spec)` or
 `python -m bench.emulator --rpm 600 --latency-ms 300`, then `GET /_emulator/stats`.
 """
@@ -13,13 +18,14 @@ In another process (benchmarks): `start_emulator_process(spec)` or
 from bench.emulator.answers import echo
 from bench.emulator.process import start_emulator_process
 from bench.emulator.server import Emulator, run_emulator
-from bench.emulator.spec import AnswerFn, AnswerRequest, EmulatorSpec, Faults, Latency, ModelLimits
+from bench.emulator.spec import AnswerFn, AnswerRequest, Billing, EmulatorSpec, Faults, Latency, ModelLimits, Overload
 from bench.emulator.stats import EmulatorStats, ModelStats, content_key
 from bench.emulator.tokens import count_prompt_tokens, count_tokens
 
 __all__ = [
     "AnswerFn",
     "AnswerRequest",
+    "Billing",
     "Emulator",
     "EmulatorSpec",
     "EmulatorStats",
@@ -27,6 +33,7 @@ __all__ = [
     "Latency",
     "ModelLimits",
     "ModelStats",
+    "Overload",
     "content_key",
     "count_prompt_tokens",
     "count_tokens",

@@ -1,10 +1,12 @@
 """The emulator's HTTP server: routes, the per-request path, and `run_emulator`.
 
-One request: auth header -> parse -> rate limiter (429 pays nothing) -> fault draw
--> answer -> latency sleep -> TPM refund of unused max_tokens -> response with
-x-ratelimit headers. Per-request work is kept small (no logging, msgspec only,
-access log off) so a client in another process can push well over 2,000 req/s
-through it on 2 cores.
+One request: auth header -> parse -> quota (out of quota: refused) -> overload
+window (refused) -> rate limiter (429 pays nothing) -> fault draw -> answer ->
+latency sleep -> bill -> TPM refund of unused max_tokens -> response with
+x-ratelimit headers. From the fault draw on the model "runs": a client that goes
+away (aiohttp cancels the handler) is billed when `Billing.abandoned` says so.
+Per-request work is kept small (no logging, msgspec only, access log off) so a
+client in another process can push well over 2,000 req/s through it on 2 cores.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from aiohttp import web
 
 from bench.emulator.answers import answer_fn_for
 from bench.emulator.limiter import ModelLimiter
-from bench.emulator.spec import AnswerFn, EmulatorSpec
+from bench.emulator.spec import FAULT_KINDS, AnswerFn, AnswerRequest, EmulatorSpec
 from bench.emulator.stats import EmulatorStats, ModelStats, content_key, snapshot
-from bench.emulator.tokens import count_prompt_tokens, fit_tokens
-from bench.emulator.wire import WIRES, Wire
+from bench.emulator.tokens import count_prompt_tokens, count_tokens, fit_tokens
+from bench.emulator.wire import REFUSAL_TEXT, WIRES, Finish, Wire
 
-_FAULTS = ("error", "reset", "hang", "malformed", "empty")
+# Faults after which the model never ran: nothing to bill, all of max_tokens refunded.
+_NOT_RUN = frozenset(("error", "error_200", "reset"))
+# Outcomes that are proper answers (None: no fault): always billed, counted as completed.
+_PROPER = frozenset((None, "hang", "no_usage"))
 _stats_encoder = msgspec.json.Encoder()
 _spec_decoder = msgspec.json.Decoder(EmulatorSpec)
 # SO_LINGER with a zero timeout: close() sends RST, as a crashed server or a proxy reset does.
@@ -46,6 +51,8 @@ class Emulator:
         self._clock = clock
         self._configure(spec)
         self._models: dict[str, ModelStats] = {}
+        # Per model: requests billed or running to be billed, what `quota_requests` is held against.
+        self._committed: dict[str, int] = {}
         self._unauthorized = 0
         self._bad_requests = 0
 
@@ -55,9 +62,11 @@ class Emulator:
         self._limiters: dict[str, ModelLimiter | None] = {}
         self._latency_rng = random.Random(spec.seed)
         self._fault_rng = random.Random(spec.seed + 1)
-        f = spec.faults
-        # Cumulative thresholds, in `_FAULTS` order, for one uniform draw per request.
-        self._fault_edges = tuple(accumulate((f.error_rate, f.reset_rate, f.hang_rate, f.malformed_rate, f.empty_rate)))
+        # Its own generator, so adding overloads leaves a seed's faults where they were.
+        self._overload_rng = random.Random(spec.seed + 2)
+        # Cumulative thresholds, in `FAULT_KINDS` order, for one uniform draw per request.
+        self._fault_edges = tuple(accumulate(spec.faults.rates()))
+        self._started = self._clock()
 
     def base_url(self, provider: str) -> str:
         """The base_url a client of `provider` should use (OpenAI's includes /v1, as in its SDK)."""
@@ -71,6 +80,7 @@ class Emulator:
         """Back to a fresh provider: zero counters, full buckets; with `spec`, new limits and faults too."""
         self._configure(spec or self.spec)
         self._models = {}
+        self._committed = {}
         self._unauthorized = self._bad_requests = 0
 
     # --- the request path ---------------------------------------------------------------------
@@ -80,7 +90,7 @@ class Emulator:
             return self._limiters[model]
         except KeyError:
             limits = self.spec.limits_for(model)
-            limiter = ModelLimiter(limits, self._clock) if limits.rpm or limits.tpm else None
+            limiter = ModelLimiter(limits, self._clock) if limits.is_limited() else None
             self._limiters[model] = limiter
             return limiter
 
@@ -107,10 +117,18 @@ class Emulator:
         if stats is None:
             stats = self._models[model] = ModelStats()
         stats.received += 1
+        quota = self.spec.limits_for(model).quota_requests
+        # Requests running count against the quota, so at most `quota` are ever billed.
+        if quota is not None and self._committed.get(model, 0) >= quota:
+            stats.quota_refused += 1
+            return _json_response(*wire.quota_error(model, quota))
+        if self.spec.overloads and self._overloaded():
+            stats.overloaded += 1
+            return _json_response(*wire.overloaded_error())
         input_tokens = count_prompt_tokens(ask.messages)
         limiter = self._limiter(model)
         if limiter is not None:
-            wait_s = limiter.admit(input_tokens + ask.max_tokens)
+            wait_s = limiter.admit(input_tokens + ask.max_tokens, input_tokens)
             if wait_s > 0.0:
                 stats.rejected_429 += 1
                 return _rate_limited(wire, limiter, model, wait_s)
@@ -119,29 +137,49 @@ class Emulator:
         fault = self._draw_fault() if self._fault_edges[-1] > 0.0 else None
         if fault is not None:
             stats.faults += 1
-            if fault in ("error", "reset") and limiter is not None:
+        if fault in _NOT_RUN:
+            if limiter is not None:
                 limiter.refund_tokens(ask.max_tokens)
             if fault == "error":
                 kind = "server" if self._fault_rng.random() < 0.5 else "unavailable"
                 return _error_response(wire, kind, "injected fault: the server had an error", limiter)
-            if fault == "reset":
-                _reset_connection(request)
-                return web.Response(status=500)  # never written: the connection is gone
+            if fault == "error_200":
+                # OpenAI-compatible gateways (OpenRouter, RunPod's vLLM) answer some errors with a 200
+                # whose body is the error: https://github.com/langchain-ai/langchain/pull/40380,
+                # https://github.com/runpod-workers/worker-vllm/issues/57
+                _status, body = wire.error("server", "injected fault: an error object in a 200")
+                return _json_response(200, body)
+            _reset_connection(request)
+            return web.Response(status=500)  # never written: the connection is gone
+
+        text, finish, output_tokens = self._answer(ask, fault)
+        billable = fault in _PROPER or self.spec.billing.unusable
+        if billable:
+            self._committed[model] = self._committed.get(model, 0) + 1
+        try:
             if fault == "hang":
                 # Then answer normally, for a client patient enough to still be there.
                 await asyncio.sleep(self.spec.faults.hang_s)
-                fault = None
-
-        answer_fn = self.answer_fn or self._spec_answer_fn
-        text = "" if fault == "empty" else answer_fn(ask)
-        text, output_tokens, truncated = fit_tokens(text, ask.max_tokens)
-        delay_s = self._latency_s(output_tokens)
-        if delay_s > 0.0:
-            await asyncio.sleep(delay_s)
-        body = wire.answer(ask, text, truncated, input_tokens, output_tokens)
+            delay_s = self._latency_s(output_tokens)
+            if delay_s > 0.0:
+                await asyncio.sleep(delay_s)
+        except asyncio.CancelledError:
+            # The client went away (handler_cancellation); the model ran on regardless.
+            stats.abandoned += 1
+            if billable and self.spec.billing.abandoned:
+                stats.abandoned_billed += 1
+                _bill(stats, input_tokens, output_tokens)
+            elif billable:
+                self._committed[model] -= 1
+            if limiter is not None:
+                limiter.refund_tokens(ask.max_tokens - output_tokens)
+            raise
+        body = wire.answer(ask, text, finish, input_tokens, output_tokens, usage=fault != "no_usage")
         if fault == "malformed":
             body = body[: len(body) // 2]
-        elif fault is None:
+        if billable:
+            _bill(stats, input_tokens, output_tokens)
+        if fault in _PROPER:
             stats.completed += 1
             stats.input_tokens += input_tokens
             stats.output_tokens += output_tokens
@@ -154,9 +192,31 @@ class Emulator:
         headers = limiter.headers(anthropic=wire.provider == "anthropic") if limiter is not None else None
         return web.Response(body=body, headers=headers, content_type="application/json")
 
+    def _answer(self, ask: AnswerRequest, fault: str | None) -> tuple[str, Finish, int]:
+        """The text, how it ended, and the output tokens billed for it."""
+        if fault == "empty":
+            return "", "stop", 0
+        if fault == "truncated":
+            return "", "truncated", ask.max_tokens
+        if fault == "refusal":
+            return "", "refusal", min(count_tokens(REFUSAL_TEXT), ask.max_tokens)
+        answer_fn = self.answer_fn or self._spec_answer_fn
+        text, output_tokens, truncated = fit_tokens(answer_fn(ask), ask.max_tokens)
+        if fault == "filtered":
+            # Filtered after the model wrote it: its tokens are billed, none is shown.
+            return "", "filtered", output_tokens
+        return text, "length" if truncated else "stop", output_tokens
+
+    def _overloaded(self) -> bool:
+        elapsed_s = self._clock() - self._started
+        for overload in self.spec.overloads:
+            if overload.start_s <= elapsed_s < overload.start_s + overload.duration_s:
+                return overload.rate >= 1.0 or self._overload_rng.random() < overload.rate
+        return False
+
     def _draw_fault(self) -> str | None:
         draw = self._fault_rng.random()
-        for edge, fault in zip(self._fault_edges, _FAULTS):
+        for edge, fault in zip(self._fault_edges, FAULT_KINDS):
             if draw < edge:
                 return fault
         return None
@@ -193,10 +253,22 @@ class Emulator:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        # google-genai calls /v1beta/... by default and /v1/... with api_version="v1".
         app.router.add_post("/v1beta/models/{target}", self._gemini)
+        app.router.add_post("/v1/models/{target}", self._gemini)
         app.router.add_get("/_emulator/stats", self._get_stats)
         app.router.add_post("/_emulator/reset", self._post_reset)
         return app
+
+
+def _bill(stats: ModelStats, input_tokens: int, output_tokens: int) -> None:
+    stats.billed_requests += 1
+    stats.billed_input_tokens += input_tokens
+    stats.billed_output_tokens += output_tokens
+
+
+def _json_response(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def _error_response(

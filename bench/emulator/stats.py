@@ -14,6 +14,10 @@ class ModelStats(msgspec.Struct, kw_only=True):
 
     `accepted` passed the rate limiter (and was charged); `faults` counts injected
     faults; `completed` counts 200s with a proper answer, whose tokens are summed.
+    `billed_*` is everything the account was charged: proper answers, and with
+    `Billing` on, answers without usable text and requests whose client left
+    (`abandoned` counts those, `abandoned_billed` the ones charged). `quota_refused`
+    counts out-of-quota answers, `overloaded` overload answers (neither charged).
     `completed_keys` counts completed answers per request content (`content_key`),
     and `duplicates` how many completed answers repeated a key already completed:
     a client that never pays twice keeps it at 0.
@@ -27,6 +31,13 @@ class ModelStats(msgspec.Struct, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     duplicates: int = 0
+    billed_requests: int = 0
+    billed_input_tokens: int = 0
+    billed_output_tokens: int = 0
+    abandoned: int = 0
+    abandoned_billed: int = 0
+    quota_refused: int = 0
+    overloaded: int = 0
     completed_keys: dict[str, int] = {}
 
 
