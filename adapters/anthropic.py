@@ -12,7 +12,7 @@ import msgspec
 
 from adapters.base import ChatRequest, ChatResult, Message
 from adapters.classify import decode_success, rate_limit_info
-from engine.errors import Permanent, Retryable
+from engine.errors import Unusable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -83,24 +83,38 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     """The result of one response.
 
     Raises `Retryable` for 408/409/429/5xx (529 overloaded included) and for a 2xx with
-    an unreadable body or no text; `Permanent` for other 4xx and `stop_reason: refusal`.
+    an unreadable body; `AccountError` for a credit balance too low or a refused key;
+    `Permanent` for other 4xx; `Unusable` (with the billed usage) for a 2xx without
+    text: `stop_reason: refusal`, max_tokens reached before any text, or empty.
     """
     response = decode_success(status, headers, body, _decoder)
     stop_reason = response.stop_reason or "end_turn"
-    if stop_reason == "refusal":
-        raise Permanent("model refused (stop_reason=refusal)")
     text = "".join(block.text for block in response.content if block.type == "text")
-    if not text:
-        raise Retryable(f"empty answer (stop_reason={stop_reason})")
-    usage = response.usage or _Usage()
+    usage = response.usage
+    # Cached prompt tokens are reported apart; the prompt is all three together.
+    input_tokens = (
+        usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+        if usage is not None else 0
+    )
+    unusable = None
+    if stop_reason == "refusal":
+        unusable = Unusable("refused", "model refused (stop_reason=refusal)", http_status=status)
+    elif not text and stop_reason == "max_tokens":
+        unusable = Unusable("truncated", "max_tokens reached before any text (stop_reason=max_tokens)",
+                            http_status=status)
+    elif not text:
+        unusable = Unusable("empty", f"empty answer (stop_reason={stop_reason})", http_status=status)
+    if unusable is not None:
+        if usage is not None:
+            unusable.input_tokens, unusable.output_tokens = input_tokens, usage.output_tokens
+        raise unusable
     return ChatResult(
         text=text,
-        # Cached prompt tokens are reported apart; the prompt is all three together.
-        input_tokens=usage.input_tokens
-        + (usage.cache_creation_input_tokens or 0)
-        + (usage.cache_read_input_tokens or 0),
-        output_tokens=usage.output_tokens,
+        input_tokens=input_tokens,
+        output_tokens=usage.output_tokens if usage is not None else 0,
         finish_reason=stop_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),
+        usage_reported=usage is not None,
+        http_status=status,
     )

@@ -38,10 +38,18 @@ class RateLimitInfo(msgspec.Struct, kw_only=True):
     remaining_tokens: int | None = None
     reset_requests_s: float | None = None
     reset_tokens_s: float | None = None
+    # Anthropic limits input and output tokens apart (ITPM, OTPM); its plain "tokens"
+    # headers then report whichever is most restrictive, not a combined TPM.
+    limit_input_tokens: int | None = None
+    limit_output_tokens: int | None = None
 
 
 class ChatResult(msgspec.Struct, kw_only=True):
-    """A successful completion: text, provider-reported usage, finish reason, latency."""
+    """A successful completion: text, provider-reported usage, finish reason, latency.
+
+    `usage_reported` False: the provider sent no usage, the token counts are 0 and the
+    engine estimates them (never bills such an answer as free).
+    """
 
     text: str
     input_tokens: int
@@ -49,3 +57,5 @@ class ChatResult(msgspec.Struct, kw_only=True):
     finish_reason: str
     latency_s: float
     rate_limit: RateLimitInfo | None = None
+    usage_reported: bool = True
+    http_status: int = 200

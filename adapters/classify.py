@@ -12,26 +12,43 @@ and tests pass plain dicts with lowercase keys.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import msgspec
 
 from adapters.base import RateLimitInfo
-from engine.errors import CommitteeError, Permanent, Retryable
+from engine.errors import AccountError, CommitteeError, Permanent, Retryable
 
+# The provider (or its gateway) has no capacity now: OpenAI and Gemini answer 503, Anthropic
+# 529 overloaded_error (https://docs.anthropic.com/en/api/errors), gateways 502/504 in an
+# outage. A 500 is an internal error of one request, retried like any other.
+OVERLOAD_STATUSES = frozenset({502, 503, 504, 529})
 # Provider text in an exception is cut here: enough to read, never a whole page.
 MAX_DETAIL_CHARS = 200
 
 
+class _Violation(msgspec.Struct):
+    quotaId: str = ""
+
+
+class _ErrorInfo(msgspec.Struct):
+    # Gemini: google.rpc.QuotaFailure / RetryInfo details.
+    type: str = msgspec.field(name="@type", default="")
+    violations: list[_Violation] = []
+
+
 class _ErrorDetail(msgspec.Struct):
-    # OpenAI: message/type/code; Anthropic: type/message; Gemini: code/message/status.
+    # OpenAI: message/type/code; Anthropic: type/message; Gemini: code/message/status/details.
     message: str = ""
     type: str | None = None
     status: str | None = None
+    code: str | int | None = None
+    details: list[_ErrorInfo] = []
 
 
 class _ErrorBody(msgspec.Struct):
@@ -43,11 +60,17 @@ class _ErrorBody(msgspec.Struct):
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
 
 
+def _error_body(body: bytes) -> _ErrorBody | None:
+    try:
+        return _error_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None
+
+
 def error_detail(body: bytes) -> str:
     """The provider's error message from an error body, or a short description of the body."""
-    try:
-        parsed = _error_decoder.decode(body)
-    except msgspec.DecodeError:
+    parsed = _error_body(body)
+    if parsed is None:
         return describe_body(body)
     error = parsed.error
     if isinstance(error, str):
@@ -58,6 +81,38 @@ def error_detail(body: bytes) -> str:
         if text:
             return shorten(text)
     return shorten(parsed.message) if parsed.message else describe_body(body)
+
+
+def account_problem(status: int, body: bytes) -> str | None:
+    """What is wrong with the account when this error says so (a few words); None for any other error.
+
+    Out of quota or credit is permanent until someone pays, unlike a rate limit:
+    - OpenAI: 429 with `error.code`/`error.type` "insufficient_quota"
+      (https://platform.openai.com/docs/guides/error-codes#api-errors);
+    - Gemini: 429 RESOURCE_EXHAUSTED whose `google.rpc.QuotaFailure` names a per-day
+      quota (https://ai.google.dev/gemini-api/docs/rate-limits, `...PerDay...` quota ids);
+    - Anthropic: 400 "Your credit balance is too low" (https://docs.anthropic.com/en/api/errors);
+    - any provider: 401/403, the key is refused or lacks access.
+    """
+    if status in (401, 403):
+        return "API key refused"
+    if status not in (400, 429):
+        return None
+    parsed = _error_body(body)
+    error = parsed.error if parsed is not None else None
+    if not isinstance(error, _ErrorDetail):
+        return None
+    if status == 429 and "insufficient_quota" in (error.code, error.type):
+        return "out of quota"
+    if status == 429:
+        for info in error.details:
+            if info.type.endswith("google.rpc.QuotaFailure"):
+                daily = [v.quotaId for v in info.violations if "PerDay" in v.quotaId]
+                if daily:
+                    return f"daily quota exhausted ({daily[0]})"
+    if status == 400 and "credit balance" in error.message.lower():
+        return "credit balance too low"
+    return None
 
 
 def describe_body(body: bytes) -> str:
@@ -72,11 +127,20 @@ def describe_body(body: bytes) -> str:
     return f"not JSON ({head!r}...)"
 
 
-def malformed(body: bytes, exc: msgspec.DecodeError) -> Retryable:
-    """The Retryable for a 2xx whose body we cannot read (garbled, truncated, HTML, wrong shape)."""
+def malformed(body: bytes, exc: msgspec.DecodeError, status: int = 200) -> Retryable:
+    """The Retryable for a 2xx whose body we cannot read (garbled, truncated, HTML, wrong shape).
+
+    A 2xx means the model ran, so the attempt counts as possibly billed. A 2xx whose
+    body is an error object (some OpenAI-compatible hosts send them) is said as such.
+    """
+    parsed = _error_body(body)
+    if parsed is not None and parsed.error is not None:
+        return Retryable(f"HTTP {status} carrying an error: {error_detail(body)}", http_status=status)
     if isinstance(exc, msgspec.ValidationError):
-        return Retryable(shorten(f"unexpected response shape: {exc}"))
-    return Retryable(f"unreadable response: {describe_body(body)}")
+        reason = shorten(f"unexpected response shape: {exc}")
+    else:
+        reason = f"unreadable response: {describe_body(body)}"
+    return Retryable(reason, possibly_billed=True, http_status=status)
 
 
 def decode_success(
@@ -88,11 +152,14 @@ def decode_success(
     `after_s` is a provider-specific retry delay found in an error body (Gemini's RetryInfo).
     """
     if not 200 <= status < 300:
+        cause = account_problem(status, body)
+        if cause is not None:
+            raise AccountError(f"HTTP {status}: {error_detail(body)}", cause=cause, http_status=status)
         raise error_for(status, headers, error_detail(body), after_s=after_s)
     try:
         return decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise malformed(body, exc) from None
+        raise malformed(body, exc, status) from None
 
 
 def shorten(text: str) -> str:
@@ -123,12 +190,14 @@ def error_for(
     should_retry = headers.get("x-should-retry")
     retry = should_retry == "true" if should_retry in ("true", "false") else is_retryable_status(status)
     if not retry:
-        return Permanent(reason)
+        return Permanent(reason, http_status=status)
     header_after_s = retry_after_s(headers)
     return Retryable(
         reason,
         after_s=header_after_s if header_after_s is not None else after_s,
         rate_limited=status == 429,
+        overloaded=status in OVERLOAD_STATUSES,
+        http_status=status,
     )
 
 
@@ -140,22 +209,33 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """
     value = headers.get("retry-after-ms")
     if value is not None:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        ms = _finite(value)
+        if ms is not None:
+            return max(ms / 1000.0, 0.0)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:
+        # RFC 9110 section 5.6.7: an HTTP date is always GMT; a server leaving the zone
+        # out still means GMT, never our local time.
+        when = when.replace(tzinfo=timezone.utc)
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _finite(value: str) -> float | None:
+    """`value` as a float, None when it is not a number or not finite ("inf", "nan", "1e999")."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?)(ms|h|m|s)")
@@ -168,9 +248,11 @@ def parse_duration_s(text: str) -> float | None:
     if text[:1].isdigit():
         try:
             if text.endswith("ms"):
-                return float(text[:-2]) / 1000.0
+                value = float(text[:-2]) / 1000.0
+                return value if math.isfinite(value) else None
             if text.endswith("s"):
-                return float(text[:-1])
+                value = float(text[:-1])
+                return value if math.isfinite(value) else None
         except ValueError:
             pass
     total, end = 0.0, 0
@@ -179,7 +261,7 @@ def parse_duration_s(text: str) -> float | None:
             return None
         total += float(match.group(1)) * _DURATION_UNIT_S[match.group(2)]
         end = match.end()
-    return total if end and end == len(text) else None
+    return total if end and end == len(text) and math.isfinite(total) else None
 
 
 def _rfc3339_in_s(text: str) -> float | None:
@@ -193,24 +275,44 @@ def _rfc3339_in_s(text: str) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+# A limit above this is no limit we could act on (and int(float("1e400")) overflows).
+_MAX_HEADER_INT = 10**12
+
+
 def _int(value: str | None) -> int | None:
-    if value is None:
+    number = None if value is None else _finite(value)
+    if number is None or not 0 <= number <= _MAX_HEADER_INT:
         return None
-    try:
-        return int(float(value))
-    except ValueError:
-        return None
+    return int(number)
 
 
 def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
     """The rate-limit headers of a response, or None when it carries none.
 
     OpenAI (and most OpenAI-compatible hosts): `x-ratelimit-{limit,remaining,reset}-
-    {requests,tokens}` with resets as durations ("6m0s"). Anthropic:
-    `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` with resets as
-    RFC 3339 times. Gemini sends none.
+    {requests,tokens}` with resets as durations ("6m0s"; Groq's requests ones count per
+    day). Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
+    {limit,remaining,reset}` with resets as RFC 3339 times, "tokens" being the most
+    restrictive token limit in effect. Gemini sends none. Non-finite or absurd numbers
+    count as absent.
     """
     get = headers.get
+    # Anthropic's own headers first: they alone tell input and output limits apart.
+    if any(get(f"anthropic-ratelimit-{kind}-limit") is not None
+           for kind in ("requests", "tokens", "input-tokens", "output-tokens")):
+        reset_requests = get("anthropic-ratelimit-requests-reset")
+        reset_tokens = get("anthropic-ratelimit-tokens-reset")
+        return RateLimitInfo(
+            limit_requests=_int(get("anthropic-ratelimit-requests-limit")),
+            remaining_requests=_int(get("anthropic-ratelimit-requests-remaining")),
+            limit_tokens=_int(get("anthropic-ratelimit-tokens-limit")),
+            remaining_tokens=_int(get("anthropic-ratelimit-tokens-remaining")),
+            reset_requests_s=_rfc3339_in_s(reset_requests) if reset_requests else None,
+            reset_tokens_s=_rfc3339_in_s(reset_tokens) if reset_tokens else None,
+            # https://docs.anthropic.com/en/api/rate-limits#response-headers
+            limit_input_tokens=_int(get("anthropic-ratelimit-input-tokens-limit")),
+            limit_output_tokens=_int(get("anthropic-ratelimit-output-tokens-limit")),
+        )
     if get("x-ratelimit-limit-requests") is not None or get("x-ratelimit-limit-tokens") is not None:
         reset_requests = get("x-ratelimit-reset-requests")
         reset_tokens = get("x-ratelimit-reset-tokens")
@@ -221,16 +323,5 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
             remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
             reset_requests_s=parse_duration_s(reset_requests) if reset_requests else None,
             reset_tokens_s=parse_duration_s(reset_tokens) if reset_tokens else None,
-        )
-    if get("anthropic-ratelimit-requests-limit") is not None or get("anthropic-ratelimit-tokens-limit") is not None:
-        reset_requests = get("anthropic-ratelimit-requests-reset")
-        reset_tokens = get("anthropic-ratelimit-tokens-reset")
-        return RateLimitInfo(
-            limit_requests=_int(get("anthropic-ratelimit-requests-limit")),
-            remaining_requests=_int(get("anthropic-ratelimit-requests-remaining")),
-            limit_tokens=_int(get("anthropic-ratelimit-tokens-limit")),
-            remaining_tokens=_int(get("anthropic-ratelimit-tokens-remaining")),
-            reset_requests_s=_rfc3339_in_s(reset_requests) if reset_requests else None,
-            reset_tokens_s=_rfc3339_in_s(reset_tokens) if reset_tokens else None,
         )
     return None

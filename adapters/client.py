@@ -12,6 +12,8 @@ rate limits belong to engine/lane.py.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import socket
 import ssl
 import time
@@ -25,9 +27,13 @@ from yarl import URL
 
 from adapters import anthropic, gemini, openai
 from adapters.base import ChatRequest, ChatResult, ProviderName
-from engine.errors import CommitteeError, ConfigError, Permanent, Retryable
+from engine.errors import CommitteeError, ConfigError, Retryable
 
 ADAPTERS: dict[str, ModuleType] = {"openai": openai, "gemini": gemini, "anthropic": anthropic}
+# No chat answer comes near this; a body past it is a misbehaving server, not an answer.
+MAX_BODY_BYTES = 8 * 2**20
+
+log = logging.getLogger(__name__)
 
 
 class Adapter(Protocol):
@@ -66,10 +72,48 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
 
 def _redacted(exc: CommitteeError, secret: str) -> CommitteeError:
     # Some providers echo part of a bad key in 401 bodies; ours never leaves this process.
-    reason = str(exc).replace(secret, "***")
-    if isinstance(exc, Retryable):
-        return Retryable(reason, after_s=exc.after_s, rate_limited=exc.rate_limited)
-    return Permanent(reason)
+    # Same class and fields, only the text changes.
+    clean = type(exc).__new__(type(exc))
+    clean.__dict__.update(exc.__dict__)
+    clean.reason = str(exc).replace(secret, "***")  # type: ignore[attr-defined]
+    clean.args = (clean.reason,)  # type: ignore[attr-defined]
+    return clean
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, refused past MAX_BODY_BYTES before it is all in memory."""
+    length = response.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise _too_large(response.status, f"{length} bytes announced")
+    if length is not None:
+        return await response.read()
+    chunks, size = [], 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large(response.status, f"over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(status: int, what: str) -> Retryable:
+    # A 2xx this big still ran the model: possibly billed.
+    return Retryable(
+        f"response body too large ({what}; limit {MAX_BODY_BYTES // 2**20} MiB), HTTP {status}",
+        possibly_billed=200 <= status < 300,
+        http_status=status,
+    )
 
 
 class ChatClient:
@@ -99,6 +143,10 @@ class ChatClient:
         self.max_connections = max_connections
         self._api_key = api_key
         self._session: aiohttp.ClientSession | None = None
+        url = URL(self.base_url)
+        if api_key and url.scheme == "http" and not _is_loopback(url.host):
+            log.warning("teacher %r: its API key is sent unencrypted over plain http:// to %s; use https://",
+                        self.name, url.host)
         # Built once per model and per timeout: yarl parsing is a visible cost at 2,000 req/s.
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -156,20 +204,25 @@ class ChatClient:
             async with session.post(
                 self._url(request.model), data=body, timeout=self._timeout(timeout_s), allow_redirects=False
             ) as response:
-                raw = await response.read()
+                raw = await _read_body(response)
                 status, headers = response.status, response.headers
+        # Once the request may have reached the provider, its model may have run and
+        # been billed although we never saw the answer: those attempts are possibly billed.
         except asyncio.TimeoutError:
-            raise Retryable(f"timeout after {timeout_s:g}s") from None
+            raise Retryable(f"timeout after {timeout_s:g}s", possibly_billed=True) from None
         except aiohttp.ClientConnectorError as exc:
             raise Retryable(f"cannot connect to {self.base_url} ({_connect_failure(exc)})") from None
         except aiohttp.ServerDisconnectedError:
-            raise Retryable(f"connection to {self.base_url} closed before a response") from None
+            raise Retryable(f"connection to {self.base_url} closed before a response", possibly_billed=True) from None
         except aiohttp.ClientPayloadError:
-            raise Retryable(f"connection to {self.base_url} broke while reading the response") from None
+            raise Retryable(f"connection to {self.base_url} broke while reading the response",
+                            possibly_billed=True) from None
         except aiohttp.ClientOSError as exc:
-            raise Retryable(f"connection to {self.base_url} failed ({exc.strerror or type(exc).__name__})") from None
+            raise Retryable(f"connection to {self.base_url} failed ({exc.strerror or type(exc).__name__})",
+                            possibly_billed=True) from None
         except aiohttp.ClientError as exc:
-            raise Retryable(f"HTTP exchange with {self.base_url} failed ({type(exc).__name__})") from None
+            raise Retryable(f"HTTP exchange with {self.base_url} failed ({type(exc).__name__})",
+                            possibly_billed=True) from None
         try:
             return adapter.decode(status, headers, raw, time.monotonic() - start)
         except CommitteeError as exc:

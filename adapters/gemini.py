@@ -11,8 +11,8 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ChatRequest, ChatResult
-from adapters.classify import decode_success, parse_duration_s, rate_limit_info
-from engine.errors import Permanent, Retryable
+from adapters.classify import decode_success, error_detail, parse_duration_s, rate_limit_info
+from engine.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -139,30 +139,51 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     """The result of one response.
 
     Raises `Retryable` for 408/409/429 (RESOURCE_EXHAUSTED)/5xx and for a 2xx with an
-    unreadable body or no candidates; `Permanent` for other 4xx and blocked prompts
-    or answers (blockReason, finishReason SAFETY, RECITATION, PROHIBITED_CONTENT...).
+    unreadable body or no candidates; `AccountError` for a per-day quota or a refused
+    key; `Permanent` for other 4xx; `Unusable` (with the billed usage) for a blocked
+    prompt or answer (blockReason, finishReason SAFETY, RECITATION, ...), MAX_TOKENS
+    before any text, or no text.
     """
     after_s = _retry_info_s(body) if status == 429 else None
     response = decode_success(status, headers, body, _decoder, after_s=after_s)
+    usage = response.usageMetadata
     feedback = response.promptFeedback
+    unusable = None
+    text = ""
+    finish_reason = "STOP"
     if feedback is not None and feedback.blockReason:
-        raise Permanent(f"prompt blocked by the provider (blockReason={feedback.blockReason})")
-    if not response.candidates:
-        raise Retryable("response has no candidates")
-    candidate = response.candidates[0]
-    finish_reason = candidate.finishReason or "STOP"
-    if finish_reason in BLOCKED_FINISH_REASONS:
-        raise Permanent(f"answer withheld by the provider (finishReason={finish_reason})")
-    parts = candidate.content.parts if candidate.content else []
-    text = "".join(p.text for p in parts if not p.thought)
-    if not text:
-        raise Retryable(f"empty answer (finishReason={finish_reason})")
-    usage = response.usageMetadata or _UsageMetadata()
+        unusable = Unusable("filtered", f"prompt blocked by the provider (blockReason={feedback.blockReason})",
+                            http_status=status)
+    elif not response.candidates:
+        # Every field is optional here, so a 200 carrying an error object decodes too.
+        detail = error_detail(body) if body.lstrip().startswith(b'{"error"') else None
+        raise Retryable(f"HTTP {status} carrying an error: {detail}" if detail else "response has no candidates",
+                        http_status=status)
+    else:
+        candidate = response.candidates[0]
+        finish_reason = candidate.finishReason or "STOP"
+        parts = candidate.content.parts if candidate.content else []
+        text = "".join(p.text for p in parts if not p.thought)
+        if finish_reason in BLOCKED_FINISH_REASONS:
+            unusable = Unusable("filtered", f"answer withheld by the provider (finishReason={finish_reason})",
+                                http_status=status)
+        elif not text and finish_reason == "MAX_TOKENS":
+            unusable = Unusable("truncated", "max_tokens reached before any text (finishReason=MAX_TOKENS)",
+                                http_status=status)
+        elif not text:
+            unusable = Unusable("empty", f"empty answer (finishReason={finish_reason})", http_status=status)
+    output_tokens = usage.candidatesTokenCount + usage.thoughtsTokenCount if usage is not None else 0
+    if unusable is not None:
+        if usage is not None:
+            unusable.input_tokens, unusable.output_tokens = usage.promptTokenCount, output_tokens
+        raise unusable
     return ChatResult(
         text=text,
-        input_tokens=usage.promptTokenCount,
-        output_tokens=usage.candidatesTokenCount + usage.thoughtsTokenCount,
+        input_tokens=usage.promptTokenCount if usage is not None else 0,
+        output_tokens=output_tokens,
         finish_reason=finish_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),
+        usage_reported=usage is not None,
+        http_status=status,
     )

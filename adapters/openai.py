@@ -13,7 +13,7 @@ import msgspec
 
 from adapters.base import ChatRequest, ChatResult, Message
 from adapters.classify import decode_success, rate_limit_info, shorten
-from engine.errors import Permanent, Retryable
+from engine.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -83,26 +83,41 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     """The result of one response.
 
     Raises `Retryable` for 408/409/429/5xx and for a 2xx whose body is unreadable or
-    has no answer; `Permanent` for other 4xx, a content-filter stop or a refusal.
+    has no choices; `AccountError` for out of quota or a refused key; `Permanent` for
+    other 4xx; `Unusable` (with the billed usage) for a 2xx answer without text: a
+    content-filter stop, a refusal, max_tokens reached before any text, or empty.
     """
     response = decode_success(status, headers, body, _decoder)
     if not response.choices:
-        raise Retryable("response has no choices")
+        raise Retryable("response has no choices", http_status=status)
     choice = response.choices[0]
     finish_reason = choice.finish_reason or "stop"
-    if finish_reason == "content_filter":
-        raise Permanent("answer stopped by the provider's content filter (finish_reason=content_filter)")
-    if choice.message.refusal:
-        raise Permanent(shorten(f"model refused: {choice.message.refusal}"))
+    usage = response.usage
     text = choice.message.content
-    if not text:
-        raise Retryable(f"empty answer (finish_reason={finish_reason})")
-    usage = response.usage or _Usage()
+    unusable = None
+    if finish_reason == "content_filter":
+        # Even partial text is withheld material: it stopped where the filter cut it.
+        unusable = Unusable("filtered", "answer stopped by the provider's content filter "
+                            "(finish_reason=content_filter)", http_status=status)
+    elif choice.message.refusal:
+        unusable = Unusable("refused", shorten(f"model refused: {choice.message.refusal}"), http_status=status)
+    elif not text and finish_reason == "length":
+        unusable = Unusable("truncated", "max_tokens reached before any text (finish_reason=length)",
+                            http_status=status)
+    elif not text:
+        unusable = Unusable("empty", f"empty answer (finish_reason={finish_reason})", http_status=status)
+    if unusable is not None:
+        if usage is not None:
+            unusable.input_tokens, unusable.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        raise unusable
+    assert text is not None
     return ChatResult(
         text=text,
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
         finish_reason=finish_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),
+        usage_reported=usage is not None,
+        http_status=status,
     )

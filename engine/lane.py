@@ -1,9 +1,13 @@
 """One teacher's lane: admission at its limits, adaptive concurrency, retries.
 
 A lane wraps one client (provider + model + key) and is the only way the engine
-calls it: `await lane.call(request) -> CallOutcome`. Every call ends `completed` or
-`failed` (after `max_attempts`, or at once on a `Permanent` error); cancellation
-propagates and the in-flight count is released in `finally`.
+calls it: `await lane.call(request, tab=tab) -> CallOutcome`. Every call ends
+`completed`, `failed` (after `max_attempts`, at once on a `Permanent` error, after a
+few billed answers without usable text, or unsent once the teacher's circuit
+breaker opened on account errors) or `skipped` (the spending cap refused it);
+cancellation propagates and the in-flight count is released in `finally`. The
+call's `CallTab` (engine/budget.py) learns every attempt's money: reserved at
+admission, then billed, possibly billed (sent, never answered) or released.
 
 Admission is FIFO: a call waits in line (an anyio Lock hands over in arrival order)
 and the head of the line waits until all of these hold, then takes them at once:
@@ -12,12 +16,16 @@ and the head of the line waits until all of these hold, then takes them at once:
 - one request from the RPM bucket and `estimated prompt + max_tokens` from the TPM
   bucket (engine/limiter.py), the way OpenAI counts; the TPM charge is reconciled with
   the provider-reported usage when the answer arrives, so a lane whose answers are
-  much shorter than max_tokens still runs at its TPM.
+  much shorter than max_tokens still runs at its TPM;
+- the call's worst case reserved against the spending cap (it waits while other
+  calls' in-flight reservations are in the way, and is skipped once the cap is reached).
 
 The configured limits may be wrong. Two things bring a lane down to the real ones
 without a retry storm: a rate-limit header announcing a lower limit lowers the bucket
-for good, and each congestion event (a burst of 429s) multiplies the request rate
-(and the in-flight cap) down, both growing back additively on successes.
+for good, and each congestion event (a burst of 429s) multiplies the request rate (and the
+in-flight cap) down, both growing back additively on successes. Overload (5xx,
+Anthropic 529) shrinks the in-flight cap the same way but leaves the rate alone,
+and is retried over minutes, not attempts.
 """
 
 from __future__ import annotations
@@ -34,11 +42,20 @@ import msgspec
 
 from adapters.base import ChatRequest, ChatResult
 from engine.backoff import retry_delay_s
+from engine.breaker import Breaker
+from engine.budget import CallTab
 from engine.concurrency import Aimd
 from engine.config import TeacherSection
-from engine.errors import Permanent, Retryable
+from engine.errors import (
+    AccountError,
+    CommitteeError,
+    Permanent,
+    Retryable,
+    Unusable,
+    UnusableKind,
+)
 from engine.limiter import Clock, TokenBucket
-from engine.tokens import estimate_request_tokens
+from engine.tokens import estimate_request_tokens, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +76,17 @@ _CAP_STEP = 0.1
 _MAX_PAUSE_S = 5.0
 # Our own timeout scope only backs up the client's, which should fire first.
 _TIMEOUT_GRACE_S = 1.0
+# Billed answers without usable text a call may get before it is recorded failed.
+# Each is paid for, so none is retried blindly: a filtered, refused or empty answer
+# is sampled once more (teachers sample at temperature > 0 and the next answer often
+# differs); a truncated one never, since the same max_tokens truncates the same way
+# and only raising it helps.
+_UNUSABLE_ANSWERS = {"filtered": 2, "refused": 2, "empty": 2, "truncated": 1}
+# Overload answers in a row (no success between) that make a congestion event.
+_OVERLOADS_TO_SHRINK = 2
+# A reported limit is per minute only if its window (the time to refill what was used)
+# is about a minute: Groq reports requests per DAY in x-ratelimit-limit-requests.
+_PER_MINUTE_WINDOW_S = 90.0
 
 
 class Completer(Protocol):
@@ -82,6 +110,12 @@ class LaneLimits(msgspec.Struct, frozen=True, kw_only=True):
     # A Retry-After longer than this is a quota, not a burst: the call fails for this
     # run (a resumed run retries it) and the lane's other calls keep going.
     max_retry_after_s: float = 60.0
+    # Overload (5xx, Anthropic 529) passes in seconds to minutes: a call retries it for
+    # this long, backing off up to `overload_backoff_cap_s`, outside `max_attempts`.
+    overload_retry_s: float = 300.0
+    overload_backoff_cap_s: float = 30.0
+    # Account errors (quota, credit, key) in a row that open the teacher's breaker.
+    account_errors_to_open: int = 3
 
     def __post_init__(self) -> None:
         for key in ("rpm", "tpm"):
@@ -106,15 +140,22 @@ def lane_limits(teacher: TeacherSection) -> LaneLimits:
 
 
 class CallOutcome(msgspec.Struct, kw_only=True):
-    """How one call ended. `error` is one line, set when `status == "failed"`."""
+    """How one call ended. `error` is one line, set unless `status == "completed"`.
 
-    status: Literal["completed", "failed"]
+    `skipped`: the spending cap refused to send it (`error == "budget"`). `unusable`
+    says why the last answer, billed, had no usable text; `http_status` is the raw
+    status of the last response (None when none came back).
+    """
+
+    status: Literal["completed", "failed", "skipped"]
     result: ChatResult | None = None
     attempts: int
     retries: int
     http_429: int = 0
     error: str | None = None
     elapsed_s: float = 0.0
+    unusable: UnusableKind | None = None
+    http_status: int | None = None
 
 
 class LaneStats(msgspec.Struct, kw_only=True):
@@ -129,8 +170,12 @@ class LaneStats(msgspec.Struct, kw_only=True):
     rpm: float | None = None
     tpm: float | None = None
     http_429: int = 0
+    overloaded: int = 0
     congestion_events: int = 0
     retries: int = 0
+    unusable: int = 0
+    possibly_billed: int = 0
+    account_errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     # Our prompt estimate for the completed calls, to set against `input_tokens`.
@@ -170,6 +215,8 @@ class Lane:
         self._pause_until = 0.0
         self._latency_s = 0.0
         self._cap = Aimd(limits.max_in_flight, floor=1, factor=_CAP_FACTOR, step=_CAP_STEP)
+        self.breaker = Breaker(limits.account_errors_to_open)
+        self._overloads_in_a_row = 0
         self._rpm, self._rate = self._bucket(limits.rpm, _START_FILL_REQUESTS)
         self._tpm, self._token_rate = self._bucket(limits.tpm, _START_FILL_TOKENS)
         self.stats = LaneStats(cap=self._cap.value, rpm=limits.rpm, tpm=limits.tpm)
@@ -186,22 +233,39 @@ class Lane:
         )
         return bucket, rate
 
-    async def call(self, request: ChatRequest) -> CallOutcome:
-        """Send `request` until it completes, fails permanently or runs out of attempts.
+    async def call(self, request: ChatRequest, *, tab: CallTab | None = None) -> CallOutcome:
+        """Send `request` until it completes, fails or the spending cap skips it.
 
-        Never raises for a provider failure (the outcome says `failed` with a one-line
-        error); cancellation propagates.
+        `tab` is the call's account (reservations against the cap, billed and possibly
+        billed money): read it after the call, whatever the outcome. Never raises for
+        a provider failure (the outcome says why in one line); cancellation propagates.
         """
         stats = self.stats
         stats.started += 1
         started = self._clock()
+        tab = tab if tab is not None else CallTab()
         estimate = self._estimate(request)
-        attempts = http_429 = 0
+        attempts = http_429 = overload_attempts = 0
+        unusable: list[Unusable] = []
+        overload_since: float | None = None
+        http_status: int | None = None
+
+        def end(status: Literal["failed", "skipped"], error: str) -> CallOutcome:
+            stats.failed += status == "failed"
+            return CallOutcome(
+                status=status, attempts=attempts, retries=max(attempts - 1, 0), http_429=http_429, error=error,
+                elapsed_s=self._clock() - started, unusable=unusable[-1].kind if unusable else None,
+                http_status=http_status,
+            )
+
         while True:
+            answer = await self._attempt(request, estimate, tab)
+            if answer is None:
+                if self.breaker.open:
+                    return end("failed", self._breaker_error())
+                return end("skipped", "budget")
             attempts += 1
-            answer = await self._attempt(request, estimate)
-            if isinstance(answer, Retryable) and answer.rate_limited:
-                http_429 += 1
+            http_status = answer.http_status
             if isinstance(answer, ChatResult):
                 stats.completed += 1
                 stats.estimated_input_tokens += estimate
@@ -212,78 +276,166 @@ class Lane:
                     retries=attempts - 1,
                     http_429=http_429,
                     elapsed_s=self._clock() - started,
+                    http_status=http_status,
                 )
-            error = self._give_up(answer, attempts)
+            if isinstance(answer, Retryable) and answer.rate_limited:
+                http_429 += 1
+            if isinstance(answer, Unusable):
+                unusable.append(answer)
+            if isinstance(answer, Retryable) and answer.overloaded:
+                overload_attempts += 1
+                if overload_since is None:
+                    overload_since = self._clock()
+            error = self._give_up(answer, request, attempts - overload_attempts, unusable, overload_since)
             if error is not None:
-                stats.failed += 1
                 log.warning("%s", error)
-                return CallOutcome(
-                    status="failed",
-                    attempts=attempts,
-                    retries=attempts - 1,
-                    http_429=http_429,
-                    error=error,
-                    elapsed_s=self._clock() - started,
-                )
+                return end("failed", error)
             stats.retries += 1
-            assert isinstance(answer, Retryable)
+            overloaded = isinstance(answer, Retryable) and answer.overloaded
             await anyio.sleep(
                 retry_delay_s(
-                    attempts,
-                    answer.after_s,
+                    overload_attempts if overloaded else max(attempts - overload_attempts, 1),
+                    answer.after_s if isinstance(answer, Retryable) else None,
                     base_s=self.limits.backoff_base_s,
-                    cap_s=self.limits.backoff_cap_s,
+                    cap_s=self.limits.overload_backoff_cap_s if overloaded else self.limits.backoff_cap_s,
                     rng=self._rng,
                 )
             )
 
-    def _give_up(self, error: Retryable | Permanent, attempts: int) -> str | None:
-        """The one-line error if the call must stop here, None if it should retry."""
-        reason = " ".join(error.reason.split())
+    def _breaker_error(self) -> str:
+        return (f"teacher {self.name!r}: {self.breaker.cause}, calls to it stopped (not sent); "
+                "top up the account or fix the key, then rerun the same command to resume")
+
+    def _give_up(
+        self,
+        error: CommitteeError,
+        request: ChatRequest,
+        attempts: int,
+        unusable: list[Unusable],
+        overload_since: float | None,
+    ) -> str | None:
+        """The one-line error if the call must stop here, None if it should retry.
+
+        `attempts` counts the attempts that were not overload answers.
+        """
+        reason = " ".join(str(error).split())
+        if isinstance(error, Unusable):
+            if error.kind == "truncated":
+                return (f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}) "
+                        f"in teacher {self.name!r}'s [[teachers]] section, then rerun")
+            if len(unusable) >= _UNUSABLE_ANSWERS[error.kind]:
+                return f"teacher {self.name!r}: {len(unusable)} billed answers without usable text, the last {reason}"
+            return None
+        if isinstance(error, AccountError):
+            return (f"teacher {self.name!r}: {error.cause} ({reason}); "
+                    "top up the account or fix the key, then rerun the same command to resume")
         if isinstance(error, Permanent):
             return f"teacher {self.name!r}: {reason}"
+        assert isinstance(error, Retryable)
         if error.after_s is not None and error.after_s > self.limits.max_retry_after_s:
             return (
                 f"teacher {self.name!r}: provider asks to wait {error.after_s:.0f} s "
                 f"(a quota, not a burst): {reason}; resume the run later"
             )
+        if error.overloaded:
+            assert overload_since is not None
+            if self._clock() - overload_since > self.limits.overload_retry_s:
+                return (f"teacher {self.name!r}: provider overloaded for over "
+                        f"{self.limits.overload_retry_s:g} s: {reason}; rerun later to resume")
+            return None
         if attempts >= self.limits.max_attempts:
             return f"teacher {self.name!r}: gave up after {attempts} attempts: {reason}"
         return None
 
-    async def _attempt(self, request: ChatRequest, estimate: int) -> ChatResult | Retryable | Permanent:
-        """One admitted attempt; the slot is released whatever happens, cancellation included."""
-        seq, charged = await self._admit(estimate + request.max_tokens)
+    async def _attempt(
+        self, request: ChatRequest, estimate: int, tab: CallTab
+    ) -> ChatResult | Retryable | Permanent | Unusable | None:
+        """One admitted attempt, or None when it was not sent (spending cap, open breaker).
+
+        The slot is released and the tab settled whatever happens, cancellation included.
+        """
+        admitted = await self._admit(estimate + request.max_tokens, tab)
+        if admitted is None:
+            return None
+        seq, charged = admitted
+        settled = False
         # No await between admission and `try`: nothing can cancel us in between.
         try:
             with anyio.move_on_after(self.limits.timeout_s + _TIMEOUT_GRACE_S):
                 try:
                     result = await self._client.complete(request, timeout_s=self.limits.timeout_s)
+                except Unusable as exc:
+                    self._bill_unusable(exc, request, estimate, tab, charged)
+                    settled = True
+                    return exc
                 except (Retryable, Permanent) as exc:
+                    if isinstance(exc, Retryable) and exc.possibly_billed:
+                        tab.abandoned()
+                        self.stats.possibly_billed += 1
+                    else:
+                        tab.released()
+                    settled = True
                     self._on_failure(exc, seq, charged)
                     return exc
                 except Exception as exc:
                     # A bug in an adapter must not take the other teachers' calls down
-                    # with it: log it in full, fail this call, keep the lane going.
+                    # with it: log it in full, fail this call, keep the lane going. The
+                    # answer may have been billed: count it as possibly billed.
                     log.exception("teacher %r: unexpected error from the client", self.name)
+                    tab.abandoned()
+                    settled = True
                     error = Permanent(f"unexpected {type(exc).__name__}: {exc}")
                     self._on_failure(error, seq, charged)
                     return error
+                if result.usage_reported:
+                    tab.billed(result.input_tokens, result.output_tokens)
+                else:
+                    # Billed all the same: estimate rather than book it as free.
+                    tab.billed(estimate, estimate_tokens(result.text), estimated=True)
+                settled = True
                 self._on_success(result, charged)
                 return result
-            timeout = Retryable(f"no answer within {self.limits.timeout_s:g} s")
+            tab.abandoned()
+            self.stats.possibly_billed += 1
+            settled = True
+            timeout = Retryable(f"no answer within {self.limits.timeout_s:g} s", possibly_billed=True)
             self._on_failure(timeout, seq, charged)
             return timeout
         finally:
+            if not settled:
+                # Cancelled while the request was out: the provider may still bill it.
+                tab.abandoned()
             self._release()
 
-    async def _admit(self, tokens: int) -> tuple[int, float]:
-        """Wait in line, then take a slot, a request and `tokens` (clamped); returns the
-        call's sequence number and the TPM charge actually taken."""
+    def _bill_unusable(self, answer: Unusable, request: ChatRequest, estimate: int, tab: CallTab,
+                       charged: float) -> None:
+        self.stats.unusable += 1
+        if answer.input_tokens is not None and answer.output_tokens is not None:
+            used = answer.input_tokens + answer.output_tokens
+            tab.billed(answer.input_tokens, answer.output_tokens)
+        else:
+            # No usage reported: a truncated answer used all of max_tokens, the others none we can see.
+            output = request.max_tokens if answer.kind == "truncated" else 0
+            used = estimate + output
+            tab.billed(estimate, output, estimated=True)
+        self.breaker.record_success()
+        if self._tpm is not None:
+            # Billed, so counted by the provider's TPM too: reconcile like a success.
+            if charged > used:
+                self._tpm.refund(charged - used)
+            else:
+                self._tpm.take(used - charged)
+
+    async def _admit(self, tokens: int, tab: CallTab) -> tuple[int, float] | None:
+        """Wait in line, then take a slot, a request, `tokens` (clamped) and the call's
+        worst case from the budget; returns the call's sequence number and the TPM charge
+        actually taken, or None when it must not be sent (cap reached, breaker open)."""
         self.stats.waiting += 1
         try:
             async with self._fifo:
                 while True:
+                    if self.breaker.open:
+                        return None
                     wait_s = self._pause_until - self._clock()
                     if self._rpm is not None:
                         wait_s = max(wait_s, self._rpm.wait_s(1))
@@ -291,7 +443,15 @@ class Lane:
                         wait_s = max(wait_s, self._tpm.wait_s(tokens))
                     slot_free = self._in_flight < int(self._cap.value)
                     if slot_free and wait_s <= 0:
-                        break
+                        # Reserved last, just before sending: a call waiting in line holds no money.
+                        verdict = tab.reserve()
+                        if verdict == "reserved":
+                            break
+                        if verdict == "refused":
+                            return None
+                        assert tab.budget is not None
+                        await tab.budget.changed()
+                        continue
                     # Sleep until the buckets allow it, but wake early when a call ends:
                     # its refund of unused max_tokens, its freed slot or its 429 changes
                     # what we may do, and a head sleeping through a refund idles the lane.
@@ -320,6 +480,8 @@ class Lane:
             self._call_ended = None
 
     def _on_success(self, result: ChatResult, charged: float) -> None:
+        self.breaker.record_success()
+        self._overloads_in_a_row = 0
         stats = self.stats
         stats.input_tokens += result.input_tokens
         stats.output_tokens += result.output_tokens
@@ -361,13 +523,21 @@ class Lane:
         info = result.rate_limit
         if info is None:
             return
-        if info.limit_requests:
+        if info.limit_requests and _per_minute(info.limit_requests, info.remaining_requests, info.reset_requests_s):
             self._rpm, self._rate = self._lower(
                 self._rpm, self._rate, info.limit_requests, _START_FILL_REQUESTS
             )
-        if info.limit_tokens:
+        limit_tokens = info.limit_tokens
+        if info.limit_input_tokens and info.limit_output_tokens:
+            # Anthropic limits input and output apart and its "tokens" headers report the
+            # tighter of the two; our one bucket charges both, so it gets their sum.
+            limit_tokens = info.limit_input_tokens + info.limit_output_tokens
+        elif info.limit_input_tokens or info.limit_output_tokens:
+            limit_tokens = None
+        if limit_tokens and _per_minute(limit_tokens, info.remaining_tokens if limit_tokens == info.limit_tokens
+                                        else None, info.reset_tokens_s):
             self._tpm, self._token_rate = self._lower(
-                self._tpm, self._token_rate, info.limit_tokens, _START_FILL_TOKENS
+                self._tpm, self._token_rate, limit_tokens, _START_FILL_TOKENS
             )
         self._publish_rates()
 
@@ -391,15 +561,38 @@ class Lane:
 
     def _on_failure(self, error: Retryable | Permanent, seq: int, charged: float) -> None:
         if self._tpm is not None and charged:
-            # Providers do not bill tokens for a call that failed.
+            # Providers do not count tokens for a call answered with an error.
             self._tpm.refund(charged)
-        if not (isinstance(error, Retryable) and error.rate_limited):
+        if isinstance(error, AccountError):
+            self.stats.account_errors += 1
+            was_open = self.breaker.open
+            self.breaker.record_account_error(error.cause)
+            if self.breaker.open and not was_open:
+                log.error("%s", self._breaker_error())
             return
-        self.stats.http_429 += 1
+        if not (isinstance(error, Retryable) and (error.rate_limited or error.overloaded)):
+            return
+        if error.rate_limited:
+            self.stats.http_429 += 1
+        else:
+            self.stats.overloaded += 1
+            self._overloads_in_a_row += 1
+            if self._overloads_in_a_row < _OVERLOADS_TO_SHRINK:
+                return  # one 503 among successes is a node's hiccup, not an outage
         if not self._cap.on_congestion(seq, self._next_seq):
             return  # a 429 from a call admitted before the last shrink: same event
         self.stats.congestion_events += 1
         self.stats.cap = self._cap.value
+        if error.overloaded:
+            # Overload is the provider's capacity, not our rate: fewer calls in flight
+            # (and each failed call's backoff) while it lasts, the rate untouched. The
+            # first success lifts the cap back to what the rate needs (Little's law), so
+            # the lane is at full speed again the moment the outage ends. Only a
+            # Retry-After pauses the whole lane.
+            if error.after_s and error.after_s > 0:
+                self._pause_until = max(self._pause_until, self._clock() + min(error.after_s, _MAX_PAUSE_S))
+            log.info("teacher %r: provider overloaded; in-flight cap now %d", self.name, int(self._cap.value))
+            return
         pause_s = min(error.after_s if error.after_s and error.after_s > 0 else 1.0, _MAX_PAUSE_S)
         self._pause_until = max(self._pause_until, self._clock() + pause_s)
         for bucket, rate in ((self._rpm, self._rate), (self._tpm, self._token_rate)):
@@ -412,3 +605,20 @@ class Lane:
         self._publish_rates()
         log.info("teacher %r: rate limited; in-flight cap now %d, pausing %.2f s", self.name,
                  int(self._cap.value), pause_s)
+
+
+def _per_minute(limit: int, remaining: int | None, reset_s: float | None) -> bool:
+    """Whether a reported limit is a per-minute one we may adopt.
+
+    A provider bucket refills continuously, so the time it says it needs to refill what
+    was used gives the bucket's window: about 60 s for RPM/TPM, a day for Groq's
+    requests-per-day in `x-ratelimit-limit-requests`
+    (https://console.groq.com/docs/rate-limits#rate-limit-headers).
+    """
+    if reset_s is None:
+        return True
+    if reset_s > _PER_MINUTE_WINDOW_S:
+        return False
+    if remaining is not None and remaining < limit:
+        return reset_s * limit / (limit - remaining) <= _PER_MINUTE_WINDOW_S
+    return True

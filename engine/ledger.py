@@ -3,8 +3,10 @@
 Read-only queries over a run's SQLite store (`engine.store`), for the cost report,
 the run report and `--stage report`. Figures follow the store's status semantics:
 
-- tokens and USD count what was sent and billed: `completed` and `failed` rows
-  (a failed call normally reports no usage; one that does was still paid for);
+- tokens and USD count everything the providers billed, whatever the call's status:
+  a failed call's answers without usable text, a cancelled or cap-skipped call's
+  earlier attempts; `possibly_usd` is the worst case of attempts sent and never
+  answered (timeouts, resets, cancellations), which a provider may have billed;
 - `cached` rows are answers reused from the store: counted, never priced;
 - `skipped` reviews were never sent; they are counted per call slot by reason
   (`decided`, `wrong_answer`, `budget`), from the slot's latest row, so a review
@@ -30,7 +32,10 @@ _IDLE_GAP_S = 60.0
 # A row is billed when it was sent; its USD is unknown when a billed row that
 # completed (or reported usage) carries no price.
 _BILLED = "status IN ('completed', 'failed')"
-_UNPRICED = f"({_BILLED} AND usd IS NULL AND (status = 'completed' OR input_tokens + output_tokens > 0))"
+# Money, though, can sit on any row whose call sent an attempt: a cancelled call, or
+# one the cap skipped after an answer without usable text. Cached rows carry none.
+_CHARGED = "status != 'cached'"
+_UNPRICED = f"({_CHARGED} AND usd IS NULL AND (status = 'completed' OR input_tokens + output_tokens > 0))"
 
 
 class StageLedger(msgspec.Struct, kw_only=True):
@@ -48,6 +53,11 @@ class StageLedger(msgspec.Struct, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float | None = 0.0
+    # Worst case of attempts sent and never answered (may have been billed).
+    possibly_usd: float = 0.0
+    # Calls whose last answer was billed without usable text, and rows whose usage we estimated.
+    unusable: int = 0
+    usage_estimated: int = 0
 
 
 class Totals(msgspec.Struct, kw_only=True):
@@ -62,6 +72,9 @@ class Totals(msgspec.Struct, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float | None = 0.0
+    possibly_usd: float = 0.0
+    unusable: int = 0
+    usage_estimated: int = 0
 
 
 class Slot(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,17 +166,19 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
     cur = conn.execute(
         "SELECT dataset, teacher, stage, "
         "SUM(status = 'completed'), SUM(status = 'failed'), SUM(retries), SUM(http_429), SUM(status = 'cached'), "
-        f"SUM(CASE WHEN {_BILLED} THEN input_tokens ELSE 0 END), "
-        f"SUM(CASE WHEN {_BILLED} THEN output_tokens ELSE 0 END), "
-        f"SUM(CASE WHEN {_BILLED} THEN COALESCE(usd, 0) ELSE 0 END), SUM({_UNPRICED}) "
+        f"SUM(CASE WHEN {_CHARGED} THEN input_tokens ELSE 0 END), "
+        f"SUM(CASE WHEN {_CHARGED} THEN output_tokens ELSE 0 END), "
+        f"SUM(CASE WHEN {_CHARGED} THEN COALESCE(usd, 0) ELSE 0 END), SUM({_UNPRICED}), "
+        "SUM(possibly_usd), SUM(unusable IS NOT NULL), SUM(usage_estimated) "
         f"FROM calls WHERE {where} GROUP BY dataset, teacher, stage",
         args,
     )
-    for ds, teacher, stage, calls, failed, retries, h429, cached, tin, tout, usd, unpriced in cur:
+    for ds, teacher, stage, calls, failed, retries, h429, cached, tin, tout, usd, unpriced, possibly, unusable, \
+            estimated in cur:
         rows[(ds, teacher, stage)] = StageLedger(
             dataset=ds, teacher=teacher, stage=stage, calls=calls, failed=failed, retries=retries,
             http_429=h429, cached=cached, input_tokens=tin, output_tokens=tout,
-            usd=None if unpriced else usd,
+            usd=None if unpriced else usd, possibly_usd=possibly, unusable=unusable, usage_estimated=estimated,
         )
     cur = conn.execute(
         f"SELECT dataset, teacher, stage, COALESCE(error, ''), COUNT(*) FROM ({_latest_rows(where)}) "
@@ -190,7 +205,18 @@ def totals(rows: list[StageLedger]) -> Totals:
         out.input_tokens += r.input_tokens
         out.output_tokens += r.output_tokens
         out.usd = add_usd(out.usd, r.usd)
+        out.possibly_usd += r.possibly_usd
+        out.unusable += r.unusable
+        out.usage_estimated += r.usage_estimated
     return out
+
+
+def committed_usd(conn: sqlite3.Connection) -> tuple[float, float]:
+    """(spent, possibly billed) USD over the whole store: what a resumed run's cap starts from."""
+    spent, possibly = conn.execute(
+        f"SELECT COALESCE(SUM(usd), 0), COALESCE(SUM(possibly_usd), 0) FROM calls WHERE {_CHARGED}"
+    ).fetchone()
+    return float(spent), float(possibly)
 
 
 def missing_slots(conn: sqlite3.Connection, dataset: str | None = None) -> list[Slot]:
@@ -339,7 +365,7 @@ def cumulative_usd(conn: sqlite3.Connection) -> dict[str, Series]:
         return {}
     series: dict[str, Series] = {}
     cur = conn.execute(
-        f"SELECT dataset, finished_at, usd FROM calls WHERE {_BILLED} AND usd IS NOT NULL ORDER BY dataset, seq"
+        f"SELECT dataset, finished_at, usd FROM calls WHERE {_CHARGED} AND usd IS NOT NULL ORDER BY dataset, seq"
     )
     for ds, at, usd in cur:
         s = series.setdefault(ds, Series(start=start, t_s=[], values=[]))

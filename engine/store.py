@@ -50,7 +50,12 @@ CREATE TABLE IF NOT EXISTS calls (
     usd REAL,
     latency_s REAL NOT NULL,
     error TEXT,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    http_status INTEGER,
+    possibly_usd REAL NOT NULL DEFAULT 0,
+    possibly_attempts INTEGER NOT NULL DEFAULT 0,
+    usage_estimated INTEGER NOT NULL DEFAULT 0,
+    unusable TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_key ON calls (key) WHERE status = 'completed';
 CREATE INDEX IF NOT EXISTS calls_slot ON calls (dataset, sample_id);
@@ -75,7 +80,14 @@ class CallRow(msgspec.Struct, frozen=True, kw_only=True):
     """One finished teacher call, as stored.
 
     `target` is the teacher whose rationale a review call scores ("" for
-    rationale and feedback calls). `usd` is None when the price is unknown.
+    rationale and feedback calls). Tokens and `usd` are everything billed over all
+    the call's attempts, whatever its status (answers without usable text
+    included); `usd` is None when the price is unknown. `possibly_usd` is the worst
+    case of `possibly_attempts` attempts sent and never answered (timeout, reset,
+    cancelled), which the provider may have billed. `usage_estimated`: an answer
+    came without usage and its tokens are our estimate. `unusable` says why the last
+    billed answer had no usable text (filtered, refused, truncated, empty);
+    `http_status` is the last response's raw status (None: no response).
     """
 
     key: str
@@ -95,7 +107,22 @@ class CallRow(msgspec.Struct, frozen=True, kw_only=True):
     latency_s: float = 0.0
     error: str | None = None
     finished_at: float = 0.0
+    http_status: int | None = None
+    possibly_usd: float = 0.0
+    possibly_attempts: int = 0
+    usage_estimated: bool = False
+    unusable: str | None = None
 
+
+# Columns added since the first release, with their definitions: a run directory
+# made by an older version is migrated when opened, so it can still be resumed.
+_ADDED_CALL_COLUMNS = {
+    "http_status": "INTEGER",
+    "possibly_usd": "REAL NOT NULL DEFAULT 0",
+    "possibly_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "usage_estimated": "INTEGER NOT NULL DEFAULT 0",
+    "unusable": "TEXT",
+}
 
 _COLUMNS = tuple(CallRow.__struct_fields__)
 _INSERT_CALL = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -116,7 +143,15 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.executescript(_SCHEMA)
+    _add_missing_columns(conn)
     return conn
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    for name, definition in _ADDED_CALL_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE calls ADD COLUMN {name} {definition}")
 
 
 def sample_bodies(conn: sqlite3.Connection, dataset: str) -> list[bytes]:
@@ -140,7 +175,8 @@ class Store:
         self._send = send
         # Completed answers queued but not yet committed: a look-up must see them too,
         # or an identical request made in that gap would be bought a second time.
-        self._uncommitted: dict[str, CallRow] = {}
+        # Each entry keeps the queued values too: only their own commit may end the entry.
+        self._uncommitted: dict[str, tuple[CallRow, tuple]] = {}
 
     @classmethod
     @asynccontextmanager
@@ -161,7 +197,7 @@ class Store:
         """The most recent completed answer for this request content, if any."""
         pending = self._uncommitted.get(key)
         if pending is not None:
-            return pending
+            return pending[0]
         cur = self._conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE key = ? AND status = 'completed' "
             "ORDER BY seq DESC LIMIT 1",
@@ -170,13 +206,23 @@ class Store:
         row = cur.fetchone()
         return None if row is None else CallRow(**dict(zip(_COLUMNS, row)))
 
+    def reused_in(self, key: str, dataset: str, sample_id: str, stage: str, target: str) -> bool:
+        """Whether a `cached` row already records this answer in this slot (a sample decided again)."""
+        cur = self._conn.execute(
+            "SELECT 1 FROM calls WHERE dataset = ? AND sample_id = ? AND stage = ? AND target = ? AND key = ? "
+            "AND status = 'cached' LIMIT 1",
+            (dataset, sample_id, stage, target, key),
+        )
+        return cur.fetchone() is not None
+
     async def add_call(self, row: CallRow) -> None:
         """Queue a finished call for the writer."""
         if not row.finished_at:
             row = msgspec.structs.replace(row, finished_at=time.time())
+        values = tuple(getattr(row, c) for c in _COLUMNS)
         if row.status == "completed":
-            self._uncommitted[row.key] = row
-        await self._send.send(("call", tuple(getattr(row, c) for c in _COLUMNS)))
+            self._uncommitted[row.key] = (row, values)
+        await self._send.send(("call", values))
 
     async def add_sample(self, dataset: str, sample_id: str, position: int, body: bytes) -> None:
         """Queue a decided sample (its JSON body) for the writer; a re-decided sample replaces the old row."""
@@ -208,8 +254,10 @@ class Store:
                             break
                     _commit(self._conn, batch)
                     for kind, values in batch:
-                        if kind == "call":
-                            self._uncommitted.pop(values[0], None)
+                        # Another row with this key (an earlier failure, a cached reuse) may
+                        # commit first; the queued answer stays visible until its own row does.
+                        if kind == "call" and self._uncommitted.get(values[0], (None, None))[1] is values:
+                            del self._uncommitted[values[0]]
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -2,22 +2,26 @@
 
 `Teacher.ask` is the only path by which a teacher call happens. In order: look
 the request's content key up in the store (a completed answer is never bought
-twice), join an identical request already in flight, reserve its worst-case cost
-against the spending cap, send it through the teacher's lane (rate limits,
-retries), then record the outcome in the store, completed or failed.
+twice), join an identical request already in flight, send it through the
+teacher's lane (rate limits, retries; each attempt reserves its worst-case cost
+against the spending cap when the lane admits it), then record the outcome in the
+store with everything its attempts billed or may have billed: completed, failed,
+skipped by the cap, or cancelled.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 
 from adapters.base import ChatRequest, Message
-from engine.budget import Budget
+from engine.budget import Budget, CallTab
 from engine.config import Stage, TeacherSection
 from engine.store import CallRow, Store, request_key
+from engine.tokens import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
 
 CostFn = Callable[[int, int], "float | None"]
 
@@ -69,8 +73,14 @@ class Teacher:
         )
 
     def worst_case_usd(self, request: ChatRequest) -> float:
-        prompt = sum(self._estimate(m.content) for m in request.messages)
-        return self._cost_usd(prompt, request.max_tokens) or 0.0
+        """The most one attempt at `request` can cost: its prompt (estimated, with a
+        margin) and all of max_tokens. An abandoned attempt is booked at this."""
+        prompt = REPLY_OVERHEAD_TOKENS + sum(
+            MESSAGE_OVERHEAD_TOKENS + self._estimate(m.content) for m in request.messages
+        )
+        # The estimate is off by 3 % on average and up to ~23 % on tiny prompts
+        # (engine/tokens.py): the margin keeps a worst case from being an underestimate.
+        return self._cost_usd(math.ceil(prompt * _PROMPT_MARGIN), request.max_tokens) or 0.0
 
     async def ask(
         self, messages: tuple[Message, ...], *, dataset: str, sample_id: str, stage: Stage, target: str = ""
@@ -106,43 +116,63 @@ class Teacher:
             pending.done.set()
 
     async def _reused(self, hit: CallRow, slot: dict) -> None:
-        """Record a stored answer reused for another slot (a duplicate question, an identical rationale)."""
-        if (hit.dataset, hit.sample_id, hit.stage, hit.target) != (
-            slot["dataset"], slot["sample_id"], slot["stage"], slot["target"]
+        """Record a stored answer reused for another slot (a duplicate question, an identical rationale).
+
+        Once per slot: a sample decided again by a rerun adds no row.
+        """
+        where = (slot["dataset"], slot["sample_id"], slot["stage"], slot["target"])
+        if (hit.dataset, hit.sample_id, hit.stage, hit.target) != where and not self._store.reused_in(
+            slot["key"], *where
         ):
             await self._store.add_call(CallRow(**slot, status="cached", text=hit.text, usd=0.0))
 
     async def _send(self, request: ChatRequest, slot: dict) -> Answer:
-        reserve = self.worst_case_usd(request)
-        if not self._budget.reserve(reserve):
-            await self._store.add_call(CallRow(**slot, status="skipped", error="budget"))
-            return Answer(None, error="spending cap reached", skipped=True)
+        tab = CallTab(self._budget, worst_usd=self.worst_case_usd(request), cost_usd=self._cost_usd)
         try:
-            outcome = await self.lane.call(request)
+            outcome = await self.lane.call(request, tab=tab)
         except BaseException:
-            self._budget.settle(reserve, 0.0)
-            # Ctrl-C or a sibling's failure: record the call as not done, then let the
-            # cancellation go on. Shielded, or the write would be cancelled too.
+            # Ctrl-C or a sibling's failure: record the call as not done, with what its
+            # attempts billed or may have billed, then let the cancellation go on.
+            # Shielded, or the write would be cancelled too.
             with anyio.CancelScope(shield=True):
-                await self._store.add_call(CallRow(**slot, status="cancelled", error="cancelled"))
+                await self._store.add_call(_billed_row(slot, tab, status="cancelled", error="cancelled"))
             raise
+        if outcome.status == "skipped":
+            await self._store.add_call(_billed_row(slot, tab, status="skipped", error="budget"))
+            return Answer(None, error="spending cap reached", skipped=True)
         result = outcome.result
-        usd = self._cost_usd(result.input_tokens, result.output_tokens) if result else 0.0
-        self._budget.settle(reserve, usd)
-        row = CallRow(
-            **slot,
+        row = _billed_row(
+            slot,
+            tab,
             status="completed" if result is not None else "failed",
             attempts=outcome.attempts,
             retries=outcome.retries,
             http_429=outcome.http_429,
             text=result.text if result else None,
-            input_tokens=result.input_tokens if result else 0,
-            output_tokens=result.output_tokens if result else 0,
-            usd=usd,
             latency_s=result.latency_s if result else 0.0,
             error=outcome.error,
+            http_status=outcome.http_status,
+            unusable=outcome.unusable,
         )
         # Shielded: a Ctrl-C landing right after the answer must not lose a paid-for row.
         with anyio.CancelScope(shield=True):
             await self._store.add_call(row)
         return Answer(row.text, error=outcome.error)
+
+
+# Prompt estimate margin for worst cases (see `Teacher.worst_case_usd`).
+_PROMPT_MARGIN = 1.25
+
+
+def _billed_row(slot: dict, tab: CallTab, **fields) -> CallRow:
+    """The store row of a call: `fields` plus everything its attempts billed or may have billed."""
+    return CallRow(
+        **slot,
+        **fields,
+        input_tokens=tab.input_tokens,
+        output_tokens=tab.output_tokens,
+        usd=tab.usd,
+        possibly_usd=tab.possibly_usd,
+        possibly_attempts=tab.possibly_attempts,
+        usage_estimated=tab.usage_estimated,
+    )

@@ -3,7 +3,9 @@
 Built from the run store alone (calls and decided samples), so `--stage report`
 rebuilds it at any time, also for a killed or partial run. Per dataset: calls,
 failures, retries, tokens as the providers reported them and USD per teacher x
-stage; the total; USD per included sample; who contributed the accepted
+stage (everything billed, answers without usable text included), and apart the
+"possibly billed" worst case of attempts sent and never answered; the total; USD
+per included sample; who contributed the accepted
 rationales (the paper's Table 4); output tokens per sample without and with peer
 review (Table 5); what the skip options saved; whether the spending cap stopped it.
 """
@@ -22,13 +24,27 @@ from engine import ledger
 from engine.dataset import decode_samples
 from engine.samples import DecidedSample
 from engine.store import sample_bodies
-from reports.tables import Table, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
+from reports.tables import (
+    Table,
+    fmt_num,
+    fmt_pct,
+    fmt_usd,
+    join_markdown,
+    to_markdown,
+    to_rich,
+)
 
 STORE_FILE = "store.sqlite"
 
 
 class CostRow(msgspec.Struct, kw_only=True):
-    """One teacher x stage of a dataset; `usd` None = unknown price."""
+    """One teacher x stage of a dataset; `usd` None = unknown price.
+
+    `usd` and the tokens are what the providers reported billing, whatever the call's
+    outcome; `possibly_usd` is the worst case (prompt + max_tokens) of attempts sent
+    and never answered, which a provider may have billed; `unusable` counts calls
+    whose last answer was billed without usable text.
+    """
 
     teacher: str
     stage: str
@@ -41,6 +57,9 @@ class CostRow(msgspec.Struct, kw_only=True):
     http_429: int = 0
     cached: int = 0
     skipped: dict[str, int] = {}
+    possibly_usd: float = 0.0
+    unusable: int = 0
+    usage_estimated: int = 0
 
 
 class Acceptance(msgspec.Struct, kw_only=True):
@@ -85,6 +104,7 @@ class CostReport(msgspec.Struct, kw_only=True):
     datasets: list[DatasetCost]
     total_usd: float | None
     generated_at: str
+    possibly_usd: float = 0.0
 
 
 def decided_samples(conn: sqlite3.Connection, dataset: str) -> list[DecidedSample]:
@@ -144,7 +164,8 @@ def dataset_cost(conn: sqlite3.Connection, task: str) -> DatasetCost:
             CostRow(
                 teacher=r.teacher, stage=r.stage, calls=r.calls, failed=r.failed, retries=r.retries,
                 input_tokens=r.input_tokens, output_tokens=r.output_tokens, usd=r.usd, http_429=r.http_429,
-                cached=r.cached, skipped=r.skipped,
+                cached=r.cached, skipped=r.skipped, possibly_usd=r.possibly_usd, unusable=r.unusable,
+                usage_estimated=r.usage_estimated,
             )
             for r in stage_rows
         ],
@@ -178,6 +199,7 @@ def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = No
     return CostReport(
         datasets=sections,
         total_usd=total,
+        possibly_usd=sum(s.total.possibly_usd for s in sections),
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -185,21 +207,30 @@ def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = No
 def cost_tables(section: DatasetCost) -> list[Table]:
     """A dataset's cost figures as tables: teacher x stage, acceptance (Table 4), tokens per sample (Table 5)."""
     head = ["teacher", "stage", "calls", "failed", "retries", "429s", "cached", "skipped", "input tok", "output tok",
-            "USD"]
+            "USD", "possibly billed USD"]
     rows = [
         [r.teacher, r.stage, fmt_num(r.calls), fmt_num(r.failed), fmt_num(r.retries), fmt_num(r.http_429),
-         fmt_num(r.cached), _fmt_skipped(r.skipped), fmt_num(r.input_tokens), fmt_num(r.output_tokens), fmt_usd(r.usd)]
+         fmt_num(r.cached), _fmt_skipped(r.skipped), fmt_num(r.input_tokens), fmt_num(r.output_tokens), fmt_usd(r.usd),
+         fmt_usd(r.possibly_usd)]
         for r in section.rows
     ]
     t = section.total
     rows.append(["total", "", fmt_num(t.calls), fmt_num(t.failed), fmt_num(t.retries), fmt_num(t.http_429),
                  fmt_num(t.cached), fmt_num(t.skipped), fmt_num(t.input_tokens), fmt_num(t.output_tokens),
-                 fmt_usd(t.usd)])
+                 fmt_usd(t.usd), fmt_usd(t.possibly_usd)])
     notes = [
         f"{section.included} of {section.samples} decided samples included; "
         f"{fmt_usd(section.usd_per_included) if section.included else '-'} per included sample.",
         f"Skip options saved {section.saved.calls} review calls ({fmt_usd(section.saved.usd)} estimated).",
     ]
+    if t.possibly_usd:
+        notes.append(f"Possibly billed: the worst case of attempts sent and never answered (timeouts, resets, "
+                     f"cancellations), {fmt_usd(t.possibly_usd)}; providers may bill them, the cap counts them.")
+    if t.unusable:
+        notes.append(f"{t.unusable} calls ended on an answer billed without usable text (filtered, refused, "
+                     "truncated or empty); their tokens are in the USD column.")
+    if t.usage_estimated:
+        notes.append(f"{t.usage_estimated} calls came back without usage; their tokens are our estimate.")
     if section.missing_calls:
         notes.append(f"{section.missing_calls} calls failed or were not sent; rerun the same config to send them.")
     if section.stopped_at_budget:
@@ -238,7 +269,8 @@ def write_cost_report(report: CostReport, out_dir: Path) -> tuple[Path, Path]:
     md_path = out_dir / "cost_report.md"
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
     sections = [to_markdown(t) for s in report.datasets for t in cost_tables(s)]
-    sections.append(f"Total: {fmt_usd(report.total_usd)}. Generated {report.generated_at}.\n")
+    sections.append(f"Total: {fmt_usd(report.total_usd)} billed, {fmt_usd(report.possibly_usd)} possibly billed. "
+                    f"Generated {report.generated_at}.\n")
     md_path.write_text(join_markdown("Cost report", sections), encoding="utf-8")
     return json_path, md_path
 
@@ -248,7 +280,7 @@ def print_cost_report(report: CostReport, console: Console) -> None:
     for section in report.datasets:
         for table in cost_tables(section):
             console.print(to_rich(table))
-    console.print(f"Total: {fmt_usd(report.total_usd)}")
+    console.print(f"Total: {fmt_usd(report.total_usd)} billed, {fmt_usd(report.possibly_usd)} possibly billed")
 
 
 def cost_report(out_dir: Path, tasks: Sequence[str] | None = None, console: Console | None = None) -> CostReport:

@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from engine.budget import Budget
 from engine.dataset import decode_samples, write_outputs
+from engine.ledger import committed_usd
 from engine.pricing import teacher_prices
 from engine.progress import ProgressView
 from engine.samples import DecidedSample
@@ -47,7 +48,7 @@ class TeachResult:
         for task, c in self.counters.items():
             if c.incomplete:
                 lines.append(f"{task}: {c.incomplete} samples ended with failed or unsent calls "
-                             f"(e.g. {c.missing[0]}); rerun the same command to retry only those")
+                             f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those")
                 lines += [f"{task}: {error}" for error in c.errors.values()]
             if c.not_started:
                 lines.append(f"{task}: {c.not_started} mistakes not started because the spending cap was reached")
@@ -65,14 +66,17 @@ def list_producer(mistakes: Sequence[Mistake]) -> Producer:
     return produce
 
 
-def complete_ids(store: Store, task: str) -> frozenset[str]:
-    """Samples an earlier run decided with nothing missing: they are not asked again."""
-    return frozenset(s.id for s in decode_samples(store.sample_bodies(task)) if not s.missing)
+def complete_ids(store: Store, task: str, committee: Committee) -> frozenset[str]:
+    """Samples an earlier run decided with nothing missing, these teachers and these `[review]` settings.
 
-
-def spent_usd(store: Store) -> float:
-    row = store.connection.execute("SELECT coalesce(sum(usd), 0) FROM calls").fetchone()
-    return float(row[0])
+    They are not asked again; any other stored sample is decided again from its
+    stored answers, so a changed threshold or skip option takes effect on rerun.
+    """
+    teachers = [t.name for t in committee.teachers]
+    return frozenset(
+        s.id for s in decode_samples(store.sample_bodies(task))
+        if not s.missing and s.decided_with == committee.settings and [r.teacher for r in s.rationales] == teachers
+    )
 
 
 async def run_teach(
@@ -85,7 +89,8 @@ async def run_teach(
     """Decide every mistake the producers yield into the store, with a live display when `ctx.progress`."""
     cfg = ctx.cfg
     result = TeachResult()
-    budget = Budget(cfg.review.max_usd, spent_usd=spent_usd(store))
+    spent, possibly = committed_usd(store.connection)
+    budget = Budget(cfg.review.max_usd, spent_usd=spent, possibly_usd=possibly)
     limiter = anyio.CapacityLimiter(cfg.review.samples_in_flight)
 
     async def store_sample(sample: DecidedSample) -> None:
@@ -109,7 +114,7 @@ async def run_teach(
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
                     tg.start_soon(produce, send)
                     tg.start_soon(partial(
-                        teach_dataset, committee, recv, limiter=limiter, done_ids=complete_ids(store, task),
+                        teach_dataset, committee, recv, limiter=limiter, done_ids=complete_ids(store, task, committee),
                         on_decided=store_sample, counters=result.counters[task],
                         budget_reached=lambda: budget.reached,
                     ))

@@ -17,8 +17,14 @@ from aiohttp import web
 from adapters import ChatClient, anthropic, gemini, make_client, openai
 from adapters.base import ChatRequest, Message
 from adapters.classify import parse_duration_s, rate_limit_info, retry_after_s
-from bench.emulator import EmulatorSpec, Faults, Latency, count_prompt_tokens, run_emulator
-from engine.errors import ConfigError, Permanent, Retryable
+from bench.emulator import (
+    EmulatorSpec,
+    Faults,
+    Latency,
+    count_prompt_tokens,
+    run_emulator,
+)
+from engine.errors import AccountError, ConfigError, Permanent, Retryable, Unusable
 
 PROVIDERS = ("openai", "gemini", "anthropic")
 ADAPTERS = {"openai": openai, "gemini": gemini, "anthropic": anthropic}
@@ -219,20 +225,49 @@ def test_error_detail_is_cut_to_one_short_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("provider", "body", "match"),
+    ("provider", "body", "kind", "match"),
     [
-        ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}', "content filter"),
+        ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}',
+         "filtered", "content filter"),
         ("openai", b'{"choices": [{"message": {"content": null, "refusal": "I cannot."}, "finish_reason": "stop"}]}',
-         "refused: I cannot"),
-        ("gemini", b'{"promptFeedback": {"blockReason": "SAFETY"}}', "blockReason=SAFETY"),
-        ("gemini", b'{"candidates": [{"finishReason": "RECITATION"}]}', "finishReason=RECITATION"),
-        ("gemini", b'{"candidates": [{"finishReason": "PROHIBITED_CONTENT"}]}', "PROHIBITED_CONTENT"),
-        ("anthropic", b'{"content": [], "stop_reason": "refusal"}', "refusal"),
+         "refused", "refused: I cannot"),
+        ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "length"}]}', "truncated",
+         "finish_reason=length"),
+        ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "stop"}]}', "empty", "empty answer"),
+        ("gemini", b'{"promptFeedback": {"blockReason": "SAFETY"}}', "filtered", "blockReason=SAFETY"),
+        ("gemini", b'{"candidates": [{"finishReason": "RECITATION"}]}', "filtered", "finishReason=RECITATION"),
+        ("gemini", b'{"candidates": [{"finishReason": "PROHIBITED_CONTENT"}]}', "filtered", "PROHIBITED_CONTENT"),
+        ("gemini", (b'{"candidates": [{"finishReason": "MAX_TOKENS", "content": {"parts": [{"text": "hm", '
+                    b'"thought": true}]}}]}'), "truncated", "MAX_TOKENS"),
+        ("anthropic", b'{"content": [], "stop_reason": "refusal"}', "refused", "refusal"),
+        ("anthropic", b'{"content": [], "stop_reason": "max_tokens"}', "truncated", "stop_reason=max_tokens"),
+        ("anthropic", b'{"content": [{"type": "text", "text": ""}], "stop_reason": "end_turn"}', "empty",
+         "empty answer"),
     ],
 )
-def test_refusals_are_permanent(provider: str, body: bytes, match: str) -> None:
-    with pytest.raises(Permanent, match=match):
+def test_answers_without_text_are_unusable_not_retryable(provider: str, body: bytes, kind: str, match: str) -> None:
+    with pytest.raises(Unusable, match=match) as caught:
         ADAPTERS[provider].decode(200, {}, body, 0.1)
+    assert caught.value.kind == kind and caught.value.http_status == 200
+    assert caught.value.input_tokens is None  # no usage in these bodies: the engine estimates it
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "usage"),
+    [
+        ("openai", (b'{"choices": [{"message": {"content": null}, "finish_reason": "length"}], '
+                    b'"usage": {"prompt_tokens": 30, "completion_tokens": 64}}'), (30, 64)),
+        ("gemini", (b'{"candidates": [{"finishReason": "SAFETY"}], '
+                    b'"usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 0, "thoughtsTokenCount": 12}}'),
+         (30, 12)),
+        ("anthropic", b'{"content": [], "stop_reason": "refusal", "usage": {"input_tokens": 30, "output_tokens": 3}}',
+         (30, 3)),
+    ],
+)
+def test_an_unusable_answer_carries_its_billed_usage(provider: str, body: bytes, usage: tuple[int, int]) -> None:
+    with pytest.raises(Unusable) as caught:
+        ADAPTERS[provider].decode(200, {}, body, 0.1)
+    assert (caught.value.input_tokens, caught.value.output_tokens) == usage
 
 
 @pytest.mark.parametrize(
@@ -242,7 +277,6 @@ def test_refusals_are_permanent(provider: str, body: bytes, match: str) -> None:
         ("openai", b'{"choices": null}', "unexpected response shape"),
         ("gemini", b'{"candidates": []}', "no candidates"),
         ("gemini", b"{}", "no candidates"),
-        ("anthropic", b'{"content": [{"type": "text", "text": ""}], "stop_reason": "end_turn"}', "empty answer"),
         ("anthropic", b'{"content": [{"type": "te', "truncated or malformed JSON"),
         ("openai", b"", "empty body"),
         ("gemini", b"<html><body>Bad gateway</body></html>", "HTML instead of JSON"),
@@ -250,8 +284,9 @@ def test_refusals_are_permanent(provider: str, body: bytes, match: str) -> None:
     ],
 )
 def test_unusable_200_bodies_are_retryable(provider: str, body: bytes, match: str) -> None:
-    with pytest.raises(Retryable, match=match):
+    with pytest.raises(Retryable, match=match) as caught:
         ADAPTERS[provider].decode(200, {}, body, 0.1)
+    assert caught.value.http_status == 200
 
 
 @pytest.mark.anyio
@@ -263,7 +298,6 @@ def test_unusable_200_bodies_are_retryable(provider: str, body: bytes, match: st
         ("reset_rate", r"^connection to http://127\.0\.0\.1:\d+(/v1)? "),
         ("hang_rate", r"^timeout after 0\.2s$"),
         ("malformed_rate", r"^unreadable response: truncated or malformed JSON"),
-        ("empty_rate", r"^empty answer"),
     ],
 )
 async def test_injected_faults_are_retryable(provider: str, fault: str, match: str) -> None:
@@ -271,6 +305,15 @@ async def test_injected_faults_are_retryable(provider: str, fault: str, match: s
         with pytest.raises(Retryable, match=match):
             await complete_once(provider, emu.url, timeout_s=0.2)
         assert emu.stats().total.faults == 1 and emu.stats().total.completed == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_an_injected_empty_answer_is_unusable(provider: str) -> None:
+    async with run_emulator(EmulatorSpec(faults=Faults(empty_rate=1.0))) as emu:
+        with pytest.raises(Unusable, match="^empty answer") as caught:
+            await complete_once(provider, emu.url, timeout_s=0.2)
+        assert caught.value.kind == "empty"
 
 
 @pytest.mark.anyio
@@ -374,3 +417,149 @@ def test_anthropic_rate_limit_headers() -> None:
     assert 18.0 <= info.reset_requests_s <= 20.0
     assert info.reset_tokens_s is None
     assert rate_limit_info({"content-type": "application/json"}) is None
+
+
+# --- accounts, overload, bad input, hostile headers -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "status", "body", "cause"),
+    [
+        ("openai", 429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+                                   "code": "insufficient_quota"}}, "out of quota"),
+        ("gemini", 429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota", "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+             "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}},
+         "daily quota exhausted"),
+        ("anthropic", 400, {"type": "error", "error": {"type": "invalid_request_error", "message":
+                            "Your credit balance is too low to access the Anthropic API."}}, "credit balance too low"),
+        ("openai", 401, {"error": {"message": "bad key", "type": "invalid_request_error"}}, "API key refused"),
+        ("anthropic", 403, {"type": "error", "error": {"type": "permission_error", "message": "no"}},
+         "API key refused"),
+    ],
+)
+def test_account_errors_are_their_own_kind(provider: str, status: int, body: dict, cause: str) -> None:
+    with pytest.raises(AccountError) as caught:
+        ADAPTERS[provider].decode(status, {}, msgspec.json.encode(body), 0.1)
+    assert caught.value.cause.startswith(cause) and caught.value.http_status == status
+
+
+def test_a_per_minute_quota_and_a_plain_400_are_not_account_errors() -> None:
+    per_minute = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow down", "details": [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+         "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}]}]}}
+    with pytest.raises(Retryable) as caught:
+        gemini.decode(429, {}, msgspec.json.encode(per_minute), 0.1)
+    assert caught.value.rate_limited and not isinstance(caught.value, AccountError)
+    with pytest.raises(Permanent) as caught_400:
+        anthropic.decode(400, {}, b'{"error": {"type": "invalid_request_error", "message": "bad field"}}', 0.1)
+    assert not isinstance(caught_400.value, AccountError)
+
+
+@pytest.mark.parametrize(("provider", "status"), [("openai", 503), ("anthropic", 529), ("gemini", 503),
+                                                  ("openai", 502), ("gemini", 504)])
+def test_overload_answers_are_marked_overloaded(provider: str, status: int) -> None:
+    with pytest.raises(Retryable) as caught:
+        ADAPTERS[provider].decode(status, {}, b'{"error": {"message": "overloaded"}}', 0.1)
+    assert caught.value.overloaded and not caught.value.rate_limited and caught.value.http_status == status
+
+
+def test_an_internal_error_is_retryable_but_not_overload() -> None:
+    with pytest.raises(Retryable) as caught:
+        openai.decode(500, {}, b'{"error": {"message": "internal", "type": "server_error"}}', 0.1)
+    assert not caught.value.overloaded
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_200_carrying_an_error_object_says_so(provider: str) -> None:
+    with pytest.raises(Retryable, match="^HTTP 200 carrying an error: server_error: boom") as caught:
+        ADAPTERS[provider].decode(200, {}, b'{"error": {"message": "boom", "type": "server_error"}}', 0.1)
+    assert not caught.value.possibly_billed and caught.value.http_status == 200
+
+
+def test_a_truncated_200_body_is_possibly_billed() -> None:
+    with pytest.raises(Retryable) as caught:
+        openai.decode(200, {}, b'{"choices": [{"message": {"cont', 0.1)
+    assert caught.value.possibly_billed
+
+
+def test_an_answer_without_usage_is_marked() -> None:
+    result = openai.decode(200, {}, b'{"choices": [{"message": {"content": "42"}, "finish_reason": "stop"}]}', 0.1)
+    assert result.text == "42" and not result.usage_reported
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", "1e300", "-5"])
+def test_absurd_rate_limit_headers_are_ignored_not_fatal(value: str) -> None:
+    info = rate_limit_info({"x-ratelimit-limit-requests": value, "x-ratelimit-remaining-requests": value,
+                            "x-ratelimit-limit-tokens": value, "x-ratelimit-reset-requests": f"{value}s"})
+    assert info is not None and info.limit_requests is None and info.limit_tokens is None
+    assert info.reset_requests_s is None or info.reset_requests_s >= 0
+    anthropic_info = rate_limit_info({"anthropic-ratelimit-requests-limit": value})
+    assert anthropic_info is not None and anthropic_info.limit_requests is None
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400", "-inf"])
+def test_absurd_retry_after_is_absent(value: str) -> None:
+    assert retry_after_s({"retry-after": value}) is None
+    assert retry_after_s({"retry-after-ms": value}) is None
+
+
+def test_parse_duration_rejects_infinite_values() -> None:
+    assert parse_duration_s("1e400s") is None and parse_duration_s("infs") is None
+
+
+def test_a_retry_after_date_without_a_zone_is_gmt(monkeypatch) -> None:
+    # A machine far from GMT: read as local time, the date would be hours off.
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        when = datetime.now(timezone.utc) + timedelta(seconds=30)
+        no_zone = when.strftime("%a, %d %b %Y %H:%M:%S")
+        assert retry_after_s({"retry-after": no_zone}) == pytest.approx(30, abs=2)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_anthropic_input_and_output_token_limits_are_read() -> None:
+    info = rate_limit_info({"anthropic-ratelimit-input-tokens-limit": "40000",
+                            "anthropic-ratelimit-output-tokens-limit": "8000",
+                            "anthropic-ratelimit-tokens-limit": "8000"})
+    assert info is not None and (info.limit_input_tokens, info.limit_output_tokens) == (40_000, 8_000)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_huge_body_is_refused_in_one_line_without_reading_it_all(chunked: bool) -> None:
+    from adapters.client import MAX_BODY_BYTES
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = MAX_BODY_BYTES + 1
+        await response.prepare(request)
+        try:
+            for _ in range(MAX_BODY_BYTES // 2**20 + 2):
+                await response.write(b" " * 2**20)
+        except ConnectionError:
+            pass
+        return response
+
+    async with serve(huge) as url:
+        with pytest.raises(Retryable, match="^response body too large") as caught:
+            await complete_once("openai", url)
+    assert "\n" not in str(caught.value) and caught.value.possibly_billed
+
+
+@pytest.mark.anyio
+async def test_a_key_sent_over_plain_http_to_another_host_is_warned_about_once(caplog) -> None:
+    with caplog.at_level("WARNING", logger="adapters.client"):
+        ChatClient("openai", api_key=KEY, base_url="http://api.example.com/v1", name="gpt")
+        ChatClient("openai", api_key=KEY, base_url="http://127.0.0.1:8000/v1", name="local")
+        ChatClient("openai", api_key=KEY, base_url="http://localhost:8000/v1", name="local2")
+        ChatClient("openai", api_key=KEY, base_url="https://api.example.com/v1", name="tls")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "'gpt'" in warnings[0] and "http://" in warnings[0]
+    assert KEY not in warnings[0]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import anyio
 import pytest
 
 from adapters.base import ChatRequest, ChatResult, Message, RateLimitInfo
-from engine.errors import Permanent, Retryable
-from engine.lane import Lane, LaneLimits
+from engine.budget import Budget, CallTab
+from engine.errors import AccountError, Permanent, Retryable, Unusable
+from engine.lane import CallOutcome, Lane, LaneLimits
 
 REQUEST = ChatRequest(model="m", messages=(Message("user", "What is 6 times 7?"),), max_tokens=500)
 
@@ -244,3 +246,201 @@ async def test_a_hung_attempt_times_out_and_is_retried() -> None:
     outcome = await lane.call(REQUEST)
     assert outcome.status == "completed" and outcome.retries == 1
     assert lane.stats.in_flight == 0
+
+
+# --- money per attempt, answers without usable text, account errors, overload -------------
+
+PRICED = dict(cost_usd=lambda i, o: i * 1e-6 + o * 2e-6)
+
+
+def unusable(kind, output_tokens: int | None = 500) -> Unusable:
+    return Unusable(kind, f"no text ({kind})", input_tokens=20 if output_tokens is not None else None,
+                    output_tokens=output_tokens)
+
+
+@pytest.mark.anyio
+async def test_a_truncated_answer_is_billed_not_retried_and_names_max_tokens() -> None:
+    client = FakeClient(lambda n: unusable("truncated"))
+    lane = Lane("gpt", client, LaneLimits(**FAST))
+    tab = CallTab(**PRICED)
+    outcome = await lane.call(REQUEST, tab=tab)
+    assert (outcome.status, outcome.unusable, outcome.http_status, len(client.started)) == ("failed", "truncated",
+                                                                                             200, 1)
+    assert outcome.error is not None and "max_tokens" in outcome.error and "'gpt'" in outcome.error
+    assert (tab.input_tokens, tab.output_tokens) == (20, 500)
+    assert tab.usd == pytest.approx(20e-6 + 1000e-6)
+
+
+@pytest.mark.anyio
+async def test_a_filtered_answer_is_sampled_once_more_and_both_are_billed() -> None:
+    client = FakeClient(lambda n: unusable("filtered", 7))
+    tab = CallTab(**PRICED)
+    outcome = await Lane("t", client, LaneLimits(**FAST)).call(REQUEST, tab=tab)
+    assert (outcome.status, outcome.unusable, len(client.started)) == ("failed", "filtered", 2)
+    assert (tab.input_tokens, tab.output_tokens) == (40, 14)
+    client = FakeClient(lambda n: unusable("refused", 7) if n == 0 else ok())
+    tab = CallTab(**PRICED)
+    outcome = await Lane("t", client, LaneLimits(**FAST)).call(REQUEST, tab=tab)
+    assert outcome.status == "completed" and (tab.input_tokens, tab.output_tokens) == (40, 12)
+
+
+@pytest.mark.anyio
+async def test_usage_missing_is_estimated_not_free() -> None:
+    answer = ChatResult(text="The answer is 42.", input_tokens=0, output_tokens=0, finish_reason="stop",
+                        latency_s=0.01, usage_reported=False)
+    tab = CallTab(**PRICED)
+    outcome = await Lane("t", FakeClient(lambda n: answer), LaneLimits(**FAST)).call(REQUEST, tab=tab)
+    assert outcome.status == "completed" and tab.usage_estimated
+    assert tab.input_tokens > 0 and tab.output_tokens > 0 and tab.usd is not None and tab.usd > 0
+    tab = CallTab(**PRICED)
+    await Lane("t", FakeClient(lambda n: unusable("truncated", None)), LaneLimits(**FAST)).call(REQUEST, tab=tab)
+    assert tab.usage_estimated and tab.output_tokens == REQUEST.max_tokens
+
+
+@pytest.mark.anyio
+async def test_an_abandoned_attempt_is_possibly_billed_at_its_worst_case() -> None:
+    client = FakeClient(lambda n: Retryable("timeout after 1s", possibly_billed=True) if n == 0 else ok())
+    budget = Budget(None)
+    tab = CallTab(budget, worst_usd=0.01, **PRICED)
+    outcome = await Lane("t", client, LaneLimits(**FAST)).call(REQUEST, tab=tab)
+    assert outcome.status == "completed"
+    assert (tab.possibly_attempts, tab.possibly_usd) == (1, 0.01)
+    assert budget.possibly_usd == 0.01 and budget.reserved_usd == 0
+    assert budget.spent_usd == pytest.approx(tab.usd)
+
+
+@pytest.mark.anyio
+async def test_a_call_cancelled_in_flight_keeps_its_worst_case_as_possibly_billed() -> None:
+    client = FakeClient(lambda n: ok(), hold=anyio.Event())
+    client.expect_entered = 1
+    budget = Budget(1.0)
+    tab = CallTab(budget, worst_usd=0.01, **PRICED)
+    lane = Lane("t", client, LaneLimits(**FAST))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lane.call, REQUEST)
+        tg.start_soon(partial(lane.call, REQUEST, tab=tab))
+        await client.all_entered.wait()
+        tg.cancel_scope.cancel()
+    assert budget.reserved_usd == 0 and budget.possibly_usd == pytest.approx(0.01)
+
+
+@pytest.mark.anyio
+async def test_calls_waiting_in_line_hold_no_money_and_the_cap_refuses_only_what_cannot_fit() -> None:
+    # 40 calls wait behind one slot; each worst case is 0.01 and each really costs 0.00104.
+    # A reservation taken in line would let 10 through; reserved at admission, all fit in 0.1.
+    budget = Budget(0.1)
+    lane = Lane("t", FakeClient(lambda n: ok()), LaneLimits(max_in_flight=1, **FAST))
+    outcomes: list[CallOutcome] = []
+
+    async def one() -> None:
+        outcomes.append(await lane.call(REQUEST, tab=CallTab(budget, worst_usd=0.01, **PRICED)))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(one)
+    assert [o.status for o in outcomes] == ["completed"] * 40
+    assert budget.spent_usd == pytest.approx(40 * (20e-6 + 10e-6))
+    # Near the cap: the next call is refused unsent, and the cap stays reached.
+    budget.spent_usd = 0.095
+    client = FakeClient(lambda n: ok())
+    outcome = await Lane("t", client, LaneLimits(**FAST)).call(REQUEST, tab=CallTab(budget, worst_usd=0.01))
+    assert (outcome.status, outcome.error, client.started, budget.reached) == ("skipped", "budget", [], True)
+
+
+@pytest.mark.anyio
+async def test_a_call_waits_while_in_flight_worst_cases_are_in_the_way() -> None:
+    hold = anyio.Event()
+    client = FakeClient(lambda n: ok(), hold=hold)
+    client.expect_entered = 2
+    budget = Budget(0.025)  # room for two worst cases in flight, not three
+    lane = Lane("t", client, LaneLimits(max_in_flight=8, **FAST))
+    outcomes: list[CallOutcome] = []
+
+    async def one() -> None:
+        outcomes.append(await lane.call(REQUEST, tab=CallTab(budget, worst_usd=0.01, **PRICED)))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(one)
+        await client.all_entered.wait()
+        assert (lane.stats.in_flight, lane.stats.waiting) == (2, 1)
+        hold.set()
+    assert [o.status for o in outcomes] == ["completed"] * 3 and not budget.reached
+
+
+@pytest.mark.anyio
+async def test_account_errors_open_the_breaker_and_queued_calls_fail_unsent() -> None:
+    hold = anyio.Event()
+    client = FakeClient(lambda n: AccountError("HTTP 429: insufficient_quota", cause="out of quota",
+                                               http_status=429), hold=hold)
+    client.expect_entered = 4
+    lane = Lane("gpt", client, LaneLimits(max_in_flight=4, **FAST))
+    outcomes: list[CallOutcome] = []
+
+    async def one() -> None:
+        outcomes.append(await lane.call(REQUEST))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(30):
+            tg.start_soon(one)
+        await client.all_entered.wait()
+        hold.set()
+    assert len(client.started) == 4  # the four in flight; nothing after the breaker opened
+    assert all(o.status == "failed" for o in outcomes) and len(outcomes) == 30
+    unsent = [o for o in outcomes if o.attempts == 0]
+    assert len(unsent) == 26
+    assert all("'gpt'" in o.error and "out of quota" in o.error and "rerun" in o.error for o in outcomes)
+
+
+@pytest.mark.anyio
+async def test_overload_is_retried_beyond_max_attempts_and_slows_the_lane() -> None:
+    client = FakeClient(lambda n: Retryable("HTTP 529: overloaded", overloaded=True, http_status=529)
+                        if n < 8 else ok())
+    lane = Lane("t", client, LaneLimits(max_attempts=3, overload_backoff_cap_s=0.002, **FAST))
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "completed" and outcome.attempts == 9
+    assert lane.stats.overloaded == 8 and lane.stats.congestion_events >= 1 and lane.stats.cap < 64
+
+
+@pytest.mark.anyio
+async def test_overload_gives_up_after_its_horizon() -> None:
+    now = [0.0]
+
+    class Overloaded(FakeClient):
+        async def complete(self, request: ChatRequest, *, timeout_s: float) -> ChatResult:
+            now[0] += 100.0
+            raise Retryable("HTTP 503: overloaded", overloaded=True, http_status=503)
+
+    lane = Lane("t", Overloaded(lambda n: ok()), LaneLimits(overload_retry_s=300, overload_backoff_cap_s=0.002,
+                                                          **FAST), clock=lambda: now[0])
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "failed" and outcome.attempts == 5 and outcome.http_status == 503
+    assert outcome.error is not None and "overloaded for over 300 s" in outcome.error
+
+
+@pytest.mark.anyio
+async def test_a_per_day_request_limit_is_not_adopted_as_rpm() -> None:
+    # Groq: x-ratelimit-limit-requests is requests per DAY; 1 used, 6 s to refill it.
+    groq = RateLimitInfo(limit_requests=14_400, remaining_requests=14_399, reset_requests_s=6.0,
+                         limit_tokens=6_000, remaining_tokens=5_900, reset_tokens_s=1.0)
+    lane = Lane("t", FakeClient(lambda n: ok(rate_limit=groq)), LaneLimits(**FAST))
+    await lane.call(REQUEST)
+    assert (lane.stats.rpm, lane.stats.tpm) == (None, 6_000)
+    long_reset = RateLimitInfo(limit_requests=1_000, reset_requests_s=179.56)
+    lane = Lane("t", FakeClient(lambda n: ok(rate_limit=long_reset)), LaneLimits(**FAST))
+    await lane.call(REQUEST)
+    assert lane.stats.rpm is None
+    # OpenAI's RPM: 1 of 500 used, 120 ms to refill it = a one-minute window.
+    rpm = RateLimitInfo(limit_requests=500, remaining_requests=499, reset_requests_s=0.12)
+    lane = Lane("t", FakeClient(lambda n: ok(rate_limit=rpm)), LaneLimits(**FAST))
+    await lane.call(REQUEST)
+    assert lane.stats.rpm == 500
+
+
+@pytest.mark.anyio
+async def test_anthropic_split_token_limits_are_not_read_as_one_tpm() -> None:
+    # The "tokens" headers report the tighter of ITPM and OTPM; our one bucket charges both.
+    info = RateLimitInfo(limit_tokens=8_000, limit_input_tokens=40_000, limit_output_tokens=8_000)
+    lane = Lane("t", FakeClient(lambda n: ok(rate_limit=info)), LaneLimits(**FAST))
+    await lane.call(REQUEST)
+    assert lane.stats.tpm == 48_000

@@ -94,3 +94,26 @@ async def test_rpm_configured_twice_too_high_converges_without_a_storm(headers: 
     assert lane.stats.rpm is not None and lane.stats.rpm < 2400
     if headers:
         assert lane.stats.rpm == 1200  # the header told it the real limit
+
+
+@pytest.mark.anyio
+async def test_groqs_requests_per_day_header_is_not_adopted_as_rpm() -> None:
+    limits = ModelLimits(rpd=14_400, tpm=600_000, header_dialect="groq")
+    async with run_emulator(EmulatorSpec(models={"m": limits})) as emu:
+        async with ChatClient("openai", api_key="k", base_url=emu.base_url("openai")) as client:
+            lane = Lane("groq", client, LaneLimits())
+            outcomes = await drive(lane, requests(20), workers=4)
+    assert all(o.status == "completed" for o in outcomes)
+    # Read as RPM, 14,400 a day would be 240 requests a second; the TPM header is per minute.
+    assert lane.stats.rpm is None and lane.stats.tpm == 600_000
+
+
+@pytest.mark.anyio
+async def test_anthropics_input_and_output_limits_make_the_lanes_tpm() -> None:
+    limits = ModelLimits(rpm=6_000, itpm=400_000, otpm=80_000)
+    async with run_emulator(EmulatorSpec(models={"m": limits})) as emu:
+        async with ChatClient("anthropic", api_key="k", base_url=emu.base_url("anthropic")) as client:
+            lane = Lane("claude", client, LaneLimits(rpm=6_000))
+            outcomes = await drive(lane, requests(10), workers=2)
+    assert all(o.status == "completed" for o in outcomes)
+    assert lane.stats.tpm == 480_000

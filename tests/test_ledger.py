@@ -158,3 +158,24 @@ async def test_only_a_slots_latest_row_counts_as_skipped(tmp_path):
     assert row.skipped == {"decided": 1} and row.calls == 1
     assert ledger.missing_slots(conn) == []
     assert ledger.savings(conn, "svamp").calls == 1
+
+
+async def test_billed_money_counts_on_every_row_that_sent_an_attempt(tmp_path):
+    # A call cancelled mid-flight after a billed answer without text, and one the cap
+    # skipped after a timed-out attempt: both were paid for (or may have been).
+    rows = [
+        _call("a", "rationale", "1", tin=100, tout=40, usd=0.002, at=0),
+        msgspec.structs.replace(_call("b", "rationale", "1", status="cancelled", tin=80, tout=512, usd=0.0011,
+                                      error="cancelled", at=1), possibly_usd=0.0015, possibly_attempts=1,
+                                unusable="truncated"),
+        msgspec.structs.replace(_call("a", "feedback", "1", status="skipped", tin=0, tout=0, usd=0.0,
+                                      error="budget", at=2), possibly_usd=0.0012, possibly_attempts=1),
+    ]
+    conn = await _store(tmp_path, rows=rows, samples=[])
+    total = ledger.totals(ledger.stage_ledger(conn, "svamp"))
+    assert (total.input_tokens, total.output_tokens) == (180, 552)
+    assert total.usd == pytest.approx(0.0031) and total.possibly_usd == pytest.approx(0.0027)
+    assert total.unusable == 1
+    assert ledger.committed_usd(conn) == pytest.approx((0.0031, 0.0027))
+    report = build_cost_report(conn)
+    assert report.total_usd == pytest.approx(0.0031) and report.possibly_usd == pytest.approx(0.0027)

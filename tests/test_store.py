@@ -40,6 +40,17 @@ async def test_completed_lookup_survives_reopen(tmp_path):
         assert store.completed("nope") is None
 
 
+async def test_a_queued_answer_stays_visible_until_its_own_row_commits(tmp_path):
+    async with Store.open(tmp_path / "store.sqlite") as store:
+        await store.add_call(_row("k", status="failed", text=None))
+        # The writer commits the failed row while this answer is on its way to the queue...
+        await store.add_call(_row("k"))
+        # ...and the answer, not committed yet, must still be found: else it is bought again.
+        assert store.connection.execute("SELECT count(*) FROM calls WHERE status = 'completed'").fetchone()[0] == 0
+        hit = store.completed("k")
+        assert hit is not None and hit.text == "answer"
+
+
 async def test_rows_queued_before_cancellation_are_committed(tmp_path):
     db = tmp_path / "store.sqlite"
     with anyio.CancelScope() as scope:
@@ -59,3 +70,36 @@ async def test_samples_replace_and_keep_order(tmp_path):
         await store.add_sample("svamp", "b", 1, b'{"v":2}')
     async with Store.open(tmp_path / "s.sqlite") as store:
         assert store.sample_bodies("svamp") == [b'{"v":0}', b'{"v":2}']
+
+
+# The calls table as the first release created it, before billing columns were added.
+_OLD_CALLS = """
+CREATE TABLE calls (
+    seq INTEGER PRIMARY KEY, key TEXT NOT NULL, dataset TEXT NOT NULL, sample_id TEXT NOT NULL,
+    teacher TEXT NOT NULL, stage TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, retries INTEGER NOT NULL, http_429 INTEGER NOT NULL, text TEXT,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, usd REAL, latency_s REAL NOT NULL,
+    error TEXT, finished_at REAL NOT NULL
+);
+INSERT INTO calls VALUES (1, 'k', 'svamp', '1', 'a', 'rationale', '', 'completed', 1, 0, 0, 'old answer',
+                          3, 5, 0.01, 0.1, NULL, 1.0);
+"""
+
+
+async def test_an_old_run_directory_is_migrated_and_resumes(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "store.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript(_OLD_CALLS)
+    conn.close()
+    async with Store.open(db) as store:
+        hit = store.completed("k")
+        assert hit is not None and hit.text == "old answer" and hit.possibly_usd == 0 and hit.http_status is None
+        await store.add_call(CallRow(key="k2", dataset="svamp", sample_id="2", teacher="a", stage="rationale",
+                                     status="failed", input_tokens=7, output_tokens=9, usd=0.02, http_status=200,
+                                     possibly_usd=0.5, possibly_attempts=1, unusable="truncated"))
+    conn = open_db(db)
+    row = conn.execute("SELECT http_status, possibly_usd, possibly_attempts, unusable FROM calls WHERE key = 'k2'")
+    assert row.fetchone() == (200, 0.5, 1, "truncated")
+    conn.close()
