@@ -26,7 +26,9 @@ reached and ends the run cleanly.
 Exit codes: 0 done; 1 bad config or data (one line says what and where); 2 bad
 command line; 3 the run ended with something missing (failed calls after all
 retries, the spending cap, a failed training) - the line says what, and rerunning
-the same command retries only that; 130 interrupted (Ctrl-C) - rerun to resume.
+the same command retries only that; 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM) - rerun to resume. One run at a time per run directory: a second one on
+an out_dir in use is refused at once (exit 1), naming the other process.
 API keys are read from the environment variables the config names, never from
 the config file, and never printed.
 """
@@ -38,7 +40,7 @@ import logging
 import sys
 from pathlib import Path
 
-_EXIT_ERROR, _EXIT_INCOMPLETE, _EXIT_INTERRUPTED = 1, 3, 130
+_EXIT_ERROR, _EXIT_INCOMPLETE, _EXIT_INTERRUPTED, _EXIT_TERMINATED = 1, 3, 130, 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.config import load_config
     from engine.errors import CommitteeError
     from stages.context import RunContext
-    from stages.job import preflight, run_job
+    from stages.job import Terminated, preflight, run_job
+    from stages.lock import hold_run_dir
 
     out_dir = None
     try:
@@ -94,12 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = cfg.run.out_dir
         ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress)
         if args.dry_run:
+            # No lock: a dry run sends nothing and writes nothing to the run store (it only
+            # reads measured answer lengths, which a WAL reader may do beside a running writer).
             from stages.forecast import dry_run
 
             dry_run(ctx, mistake_rate=args.mistake_rate)
             return 0
         preflight(ctx, args.stage)
-        result = anyio.run(run_job, ctx, args.stage)
+        with hold_run_dir(ctx.out_dir):
+            result = anyio.run(run_job, ctx, args.stage)
+    except Terminated:
+        print(f"terminated (SIGTERM): everything answered so far is saved in {out_dir}; "
+              "rerun the same command to resume", file=sys.stderr)
+        return _EXIT_TERMINATED
     except Exception as exc:
         error = _project_error(exc, CommitteeError)
         if error is None:

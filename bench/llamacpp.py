@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bench.emulator.process import stop_process
+from engine.children import die_with_parent
 from student.models import smollm2_gguf
 
 
@@ -49,7 +50,8 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
     port = port or _free_port()
     # The server logs a lot while loading: into a file, since an unread pipe fills up and stalls it.
     log_file = tempfile.TemporaryFile()
-    proc = subprocess.Popen(server_command(port), stdout=subprocess.DEVNULL, stderr=log_file)
+    proc = subprocess.Popen(server_command(port), stdout=subprocess.DEVNULL, stderr=log_file,
+                            preexec_fn=die_with_parent(), start_new_session=True)  # noqa: PLW1509 - it only calls prctl
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + start_timeout_s

@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from engine.config import TaskName
+from engine.review import DecisionSettings
 
 SkipReason = Literal["", "decided", "wrong_answer", "budget"]
 
@@ -40,7 +41,8 @@ class DecidedSample(msgspec.Struct, kw_only=True):
     `included` = at least one accepted rationale and one feedback. `missing`
     lists the calls that ended failed or were not sent (spending cap), e.g.
     "rationale:gpt" or "review:gemini->gpt"; a sample with missing calls is
-    retried by the next run.
+    retried by the next run. `decided_with` records the `[review]` settings of the
+    decision (None in samples stored before it was recorded).
     """
 
     id: str
@@ -55,3 +57,4 @@ class DecidedSample(msgspec.Struct, kw_only=True):
     feedback: list[FeedbackOutcome] = []
     included: bool = False
     missing: list[str] = []
+    decided_with: DecisionSettings | None = None

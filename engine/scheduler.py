@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from engine.config import ReviewSection
-from engine.review import decided, mean_score
+from engine.review import decided, decision_settings, mean_score
 from engine.samples import DecidedSample, FeedbackOutcome, RationaleOutcome
 from engine.store import CallRow, Store
 from engine.teacher import Teacher
@@ -30,6 +30,9 @@ from tasks.records import Mistake
 log = logging.getLogger(__name__)
 
 OnDecided = Callable[[DecidedSample], Awaitable[None]]
+
+# Missing calls named in the run's last word; the rest are counted, so memory stays flat.
+MISSING_EXAMPLES = 3
 
 
 @dataclass
@@ -42,7 +45,8 @@ class TeachCounters:
     incomplete: int = 0
     resumed: int = 0
     not_started: int = 0
-    missing: list[str] = field(default_factory=list)
+    missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)
     # The latest one-line error per teacher whose call failed, for the run's last word.
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -55,6 +59,7 @@ class Committee:
             raise ValueError("peer review needs at least two teachers")
         self.teachers = list(teachers)
         self.review = review
+        self.settings = decision_settings(review)
         self.store = store
         # The latest one-line error per (dataset, teacher), for the run's last word.
         self.errors: dict[tuple[str, str], str] = {}
@@ -77,6 +82,7 @@ class Committee:
             options=mistake.options,
             rationales=[RationaleOutcome(teacher=t.name, text=None) for t in self.teachers],
             feedback=[FeedbackOutcome(teacher=t.name, text=None) for t in self.teachers],
+            decided_with=self.settings,
         )
         async with anyio.create_task_group() as tg:
             for teacher, outcome in zip(self.teachers, sample.rationales):
@@ -169,9 +175,11 @@ async def teach_dataset(
 ) -> None:
     """Decide every mistake arriving on `mistakes`, at most `limiter` samples at once.
 
-    Samples in `done_ids` (decided with nothing missing by an earlier run) are
-    passed over: rerunning a finished run sends nothing. Once the spending cap is
-    reached no new sample starts; the rest are counted as not started.
+    Samples in `done_ids` (decided by an earlier run with these settings and
+    nothing missing) are passed over: rerunning a finished run sends nothing.
+    Every other mistake is decided afresh; its calls already answered come from
+    the store, so only calls that never existed are bought. Once the spending cap
+    is reached no new sample starts; the rest are counted as not started.
     """
 
     async def work(m: Mistake, token: object) -> None:
@@ -181,7 +189,9 @@ async def teach_dataset(
             counters.included += sample.included
             if sample.missing:
                 counters.incomplete += 1
-                counters.missing.extend(f"{m.task}/{m.id}/{x}" for x in sample.missing)
+                counters.missing += len(sample.missing)
+                room = MISSING_EXAMPLES - len(counters.missing_examples)
+                counters.missing_examples += [f"{m.task}/{m.id}/{x}" for x in sample.missing[:room]]
                 counters.errors.update(
                     {teacher: e for (task, teacher), e in committee.errors.items() if task == m.task}
                 )

@@ -175,12 +175,27 @@ def _teacher_rates(conn: sqlite3.Connection, cfg: Config | None) -> list[Teacher
     return out
 
 
+def open_teacher_ledger(out_dir: Path) -> sqlite3.Connection | None:
+    """A read-only connection to the run store's teacher tables, or None before the teach stage made them.
+
+    An exam alone leaves a store holding only the student's answers, which the
+    teacher queries cannot read.
+    """
+    db = out_dir / STORE_FILE
+    if not db.is_file():
+        return None
+    conn = ledger_connection(db)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples'").fetchone() is None:
+        conn.close()
+        return None
+    return conn
+
+
 def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
     """Gather the report's figures from `out_dir` (no files written)."""
     out_dir = Path(out_dir)
     tasks = [d.task for d in cfg.datasets] if cfg is not None else []
-    db = out_dir / STORE_FILE
-    conn = ledger_connection(db) if db.is_file() else None
+    conn = open_teacher_ledger(out_dir)
     notes: list[str] = []
     try:
         costs = {s.task: s for s in build_cost_report(conn, tasks).datasets} if conn is not None else {}
@@ -230,10 +245,9 @@ def draw_plots(report: RunReport, out_dir: Path, cfg: Config | None = None) -> N
         return
     out_dir = Path(out_dir)
     folder = out_dir / "plots"
-    db = out_dir / STORE_FILE
     rates, spend = {}, {}
-    if db.is_file():
-        conn = ledger_connection(db)
+    conn = open_teacher_ledger(out_dir)
+    if conn is not None:
         try:
             rates, spend = ledger.call_rate(conn), ledger.cumulative_usd(conn)
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from engine.forecast import Forecast, forecast, print_forecast
-from engine.store import open_db
+from reports.run_report import open_teacher_ledger
 from stages.context import RunContext
 from stages.sources import exam_mistakes, mistakes_for_teach, train_questions
 
@@ -26,7 +26,8 @@ def dry_run(ctx: RunContext, *, mistake_rate: float = 1.0, console: Console | No
             work[d.task] = exam_mistakes(ctx.out_dir, d.task)
         else:
             work[d.task] = train_questions(d)
-    store = open_db(ctx.store_path) if ctx.store_path.exists() else None
+    # Read-only: a dry run may look at a run directory another run is using (it takes no lock).
+    store = open_teacher_ledger(ctx.out_dir)
     try:
         fc = forecast(ctx.cfg, work, mistake_rate=mistake_rate, store=store)
     finally:

@@ -9,8 +9,11 @@ run sends nothing and rerunning a killed one continues where it stopped.
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass, field
 from typing import Literal
+
+import anyio
 
 from engine.store import Store
 from stages.context import RunContext
@@ -33,11 +36,53 @@ class JobResult:
 
     problems: list[str] = field(default_factory=list)
     budget_reached: bool = False
+    # The signal that stopped training at a step boundary, if one did.
+    stopped_by: int | None = None
+
+
+class Terminated(Exception):
+    """The run was stopped by SIGTERM; everything in hand is saved and the reports are written."""
 
 
 async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
-    """Run `stage` (or all of them) and return what is left undone."""
+    """Run `stage` (or all of them) and return what is left undone.
+
+    SIGTERM (a batch scheduler, `docker stop`, `kill`) stops the run the way Ctrl-C
+    does: calls in flight are cancelled and recorded, the store commits everything
+    queued, the reports are written, then `Terminated` is raised. After Ctrl-C the
+    reports are written too, and the KeyboardInterrupt goes on.
+    """
     ctx.prepare()
+    terminated = False
+    result = JobResult()  # what a run stopped before its end has left undone is in the store, not here
+
+    async def on_sigterm(signals, scope: anyio.CancelScope) -> None:
+        nonlocal terminated
+        async for _ in signals:
+            terminated = True
+            scope.cancel()
+            return
+
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(on_sigterm, signals, tg.cancel_scope)
+                result = await _run_stages(ctx, stage)
+                tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        # Ctrl-C: cancelled here, a KeyboardInterrupt once out of the event loop.
+        write_reports(ctx, quiet=True)
+        raise
+    if terminated or result.stopped_by == signal.SIGTERM:
+        write_reports(ctx, quiet=True)
+        raise Terminated
+    if result.stopped_by == signal.SIGINT:
+        write_reports(ctx, quiet=True)
+        raise KeyboardInterrupt
+    return result
+
+
+async def _run_stages(ctx: RunContext, stage: StageName) -> JobResult:
     result = JobResult()
     if stage == "exam":
         await run_exam_stage(ctx)
@@ -46,7 +91,9 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
         result.problems += teach.problems()
         result.budget_reached = teach.budget_reached
     if stage in ("train", "all") and not result.problems:
-        result.problems += _train(ctx)
+        result.problems += _train(ctx, result)
+        if result.stopped_by is not None:
+            return result
     if stage in ("eval", "all") and not [p for p in result.problems if p != NOTHING_TO_TRAIN]:
         await run_eval_stage(ctx)
     if stage in ("teach", "all", "report"):
@@ -102,11 +149,16 @@ NOTHING_TO_TRAIN = (
 )
 
 
-def _train(ctx: RunContext) -> list[str]:
+def _train(ctx: RunContext, result: JobResult) -> list[str]:
     from trainer.launch import launch
 
     train_file = ctx.out_dir / "train.jsonl"
     if train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
+    # Training blocks the event loop, so Ctrl-C and SIGTERM are the trainer's to handle
+    # meanwhile: it stops at a step boundary, saves a checkpoint, and says so.
     code = launch(ctx.config_path, ctx.cfg)
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        result.stopped_by = code - 128
+        return []
     return [] if code == 0 else [f"training exited with code {code}; see the log above, then rerun to resume"]

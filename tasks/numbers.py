@@ -7,7 +7,7 @@ Exact arithmetic (`Fraction`) all the way, so "1,200.50" and "2401/2" both becom
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
 # One number as written in an answer: an optional sign (ASCII or Unicode minus), an
@@ -29,6 +29,9 @@ _NUMBER = re.compile(
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}|\\[dt]?frac\s*(\d)(\d)")
 # Decimal places kept for a non-terminating value such as 1/3; far below the 1e-4 grading tolerance.
 _PLACES = 10
+# A longer digit run is a model looping, not an answer; it is read as no number at all,
+# because Python refuses to print an int of more than 4300 digits.
+_MAX_DIGITS = 1000
 
 
 def find_numbers(text: str) -> list[Fraction]:
@@ -41,6 +44,8 @@ def find_numbers(text: str) -> list[Fraction]:
     found: list[Fraction] = []
     for m in _NUMBER.finditer(text):
         if m.group("int") is None and m.group("frac") is None:
+            continue
+        if sum(c.isdigit() for c in m.group(0)) > _MAX_DIGITS:
             continue
         value = Fraction(Decimal((m.group("int") or "0").replace(",", "") + (m.group("frac") or "")))
         if m.group("den") is not None:
@@ -68,6 +73,10 @@ def canonical(value: Fraction) -> str:
     """The one way we write a number: "72", "0.75", "-3", "0.3333333333" (rounded to 10 places)."""
     if value.denominator == 1:
         return str(value.numerator)
-    exact = Decimal(value.numerator) / Decimal(value.denominator)
-    text = format(exact.quantize(Decimal(1).scaleb(-_PLACES)).normalize(), "f")
+    # Enough precision for every integer digit plus the kept places: the default 28
+    # digits would make quantize fail on a value such as 12345678901234567890.5.
+    with localcontext() as ctx:
+        ctx.prec = len(str(abs(value.numerator) // value.denominator)) + _PLACES + 2
+        exact = Decimal(value.numerator) / Decimal(value.denominator)
+        text = format(exact.quantize(Decimal(1).scaleb(-_PLACES)).normalize(), "f")
     return "0" if text in ("-0", "0") else text

@@ -207,3 +207,19 @@ def test_every_logiqa_gold_option_extracts_when_quoted_or_lettered(shared_data: 
         lettered = f"Checking each option against the context. The answer is ({q.gold})."
         assert extract_answer("logiqa", quoted, options=q.options) == q.gold, q.id
         assert extract_answer("logiqa", lettered, options=q.options) == q.gold, q.id
+
+
+def test_numbers_too_long_to_print_read_as_no_answer() -> None:
+    # A looping model can emit thousands of digits; Python refuses int <-> str past 4300.
+    huge = "9" * 5000
+    for text in (f"The answer is {huge}.", f"#### {huge}", f"The answer is {huge}/7.", f"The answer is 0.{huge}."):
+        assert extract_answer("gsm8k", text) is None
+    assert normalize_answer("svamp", huge) is None
+    assert not is_correct("svamp", huge, "3") and not is_correct("svamp", "3", huge)
+    assert parse_score(f"Score: {huge}") is None
+
+
+def test_long_decimals_keep_their_digits() -> None:
+    # Beyond Decimal's default 28 digits of precision.
+    assert extract_answer("gsm8k", "The answer is 12345678901234567890.5.") == "12345678901234567890.5"
+    assert extract_answer("gsm8k", f"The answer is {'9' * 40}/4.") == "24" + "9" * 38 + ".75"

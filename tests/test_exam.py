@@ -259,3 +259,21 @@ async def test_grading_on_real_data_lines(task: str, shared_data: Path, tokenize
     assert (result.entry.n, result.entry.correct) == (4, 2)
     assert {m.id for m in result.wrong} == set(gold) - right_ids
     assert all(m.student_final_answer != m.gold_answer for m in result.wrong)
+
+
+def test_exam_stage_alone_on_a_fresh_run_directory(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    """The exam leaves a store with only the student's answers; the reports written after it must cope."""
+    import run
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        '[run]\nname = "t"\nout_dir = "run"\n'
+        '[[datasets]]\ntask = "svamp"\nsource = "demo"\nlimit = 2\n'
+        f'[student]\nmodel = "{tiny_model_dir}"\nbackend = "hf"\nbatch_size = 2\nmax_new_tokens = 4\n'
+        '[emulator]\nanswers = "fair"\n'
+        + "".join(f'[[teachers]]\nname = "{n}"\nprovider = "openai"\nmodel = "m-{n}"\nbase_url = "emulator"\n'
+                  for n in ("a", "b"))
+    )
+    assert run.main(["--config", str(cfg), "--stage", "exam", "--no-progress"]) == 0
+    assert (tmp_path / "run" / "mistakes.jsonl").exists() and (tmp_path / "run" / "report.md").exists()
+    assert "Traceback" not in capsys.readouterr().err

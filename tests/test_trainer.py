@@ -253,3 +253,69 @@ def test_ds_config_follows_train_and_a_user_json_overrides_it(tmp_path: Path, ti
     expected = r"train_micro_batch_size_per_gpu = 16 disagrees with \[train\]\.micro_batch_size = 2"
     with pytest.raises(ConfigError, match=expected):
         build_ds_config(cfg.train, "bf16", cuda=False)
+
+
+def test_sigterm_stops_training_at_a_step_boundary_with_a_checkpoint(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from trainer import recipe
+
+    cfg = config(tmp_path, tiny_model_dir, max_steps=40, records=8)
+    calls = 0
+    real_loss = recipe.fair_loss
+
+    def loss_then_sigterm(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # the first micro-batch of step 3 (grad_accum 2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "fair_loss", loss_then_sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    stopped = train(cfg)
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert (stopped.stopped_by, stopped.checkpoint_step, stopped.steps) == ("SIGTERM", 3, 3)
+    assert [p.name for p in (cfg.out_dir / "checkpoints").glob("step*")] == ["step00000003"]
+    assert not (cfg.out_dir / "model").exists()
+    monkeypatch.setattr(recipe, "fair_loss", real_loss)
+    resumed = train(cfg, stop_after_steps=4)
+    assert resumed.resumed_from_step == 3
+
+
+def test_sigterm_stops_torchrun_workers_at_a_step_boundary(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    from trainer.launch import launch
+
+    # 64 records / (micro-batch 2 x 2 ranks x grad-accum 2): 8 steps an epoch, and a checkpoint only at its end.
+    path = write_run(tmp_path, tiny_model_dir, records=64, max_steps=200, num_processes=2, zero_stage=2,
+                     launcher="torchrun")
+    cfg = load_config(path)
+    log_path = cfg.out_dir / "train_log.jsonl"
+    done = threading.Event()
+
+    def sigterm_after_first_step() -> None:
+        # The workers are other processes: their log file is the only sign of progress to wait on.
+        while not done.wait(0.05):
+            if log_path.is_file() and log_path.read_text().strip():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    watcher = threading.Thread(target=sigterm_after_first_step)
+    watcher.start()
+    try:
+        code = launch(path, cfg)
+    finally:
+        done.set()
+        watcher.join()
+    assert code == 128 + signal.SIGTERM
+    steps = [json.loads(line)["step"] for line in log_path.read_text().splitlines()]
+    assert 1 <= len(steps) < 8 and not (cfg.out_dir / "model").exists()
+    # Both ranks stopped at the same boundary and saved the checkpoint to resume from.
+    assert [p.name for p in (cfg.out_dir / "checkpoints").glob("step*")] == [f"step{steps[-1]:08d}"]

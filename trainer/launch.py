@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from engine.children import die_with_parent, stop_group
 from engine.config import Config
 from engine.errors import ConfigError
 
@@ -85,15 +90,57 @@ def launch(config_path: str | os.PathLike[str], cfg: Config) -> int:
         from trainer.recipe import train
 
         try:
-            train(cfg)
+            result = train(cfg)
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
-        return 0
+        # Stopped at a step boundary by a signal: the code a process that signal ended would give.
+        return 128 + signal.Signals[result.stopped_by] if result.stopped_by else 0
     command = launch_command(config_path, cfg, free_port())
     # The launcher gives each worker its own rank and port; stale ones from this process must not leak in.
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
         env.pop(key, None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
     log.info("launching %d trainer processes: %s", cfg.train.num_processes, " ".join(command))
-    return subprocess.run(command, cwd=_REPO, env=env, check=False).returncode
+    # Its own process group, stopped whenever this function is left (Ctrl-C, SIGTERM, an
+    # error), and a SIGTERM from the kernel if run.py dies outright: no worker outlives the run.
+    # SIGTERM, not SIGKILL, so the launcher can stop its workers in turn.
+    launcher = subprocess.Popen(
+        command, cwd=_REPO, env=env, start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - it only calls prctl
+    )
+    try:
+        with _forward_stops(launcher) as forwarded:
+            code = launcher.wait()
+    finally:
+        stop_group(launcher, timeout_s=30.0)
+    # The launcher's own code after its workers stopped on a signal says little: report the signal.
+    return 128 + forwarded[0] if forwarded else code
+
+
+@contextmanager
+def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
+    """Pass Ctrl-C and SIGTERM on to the trainer processes as SIGTERM, which stops them at a step boundary.
+
+    They lead their own session, so a terminal's Ctrl-C does not reach them by itself.
+    Yields the signals received.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's to set
+        yield received
+        return
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        log.warning("%s: asking the trainer processes to stop at the end of this step", signal.Signals(signum).name)
+        try:
+            os.killpg(launcher.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -24,8 +24,12 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -69,6 +73,10 @@ class TrainResult(msgspec.Struct, kw_only=True):
     resumed_from_step: int = 0
     skipped: bool = False
     stopped_early: bool = False
+    # "SIGINT" or "SIGTERM" when a signal stopped the loop at a step boundary; the
+    # checkpoint saved there (its step) to resume from.
+    stopped_by: str = ""
+    checkpoint_step: int | None = None
     final_loss: float | None = None
     padding_fraction: float = 0.0
     prompts_truncated: int = 0
@@ -442,7 +450,9 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     window = torch.zeros(4, dtype=torch.float64)  # loss, feedback, rationale, tokens over one step
     tick = time.perf_counter()
     progress = _progress(enabled=ctx.rank == 0)
-    with progress, (log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")) as log_file:
+    with stop_on_signals() as stop, progress, (
+        log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")
+    ) as log_file:
         task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
         while state.global_step < total_steps:
             mine = rank_batches(epoch_batches(state.epoch), ctx.rank, world)
@@ -478,7 +488,9 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                 state.global_step += 1
                 state.step_in_epoch += 1
                 epoch_done = micro + 1 == len(mine)
-                stats = window.to(engine.device, copy=True)
+                # The stop request rides in the same all-reduce: every rank stops at the same step.
+                stats = torch.cat([window, torch.tensor([float(bool(stop))], dtype=torch.float64)])
+                stats = stats.to(engine.device)
                 dist.all_reduce(stats)
                 stats = stats.cpu()
                 window.zero_()
@@ -506,8 +518,18 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                     state.epoch += 1
                     state.step_in_epoch = 0
                 every = train_cfg.save_every_steps
-                if epoch_done or (every and state.global_step % every == 0):
+                stopping = bool(stats[4] > 0)
+                if stopping or epoch_done or (every and state.global_step % every == 0):
                     _save_checkpoint(engine, ckpt_dir, state, print_, ctx.rank)
+                if stopping:
+                    by = signal.Signals(stop[0]).name if stop else "SIGTERM"
+                    log.warning("training stopped by %s at step %d of %d; checkpoint saved at step %d: rerun to "
+                                "resume from it", by, state.global_step, total_steps, state.global_step)
+                    return TrainResult(
+                        model_dir=str(model_out), steps=state.global_step - resumed_from,
+                        resumed_from_step=resumed_from, stopped_early=True, stopped_by=by,
+                        checkpoint_step=state.global_step, final_loss=last_loss,
+                    )  # fmt: skip
                 if state.global_step == stop_after_steps:
                     return TrainResult(
                         model_dir=str(model_out),
@@ -534,6 +556,34 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     )
 
 
+@contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM ask the loop to stop at the next optimizer-step boundary (a second Ctrl-C stops now).
+
+    The handler only records the signal: raising in the middle of a DeepSpeed step
+    (or a collective other ranks are in) would leave nothing resumable. Off the main
+    thread, where handlers cannot be set, signals keep their usual effect.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("%s: stopping at the end of this optimizer step (saving a checkpoint to resume from)",
+                    signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def recipe_main(argv: list[str] | None = None) -> int:
     """`python -m trainer.recipe --config CFG`: train, print one line on a user error, return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m trainer.recipe", description=__doc__.splitlines()[0])
@@ -555,7 +605,8 @@ def recipe_main(argv: list[str] | None = None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     log.info("train: %s", msgspec.json.encode(result).decode())
-    return 0
+    # Stopped by a signal: exit as a process that signal ended would (130, 143).
+    return 128 + signal.Signals[result.stopped_by] if result.stopped_by else 0
 
 
 if __name__ == "__main__":

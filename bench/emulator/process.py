@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 
 from bench.emulator.spec import EmulatorSpec
+from engine.children import die_with_parent, stop_group
 
 READY_PREFIX = "emulator listening on "
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +24,9 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 def start_emulator_process(spec: EmulatorSpec, *, start_timeout_s: float = 30.0) -> Iterator[str]:
     """Run `python -m bench.emulator --spec ... --port 0` and yield its URL; kill it on exit.
 
-    Read its counters with `GET {url}/_emulator/stats`. Raises RuntimeError with the
-    child's stderr if it does not come up.
+    The child dies with this process too, even when this one is SIGKILLed. Read its
+    counters with `GET {url}/_emulator/stats`. Raises RuntimeError with the child's
+    stderr if it does not come up.
     """
     with tempfile.TemporaryDirectory(prefix="emulator-") as tmp:
         spec_path = Path(tmp) / "spec.json"
@@ -40,6 +42,8 @@ def start_emulator_process(spec: EmulatorSpec, *, start_timeout_s: float = 30.0)
                 stderr=stderr,
                 env=env,
                 text=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - it only calls prctl
+                start_new_session=True,
             )
         try:
             url = _read_url(child, stderr_path, start_timeout_s)
@@ -51,13 +55,8 @@ def start_emulator_process(spec: EmulatorSpec, *, start_timeout_s: float = 30.0)
 
 
 def stop_process(child: subprocess.Popen, timeout_s: float = 5.0) -> None:
-    """Ask a child server to stop (SIGTERM), and kill it if it has not within `timeout_s`."""
-    child.terminate()
-    try:
-        child.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+    """Ask a child server started in its own session to stop (SIGTERM), and kill it if it has not within `timeout_s`."""
+    stop_group(child, timeout_s)
 
 
 def _read_url(child: subprocess.Popen[str], stderr_path: Path, timeout_s: float) -> str:
