@@ -11,7 +11,9 @@ import msgspec
 
 from engine.config import (
     DatasetSection,
+    DpoSection,
     EmulatorSection,
+    LoraSection,
     ReviewSection,
     RunSection,
     StudentSection,
@@ -26,6 +28,8 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[review]", ReviewSection, "Peer review, the options beyond the paper, and the spending cap."),
     ("[student]", StudentSection, "The student model and how it generates at exam and eval."),
     ("[train]", TrainSection, "The DeepSpeed ZeRO fine-tune (defaults are the paper's)."),
+    ("[train.lora]", LoraSection, "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop instead of full fine-tuning."),
+    ("[dpo]", DpoSection, "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage after SFT."),
     ("[emulator]", EmulatorSection, "Optional: serve teachers whose base_url is \"emulator\" locally."),
 ]
 
@@ -101,6 +105,23 @@ DESCRIPTIONS: dict[str, str] = {
     "train.launcher": "torchrun or deepspeed (multi-node: deepspeed with a hostfile).",
     "train.hostfile": "deepspeed launcher hostfile for multi-node runs.",
     "train.deepspeed_config": "A DeepSpeed JSON whose keys override the generated config.",
+    "train.lora": "LoRA adapters instead of full fine-tuning; see `[train.lora]`.",
+    "train.quantization": "`4bit` loads the frozen base in 4-bit NF4 (QLoRA; needs `[train.lora]`, CUDA and bitsandbytes).",
+    "train.lora.r": "Adapter rank.",
+    "train.lora.alpha": "LoRA scaling numerator (the update is scaled by alpha / r).",
+    "train.lora.dropout": "Dropout on the adapters' input.",
+    "train.lora.target_modules": "Leaf names of the linear layers to adapt (a name that matches nothing is an error listing the model's).",
+    "train.lora.merge": "Also save the merged model: `model/` then holds full weights and `model/adapter/` the adapter; "
+                        "otherwise `model/` is the adapter alone.",
+    "dpo.enabled": "Run the `dpo` stage after training in `--stage all` (`--stage dpo` runs it anyway).",
+    "dpo.min_margin": "A pair needs chosen mean score - rejected mean score >= this (and > 0).",
+    "dpo.beta": "DPO temperature: how far the policy may move from the reference (TRL's default 0.1).",
+    "dpo.lr": "Peak learning rate of the DPO stage.",
+    "dpo.epochs": "Epochs over preferences.jsonl.",
+    "dpo.max_steps": "Optimizer steps; overrides epochs.",
+    "dpo.micro_batch_size": "Pairs per micro-batch per process; each gives two sequences.",
+    "dpo.grad_accum": "Gradient accumulation steps.",
+    "dpo.warmup_ratio": "Linear warmup share of the steps, then linear decay.",
     "emulator.answers": "`fair` (scripted teachers), `echo`, a JSONL of canned answers, or `module:function`.",
     "emulator.latency_ms": "Median latency per call.",
     "emulator.latency_sigma": "Lognormal sigma of the latency (0: fixed).",
@@ -122,7 +143,8 @@ def _plain(t: msgspec.inspect.Type) -> str:
         return " \\| ".join(f"`{v}`" for v in t.values)
     return {
         msgspec.inspect.StrType: "str", msgspec.inspect.IntType: "int", msgspec.inspect.FloatType: "float",
-        msgspec.inspect.BoolType: "bool", msgspec.inspect.NoneType: "none",
+        msgspec.inspect.BoolType: "bool", msgspec.inspect.NoneType: "none", msgspec.inspect.StructType: "table",
+        msgspec.inspect.VarTupleType: "list[str]",
     }.get(type(t), type(t).__name__.removesuffix("Type").lower())
 
 

@@ -32,7 +32,7 @@ import msgspec
 import torch
 import torch.distributed as dist
 
-from engine.config import Config, TrainSection, load_config
+from engine.config import Config, LoraSection, TrainSection, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
 from prompts.student import PromptFormat, resolve_format
 from trainer.data import (
@@ -46,6 +46,7 @@ from trainer.data import (
     tokenize_pairs,
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
+from trainer.lora import apply_lora, check_peft, check_quantization, load_causal_lm, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
 log = logging.getLogger(__name__)
@@ -170,12 +171,21 @@ def _attn_implementation(setting: str, cuda: bool, precision: Precision) -> str:
 
 
 def _setup_model(model_dir: Path, train: TrainSection, cuda: bool, precision: Precision) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
     attn = _attn_implementation(train.attn_implementation, cuda, precision)
+    quantized = quantization_config(train)
     # Loaded in fp32 whatever the precision: DeepSpeed casts the weights itself and
     # keeps fp32 master copies for bf16/fp16, which would be rounded if loaded low.
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attn)
+    # A 4-bit base is the exception: bitsandbytes owns those weights.
+    model = load_causal_lm(
+        model_dir, dtype=torch.bfloat16 if quantized else torch.float32, attn_implementation=attn,
+        **({"quantization_config": quantized} if quantized else {}),
+    )  # fmt: skip
+    if quantized is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    if train.lora is not None:
+        model = apply_lora(model, train.lora, model_dir.name)
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -284,7 +294,9 @@ def _resume(engine, ckpt_dir: Path, print_: str) -> LoopState:
     return state
 
 
-def _save_model(engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int) -> None:
+def _save_model(
+    engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int, lora: LoraSection | None = None
+) -> None:
     """The final weights as an ordinary HF directory (safetensors, config, tokenizer).
 
     Under ZeRO-3 each rank holds a shard; gathering is a collective, so every rank
@@ -298,7 +310,12 @@ def _save_model(engine, tokenizer, model_out: Path, precision: Precision, record
         model = engine.module
         model.config.use_cache = True
         model.config.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-        model.save_pretrained(tmp, state_dict=state_dict)
+        if lora is None:
+            model.save_pretrained(tmp, state_dict=state_dict)
+        else:
+            save_lora(model, tmp, merge=lora.merge, state_dict=state_dict)
+            if lora.merge:
+                tokenizer.save_pretrained(tmp / "adapter")  # so the adapter directory loads on its own too
         tokenizer.save_pretrained(tmp)
         (tmp / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
         shutil.rmtree(model_out, ignore_errors=True)
@@ -389,6 +406,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
         log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
 
+    check_peft(train_cfg)
+    check_quantization(train_cfg, torch.cuda.is_available())
     ctx = _setup_distributed()
     precision = resolve_precision(
         train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
@@ -520,7 +539,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                     break
 
     record = {"fingerprint": print_, "steps": state.global_step, "final_loss": last_loss, "source": str(model_dir)}
-    _save_model(engine, tokenizer, model_out, precision, record, ctx.rank)
+    _save_model(engine, tokenizer, model_out, precision, record, ctx.rank, train_cfg.lora)
     if ctx.rank == 0:
         _plot(log_path, out / "train_loss.png")
     return TrainResult(
