@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
+from engine.preferences import write_preferences
 from engine.store import Store
 from stages.context import RunContext
 from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
@@ -23,8 +24,8 @@ from stages.teachers import check_teachers
 
 log = logging.getLogger(__name__)
 
-StageName = Literal["all", "exam", "teach", "train", "eval", "report"]
-STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "eval", "report")
+StageName = Literal["all", "exam", "teach", "train", "dpo", "eval", "report"]
+STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "dpo", "eval", "report")
 
 
 @dataclass
@@ -45,13 +46,16 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
         teach = await _teach(ctx, with_exam=stage == "all")
         result.problems += teach.problems()
         result.budget_reached = teach.budget_reached
+        write_preferences(ctx.out_dir, ctx.cfg.dpo.min_margin)
     if stage in ("train", "all") and not result.problems:
         result.problems += _train(ctx)
+    if (stage == "dpo" or (stage == "all" and ctx.cfg.dpo.enabled)) and not result.problems:
+        result.problems += _train(ctx, objective="dpo")
     if stage in ("eval", "all") and not [p for p in result.problems if p != NOTHING_TO_TRAIN]:
         await run_eval_stage(ctx)
     if stage in ("teach", "all", "report"):
         write_reports(ctx)
-    elif stage in ("exam", "train", "eval"):
+    elif stage in ("exam", "train", "dpo", "eval"):
         write_reports(ctx, quiet=True)
     return result
 
@@ -102,11 +106,12 @@ NOTHING_TO_TRAIN = (
 )
 
 
-def _train(ctx: RunContext) -> list[str]:
+def _train(ctx: RunContext, objective: Literal["sft", "dpo"] = "sft") -> list[str]:
     from trainer.launch import launch
 
     train_file = ctx.out_dir / "train.jsonl"
-    if train_file.exists() and not train_file.read_bytes().strip():
+    if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
-    code = launch(ctx.config_path, ctx.cfg)
-    return [] if code == 0 else [f"training exited with code {code}; see the log above, then rerun to resume"]
+    code = launch(ctx.config_path, ctx.cfg, objective)
+    stage = "training" if objective == "sft" else "the dpo stage"
+    return [] if code == 0 else [f"{stage} exited with code {code}; see the log above, then rerun to resume"]

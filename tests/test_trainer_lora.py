@@ -12,7 +12,7 @@ import torch
 from engine.config import Config, load_config
 from engine.errors import ConfigError
 from tests.test_trainer import losses, weights, write_run
-from trainer.lora import is_adapter_dir, load_causal_lm
+from student.models import is_adapter_dir, load_causal_lm
 from trainer.recipe import train
 
 pytest.importorskip("peft")

@@ -20,9 +20,6 @@ from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ADAPTER_CONFIG = "adapter_config.json"
-
-
 def check_quantization(train: TrainSection, cuda: bool) -> None:
     """Refuse `quantization = "4bit"` where it cannot run; `ConfigError` saying what is missing."""
     if train.quantization != "4bit":
@@ -90,22 +87,6 @@ def apply_lora(model: torch.nn.Module, lora: LoraSection, model_name: str) -> to
     log.info("LoRA ready: r=%d on %s, %.2fM of %.1fM parameters train", lora.r, ",".join(lora.target_modules),
              trainable / 1e6, total / 1e6)  # fmt: skip
     return model
-
-
-def is_adapter_dir(path: Path) -> bool:
-    """Whether `path` holds a PEFT adapter (saved without merging) rather than full weights."""
-    return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
-
-
-def load_causal_lm(path: Path, **kwargs) -> torch.nn.Module:
-    """A model directory with full weights, or an adapter directory merged into its base, as a plain model."""
-    if is_adapter_dir(path):
-        from peft import AutoPeftModelForCausalLM
-
-        return AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
 
 def save_lora(model: torch.nn.Module, out: Path, *, merge: bool, state_dict: dict | None = None) -> None:
