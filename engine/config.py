@@ -27,10 +27,14 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+LoggerName = Literal["tensorboard", "wandb"]
+
+
 class RunSection(_Section):
     name: str
     out_dir: str
     seed: int = 731
+    log_to: tuple[LoggerName, ...] = ()
 
 
 class DatasetSection(_Section):

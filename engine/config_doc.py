@@ -7,6 +7,8 @@ the reference can never drift from the code.
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 
 from engine.config import (
@@ -37,6 +39,8 @@ DESCRIPTIONS: dict[str, str] = {
     "run.name": "Name shown in reports.",
     "run.out_dir": "Run directory (relative to the config file): store, outputs, reports, model.",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
+    "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
+                  "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
     "datasets.task": "gsm8k, svamp, strategyqa or logiqa.",
     "datasets.source": "A folder laid out like shared/data/<task>, `hf:<dataset>[:config]` (needs `datasets` "
                        "and a network), or `demo` (the SVAMP questions shipped in the repo).",
@@ -139,12 +143,13 @@ def _type_name(field: msgspec.inspect.Field) -> str:
 
 
 def _plain(t: msgspec.inspect.Type) -> str:
+    if isinstance(t, msgspec.inspect.VarTupleType):
+        return f"list of {_plain(t.item_type)}"
     if isinstance(t, msgspec.inspect.LiteralType):
         return " \\| ".join(f"`{v}`" for v in t.values)
     return {
         msgspec.inspect.StrType: "str", msgspec.inspect.IntType: "int", msgspec.inspect.FloatType: "float",
         msgspec.inspect.BoolType: "bool", msgspec.inspect.NoneType: "none", msgspec.inspect.StructType: "table",
-        msgspec.inspect.VarTupleType: "list[str]",
     }.get(type(t), type(t).__name__.removesuffix("Type").lower())
 
 
@@ -152,6 +157,8 @@ def _default(field: msgspec.inspect.Field) -> str:
     if field.required:
         return "required"
     value = field.default
+    if isinstance(value, tuple):
+        return "`" + json.dumps(list(value)) + "`"  # as the TOML array would be written
     return "none" if value is None else f"`{value}`"
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.preferences import write_preferences
+from reports.experiment_log import check_loggers
 from engine.store import Store
 from stages.context import RunContext
 from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
@@ -64,6 +65,11 @@ def preflight(ctx: RunContext, stage: StageName) -> None:
     """Checks that need no model and no network, run before anything is paid for."""
     if stage in ("teach", "all"):
         check_teachers(ctx.cfg)
+    check_loggers(ctx.cfg.run.log_to)
+    if stage in ("train", "dpo", "all"):
+        from trainer.lora import check_lora_setup
+
+        check_lora_setup(ctx.cfg.train)
 
 
 async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:

@@ -32,11 +32,12 @@ from engine.config import Config, TrainSection
 from engine.preferences import PreferencePair, load_preferences, write_preferences
 from prompts.student import PromptFormat, question_prompt, response_suffix
 from student.backend import encode_prompt
+from reports.experiment_log import ExperimentLog, check_loggers
 from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, plan_epoch, rank_batches
 from trainer.ds_config import build_ds_config, resolve_precision
 from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
 from student.models import is_adapter_dir
-from trainer.lora import check_peft, check_quantization
+from trainer.lora import check_lora_setup
 from trainer.recipe import (
     TrainResult,
     fingerprint,
@@ -156,8 +157,8 @@ def train_dpo(cfg: Config) -> TrainResult:
     if is_finished(model_out, print_):
         log.info("%s already holds the DPO model of these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
-    check_peft(settings)
-    check_quantization(settings, torch.cuda.is_available())
+    check_lora_setup(settings)
+    check_loggers(cfg.run.log_to)
 
     ctx = setup_distributed()
     precision = resolve_precision(
@@ -192,7 +193,8 @@ def train_dpo(cfg: Config) -> TrainResult:
     last_loss: float | None = None
     window = torch.zeros(4, dtype=torch.float64)  # loss, reward accuracy, reward margin, tokens over one step
     tick = time.perf_counter()
-    with progress_bar(ctx.rank == 0, "dpo") as progress, (
+    xlog = ExperimentLog.open(cfg, "dpo", enabled=ctx.rank == 0)
+    with progress_bar(ctx.rank == 0, "dpo") as progress, xlog, (
         log_path.open("w") if ctx.rank == 0 else open(os.devnull, "w")
     ) as log_file:
         task = progress.add_task("dpo", total=total_steps, loss=0.0, lr=0.0, tps=0.0)
@@ -243,6 +245,7 @@ def train_dpo(cfg: Config) -> TrainResult:
                 if ctx.rank == 0:
                     log_file.write(json.dumps(row) + "\n")
                     log_file.flush()
+                    xlog.scalars("dpo", {k: v for k, v in row.items() if k != "step"}, step)
                 progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
                 if step >= total_steps:
                     break

@@ -20,6 +20,12 @@ from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+def check_lora_setup(train: TrainSection) -> None:
+    """Everything about `[train.lora]` and `quantization` that can fail without loading a model."""
+    check_peft(train)
+    check_quantization(train, torch.cuda.is_available())
+
+
 def check_quantization(train: TrainSection, cuda: bool) -> None:
     """Refuse `quantization = "4bit"` where it cannot run; `ConfigError` saying what is missing."""
     if train.quantization != "4bit":

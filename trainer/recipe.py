@@ -35,6 +35,7 @@ import torch.distributed as dist
 from engine.config import Config, LoraSection, TrainSection, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
 from prompts.student import PromptFormat, resolve_format
+from reports.experiment_log import ExperimentLog, check_loggers
 from trainer.data import (
     Pair,
     TruncationStats,
@@ -47,7 +48,7 @@ from trainer.data import (
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
 from student.models import load_causal_lm
-from trainer.lora import apply_lora, check_peft, check_quantization, quantization_config, save_lora
+from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
 log = logging.getLogger(__name__)
@@ -414,8 +415,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
         log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
 
-    check_peft(train_cfg)
-    check_quantization(train_cfg, torch.cuda.is_available())
+    check_lora_setup(train_cfg)
+    check_loggers(cfg.run.log_to)
     ctx = setup_distributed()
     precision = resolve_precision(
         train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
@@ -469,7 +470,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     window = torch.zeros(4, dtype=torch.float64)  # loss, feedback, rationale, tokens over one step
     tick = time.perf_counter()
     progress = progress_bar(enabled=ctx.rank == 0)
-    with progress, (log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")) as log_file:
+    xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
+    with progress, xlog, (log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")) as log_file:
         task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
         while state.global_step < total_steps:
             mine = rank_batches(epoch_batches(state.epoch), ctx.rank, world)
@@ -528,6 +530,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                 if ctx.rank == 0:
                     log_file.write(json.dumps(row) + "\n")
                     log_file.flush()
+                    xlog.scalars("train", {k: v for k, v in row.items() if k != "step"}, state.global_step)
                 progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
                 if epoch_done:
                     state.epoch += 1
