@@ -225,6 +225,22 @@ class DpoSection(_Section):
                 raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}")
 
 
+class HubSection(_Section):
+    """Sharing the way the Hugging Face Hub expects: a `datasets` export with a card, a model card, pushes."""
+
+    export_dataset: bool = False
+    push: bool = False
+    dataset_repo: str | None = None
+    model_repo: str | None = None
+    token_env: str = "HF_TOKEN"
+    private: bool = True
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.push and not (self.dataset_repo or self.model_repo):
+            raise ValueError("`push = true` needs `dataset_repo` and/or `model_repo` (e.g. 'me/committee-svamp')")
+
+
 class EmulatorSection(_Section):
     """Serve teachers whose `base_url = "emulator"` from bench's provider emulator.
 
@@ -247,6 +263,7 @@ class Config(_Section):
     student: StudentSection = msgspec.field(default_factory=StudentSection)
     train: TrainSection = msgspec.field(default_factory=TrainSection)
     dpo: DpoSection = msgspec.field(default_factory=DpoSection)
+    hub: HubSection = msgspec.field(default_factory=HubSection)
     emulator: EmulatorSection | None = None
 
     @property

@@ -15,6 +15,7 @@ from engine.config import (
     DatasetSection,
     DpoSection,
     EmulatorSection,
+    HubSection,
     LoraSection,
     ReviewSection,
     RunSection,
@@ -32,6 +33,7 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[train]", TrainSection, "The DeepSpeed ZeRO fine-tune (defaults are the paper's)."),
     ("[train.lora]", LoraSection, "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop instead of full fine-tuning."),
     ("[dpo]", DpoSection, "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage after SFT."),
+    ("[hub]", HubSection, "Optional: `hf_dataset/` export with a dataset card, model cards, and pushes to the Hub."),
     ("[emulator]", EmulatorSection, "Optional: serve teachers whose base_url is \"emulator\" locally."),
 ]
 
@@ -126,6 +128,15 @@ DESCRIPTIONS: dict[str, str] = {
     "dpo.micro_batch_size": "Pairs per micro-batch per process; each gives two sequences.",
     "dpo.grad_accum": "Gradient accumulation steps.",
     "dpo.warmup_ratio": "Linear warmup share of the steps, then linear decay.",
+    "hub.export_dataset": "Write `out_dir/hf_dataset/` (a `datasets` DatasetDict with a dataset card) at the report "
+                          "stage; needs `pip install datasets`.",
+    "hub.push": "Push the dataset (`dataset_repo`) and the trained model (`model_repo`) at the report stage; "
+                "untested here (no Hub access).",
+    "hub.dataset_repo": "Hub repo id of the dataset, e.g. `me/committee-svamp`.",
+    "hub.model_repo": "Hub repo id of the trained student (`out_dir/model`).",
+    "hub.token_env": "Environment variable holding the Hub token (never the token itself).",
+    "hub.private": "Create the Hub repos private.",
+    "hub.license": "Licence id for both cards; default: the sources' licence where they all share one, else `other`.",
     "emulator.answers": "`fair` (scripted teachers), `echo`, a JSONL of canned answers, or `module:function`.",
     "emulator.latency_ms": "Median latency per call.",
     "emulator.latency_sigma": "Lognormal sigma of the latency (0: fixed).",

@@ -14,6 +14,7 @@ from typing import Literal
 
 from engine.preferences import write_preferences
 from reports.experiment_log import check_loggers
+from reports.hub import check_hub
 from engine.store import Store
 from stages.context import RunContext
 from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
@@ -66,6 +67,8 @@ def preflight(ctx: RunContext, stage: StageName) -> None:
     if stage in ("teach", "all"):
         check_teachers(ctx.cfg)
     check_loggers(ctx.cfg.run.log_to)
+    if stage in ("teach", "all", "report"):
+        check_hub(ctx.cfg)
     if stage in ("train", "dpo", "all"):
         from trainer.lora import check_lora_setup
 
