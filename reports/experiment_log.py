@@ -80,9 +80,11 @@ class _WandB:
             mode=os.environ.get("WANDB_MODE", "offline"),
             reinit="create_new",
         )
+        # Teach series and summaries are not in step order; a job's own step key keeps W&B from dropping them.
+        self._run.define_metric(f"{job}/step")
+        self._run.define_metric(f"{job}/*", step_metric=f"{job}/step")
 
     def scalar(self, tag: str, value: float, step: int, wall_time: float | None) -> None:
-        # W&B steps must increase within a run; teach series and summaries use their own step key.
         self._run.log({tag: value, f"{tag.split('/')[0]}/step": step})
 
     def close(self) -> None:

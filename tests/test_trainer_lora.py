@@ -53,6 +53,22 @@ def test_lora_trains_the_adapters_and_saves_them_alone(tmp_path: Path, tiny_mode
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
     _generate(model_dir)
 
+    # The eval stage's hf backend takes the adapter directory as a model.
+    import anyio
+
+    from engine.config import StudentSection
+    from student import make_backend
+
+    backend = make_backend(StudentSection(backend="hf", greedy=True, max_new_tokens=4), model_path=model_dir)
+
+    async def answers() -> list[str]:
+        try:
+            return [text async for _, text in backend.generate(["Tom has 3 apples"])]
+        finally:
+            await backend.close()
+
+    assert len(anyio.run(answers)) == 1
+
 
 def test_lora_merge_saves_full_weights_beside_the_adapter(tmp_path: Path, tiny_model_dir: Path) -> None:
     cfg = config(tmp_path, tiny_model_dir, max_steps=2, lr=1e-2, lora={"r": 4, "merge": True})
