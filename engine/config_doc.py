@@ -31,8 +31,10 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[review]", ReviewSection, "Peer review, the options beyond the paper, and the spending cap."),
     ("[student]", StudentSection, "The student model and how it generates at exam and eval."),
     ("[train]", TrainSection, "The DeepSpeed ZeRO fine-tune (defaults are the paper's)."),
-    ("[train.lora]", LoraSection, "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop instead of full fine-tuning."),
-    ("[dpo]", DpoSection, "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage after SFT."),
+    ("[train.lora]", LoraSection, "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop, instead of full "
+                                  "fine-tuning."),
+    ("[dpo]", DpoSection, "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage "
+                          "after SFT."),
     ("[hub]", HubSection, "Optional: `hf_dataset/` export with a dataset card, model cards, and pushes to the Hub."),
     ("[emulator]", EmulatorSection, "Optional: serve teachers whose base_url is \"emulator\" locally."),
 ]
@@ -112,13 +114,15 @@ DESCRIPTIONS: dict[str, str] = {
     "train.hostfile": "deepspeed launcher hostfile for multi-node runs.",
     "train.deepspeed_config": "A DeepSpeed JSON whose keys override the generated config.",
     "train.lora": "LoRA adapters instead of full fine-tuning; see `[train.lora]`.",
-    "train.quantization": "`4bit` loads the frozen base in 4-bit NF4 (QLoRA; needs `[train.lora]`, CUDA and bitsandbytes).",
+    "train.quantization": "`4bit` loads the frozen base in 4-bit NF4 (QLoRA; needs `[train.lora]`, CUDA and "
+                          "bitsandbytes).",
     "train.lora.r": "Adapter rank.",
     "train.lora.alpha": "LoRA scaling numerator (the update is scaled by alpha / r).",
     "train.lora.dropout": "Dropout on the adapters' input.",
-    "train.lora.target_modules": "Leaf names of the linear layers to adapt (a name that matches nothing is an error listing the model's).",
-    "train.lora.merge": "Also save the merged model: `model/` then holds full weights and `model/adapter/` the adapter; "
-                        "otherwise `model/` is the adapter alone.",
+    "train.lora.target_modules": "Leaf names of the linear layers to adapt (a name that matches nothing is an error "
+                                 "listing the model's).",
+    "train.lora.merge": "Also save the merged model: `model/` then holds full weights and `model/adapter/` the "
+                        "adapter; otherwise `model/` is the adapter alone.",
     "dpo.enabled": "Run the `dpo` stage after training in `--stage all` (`--stage dpo` runs it anyway).",
     "dpo.min_margin": "A pair needs chosen mean score - rejected mean score >= this (and > 0).",
     "dpo.beta": "DPO temperature: how far the policy may move from the reference (TRL's default 0.1).",

@@ -174,8 +174,9 @@ def log_teach_metrics(cfg: Config, report: RunReport) -> None:
                 limit = Series(start=series.start, t_s=series.t_s, values=[limits[teacher] / 60.0] * len(series.t_s))
                 xlog.series(f"teach/{teacher}/rpm_limit_per_s", limit)
         for rate in report.teachers:
-            xlog.scalars(f"teach/{rate.teacher}", {"requests_per_min": rate.requests_per_min, "rpm_used": rate.rpm_used,
-                                                   "tokens_per_min": rate.tokens_per_min, "tpm_used": rate.tpm_used}, 0)  # fmt: skip
+            usage = {"requests_per_min": rate.requests_per_min, "rpm_used": rate.rpm_used,
+                     "tokens_per_min": rate.tokens_per_min, "tpm_used": rate.tpm_used}  # fmt: skip
+            xlog.scalars(f"teach/{rate.teacher}", usage, 0)
         for section in report.datasets:
             cost = section.cost
             if cost is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from engine.config import Config
-from reports.hf_dataset import card_yaml, card_license
+from reports.hf_dataset import card_license, card_yaml
 from reports.run_report import RunReport
 from student.models import SMOLLM2, is_adapter_dir
 

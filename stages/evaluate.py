@@ -16,7 +16,6 @@ from stages.sources import test_questions
 from student.evaluate import EvalResult, run_eval, write_eval_json
 from student.models import is_adapter_dir
 
-
 TRAINED_CHECKPOINTS = ("model", "model_dpo")
 
 

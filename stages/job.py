@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.preferences import write_preferences
+from engine.store import Store
 from reports.experiment_log import check_loggers
 from reports.hub import check_hub
-from engine.store import Store
 from stages.context import RunContext
-from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
 from stages.evaluate import run_eval_stage
+from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
 from stages.report import write_reports
 from stages.sources import as_questions, mistakes_for_teach, train_questions
 from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files

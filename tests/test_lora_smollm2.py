@@ -1,4 +1,4 @@
-"""LoRA on the real SmolLM2-135M-Instruct on CPU: trains, saves the adapter, reloads through the eval backend, generates."""
+"""LoRA on the real SmolLM2-135M-Instruct on CPU: trains, saves the adapter, and the eval backend generates with it."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ import torch
 
 from engine.config import Config, load_config
 from engine.errors import ConfigError
-from tests.test_trainer import losses, weights, write_run
 from student.models import is_adapter_dir, load_causal_lm
+from tests.test_trainer import losses, weights, write_run
 from trainer.recipe import train
 
 pytest.importorskip("peft")

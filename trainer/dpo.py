@@ -31,12 +31,12 @@ import torch.distributed as dist
 from engine.config import Config, TrainSection
 from engine.preferences import PreferencePair, load_preferences, write_preferences
 from prompts.student import PromptFormat, question_prompt, response_suffix
-from student.backend import encode_prompt
 from reports.experiment_log import ExperimentLog, check_loggers
-from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, plan_epoch, rank_batches
-from trainer.ds_config import build_ds_config, resolve_precision
-from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
+from student.backend import encode_prompt
 from student.models import is_adapter_dir
+from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, plan_epoch, rank_batches
+from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
+from trainer.ds_config import build_ds_config, resolve_precision
 from trainer.lora import check_lora_setup
 from trainer.recipe import (
     TrainResult,

@@ -96,7 +96,7 @@ def apply_lora(model: torch.nn.Module, lora: LoraSection, model_name: str) -> to
 
 
 def save_lora(model: torch.nn.Module, out: Path, *, merge: bool, state_dict: dict | None = None) -> None:
-    """Save a LoRA-wrapped model: the adapter in `out` or, merging, full weights in `out` and the adapter in `out/adapter`.
+    """Save a LoRA-wrapped model: the adapter in `out`, or (merging) full weights in `out` and the adapter below.
 
     Merging folds the adapters into the base weights in place, so call it last.
     """

@@ -36,6 +36,7 @@ from engine.config import Config, LoraSection, TrainSection, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
 from prompts.student import PromptFormat, resolve_format
 from reports.experiment_log import ExperimentLog, check_loggers
+from student.models import load_causal_lm
 from trainer.data import (
     Pair,
     TruncationStats,
@@ -47,7 +48,6 @@ from trainer.data import (
     tokenize_pairs,
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
-from student.models import load_causal_lm
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
@@ -246,6 +246,7 @@ def fingerprint(cfg: Config, train_path: Path, model_dir: Path) -> str:
 
 
 def is_finished(model_out: Path, print_: str) -> bool:
+    """Whether `model_out` holds the model trained on the inputs with this fingerprint."""
     try:
         return json.loads((model_out / FINGERPRINT_FILE).read_text())["fingerprint"] == print_
     except (OSError, ValueError, KeyError):
@@ -302,7 +303,8 @@ def _resume(engine, ckpt_dir: Path, print_: str) -> LoopState:
 def save_model(
     engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int, lora: LoraSection | None = None
 ) -> None:
-    """The final weights as an ordinary HF directory (safetensors, config, tokenizer).
+    """The final weights as an ordinary HF directory (safetensors, config, tokenizer); with LoRA, the adapter
+    (and, merging, the merged weights too: `trainer.lora.save_lora`).
 
     Under ZeRO-3 each rank holds a shard; gathering is a collective, so every rank
     calls it and rank 0 writes. Written beside the target and renamed into place, so
