@@ -202,7 +202,8 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         sections.append(DatasetReport(
             task=task, mistakes=mistakes, mistakes_source=source, cost=costs.get(task), evals=mine,
             before=next((e for e in mine if e.checkpoint == BASE_CHECKPOINT), None),
-            after=after[-1] if after else None,
+            # The SFT model is the method's "after"; a later DPO model has its own row in the eval table.
+            after=next((e for e in after if e.checkpoint == "model"), after[-1] if after else None),
         ))
     if not evals:
         notes.append("No eval.json: accuracy before and after training is not measured yet (run --stage eval).")

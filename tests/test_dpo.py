@@ -54,3 +54,17 @@ def test_dpo_with_lora_saves_a_merged_model(tmp_path: Path, tiny_model_dir: Path
     train_dpo(cfg)
     model_dir = cfg.out_dir / "model_dpo"
     assert (model_dir / "config.json").is_file() and (model_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_the_dpo_model_gets_its_own_eval_row_and_sft_stays_the_after(tmp_path: Path) -> None:
+    from reports.run_report import run_report
+    from tests.test_reports_run import _config
+
+    evals = [dict(task="svamp", model="m", checkpoint=c, n=50, correct=k, accuracy=k / 50, ci_low=0.1, ci_high=0.9)
+             for c, k in (("base", 10), ("model", 20), ("model_dpo", 22))]  # fmt: skip
+    (tmp_path / "eval.json").write_text(json.dumps({"evals": evals}))
+    report = run_report(tmp_path, _config(tmp_path))
+
+    svamp = report.datasets[0]
+    assert svamp.before.checkpoint == "base" and svamp.after.checkpoint == "model"
+    assert "| model_dpo |" in (tmp_path / "report.md").read_text()

@@ -103,3 +103,15 @@ def test_4bit_is_refused_on_cpu_in_one_line(tmp_path: Path, tiny_model_dir: Path
 def test_4bit_without_lora_is_a_config_error(tmp_path: Path, tiny_model_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"quantization.*needs `\[train.lora\]`"):
         config(tmp_path, tiny_model_dir, quantization="4bit")
+
+
+def test_4bit_without_bitsandbytes_is_refused_in_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import importlib.util
+
+    from trainer.lora import check_quantization
+
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    cfg = config(tmp_path, tiny_model_dir, lora={"r": 4}, quantization="4bit")
+    with pytest.raises(ConfigError, match=r"^\[train\]\.quantization = '4bit' needs bitsandbytes: pip install"):
+        check_quantization(cfg.train, cuda=True)
