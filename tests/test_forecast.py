@@ -93,7 +93,8 @@ def test_measured_output_lengths_from_a_store_replace_the_defaults(tmp_path):
     fc = forecast(_config([_teacher("a"), _teacher("b")]), {"svamp": MISTAKES}, store=conn)
     rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
     n = len(MISTAKES)
-    assert fc.output_tokens_source == "store"
+    assert fc.output_tokens_source == "store, defaults"
+    assert rows[("a", "rationale")].source == "store" and rows[("b", "rationale")].source == "defaults"
     assert rows[("a", "rationale")].output_tokens == n * 80
     assert rows[("b", "rationale")].output_tokens == n * 200  # nothing measured for b: default
     hand_review = sum(_hand_prompt("review", m) for m in MISTAKES)
