@@ -90,7 +90,8 @@ def test_measured_output_lengths_from_a_store_replace_the_defaults(tmp_path):
                      "http_429, input_tokens, output_tokens, latency_s, finished_at) "
                      "VALUES (?, ?, ?, ?, ?, '', ?, 1, 0, 0, 0, ?, 0, 0)",
                      (row.key, row.dataset, row.sample_id, row.teacher, row.stage, row.status, row.output_tokens))
-    fc = forecast(_config([_teacher("a"), _teacher("b")]), {"svamp": MISTAKES}, store=conn)
+    # b is another model: a's measured lengths say nothing about it
+    fc = forecast(_config([_teacher("a"), _teacher("b", model="other-model")]), {"svamp": MISTAKES}, store=conn)
     rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
     n = len(MISTAKES)
     assert fc.output_tokens_source == "store, defaults"
