@@ -38,7 +38,7 @@ from rich.console import Console
 from adapters.base import ChatRequest, Message
 from engine.calibration import History, read_history
 from engine.config import Config, Stage, TeacherSection
-from engine.pilot import Pilot, extrapolate
+from engine.pilot import Pilot, Total, extrapolate
 from engine.pricing import cost_usd, teacher_prices
 from engine.tokens import estimate_request_tokens
 from reports.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
@@ -167,7 +167,7 @@ def forecast(
     work: Mapping[str, Sequence[Mistake | Question]],
     *,
     mistake_rate: float = 1.0,
-    mistakes: Mapping[str, int] | None = None,
+    mistakes: Mapping[str, Total] | None = None,
     output_tokens: Mapping[str, float] | None = None,
     store: sqlite3.Connection | None = None,
     history: Sequence[History] = (),
@@ -180,8 +180,9 @@ def forecast(
 
     `work` maps each dataset's task to its mistakes, or to its questions when the
     exam has not run (then `mistake_rate` of them are assumed wrong; 1.0 is the
-    upper bound), unless `mistakes` gives a dataset's expected count. A dataset
-    in `pilots` is extrapolated from its pilot (with 90% intervals). Otherwise
+    upper bound), unless `mistakes` gives a dataset's expected count (a pilot's
+    exam: its interval widens the pilot's). A dataset in `pilots` is
+    extrapolated from its pilot (with 90% intervals). Otherwise
     expected output tokens per call come from `output_tokens` (per stage), else
     the first of `history` (then `store`, this run's own) that measured the same
     teacher model, task and stage, else the defaults; each is capped at the
@@ -214,11 +215,12 @@ def forecast(
         items = list(work.get(ds.task, ()))
         assumed = any(isinstance(i, Question) for i in items)
         n = round(len(items) * mistake_rate) if assumed else len(items)
-        if mistakes is not None and ds.task in mistakes:
-            n = mistakes[ds.task]
+        count = (mistakes or {}).get(ds.task)
+        if count is not None:
+            n, assumed = round(count.value), True
         pilot = pilots.get(ds.task)
         if pilot is not None:
-            section = _pilot_section(ds.task, n, assumed, pilot, teachers)
+            section = _pilot_section(ds.task, n, assumed, pilot, teachers, count)
             todo = 1.0 - section.pilot_samples / section.mistakes if section.mistakes else 0.0
         else:
             section = _estimated_section(ds.task, n, items, assumed, teachers, expected_out, messages, estimate)
@@ -286,8 +288,21 @@ def _estimated_section(
     return _dataset_section(task, n, assumed, rows)
 
 
-def _pilot_section(task: str, n: int, assumed: bool, pilot: Pilot, teachers: Sequence[TeacherSection]) -> DatasetForecast:
-    """A dataset's rows extrapolated from its pilot's measured calls."""
+def _widened(total: Total, count: Total | None) -> Total:
+    """`total` (a per-mistake mean x the mistakes) with the count's own uncertainty added, relatively, in quadrature."""
+    if count is None or total.low is None or total.high is None:
+        return total
+    if count.low is None or count.high is None or not count.value or not total.value:
+        return Total(value=total.value, low=None, high=None)
+    below = math.hypot((total.value - total.low) / total.value, (count.value - count.low) / count.value)
+    above = math.hypot((total.high - total.value) / total.value, (count.high - count.value) / count.value)
+    return Total(value=total.value, low=max(0.0, total.value * (1 - below)), high=total.value * (1 + above))
+
+
+def _pilot_section(
+    task: str, n: int, assumed: bool, pilot: Pilot, teachers: Sequence[TeacherSection], count: Total | None = None
+) -> DatasetForecast:
+    """A dataset's rows extrapolated from its pilot's measured calls (`count`: the mistakes, when estimated)."""
     n = max(n, len(pilot.sample_ids))
     source = f"pilot ({len(pilot.sample_ids)} of {n})"
     rows: list[ForecastRow] = []
@@ -296,7 +311,7 @@ def _pilot_section(task: str, n: int, assumed: bool, pilot: Pilot, teachers: Seq
             figures = {f: extrapolate(pilot.per_sample(teacher.name, stage, f) or [], n)
                        for f in ("calls", "input_tokens", "output_tokens")}
             usd_values = pilot.per_sample(teacher.name, stage, "usd")
-            usd = extrapolate(usd_values, n) if usd_values is not None else None
+            usd = _widened(extrapolate(usd_values, n), count) if usd_values is not None else None
             rows.append(ForecastRow(
                 dataset=task, teacher=teacher.name, stage=stage, calls=round(figures["calls"].value),
                 input_tokens=round(figures["input_tokens"].value), output_tokens=round(figures["output_tokens"].value),
@@ -307,7 +322,7 @@ def _pilot_section(task: str, n: int, assumed: bool, pilot: Pilot, teachers: Seq
     # The dataset's interval comes from each sample's total, not from summing the rows' intervals:
     # a long-winded sample is long for every teacher and stage at once.
     totals = pilot.per_sample(None, None, "usd")
-    total = extrapolate(totals, n) if totals is not None else None
+    total = _widened(extrapolate(totals, n), count) if totals is not None else None
     section.usd_low, section.usd_high = (total.low, total.high) if total else (None, None)
     section.pilot_samples = len(pilot.sample_ids)
     section.pilot_usd = pilot.spent_usd()

@@ -58,6 +58,26 @@ def extrapolate(per_sample: Sequence[float], population: int) -> Total:
     return Total(value=value, low=max(0.0, value - half), high=value + half)
 
 
+def estimate_count(hits: int, examined: int, population: int) -> Total:
+    """How many of `population` are hits, from `hits` among `examined` of them drawn at random.
+
+    The interval is Wilson's score interval (a t-interval collapses when every
+    examined question was a hit), at the sample size the finite population makes
+    it worth: examined / (1 - examined/population).
+    """
+    if examined == 0:
+        return Total(value=0.0, low=None, high=None)
+    share = hits / examined
+    if examined >= population:
+        return Total(value=hits, low=hits, high=hits)
+    n = examined / (1 - examined / population)
+    z2 = _Z95**2
+    centre = (share + z2 / (2 * n)) / (1 + z2 / n)
+    half = _Z95 / (1 + z2 / n) * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
+    return Total(value=population * share, low=population * max(centre - half, hits / population),
+                 high=population * min(centre + half, 1 - (examined - hits) / population))
+
+
 class Pilot(msgspec.Struct, kw_only=True):
     """One dataset's pilot: the sampled mistake ids and their measured calls."""
 

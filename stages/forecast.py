@@ -31,7 +31,7 @@ from engine.calibration import History, open_run_store, pilot_samples, read_hist
 from engine.config import DatasetSection
 from engine.errors import ConfigError
 from engine.forecast import STAGES, Forecast, forecast, print_forecast
-from engine.pilot import Pilot
+from engine.pilot import Pilot, Total, estimate_count
 from engine.dataset import decode_samples
 from engine.store import Store, open_db, sample_bodies
 from reports.tables import fmt_usd
@@ -102,7 +102,7 @@ async def pilot_dry_run(ctx: RunContext, n: int, *, mistake_rate: float = 1.0, c
     ctx.prepare()
     history = _histories(ctx, calibrate_from)  # a --calibrate-from that is not a run fails before any call
     work = _work(ctx)
-    counts: dict[str, int] = {}
+    counts: dict[str, Total] = {}
     exam_tasks = [d for d in cfg.datasets if not work[d.task] or isinstance(work[d.task][0], Question)]
     if exam_tasks:
         found = await _exam_until(ctx, exam_tasks, n)
@@ -161,17 +161,19 @@ def _check_pilot_cap(ctx: RunContext, n: int, samples: dict[str, list[Mistake]])
         )
 
 
-async def _exam_until(ctx: RunContext, datasets: Sequence[DatasetSection], n: int) -> dict[str, tuple[list[Mistake], int]]:
+async def _exam_until(
+    ctx: RunContext, datasets: Sequence[DatasetSection], n: int
+) -> dict[str, tuple[list[Mistake], Total]]:
     """Examine each dataset's questions in a seeded random order until `n` mistakes are found.
 
     Returns per task the mistakes found and the mistakes expected over all its
-    questions (questions x the share answered wrong). The answers are stored, so
-    the real exam asks the student none of them again.
+    questions (questions x the share answered wrong, with its 90% interval). The
+    answers are stored, so the real exam asks the student none of them again.
     """
     from stages.exam import Exam, load_student, open_answers
     from student.exam import run_exam
 
-    out: dict[str, tuple[list[Mistake], int]] = {}
+    out: dict[str, tuple[list[Mistake], Total]] = {}
     backend = load_student(ctx)
     try:
         with open_answers(ctx) as answers:
@@ -190,10 +192,10 @@ async def _exam_until(ctx: RunContext, datasets: Sequence[DatasetSection], n: in
                     await run_exam(batch, backend, answers, exam.fmt, send=send)
                     async with recv:
                         found += [m async for m in recv]
-                expected = round(len(questions) * len(found) / examined) if examined else 0
+                expected = estimate_count(len(found), examined, len(questions))
                 log.info("pilot exam of %s: %d mistakes in %d of %d questions", d.task, len(found), examined,
                          len(questions))
-                out[d.task] = (found, max(expected, len(found)))
+                out[d.task] = (found, expected)
     finally:
         await backend.close()
     return out

@@ -22,6 +22,7 @@ from engine.errors import ConfigError
 from stages.context import RunContext
 from stages.forecast import dry_run, pilot_dry_run
 from stages.job import run_job
+from stages.sources import exam_mistakes
 from tasks import load_split
 from tests.test_pipeline import authors_file, write_config
 
@@ -130,3 +131,43 @@ def test_calibrate_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err
     assert f"--calibrate-from {tmp_path / 'empty'}: not a run directory" in err
+
+
+async def test_a_pilot_before_any_exam_examines_until_it_has_its_mistakes(tmp_path, monkeypatch, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    import stages.exam
+    from tests.test_exam import StubBackend
+
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    questions = demo_questions()
+    gold = {q.question: q.gold for q in questions}
+
+    def half_wrong(prompt: str) -> str:
+        text, answer = next((t, g) for t, g in gold.items() if t in prompt)
+        wrong = len(text.split()) % 2  # a fixed half of the questions, whatever order they come in
+        return f"Adding up.\nThe answer is {float(answer) + wrong:g}."
+
+    student = StubBackend(AutoTokenizer.from_pretrained(tiny_model_dir), half_wrong)
+    monkeypatch.setattr(stages.exam, "load_student", lambda ctx, model_path=None: student)
+    console = Console(record=True, width=220)
+    async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
+        cfg_path = write_config(tmp_path, emu, {}, teacher_extra=LONG_ANSWERS)
+        cfg_path.write_text(cfg_path.read_text() + '\n[[datasets]]\ntask = "svamp"\nsource = "demo"\n')
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        fc = await pilot_dry_run(ctx, 5, console=console)
+        examined = student.generated
+        await run_job(ctx, "exam")
+        await run_job(ctx, "teach")
+        stats = emu.stats()
+
+    wrong = sum(len(q.question.split()) % 2 for q in questions)
+    (ds,) = fc.datasets
+    assert 5 <= examined < 40 and ds.assumed and ds.pilot_samples == 5
+    # 40 questions x the share the pilot's exam got wrong; that share's uncertainty widens the interval
+    assert len(exam_mistakes(ctx.out_dir, "svamp")) == wrong and 5 <= ds.mistakes <= 40
+    actual = paid_usd(ctx.out_dir)
+    assert ds.usd_low <= actual <= ds.usd_high, (ds.usd_low, actual, ds.usd_high)
+    assert (ds.usd_high - ds.usd_low) / ds.usd > 0.2  # wider than the cost per mistake's spread alone
+    assert student.generated == 40  # the real exam reused every answer the pilot's exam stored
+    assert stats.total.duplicates == 0
