@@ -29,10 +29,10 @@ from rich.console import Console
 
 from engine.calibration import History, open_run_store, pilot_samples, read_history
 from engine.config import DatasetSection
+from engine.dataset import decode_samples
 from engine.errors import ConfigError
 from engine.forecast import STAGES, Forecast, forecast, print_forecast
 from engine.pilot import Pilot, Total, estimate_count
-from engine.dataset import decode_samples
 from engine.store import Store, open_db, sample_bodies
 from reports.tables import fmt_usd
 from stages.context import RunContext

@@ -8,6 +8,7 @@ the defaults miss, and the real run after it must buy none of the pilot's calls.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -58,7 +59,7 @@ async def test_a_pilot_of_20_forecasts_the_run_and_is_never_bought_again(tmp_pat
     console = Console(record=True, width=220)
     async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
         ctx = context(tmp_path, emu, questions)
-        defaults = dry_run(ctx, console=Console(file=open("/dev/null", "w")))
+        defaults = dry_run(ctx, console=Console(file=io.StringIO()))
         assert not ctx.store_path.exists()  # no pilot: nothing sent
         fc = await pilot_dry_run(ctx, 20, console=console)
         pilot_calls = emu.stats().total.completed
@@ -89,7 +90,7 @@ async def test_a_pilot_of_20_forecasts_the_run_and_is_never_bought_again(tmp_pat
     # Another run directory learns from this one's store without a pilot.
     async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
         other = context(tmp_path / "other", emu, questions)
-        learned = dry_run(other, calibrate_from=ctx.out_dir, console=Console(file=open("/dev/null", "w")))
+        learned = dry_run(other, calibrate_from=ctx.out_dir, console=Console(file=io.StringIO()))
     assert {r.source for r in learned.datasets[0].rows} == {f"store of {ctx.out_dir}"}
     assert abs(learned.usd - actual) <= 0.15 * actual, (learned.usd, actual)
 
@@ -113,7 +114,7 @@ async def test_a_pilot_the_cap_cannot_pay_for_sends_nothing(tmp_path, monkeypatc
     async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
         ctx = context(tmp_path, emu, questions, max_usd=0.01)
         with pytest.raises(ConfigError) as err:
-            await pilot_dry_run(ctx, 20, console=Console(file=open("/dev/null", "w")))
+            await pilot_dry_run(ctx, 20, console=Console(file=io.StringIO()))
         assert emu.stats().total.received == 0
     message = str(err.value)
     assert "\n" not in message and "--pilot 20" in message and "review.max_usd" in message
