@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             from stages.forecast import dry_run, pilot_dry_run
 
             if args.pilot is not None:
-                anyio.run(partial(pilot_dry_run, ctx, args.pilot, mistake_rate=args.mistake_rate,
-                                  calibrate_from=args.calibrate_from))
+                anyio.run(partial(pilot_dry_run, ctx, args.pilot, calibrate_from=args.calibrate_from))
             else:
                 dry_run(ctx, mistake_rate=args.mistake_rate, calibrate_from=args.calibrate_from)
             return 0

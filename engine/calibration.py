@@ -85,14 +85,14 @@ def read_history(conn: sqlite3.Connection, source: str, names: dict[str, str] | 
         "SELECT teacher, dataset, stage, SUM(output_tokens), COUNT(*) FROM calls WHERE status = 'completed' "
         "GROUP BY teacher, dataset, stage"
     ):
-        acc = stages.setdefault((models.get(teacher, teacher), task, stage), [0.0, 0])
+        acc = stages.setdefault((models.get(teacher) or teacher, task, stage), [0.0, 0])
         acc[0] += total
         acc[1] += n
     latencies: dict[str, list[float]] = {}
     for teacher, total, n in conn.execute(
         "SELECT teacher, SUM(latency_s), COUNT(*) FROM calls WHERE status = 'completed' GROUP BY teacher"
     ):
-        acc = latencies.setdefault(models.get(teacher, teacher), [0.0, 0])
+        acc = latencies.setdefault(models.get(teacher) or teacher, [0.0, 0])
         acc[0] += total
         acc[1] += n
     return History(

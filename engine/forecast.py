@@ -139,7 +139,7 @@ def _prompt_tokens(
 
     Every teacher gets the same prompts, so one teacher's requests stand for all.
     """
-    sums = dict.fromkeys(STAGES, 0)
+    sums: dict[str, int] = dict.fromkeys(STAGES, 0)
     for item in items:
         mistake = _as_mistake(item)
         for stage in STAGES:
@@ -245,7 +245,7 @@ def forecast(
                 return value, h.source
         return None
 
-    walls = [_teacher_wall(cfg, t, *load[t.name], measured_latency(t)) for t in teachers]
+    walls = [_teacher_wall(cfg, t, load[t.name], measured_latency(t)) for t in teachers]
     usd: float | None = 0.0
     for s_ in sections:
         usd = _add_usd(usd, s_.usd)
@@ -349,9 +349,10 @@ def _dataset_section(task: str, n: int, assumed: bool, rows: list[ForecastRow]) 
 
 
 def _teacher_wall(
-    cfg: Config, teacher: TeacherSection, calls: float, tokens: float, out_tokens: float,
-    measured: tuple[float, str] | None,
+    cfg: Config, teacher: TeacherSection, load: Sequence[float], measured: tuple[float, str] | None
 ) -> TeacherWall:
+    """The wall time of `load` (calls, tokens, output tokens) under the teacher's limits."""
+    calls, tokens, out_tokens = load
     latency, latency_source = measured or _latency_s(cfg, teacher, out_tokens / calls if calls else 0.0)
     bounds = {
         "rpm": calls / (teacher.rpm / 60.0) if teacher.rpm else None,

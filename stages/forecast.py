@@ -90,7 +90,7 @@ def _draw(items: Sequence[Mistake], n: int, seed: int, task: str) -> list[Mistak
     return [m for i, m in enumerate(items) if i in picked]
 
 
-async def pilot_dry_run(ctx: RunContext, n: int, *, mistake_rate: float = 1.0, calibrate_from: Path | None = None,
+async def pilot_dry_run(ctx: RunContext, n: int, *, calibrate_from: Path | None = None,
                         console: Console | None = None) -> Forecast:
     """Send the whole FAIR graph for `n` mistakes per dataset, then print (and return) the extrapolated forecast.
 
@@ -102,18 +102,18 @@ async def pilot_dry_run(ctx: RunContext, n: int, *, mistake_rate: float = 1.0, c
     ctx.prepare()
     history = _histories(ctx, calibrate_from)  # a --calibrate-from that is not a run fails before any call
     work = _work(ctx)
+    mistakes = {task: [m for m in items if isinstance(m, Mistake)] for task, items in work.items()}
     counts: dict[str, Total] = {}
-    exam_tasks = [d for d in cfg.datasets if not work[d.task] or isinstance(work[d.task][0], Question)]
+    exam_tasks = [d for d in cfg.datasets if any(isinstance(q, Question) for q in work[d.task])]
     if exam_tasks:
-        found = await _exam_until(ctx, exam_tasks, n)
-        for task, (mistakes, expected) in found.items():
-            work[task], counts[task] = mistakes, expected
+        for task, (found, expected) in (await _exam_until(ctx, exam_tasks, n)).items():
+            mistakes[task], counts[task] = found, expected
     samples: dict[str, list[Mistake]] = {}
     for d in cfg.datasets:
-        mistakes = work[d.task]
-        if n > len(mistakes):
-            console.print(f"--pilot {n}: {d.task} has only {len(mistakes)} mistakes; the pilot uses all of them")
-        samples[d.task] = _draw(mistakes, n, cfg.run.seed, d.task)  # type: ignore[arg-type]
+        if n > len(mistakes[d.task]):
+            console.print(f"--pilot {n}: {d.task} has only {len(mistakes[d.task])} mistakes; "
+                          "the pilot uses all of them")
+        samples[d.task] = _draw(mistakes[d.task], n, cfg.run.seed, d.task)
 
     _check_pilot_cap(ctx, n, samples)
     async with Store.open(ctx.store_path) as store:
@@ -135,7 +135,7 @@ async def pilot_dry_run(ctx: RunContext, n: int, *, mistake_rate: float = 1.0, c
             pilots[task] = Pilot(task=task, sample_ids=ids, calls=pilot_samples(conn, task, ids))
     finally:
         conn.close()
-    fc = forecast(cfg, work, mistake_rate=mistake_rate, mistakes=counts, history=history, pilots=pilots)
+    fc = forecast(cfg, mistakes, mistakes=counts, history=history, pilots=pilots)
     print_forecast(fc, console, ctx.out_dir)
     return fc
 
