@@ -84,9 +84,14 @@ def dry_run(ctx: RunContext, *, mistake_rate: float = 1.0, calibrate_from: Path 
 
 
 def _draw(items: Sequence[Mistake], n: int, seed: int, task: str) -> list[Mistake]:
-    """`n` of `items` drawn with the run seed, in their original order."""
-    rng = random.Random(f"{seed}/pilot/{task}")
-    picked = set(rng.sample(range(len(items)), min(n, len(items))))
+    """`n` of `items` drawn with the run seed, in their original order.
+
+    The first `n` of one seeded shuffle, so a larger pilot contains a smaller one
+    and rerunning with a larger N buys only the difference.
+    """
+    order = list(range(len(items)))
+    random.Random(f"{seed}/pilot/{task}").shuffle(order)
+    picked = set(order[:n])
     return [m for i, m in enumerate(items) if i in picked]
 
 
@@ -129,6 +134,8 @@ async def pilot_dry_run(ctx: RunContext, n: int, *, calibrate_from: Path | None 
         pilots = {}
         for task, ms in samples.items():
             ids = [m.id for m in ms if m.id in decided[task]]
+            if not ms:
+                continue  # no mistakes at all: nothing to teach, nothing to forecast
             if not ids:
                 raise ConfigError(f"--pilot {n}: no pilot sample of {task} was decided completely, so there is "
                                   "nothing to extrapolate from; see the lines above, then rerun")

@@ -172,3 +172,22 @@ async def test_a_pilot_before_any_exam_examines_until_it_has_its_mistakes(tmp_pa
     assert (ds.usd_high - ds.usd_low) / ds.usd > 0.2  # wider than the cost per mistake's spread alone
     assert student.generated == 40  # the real exam reused every answer the pilot's exam stored
     assert stats.total.duplicates == 0
+
+
+async def test_a_larger_pilot_buys_only_the_difference(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    questions = demo_questions(12)
+    quiet = Console(file=io.StringIO())
+    async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
+        ctx = context(tmp_path, emu, questions)
+        small = await pilot_dry_run(ctx, 3, console=quiet)
+        first = emu.stats().total.completed
+        again = await pilot_dry_run(ctx, 3, console=quiet)
+        assert emu.stats().total.completed == first and again.usd == pytest.approx(small.usd)
+        await pilot_dry_run(ctx, 6, console=quiet)
+        stats = emu.stats()
+    conn = sqlite3.connect(ctx.out_dir / "store.sqlite")
+    decided = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+    conn.close()
+    assert decided == 6  # the pilot of 6 contains the pilot of 3
+    assert first < stats.total.completed and stats.total.duplicates == 0
