@@ -4,6 +4,7 @@
     python run.py --config configs/demo.toml               # the whole method
     python run.py --config CFG --stage teach                # one stage
     python run.py --config CFG --dry-run                    # forecast calls, tokens, USD, time; send nothing
+    python run.py --config CFG --dry-run --pilot 20         # pay for 20 mistakes per dataset, extrapolate
 
 Stages, in order (`all`, the default, runs them all and streams the exam's
 mistakes straight into the teachers, so teachers start while the student is
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 _EXIT_ERROR, _EXIT_INCOMPLETE, _EXIT_INTERRUPTED, _EXIT_TERMINATED = 1, 3, 130, 143
@@ -60,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
         "--mistake-rate", type=float, default=1.0,
         help="with --dry-run before any exam: the share of training questions assumed wrong (default 1.0)",
     )
+    parser.add_argument(
+        "--pilot", type=int, metavar="N",
+        help="with --dry-run: first send the whole FAIR graph for N mistakes per dataset (paid, counted against "
+             "review.max_usd, reused by the real run) and extrapolate the forecast from what they cost",
+    )
+    parser.add_argument(
+        "--calibrate-from", type=Path, metavar="DIR",
+        help="with --dry-run: learn answer lengths and latencies from the store of an earlier run directory",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display; log lines instead")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -77,7 +88,12 @@ def _project_error(exc: BaseException, kind: type[Exception]) -> Exception | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.pilot is not None or args.calibrate_from is not None) and not args.dry_run:
+        parser.error("--pilot and --calibrate-from go with --dry-run")
+    if args.pilot is not None and args.pilot < 1:
+        parser.error(f"--pilot {args.pilot}: give at least 1 mistake per dataset")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -97,11 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = cfg.run.out_dir
         ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress)
         if args.dry_run:
-            # No lock: a dry run sends nothing and writes nothing to the run store (it only
-            # reads measured answer lengths, which a WAL reader may do beside a running writer).
-            from stages.forecast import dry_run
+            from stages.forecast import dry_run, pilot_dry_run
 
-            dry_run(ctx, mistake_rate=args.mistake_rate)
+            if args.pilot is not None:
+                # A pilot sends calls and writes the store like a run, so it holds the run directory too.
+                with hold_run_dir(ctx.out_dir):
+                    anyio.run(partial(pilot_dry_run, ctx, args.pilot, calibrate_from=args.calibrate_from))
+            else:
+                # No lock: a plain dry run sends nothing and only reads the run store (a WAL
+                # reader may do that beside a running writer).
+                dry_run(ctx, mistake_rate=args.mistake_rate, calibrate_from=args.calibrate_from)
             return 0
         preflight(ctx, args.stage)
         with hold_run_dir(ctx.out_dir):

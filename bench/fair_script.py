@@ -66,15 +66,19 @@ class FairScript:
     """An emulator answer function playing a committee of teachers of different quality."""
 
     def __init__(self, questions: Sequence[Question] = (), *, seed: int = 0,
-                 lengths: Mapping[str, float] = DEFAULT_OUTPUT_TOKENS):
+                 lengths: Mapping[str, float] = DEFAULT_OUTPUT_TOKENS, scale: Mapping[str, float] | None = None):
         self._gold = {format_question(q).strip(): (q.task, q.gold) for q in questions}
         self._seed = seed
         # Answers as long as the dry-run forecast assumes (give or take 20%), so a
         # forecast for an emulated run can be checked against what it measures.
         self._lengths = lengths
+        # Per-model length factors: teachers far more or less verbose than the
+        # defaults, which the forecast must learn from a pilot rather than assume.
+        self._scale = dict(scale or {})
 
-    def _padded(self, head: str, tail: str, stage: str, *key: object) -> str:
-        target = self._lengths[stage] * (0.8 + 0.4 * _unit(self._seed, "length", stage, *key))
+    def _padded(self, head: str, tail: str, stage: str, model: str, *key: object) -> str:
+        spread = 0.8 + 0.4 * _unit(self._seed, "length", stage, model, *key)
+        target = self._lengths[stage] * self._scale.get(model, 1.0) * spread
         sentences = [head]
         while count_tokens(" ".join(sentences) + tail) < target:
             sentences.append(_FILLER[len(sentences) % len(_FILLER)])

@@ -1,7 +1,8 @@
-"""Trainer throughput: tokens/s and peak memory per ZeRO stage, and MFU on a GPU.
+"""Trainer throughput: tokens/s and peak memory per ZeRO stage, full fine-tuning vs LoRA, and MFU on a GPU.
 
-    python -m bench.train                       # SmolLM2-135M, ZeRO 0/2/3, a few steps each
+    python -m bench.train                       # SmolLM2-135M, ZeRO 0/2/3 full and 0/2 LoRA, a few steps each
     python -m bench.train --stages 2 --steps 8 --json bench_train.json
+    python -m bench.train --stages 0 --modes full lora --lora-r 16
 
 Each stage trains in its own child process (`--one`), so each peak-memory figure is
 that stage's own (ru_maxrss only ever grows within a process). Records are the demo
@@ -109,6 +110,8 @@ zero_stage = {args.one}
 precision = "{args.precision}"
 lr = 1e-5
 """
+    if args.mode == "lora":
+        toml += f"\n[train.lora]\nr = {args.lora_r}\n"
     (out / "run.toml").write_text(toml)
     cfg = load_config(out / "run.toml")
     result = train(cfg)
@@ -118,6 +121,7 @@ lr = 1e-5
     n_params = _param_count(args.model_dir)
     row = {
         "stage": args.one,
+        "mode": args.mode,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "precision": "bf16" if cuda and args.precision == "auto" else args.precision.replace("auto", "fp32"),
         "tokens_per_s": tokens_per_s,
@@ -128,7 +132,8 @@ lr = 1e-5
         "mfu": None,
     }
     peak = _peak_flops() if cuda else None
-    if peak:
+    # 6N FLOPs per token holds for full fine-tuning only: LoRA skips the base weights' gradients.
+    if peak and args.mode == "full":
         # 6 N FLOPs per token (forward 2N + backward 4N), the usual MFU estimate.
         row["mfu"] = 6 * n_params * tokens_per_s / peak
     return row
@@ -153,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=["full", "lora"],
+                        help="full fine-tuning, LoRA ([train.lora] with the default target modules), or both")
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
+    parser.add_argument("--mode", default="full", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: run this stage, print JSON
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -172,28 +181,31 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        for stage in args.stages:
+        # LoRA refuses ZeRO-3 (the frozen base is not partitioned).
+        runs = [(stage, mode) for mode in args.modes for stage in args.stages if not (mode == "lora" and stage == 3)]
+        for stage, mode in runs:
             command = [
                 sys.executable, "-m", "bench.train", "--one", str(stage), "--model-dir", str(model_dir),
-                "--run-dir", str(Path(tmp) / f"zero{stage}"), "--steps", str(args.steps),
+                "--run-dir", str(Path(tmp) / f"{mode}-zero{stage}"), "--steps", str(args.steps),
                 "--micro-batch", str(args.micro_batch), "--grad-accum", str(args.grad_accum),
                 "--max-length", str(args.max_length), "--precision", args.precision,
+                "--mode", mode, "--lora-r", str(args.lora_r),
             ]  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)
-                print(f"ZeRO-{stage} failed (exit {done.returncode})", file=sys.stderr)
+                print(f"{mode} ZeRO-{stage} failed (exit {done.returncode})", file=sys.stderr)
                 return 1
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     load_after = os.getloadavg()
 
     table = Table(title=f"trainer: {model_dir.name}, micro-batch {args.micro_batch}, max_length {args.max_length}")
-    for column in ("ZeRO", "device", "precision", "tokens/s", "peak mem GiB", "MFU", "padding"):
+    for column in ("mode", "ZeRO", "device", "precision", "tokens/s", "peak mem GiB", "MFU", "padding"):
         table.add_column(column, justify="right")
     for r in rows:
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         table.add_row(
-            str(r["stage"]), r["device"], r["precision"], f"{r['tokens_per_s']:,.0f}",
+            r["mode"], str(r["stage"]), r["device"], r["precision"], f"{r['tokens_per_s']:,.0f}",
             f"{r['peak_memory_gib']:.2f}", mfu, f"{100 * r['padding_fraction']:.1f}%",
         )  # fmt: skip
     console = Console()

@@ -27,10 +27,14 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+LoggerName = Literal["tensorboard", "wandb"]
+
+
 class RunSection(_Section):
     name: str
     out_dir: str
     seed: int = 731
+    log_to: tuple[LoggerName, ...] = ()
 
 
 class DatasetSection(_Section):
@@ -135,6 +139,25 @@ class StudentSection(_Section):
             raise ValueError(f"`max_new_tokens` must be >= 1, got {self.max_new_tokens}")
 
 
+class LoraSection(_Section):
+    """LoRA adapters (PEFT) instead of a full fine-tune: only the adapters train."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    # Leaf names of the linear layers to adapt; these are Llama/Qwen/Mistral's attention and MLP.
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    merge: bool = False
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"`r` must be >= 1, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` must be within 0..1, got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError("`target_modules` must name at least one module")
+
+
 class TrainSection(_Section):
     epochs: float = 10
     max_steps: int | None = None
@@ -157,8 +180,15 @@ class TrainSection(_Section):
     launcher: Literal["torchrun", "deepspeed"] = "torchrun"
     hostfile: str | None = None
     deepspeed_config: str | None = None
+    lora: LoraSection | None = None
+    quantization: Literal["none", "4bit"] = "none"
 
     def __post_init__(self) -> None:
+        if self.quantization == "4bit" and self.lora is None:
+            raise ValueError("`quantization = '4bit'` (QLoRA) needs `[train.lora]`: 4-bit weights cannot be trained")
+        if self.lora is not None and self.zero_stage == 3:
+            # ZeRO-3 would partition a frozen base that LoRA never updates; stages 0-2 keep it whole.
+            raise ValueError("`lora` needs `zero_stage` 0, 1 or 2 (the frozen base is not partitioned)")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"`zero_stage` must be 0, 1, 2 or 3, got {self.zero_stage}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -170,6 +200,45 @@ class TrainSection(_Section):
         for key in ("micro_batch_size", "grad_accum", "max_length", "num_processes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}")
+
+
+class DpoSection(_Section):
+    """Preference pairs from peer review, and the optional DPO stage after SFT."""
+
+    enabled: bool = False
+    min_margin: float = 1.0
+    beta: float = 0.1
+    lr: float = 1e-6
+    epochs: float = 1
+    max_steps: int | None = None
+    micro_batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.min_margin < 0:
+            raise ValueError(f"`min_margin` must be >= 0, got {self.min_margin}")
+        if self.beta <= 0:
+            raise ValueError(f"`beta` must be > 0, got {self.beta}")
+        for key in ("micro_batch_size", "grad_accum"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}")
+
+
+class HubSection(_Section):
+    """Sharing the way the Hugging Face Hub expects: a `datasets` export with a card, a model card, pushes."""
+
+    export_dataset: bool = False
+    push: bool = False
+    dataset_repo: str | None = None
+    model_repo: str | None = None
+    token_env: str = "HF_TOKEN"
+    private: bool = True
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.push and not (self.dataset_repo or self.model_repo):
+            raise ValueError("`push = true` needs `dataset_repo` and/or `model_repo` (e.g. 'me/committee-svamp')")
 
 
 class EmulatorSection(_Section):
@@ -193,6 +262,8 @@ class Config(_Section):
     review: ReviewSection = msgspec.field(default_factory=ReviewSection)
     student: StudentSection = msgspec.field(default_factory=StudentSection)
     train: TrainSection = msgspec.field(default_factory=TrainSection)
+    dpo: DpoSection = msgspec.field(default_factory=DpoSection)
+    hub: HubSection = msgspec.field(default_factory=HubSection)
     emulator: EmulatorSection | None = None
 
     @property

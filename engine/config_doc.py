@@ -7,11 +7,16 @@ the reference can never drift from the code.
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 
 from engine.config import (
     DatasetSection,
+    DpoSection,
     EmulatorSection,
+    HubSection,
+    LoraSection,
     ReviewSection,
     RunSection,
     StudentSection,
@@ -26,6 +31,11 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[review]", ReviewSection, "Peer review, the options beyond the paper, and the spending cap."),
     ("[student]", StudentSection, "The student model and how it generates at exam and eval."),
     ("[train]", TrainSection, "The DeepSpeed ZeRO fine-tune (defaults are the paper's)."),
+    ("[train.lora]", LoraSection, "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop, instead of full "
+                                  "fine-tuning."),
+    ("[dpo]", DpoSection, "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage "
+                          "after SFT."),
+    ("[hub]", HubSection, "Optional: `hf_dataset/` export with a dataset card, model cards, and pushes to the Hub."),
     ("[emulator]", EmulatorSection, "Optional: serve teachers whose base_url is \"emulator\" locally."),
 ]
 
@@ -33,6 +43,8 @@ DESCRIPTIONS: dict[str, str] = {
     "run.name": "Name shown in reports.",
     "run.out_dir": "Run directory (relative to the config file): store, outputs, reports, model.",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
+    "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
+                  "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
     "datasets.task": "gsm8k, svamp, strategyqa or logiqa.",
     "datasets.source": "A folder laid out like shared/data/<task>, `hf:<dataset>[:config]` (needs `datasets` "
                        "and a network), or `demo` (the SVAMP questions shipped in the repo).",
@@ -101,6 +113,34 @@ DESCRIPTIONS: dict[str, str] = {
     "train.launcher": "torchrun or deepspeed (multi-node: deepspeed with a hostfile).",
     "train.hostfile": "deepspeed launcher hostfile for multi-node runs.",
     "train.deepspeed_config": "A DeepSpeed JSON whose keys override the generated config.",
+    "train.lora": "LoRA adapters instead of full fine-tuning; see `[train.lora]`.",
+    "train.quantization": "`4bit` loads the frozen base in 4-bit NF4 (QLoRA; needs `[train.lora]`, CUDA and "
+                          "bitsandbytes).",
+    "train.lora.r": "Adapter rank.",
+    "train.lora.alpha": "LoRA scaling numerator (the update is scaled by alpha / r).",
+    "train.lora.dropout": "Dropout on the adapters' input.",
+    "train.lora.target_modules": "Leaf names of the linear layers to adapt (a name that matches nothing is an error "
+                                 "listing the model's).",
+    "train.lora.merge": "Also save the merged model: `model/` then holds full weights and `model/adapter/` the "
+                        "adapter; otherwise `model/` is the adapter alone.",
+    "dpo.enabled": "Run the `dpo` stage after training in `--stage all` (`--stage dpo` runs it anyway).",
+    "dpo.min_margin": "A pair needs chosen mean score - rejected mean score >= this (and > 0).",
+    "dpo.beta": "DPO temperature: how far the policy may move from the reference (TRL's default 0.1).",
+    "dpo.lr": "Peak learning rate of the DPO stage.",
+    "dpo.epochs": "Epochs over preferences.jsonl.",
+    "dpo.max_steps": "Optimizer steps; overrides epochs.",
+    "dpo.micro_batch_size": "Pairs per micro-batch per process; each gives two sequences.",
+    "dpo.grad_accum": "Gradient accumulation steps.",
+    "dpo.warmup_ratio": "Linear warmup share of the steps, then linear decay.",
+    "hub.export_dataset": "Write `out_dir/hf_dataset/` (a `datasets` DatasetDict with a dataset card) at the report "
+                          "stage; needs `pip install datasets`.",
+    "hub.push": "Push the dataset (`dataset_repo`) and the trained model (`model_repo`) at the report stage; "
+                "untested here (no Hub access).",
+    "hub.dataset_repo": "Hub repo id of the dataset, e.g. `me/committee-svamp`.",
+    "hub.model_repo": "Hub repo id of the trained student (`out_dir/model`).",
+    "hub.token_env": "Environment variable holding the Hub token (never the token itself).",
+    "hub.private": "Create the Hub repos private.",
+    "hub.license": "Licence id for both cards; default: the sources' licence where they all share one, else `other`.",
     "emulator.answers": "`fair` (scripted teachers), `echo`, a JSONL of canned answers, or `module:function`.",
     "emulator.latency_ms": "Median latency per call.",
     "emulator.latency_sigma": "Lognormal sigma of the latency (0: fixed).",
@@ -118,11 +158,13 @@ def _type_name(field: msgspec.inspect.Field) -> str:
 
 
 def _plain(t: msgspec.inspect.Type) -> str:
+    if isinstance(t, msgspec.inspect.VarTupleType):
+        return f"list of {_plain(t.item_type)}"
     if isinstance(t, msgspec.inspect.LiteralType):
         return " \\| ".join(f"`{v}`" for v in t.values)
     return {
         msgspec.inspect.StrType: "str", msgspec.inspect.IntType: "int", msgspec.inspect.FloatType: "float",
-        msgspec.inspect.BoolType: "bool", msgspec.inspect.NoneType: "none",
+        msgspec.inspect.BoolType: "bool", msgspec.inspect.NoneType: "none", msgspec.inspect.StructType: "table",
     }.get(type(t), type(t).__name__.removesuffix("Type").lower())
 
 
@@ -130,6 +172,8 @@ def _default(field: msgspec.inspect.Field) -> str:
     if field.required:
         return "required"
     value = field.default
+    if isinstance(value, tuple):
+        return "`" + json.dumps(list(value)) + "`"  # as the TOML array would be written
     return "none" if value is None else f"`{value}`"
 
 

@@ -15,11 +15,19 @@ long-run rate is set by the tokens really used) and calls x latency / max_in_fli
 Teachers run in parallel and the datasets share them, so the run takes as long as
 its slowest teacher. Skip options and the spending cap can only make it smaller:
 the forecast is the full method's upper bound.
+
+Each row says where its figures come from: `pilot` (a sample of this run's own
+mistakes sent through the whole graph, `engine.pilot`: the other estimates are
+then not used), a store (the mean output lengths this run's store, or another
+run's, measured for the same teacher model, task and stage: `engine.calibration`),
+or `defaults`. Latencies come from the same place, else from the emulator's
+settings or a generic guess.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +36,9 @@ import msgspec
 from rich.console import Console
 
 from adapters.base import ChatRequest, Message
+from engine.calibration import History, read_history
 from engine.config import Config, Stage, TeacherSection
+from engine.pilot import Pilot, Total, extrapolate
 from engine.pricing import cost_usd, teacher_prices
 from engine.tokens import estimate_request_tokens
 from reports.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
@@ -54,6 +64,8 @@ EstimateFn = Callable[[ChatRequest], int]
 
 
 class ForecastRow(msgspec.Struct, kw_only=True):
+    """One dataset x teacher x stage; `usd_low`..`usd_high` is the 90% interval when a pilot measured it."""
+
     dataset: str
     teacher: str
     stage: str
@@ -61,6 +73,9 @@ class ForecastRow(msgspec.Struct, kw_only=True):
     input_tokens: int
     output_tokens: int
     usd: float | None
+    source: str = "defaults"
+    usd_low: float | None = None
+    usd_high: float | None = None
 
 
 class DatasetForecast(msgspec.Struct, kw_only=True):
@@ -74,6 +89,10 @@ class DatasetForecast(msgspec.Struct, kw_only=True):
     input_tokens: int
     output_tokens: int
     usd: float | None
+    usd_low: float | None = None
+    usd_high: float | None = None
+    pilot_samples: int = 0
+    pilot_usd: float | None = None
 
 
 class TeacherWall(msgspec.Struct, kw_only=True):
@@ -88,6 +107,7 @@ class TeacherWall(msgspec.Struct, kw_only=True):
     in_flight_s: float
     wall_s: float
     bound: str
+    latency_source: str = "defaults"
 
 
 class Forecast(msgspec.Struct, kw_only=True):
@@ -98,18 +118,9 @@ class Forecast(msgspec.Struct, kw_only=True):
     wall_s: float
     output_tokens_source: str
     max_usd: float | None = None
-
-
-def measured_output_tokens(conn: sqlite3.Connection) -> dict[tuple[str, str, str], float]:
-    """Mean output tokens of completed calls per (dataset, teacher, stage), and per ("", teacher, stage)."""
-    means: dict[tuple[str, str, str], float] = {}
-    for ds, teacher, stage, mean in conn.execute(
-        "SELECT dataset, teacher, stage, AVG(output_tokens) FROM calls WHERE status = 'completed' "
-        "GROUP BY dataset, teacher, stage UNION ALL "
-        "SELECT '', teacher, stage, AVG(output_tokens) FROM calls WHERE status = 'completed' GROUP BY teacher, stage"
-    ):
-        means[(ds, teacher, stage)] = float(mean)
-    return means
+    usd_low: float | None = None
+    usd_high: float | None = None
+    pilot_usd: float | None = None
 
 
 def _as_mistake(item: Mistake | Question) -> Mistake:
@@ -128,7 +139,7 @@ def _prompt_tokens(
 
     Every teacher gets the same prompts, so one teacher's requests stand for all.
     """
-    sums = dict.fromkeys(STAGES, 0)
+    sums: dict[str, int] = dict.fromkeys(STAGES, 0)
     for item in items:
         mistake = _as_mistake(item)
         for stage in STAGES:
@@ -141,12 +152,14 @@ def _prompt_tokens(
     return sums
 
 
-def _latency_s(cfg: Config, teacher: TeacherSection, output_tokens: float, latency_s: float | None) -> float:
-    if latency_s is not None:
-        return latency_s
+def _latency_s(cfg: Config, teacher: TeacherSection, output_tokens: float) -> tuple[float, str]:
     if teacher.base_url == "emulator" and cfg.emulator is not None:
-        return (cfg.emulator.latency_ms + cfg.emulator.ms_per_output_token * output_tokens) / 1000.0
-    return _BASE_LATENCY_S + output_tokens / _DECODE_TOKENS_PER_S
+        return (cfg.emulator.latency_ms + cfg.emulator.ms_per_output_token * output_tokens) / 1000.0, "emulator"
+    return _BASE_LATENCY_S + output_tokens / _DECODE_TOKENS_PER_S, "defaults"
+
+
+def _add_usd(total: float | None, usd: float | None) -> float | None:
+    return None if total is None or usd is None else total + usd
 
 
 def forecast(
@@ -154,8 +167,11 @@ def forecast(
     work: Mapping[str, Sequence[Mistake | Question]],
     *,
     mistake_rate: float = 1.0,
+    mistakes: Mapping[str, Total] | None = None,
     output_tokens: Mapping[str, float] | None = None,
     store: sqlite3.Connection | None = None,
+    history: Sequence[History] = (),
+    pilots: Mapping[str, Pilot] | None = None,
     latency_s: float | None = None,
     messages: MessagesFn | None = None,
     estimate: EstimateFn | None = None,
@@ -164,64 +180,162 @@ def forecast(
 
     `work` maps each dataset's task to its mistakes, or to its questions when the
     exam has not run (then `mistake_rate` of them are assumed wrong; 1.0 is the
-    upper bound). Expected output tokens per call come from `output_tokens`
-    (per stage), else from the completed calls in `store`, else the defaults;
-    each is capped at the teacher's `max_tokens`. `latency_s` overrides the
-    assumed seconds per call. `messages` and `estimate` default to the ones the
-    run uses (`tasks.teacher_messages`, `engine.tokens.estimate_request_tokens`).
+    upper bound), unless `mistakes` gives a dataset's expected count (a pilot's
+    exam: its interval widens the pilot's). A dataset in `pilots` is
+    extrapolated from its pilot (with 90% intervals). Otherwise
+    expected output tokens per call come from `output_tokens` (per stage), else
+    the first of `history` (then `store`, this run's own) that measured the same
+    teacher model, task and stage, else the defaults; each is capped at the
+    teacher's `max_tokens`. `latency_s` overrides the seconds per call. `messages`
+    and `estimate` default to the ones the run uses (`tasks.teacher_messages`,
+    `engine.tokens.estimate_request_tokens`).
     """
     messages = messages or teacher_messages
     estimate = estimate or estimate_request_tokens
-    measured = measured_output_tokens(store) if store is not None and output_tokens is None else {}
-    source = "given" if output_tokens is not None else ("store" if measured else "defaults")
+    pilots = pilots or {}
     teachers = cfg.teachers
-    n_teachers = len(teachers)
+    sources = list(history)
+    if store is not None and output_tokens is None:
+        sources.append(read_history(store, "store", {t.name: t.model for t in teachers}))
 
-    def expected_out(task: str, teacher: TeacherSection, stage: str) -> float:
-        value = (output_tokens or {}).get(stage)
+    def expected_out(task: str, teacher: TeacherSection, stage: str) -> tuple[float, str]:
+        value, source = (output_tokens or {}).get(stage), "given"
+        for h in sources if value is None else ():
+            value, source = h.output_tokens(teacher.model, task, stage), h.source
+            if value is not None:
+                break
         if value is None:
-            value = measured.get((task, teacher.name, stage), measured.get(("", teacher.name, stage)))
-        if value is None:
-            value = DEFAULT_OUTPUT_TOKENS[stage]
-        return min(float(value), float(teacher.max_tokens))
+            value, source = DEFAULT_OUTPUT_TOKENS[stage], "defaults"
+        return min(float(value), float(teacher.max_tokens)), source
 
     sections: list[DatasetForecast] = []
-    load: dict[str, list[float]] = {t.name: [0, 0, 0.0] for t in teachers}  # calls, tokens, output tokens
+    # Per teacher: calls, tokens and output tokens still to send, for the wall time.
+    load: dict[str, list[float]] = {t.name: [0, 0, 0.0] for t in teachers}
     for ds in cfg.datasets:
         items = list(work.get(ds.task, ()))
         assumed = any(isinstance(i, Question) for i in items)
         n = round(len(items) * mistake_rate) if assumed else len(items)
-        scale = n / len(items) if items else 0.0
-        prompt = _prompt_tokens(items, teachers[0], messages, estimate) if teachers else {}
-        rows: list[ForecastRow] = []
-        for teacher in teachers:
-            prices = teacher_prices(teacher)
-            # Reviews by this teacher score every other teacher's rationale.
-            others_rationale = sum(expected_out(ds.task, u, "rationale") for u in teachers if u is not teacher)
-            for stage in STAGES:
-                per_item = n_teachers - 1 if stage == "review" else 1
-                calls = n * per_item
-                tin = prompt[stage] * scale * per_item + (n * others_rationale if stage == "review" else 0)
-                tout = calls * expected_out(ds.task, teacher, stage)
-                rows.append(ForecastRow(
-                    dataset=ds.task, teacher=teacher.name, stage=stage, calls=calls, input_tokens=round(tin),
-                    output_tokens=round(tout), usd=cost_usd(prices, round(tin), round(tout)),
-                ))
-                acc = load[teacher.name]
-                acc[0] += calls
-                acc[1] += tin + tout
-                acc[2] += tout
-        sections.append(_dataset_section(ds.task, n, assumed, rows))
+        count = (mistakes or {}).get(ds.task)
+        if count is not None:
+            n, assumed = round(count.value), True
+        pilot = pilots.get(ds.task)
+        if pilot is not None:
+            section = _pilot_section(ds.task, n, assumed, pilot, teachers, count)
+            todo = 1.0 - section.pilot_samples / section.mistakes if section.mistakes else 0.0
+        else:
+            section = _estimated_section(ds.task, n, items, assumed, teachers, expected_out, messages, estimate)
+            todo = 1.0
+        for r in section.rows:
+            acc = load[r.teacher]
+            acc[0] += r.calls * todo
+            acc[1] += (r.input_tokens + r.output_tokens) * todo
+            acc[2] += r.output_tokens * todo
+        sections.append(section)
 
-    walls = [_teacher_wall(cfg, t, *load[t.name], latency_s) for t in teachers]
+    def measured_latency(t: TeacherSection) -> tuple[float, str] | None:
+        if latency_s is not None:
+            return latency_s, "given"
+        for p in pilots.values():
+            value = p.latency_s(t.name)
+            if value is not None:
+                return value, "pilot"
+        for h in sources:
+            value = h.latency_s(t.model)
+            if value is not None:
+                return value, h.source
+        return None
+
+    walls = [_teacher_wall(cfg, t, load[t.name], measured_latency(t)) for t in teachers]
     usd: float | None = 0.0
-    for s in sections:
-        usd = None if usd is None or s.usd is None else usd + s.usd
+    for s_ in sections:
+        usd = _add_usd(usd, s_.usd)
+    low, high = _combined_interval(sections, usd)
+    pilot_usd: float | None = None
+    if pilots:
+        pilot_usd = 0.0
+        for s_ in sections:
+            pilot_usd = _add_usd(pilot_usd, s_.pilot_usd)
+    row_sources = dict.fromkeys(r.source for s_ in sections for r in s_.rows)
     return Forecast(
-        datasets=sections, teachers=walls, calls=sum(s.calls for s in sections), usd=usd,
-        wall_s=max((w.wall_s for w in walls), default=0.0), output_tokens_source=source,
-        max_usd=cfg.review.max_usd,
+        datasets=sections, teachers=walls, calls=sum(s_.calls for s_ in sections), usd=usd,
+        wall_s=max((w.wall_s for w in walls), default=0.0), output_tokens_source=", ".join(row_sources) or "defaults",
+        max_usd=cfg.review.max_usd, usd_low=low, usd_high=high, pilot_usd=pilot_usd,
     )
+
+
+def _estimated_section(
+    task: str, n: int, items: list[Mistake | Question], assumed: bool, teachers: Sequence[TeacherSection],
+    expected_out: Callable[[str, TeacherSection, str], tuple[float, str]], messages: MessagesFn, estimate: EstimateFn,
+) -> DatasetForecast:
+    """A dataset's rows from prompt estimates and expected output lengths (no pilot)."""
+    scale = n / len(items) if items else 0.0
+    prompt = _prompt_tokens(items, teachers[0], messages, estimate) if teachers else {}
+    rows: list[ForecastRow] = []
+    for teacher in teachers:
+        prices = teacher_prices(teacher)
+        # Reviews by this teacher score every other teacher's rationale.
+        others_rationale = sum(expected_out(task, u, "rationale")[0] for u in teachers if u is not teacher)
+        for stage in STAGES:
+            per_item = len(teachers) - 1 if stage == "review" else 1
+            calls = n * per_item
+            tin = prompt[stage] * scale * per_item + (n * others_rationale if stage == "review" else 0)
+            out_per_call, source = expected_out(task, teacher, stage)
+            tout = calls * out_per_call
+            rows.append(ForecastRow(
+                dataset=task, teacher=teacher.name, stage=stage, calls=calls, input_tokens=round(tin),
+                output_tokens=round(tout), usd=cost_usd(prices, round(tin), round(tout)), source=source,
+            ))
+    return _dataset_section(task, n, assumed, rows)
+
+
+def _widened(total: Total, count: Total | None) -> Total:
+    """`total` (a per-mistake mean x the mistakes) with the count's own uncertainty added, relatively, in quadrature."""
+    if count is None or total.low is None or total.high is None:
+        return total
+    if count.low is None or count.high is None or not count.value or not total.value:
+        return Total(value=total.value, low=None, high=None)
+    below = math.hypot((total.value - total.low) / total.value, (count.value - count.low) / count.value)
+    above = math.hypot((total.high - total.value) / total.value, (count.high - count.value) / count.value)
+    return Total(value=total.value, low=max(0.0, total.value * (1 - below)), high=total.value * (1 + above))
+
+
+def _pilot_section(
+    task: str, n: int, assumed: bool, pilot: Pilot, teachers: Sequence[TeacherSection], count: Total | None = None
+) -> DatasetForecast:
+    """A dataset's rows extrapolated from its pilot's measured calls (`count`: the mistakes, when estimated)."""
+    n = max(n, len(pilot.sample_ids))
+    source = f"pilot ({len(pilot.sample_ids)} of {n})"
+    rows: list[ForecastRow] = []
+    for teacher in teachers:
+        for stage in STAGES:
+            figures = {f: extrapolate(pilot.per_sample(teacher.name, stage, f) or [], n)
+                       for f in ("calls", "input_tokens", "output_tokens")}
+            usd_values = pilot.per_sample(teacher.name, stage, "usd")
+            usd = _widened(extrapolate(usd_values, n), count) if usd_values is not None else None
+            rows.append(ForecastRow(
+                dataset=task, teacher=teacher.name, stage=stage, calls=round(figures["calls"].value),
+                input_tokens=round(figures["input_tokens"].value), output_tokens=round(figures["output_tokens"].value),
+                usd=usd.value if usd else None, source=source, usd_low=usd.low if usd else None,
+                usd_high=usd.high if usd else None,
+            ))
+    section = _dataset_section(task, n, assumed, rows)
+    # The dataset's interval comes from each sample's total, not from summing the rows' intervals:
+    # a long-winded sample is long for every teacher and stage at once.
+    totals = pilot.per_sample(None, None, "usd")
+    total = _widened(extrapolate(totals, n), count) if totals is not None else None
+    section.usd_low, section.usd_high = (total.low, total.high) if total else (None, None)
+    section.pilot_samples = len(pilot.sample_ids)
+    section.pilot_usd = pilot.spent_usd()
+    return section
+
+
+def _combined_interval(sections: Sequence[DatasetForecast], usd: float | None) -> tuple[float | None, float | None]:
+    """The run's 90% interval: datasets' pilots are independent, so their half-widths add in quadrature."""
+    if usd is None or not sections or any(s.usd_low is None or s.usd_high is None for s in sections):
+        return None, None
+    below = math.sqrt(sum((s.usd - s.usd_low) ** 2 for s in sections))  # type: ignore[operator]
+    above = math.sqrt(sum((s.usd_high - s.usd) ** 2 for s in sections))  # type: ignore[operator]
+    return max(0.0, usd - below), usd + above
 
 
 def _dataset_section(task: str, n: int, assumed: bool, rows: list[ForecastRow]) -> DatasetForecast:
@@ -235,9 +349,11 @@ def _dataset_section(task: str, n: int, assumed: bool, rows: list[ForecastRow]) 
 
 
 def _teacher_wall(
-    cfg: Config, teacher: TeacherSection, calls: float, tokens: float, out_tokens: float, latency_s: float | None
+    cfg: Config, teacher: TeacherSection, load: Sequence[float], measured: tuple[float, str] | None
 ) -> TeacherWall:
-    latency = _latency_s(cfg, teacher, out_tokens / calls if calls else 0.0, latency_s)
+    """The wall time of `load` (calls, tokens, output tokens) under the teacher's limits."""
+    calls, tokens, out_tokens = load
+    latency, latency_source = measured or _latency_s(cfg, teacher, out_tokens / calls if calls else 0.0)
     bounds = {
         "rpm": calls / (teacher.rpm / 60.0) if teacher.rpm else None,
         "tpm": tokens / (teacher.tpm / 60.0) if teacher.tpm else None,
@@ -245,35 +361,53 @@ def _teacher_wall(
     }
     bound, wall = max(((k, v) for k, v in bounds.items() if v is not None), key=lambda kv: kv[1])
     return TeacherWall(
-        teacher=teacher.name, calls=int(calls), tokens=round(tokens), latency_s=latency, rpm_s=bounds["rpm"],
-        tpm_s=bounds["tpm"], in_flight_s=bounds["in_flight"], wall_s=wall, bound=bound,
+        teacher=teacher.name, calls=round(calls), tokens=round(tokens), latency_s=latency, rpm_s=bounds["rpm"],
+        tpm_s=bounds["tpm"], in_flight_s=bounds["in_flight"], wall_s=wall, bound=bound, latency_source=latency_source,
     )
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "-" if low is None or high is None else f"{fmt_usd(low)} - {fmt_usd(high)}"
 
 
 def forecast_tables(fc: Forecast) -> list[Table]:
-    """The forecast as tables: per dataset x teacher x stage, then each teacher's wall time."""
+    """The forecast as tables: the pilot's own cost first, then per dataset x teacher x stage, then wall time."""
+    tables: list[Table] = []
+    if fc.pilot_usd is not None or any(ds.pilot_samples for ds in fc.datasets):
+        tables.append(Table(
+            title="Pilot: sent and paid for (the real run reuses every answer)",
+            headers=["dataset", "pilot mistakes", "of", "USD"], text_columns=1,
+            rows=[[ds.task, fmt_num(ds.pilot_samples), fmt_num(ds.mistakes), fmt_usd(ds.pilot_usd)]
+                  for ds in fc.datasets],
+            note=f"The pilot spent {fmt_usd(fc.pilot_usd)}"
+                 + (f", counted against review.max_usd ({fmt_usd(fc.max_usd)})." if fc.max_usd is not None else "."),
+        ))
     rows = []
     for ds in fc.datasets:
         for r in ds.rows:
-            rows.append([r.dataset, r.teacher, r.stage, fmt_num(r.calls), fmt_num(r.input_tokens),
-                         fmt_num(r.output_tokens), fmt_usd(r.usd)])
+            rows.append([r.dataset, r.teacher, r.stage, r.source, fmt_num(r.calls), fmt_num(r.input_tokens),
+                         fmt_num(r.output_tokens), fmt_usd(r.usd), _interval(r.usd_low, r.usd_high)])
         label = f"{ds.task} total ({ds.mistakes:,} {'assumed ' if ds.assumed else ''}mistakes)"
-        rows.append([label, "", "", fmt_num(ds.calls), fmt_num(ds.input_tokens), fmt_num(ds.output_tokens),
-                     fmt_usd(ds.usd)])
-    note = f"Output tokens per call from {fc.output_tokens_source}. Total {fmt_num(fc.calls)} calls, {fmt_usd(fc.usd)}."
+        rows.append([label, "", "", "", fmt_num(ds.calls), fmt_num(ds.input_tokens), fmt_num(ds.output_tokens),
+                     fmt_usd(ds.usd), _interval(ds.usd_low, ds.usd_high)])
+    note = f"Output tokens per call from {fc.output_tokens_source}. Total {fmt_num(fc.calls)} calls, {fmt_usd(fc.usd)}"
+    note += f" (90% interval {_interval(fc.usd_low, fc.usd_high)})." if fc.usd_low is not None else "."
+    if fc.pilot_usd is not None and fc.usd is not None:
+        note += f" Still to buy after the pilot: {fmt_usd(fc.usd - fc.pilot_usd)}."
     if fc.max_usd is not None and fc.usd is not None and fc.usd > fc.max_usd:
         note += f" The spending cap ({fmt_usd(fc.max_usd)}) stops the run at about {fc.max_usd / fc.usd:.0%} of this."
-    calls = Table(title="Dry run: calls that would be sent", headers=[
-        "dataset", "teacher", "stage", "calls", "input tok", "output tok", "USD"], rows=rows, note=note, text_columns=3)
-    wall = Table(
-        title="Dry run: wall time the limits imply (teachers run in parallel)",
+    tables.append(Table(title="Dry run: the full run's calls", headers=[
+        "dataset", "teacher", "stage", "source", "calls", "input tok", "output tok", "USD", "USD 90%"], rows=rows,
+        note=note, text_columns=4))
+    tables.append(Table(
+        title="Dry run: wall time the limits imply for the calls still to send (teachers run in parallel)",
         headers=["teacher", "calls", "tokens", "by RPM", "by TPM", "by in-flight", "bound", "wall"],
         rows=[[w.teacher, fmt_num(w.calls), fmt_num(w.tokens), fmt_duration(w.rpm_s), fmt_duration(w.tpm_s),
                fmt_duration(w.in_flight_s), w.bound, fmt_duration(w.wall_s)] for w in fc.teachers],
-        note=f"Teacher stages take about {fmt_duration(fc.wall_s)} (the slowest teacher); "
-             f"in-flight bound assumes {', '.join(f'{w.teacher} {w.latency_s:.2f}s' for w in fc.teachers)} per call.",
-    )
-    return [calls, wall]
+        note=f"Teacher stages take about {fmt_duration(fc.wall_s)} (the slowest teacher); in-flight bound assumes "
+             + ", ".join(f"{w.teacher} {w.latency_s:.2f}s ({w.latency_source})" for w in fc.teachers) + " per call.",
+    ))
+    return tables
 
 
 def print_forecast(fc: Forecast, console: Console, out_dir: Path | None = None) -> None:

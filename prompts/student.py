@@ -43,9 +43,14 @@ def _wrap(tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_t
     return render("student_layout", instruction=instruction, input=input_text) + "\n"
 
 
+def instruction_name(task: TaskName) -> str:
+    """The template holding the student's instruction for a task's questions."""
+    return f"student_instruction_{_FAMILY[task]}"
+
+
 def question_prompt(tokenizer: ChatTokenizer, fmt: PromptFormat, task: TaskName, question_text: str) -> str:
     """The prompt for answering a question: exam, eval, and the learn-from-rationale part."""
-    return _wrap(tokenizer, fmt, template(f"student_instruction_{_FAMILY[task]}"), question_text)
+    return _wrap(tokenizer, fmt, template(instruction_name(task)), question_text)
 
 
 def mistake_prompt(tokenizer: ChatTokenizer, fmt: PromptFormat, question_text: str, student_answer: str) -> str:

@@ -30,6 +30,7 @@ from reports.cost import (
     STORE_FILE, BudgetStop, CostReport, DatasetCost, build_cost_report, cost_tables, ledger_connection,
     write_cost_report,
 )
+from reports.forecast_check import ForecastCheckRow, check_forecast, forecast_check_table, read_forecast
 from reports.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class RunReport(msgspec.Struct, kw_only=True):
     train: TrainSummary | None
     plots: dict[str, str]
     notes: list[str]
+    forecast: list[ForecastCheckRow] = []
 
 
 def _count_mistakes(out_dir: Path, task: str, cost: DatasetCost | None) -> tuple[int | None, str]:
@@ -201,6 +203,8 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         costs = {s.task: s for s in build_cost_report(conn, tasks).datasets} if conn is not None else {}
         teachers = _teacher_rates(conn, cfg) if conn is not None else []
         walls = ledger.stage_walls(conn) if conn is not None else []
+        fc = read_forecast(out_dir)
+        forecast = check_forecast(fc, conn) if fc is not None and conn is not None else []
     finally:
         if conn is not None:
             conn.close()
@@ -217,7 +221,8 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         sections.append(DatasetReport(
             task=task, mistakes=mistakes, mistakes_source=source, cost=costs.get(task), evals=mine,
             before=next((e for e in mine if e.checkpoint == BASE_CHECKPOINT), None),
-            after=after[-1] if after else None,
+            # The SFT model is the method's "after"; a later DPO model has its own row in the eval table.
+            after=next((e for e in after if e.checkpoint == "model"), after[-1] if after else None),
         ))
     if not evals:
         notes.append("No eval.json: accuracy before and after training is not measured yet (run --stage eval).")
@@ -232,7 +237,7 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         run=cfg.run.name if cfg is not None else out_dir.name,
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         total_usd=total, datasets=sections, teachers=teachers, stage_walls=walls, budget=budget, train=train,
-        plots={}, notes=notes,
+        plots={}, notes=notes, forecast=forecast,
     )
 
 
@@ -319,6 +324,8 @@ def report_tables(report: RunReport) -> list[Table]:
                fmt_num(t.rpm), fmt_pct(t.rpm_used), fmt_num(t.tokens_per_min, 0), fmt_num(t.tpm, 0),
                fmt_pct(t.tpm_used)] for t in report.teachers],
     ))
+    if report.forecast:
+        tables.append(forecast_check_table(report.forecast))
     if report.train is not None:
         tr = report.train
         tables.append(Table(title="Training", headers=["", "value"], rows=[

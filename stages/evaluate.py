@@ -1,8 +1,8 @@
 """The eval stage: accuracy on each dataset's test split, before and after training.
 
-`base` is the configured student; the trained model in `out_dir/model` is the
-checkpoint named after its directory. Answers are kept in the store, so a rerun
-only generates what is missing.
+`base` is the configured student; each trained model (`out_dir/model`, and
+`out_dir/model_dpo` after the DPO stage) is the checkpoint named after its
+directory. Answers are kept in the store, so a rerun only generates what is missing.
 """
 
 from __future__ import annotations
@@ -14,20 +14,22 @@ from stages.context import RunContext
 from stages.exam import load_student, open_answers
 from stages.sources import test_questions
 from student.evaluate import EvalResult, run_eval, write_eval_json
+from student.models import is_adapter_dir
+
+TRAINED_CHECKPOINTS = ("model", "model_dpo")
 
 
-def trained_model_dir(ctx: RunContext) -> Path | None:
-    path = ctx.out_dir / "model"
-    return path if (path / "config.json").exists() else None
+def trained_model_dirs(ctx: RunContext) -> list[Path]:
+    """The trained models in the run directory (SFT, then DPO), full weights or LoRA adapters."""
+    dirs = [ctx.out_dir / name for name in TRAINED_CHECKPOINTS]
+    return [d for d in dirs if (d / "config.json").is_file() or is_adapter_dir(d)]
 
 
 async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
     """Evaluate the base student and the trained one (when there is one) on every dataset."""
     questions = {d.task: test_questions(d) for d in ctx.cfg.datasets}
     checkpoints: list[tuple[str, Path | None]] = [("base", None)]
-    trained = trained_model_dir(ctx)
-    if trained is not None:
-        checkpoints.append((trained.name, trained))
+    checkpoints += [(path.name, path) for path in trained_model_dirs(ctx)]
     results: list[EvalResult] = []
     with open_answers(ctx) as answers:
         for checkpoint, path in checkpoints:

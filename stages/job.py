@@ -15,10 +15,13 @@ from typing import Literal
 
 import anyio
 
+from engine.preferences import write_preferences
 from engine.store import Store
+from reports.experiment_log import check_loggers
+from reports.hub import check_hub
 from stages.context import RunContext
-from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
 from stages.evaluate import run_eval_stage
+from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
 from stages.report import write_reports
 from stages.sources import as_questions, mistakes_for_teach, train_questions
 from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files
@@ -26,8 +29,8 @@ from stages.teachers import check_teachers
 
 log = logging.getLogger(__name__)
 
-StageName = Literal["all", "exam", "teach", "train", "eval", "report"]
-STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "eval", "report")
+StageName = Literal["all", "exam", "teach", "train", "dpo", "eval", "report"]
+STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "dpo", "eval", "report")
 
 
 @dataclass
@@ -90,15 +93,20 @@ async def _run_stages(ctx: RunContext, stage: StageName) -> JobResult:
         teach = await _teach(ctx, with_exam=stage == "all")
         result.problems += teach.problems()
         result.budget_reached = teach.budget_reached
+        write_preferences(ctx.out_dir, ctx.cfg.dpo.min_margin)
     if stage in ("train", "all") and not result.problems:
         result.problems += _train(ctx, result)
+        if result.stopped_by is not None:
+            return result
+    if (stage == "dpo" or (stage == "all" and ctx.cfg.dpo.enabled)) and not result.problems:
+        result.problems += _train(ctx, result, objective="dpo")
         if result.stopped_by is not None:
             return result
     if stage in ("eval", "all") and not [p for p in result.problems if p != NOTHING_TO_TRAIN]:
         await run_eval_stage(ctx)
     if stage in ("teach", "all", "report"):
         write_reports(ctx)
-    elif stage in ("exam", "train", "eval"):
+    elif stage in ("exam", "train", "dpo", "eval"):
         write_reports(ctx, quiet=True)
     return result
 
@@ -107,6 +115,13 @@ def preflight(ctx: RunContext, stage: StageName) -> None:
     """Checks that need no model and no network, run before anything is paid for."""
     if stage in ("teach", "all"):
         check_teachers(ctx.cfg)
+    check_loggers(ctx.cfg.run.log_to)
+    if stage in ("teach", "all", "report"):
+        check_hub(ctx.cfg)
+    if stage in ("train", "dpo", "all"):
+        from trainer.lora import check_lora_setup
+
+        check_lora_setup(ctx.cfg.train)
 
 
 async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
@@ -149,16 +164,17 @@ NOTHING_TO_TRAIN = (
 )
 
 
-def _train(ctx: RunContext, result: JobResult) -> list[str]:
+def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] = "sft") -> list[str]:
     from trainer.launch import launch
 
     train_file = ctx.out_dir / "train.jsonl"
-    if train_file.exists() and not train_file.read_bytes().strip():
+    if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
     # Training blocks the event loop, so Ctrl-C and SIGTERM are the trainer's to handle
     # meanwhile: it stops at a step boundary, saves a checkpoint, and says so.
-    code = launch(ctx.config_path, ctx.cfg)
+    code = launch(ctx.config_path, ctx.cfg, objective)
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         result.stopped_by = code - 128
         return []
-    return [] if code == 0 else [f"training exited with code {code}; see the log above, then rerun to resume"]
+    stage = "training" if objective == "sft" else "the dpo stage"
+    return [] if code == 0 else [f"{stage} exited with code {code}; see the log above, then rerun to resume"]

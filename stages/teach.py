@@ -100,6 +100,8 @@ async def run_teach(
     async with open_teachers(cfg, store, budget, questions) as teachers:
         committee = Committee(teachers, cfg.review, store)
         await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
+        # Which model each teacher name was, so a later forecast can learn from this store (engine.calibration).
+        await store.add_event("teachers", msgspec.json.encode({t.name: t.model for t in cfg.teachers}))
         result.counters = {task: TeachCounters() for task in producers}
         async with anyio.create_task_group() as outer:
             if ctx.progress:

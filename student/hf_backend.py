@@ -63,14 +63,16 @@ class HFBackend:
     ) -> HFBackend:
         """Load model and tokenizer from a directory or hub id onto CUDA if present, else CPU."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from student.models import load_causal_lm
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=resolve_dtype(dtype, device))
+        model = load_causal_lm(model_path, dtype=resolve_dtype(dtype, device))
         model.to(device).eval()
         log.info("hf backend ready: %s on %s, %s, batch %d", model_path, device, model.dtype, batch_size)
         return cls(model, tokenizer, model_id=str(model_path), sampling=sampling, batch_size=batch_size)

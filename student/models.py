@@ -58,11 +58,31 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path | str:
     )
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(path: Path) -> bool:
+    """Whether `path` holds a PEFT adapter (a LoRA run saved without merging) rather than full weights."""
+    return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
+
+
+def load_causal_lm(path: Path | str, **kwargs):
+    """A model directory (or hub id) with full weights, or an adapter directory merged into its base."""
+    if isinstance(path, Path) and is_adapter_dir(path):
+        from peft import AutoPeftModelForCausalLM
+
+        # Merged once at load: generation then runs at the base model's speed.
+        return AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
 def check_model_dir(path: Path) -> None:
-    """Raise `ConfigError` unless `path` is a model directory with config.json and a tokenizer."""
+    """Raise `ConfigError` unless `path` is a model (or PEFT adapter) directory with config.json and a tokenizer."""
     if not path.is_dir():
         raise ConfigError(f"[student] model: {path} is not a directory; give a Hugging Face model directory")
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").is_file() and not is_adapter_dir(path):
         raise ConfigError(
             f"[student] model: {path} has no config.json; point it at a directory written by save_pretrained"
         )

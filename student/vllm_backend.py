@@ -18,6 +18,7 @@ import anyio.to_thread
 from engine.config import StudentSection
 from engine.errors import ConfigError
 from student.backend import Sampling, encode_prompt
+from student.models import is_adapter_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ class VLLMBackend:
         """Start the vLLM engine with `[student]`'s parallelism, dtype, memory and length settings."""
         if not vllm_usable():
             raise ConfigError(NOT_INSTALLED)
+        if is_adapter_dir(Path(model_path)):
+            raise ConfigError(
+                f"{model_path} holds a LoRA adapter, and the vllm backend loads full weights: set "
+                f"[train.lora].merge = true and rerun the train stage, or use [student].backend = 'hf'"
+            )
         from vllm import LLM
 
         llm = LLM(

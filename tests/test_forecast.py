@@ -90,10 +90,12 @@ def test_measured_output_lengths_from_a_store_replace_the_defaults(tmp_path):
                      "http_429, input_tokens, output_tokens, latency_s, finished_at) "
                      "VALUES (?, ?, ?, ?, ?, '', ?, 1, 0, 0, 0, ?, 0, 0)",
                      (row.key, row.dataset, row.sample_id, row.teacher, row.stage, row.status, row.output_tokens))
-    fc = forecast(_config([_teacher("a"), _teacher("b")]), {"svamp": MISTAKES}, store=conn)
+    # b is another model: a's measured lengths say nothing about it
+    fc = forecast(_config([_teacher("a"), _teacher("b", model="other-model")]), {"svamp": MISTAKES}, store=conn)
     rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
     n = len(MISTAKES)
-    assert fc.output_tokens_source == "store"
+    assert fc.output_tokens_source == "store, defaults"
+    assert rows[("a", "rationale")].source == "store" and rows[("b", "rationale")].source == "defaults"
     assert rows[("a", "rationale")].output_tokens == n * 80
     assert rows[("b", "rationale")].output_tokens == n * 200  # nothing measured for b: default
     hand_review = sum(_hand_prompt("review", m) for m in MISTAKES)
@@ -111,3 +113,76 @@ def test_questions_scaled_by_the_mistake_rate_and_the_cap_noted(tmp_path):
     assert "assumed mistakes" in text and "spending cap" in text
     saved = json.loads((tmp_path / "forecast.json").read_text())
     assert saved["calls"] == fc.calls and saved["datasets"][0]["mistakes"] == 5
+
+
+def test_t_quantiles_table_and_series():
+    from engine.pilot import t95
+
+    assert t95(1) == 6.314 and t95(19) == 1.729 and t95(30) == 1.697
+    for df, exact in ((31, 1.6955), (60, 1.6706), (120, 1.6577)):
+        assert t95(df) == pytest.approx(exact, abs=1e-3)
+
+
+def test_extrapolation_by_hand_and_at_the_edges():
+    from engine.pilot import estimate_count, extrapolate
+
+    total = extrapolate([1.0, 2.0, 3.0, 6.0], 20)  # mean 3, s = sqrt(14/3)
+    half = 2.353 * 20 * (14 / 3) ** 0.5 * ((1 - 4 / 20) / 4) ** 0.5
+    assert total.value == pytest.approx(60.0)
+    assert (total.low, total.high) == (pytest.approx(60 - half), pytest.approx(60 + half))
+    every = extrapolate([1.0, 2.0], 2)
+    assert every.low == every.value == every.high == 3.0  # everything measured: nothing to guess
+    one = extrapolate([5.0], 10)
+    assert one.value == 50.0 and one.low is None and one.high is None
+
+    all_wrong = estimate_count(16, 16, 40)
+    assert all_wrong.value == 40 and 16 < all_wrong.low < 40 and all_wrong.high == 40
+    census = estimate_count(3, 40, 40)
+    assert census.low == census.value == census.high == 3
+
+
+def test_a_pilot_is_scaled_to_the_dataset_and_an_unknown_price_stays_unknown():
+    from engine.calibration import SampleCalls
+    from engine.pilot import Pilot
+
+    def calls(sid: str, teacher: str, usd: float | None) -> list[SampleCalls]:
+        return [SampleCalls(sample_id=sid, teacher=teacher, stage=stage, calls=1, input_tokens=100,
+                            output_tokens=10 * (1 + int(sid)), usd=usd, latency_s=2.0)
+                for stage in ("rationale", "feedback", "review")]
+
+    pilot = Pilot(task="svamp", sample_ids=["0", "1"],
+                  calls=[c for sid in "01" for c in calls(sid, "a", 0.01) + calls(sid, "b", None)])
+    teachers = [_teacher("a", rpm=None, max_in_flight=1), _teacher("b", model="my-model")]
+    fc = forecast(_config(teachers), {"svamp": MISTAKES}, pilots={"svamp": pilot})
+    (ds,) = fc.datasets
+    rows = {(r.teacher, r.stage): r for r in ds.rows}
+    r = rows[("a", "review")]
+    assert (r.calls, r.input_tokens, r.output_tokens) == (5, 500, 75) and r.usd == pytest.approx(0.05)
+    assert r.source == "pilot (2 of 5)" and r.usd_low == pytest.approx(0.05)  # every sample cost the same
+    assert rows[("b", "rationale")].usd is None and ds.usd is None and fc.usd_low is None
+    assert ds.pilot_samples == 2 and ds.pilot_usd is None  # b's price is unknown
+    a = {w.teacher: w for w in fc.teachers}["a"]
+    # 3 of the 5 mistakes still to send, 3 calls each, 2 s per call measured, one at a time
+    assert a.latency_source == "pilot" and a.calls == 9 and a.in_flight_s == pytest.approx(18.0)
+
+
+def test_history_matches_teachers_by_model_across_names(tmp_path):
+    import msgspec
+
+    from engine.calibration import open_run_store, read_history
+
+    conn = open_db(tmp_path / "store.sqlite")
+    conn.execute("INSERT INTO events (at, kind, body) VALUES (0, 'teachers', ?)",
+                 (msgspec.json.encode({"old-name": "my-model"}),))
+    conn.execute("INSERT INTO calls (key, dataset, sample_id, teacher, stage, target, status, attempts, retries, "
+                 "http_429, input_tokens, output_tokens, latency_s, finished_at) "
+                 "VALUES ('k', 'svamp', '0', 'old-name', 'feedback', '', 'completed', 1, 0, 0, 0, 42, 1.5, 0)")
+    conn.close()
+    history = read_history(open_run_store(tmp_path), "store of x")
+    fc = forecast(_config([_teacher("new-name", model="my-model"), _teacher("b")]), {"svamp": MISTAKES},
+                  history=[history])
+    rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
+    assert rows[("new-name", "feedback")].output_tokens == 42 * len(MISTAKES)
+    assert rows[("new-name", "feedback")].source == "store of x" and rows[("b", "feedback")].source == "defaults"
+    walls = {w.teacher: w for w in fc.teachers}
+    assert walls["new-name"].latency_s == 1.5 and walls["new-name"].latency_source == "store of x"

@@ -183,7 +183,7 @@ def test_max_length_shorter_than_every_prompt_fails_before_the_model_loads(
 ) -> None:
     import trainer.recipe
 
-    monkeypatch.setattr(trainer.recipe, "_setup_model", lambda *a: pytest.fail("model loaded"))
+    monkeypatch.setattr(trainer.recipe, "setup_model", lambda *a: pytest.fail("model loaded"))
     with pytest.raises(ConfigError, match="max_length = 16 is shorter than every prompt"):
         train(config(tmp_path, tiny_model_dir, max_length=16))
 

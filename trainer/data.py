@@ -74,7 +74,7 @@ def load_records(path: Path) -> list[TrainRecord]:
     return records
 
 
-def _fit(prompt: list[int], response: list[int], max_length: int, stats: TruncationStats) -> Seq:
+def fit_sequence(prompt: list[int], response: list[int], max_length: int, stats: TruncationStats) -> Seq:
     """Cut a sequence to max_length: prompt from the left first, the response's tail only if it must.
 
     The prompt keeps at least a quarter of the window (or all of itself if shorter):
@@ -118,7 +118,7 @@ def tokenize_pairs(
         )
     stats = TruncationStats()
     n = len(records)
-    sequences = [_fit(p, r, max_length, stats) for p, r in zip(prompt_ids, response_ids)]
+    sequences = [fit_sequence(p, r, max_length, stats) for p, r in zip(prompt_ids, response_ids)]
     pairs = [Pair(rec.id, sequences[i], sequences[n + i]) for i, rec in enumerate(records)]
     return pairs, stats
 
@@ -175,7 +175,11 @@ class Batch(msgspec.Struct):
 
 def collate(pairs: list[Pair], pad_id: int) -> Batch:
     """Right-pad the batch's feedback and rationale sequences into one tensor of 2 * len(pairs) rows."""
-    rows = [p.feedback for p in pairs] + [p.rationale for p in pairs]
+    return collate_rows([p.feedback for p in pairs] + [p.rationale for p in pairs], len(pairs), pad_id)
+
+
+def collate_rows(rows: list[Seq], n_first: int, pad_id: int) -> Batch:
+    """Right-pad sequences into one batch; `n_first` says where the first kind of row ends (`Batch.n_feedback`)."""
     width = max(len(s.input_ids) for s in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -185,4 +189,4 @@ def collate(pairs: list[Pair], pad_id: int) -> Batch:
         input_ids[row, : len(ids)] = ids
         attention_mask[row, : len(ids)] = 1
         labels[row, seq.n_prompt : len(ids)] = ids[seq.n_prompt :]
-    return Batch(input_ids, attention_mask, labels, len(pairs), int(attention_mask.sum()))
+    return Batch(input_ids, attention_mask, labels, n_first, int(attention_mask.sum()))

@@ -102,6 +102,8 @@ def build_optimizer(model: torch.nn.Module, train: TrainSection) -> torch.optim.
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": train.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
+    # LoRA trains only matrices; DeepSpeed drops an empty group, which the scheduler would then miscount.
+    groups = [g for g in groups if g["params"]]
     if not (train.offload_optimizer or train.offload_params):
         return torch.optim.AdamW(groups, lr=train.lr)
     try:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from engine.children import die_with_parent, stop_group
 from engine.config import Config
@@ -53,7 +54,11 @@ def train_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def launch_command(config_path: Path, cfg: Config, port: int) -> list[str]:
+Objective = Literal["sft", "dpo"]
+_MODULES: dict[str, str] = {"sft": "trainer.recipe", "dpo": "trainer.dpo"}
+
+
+def launch_command(config_path: Path, cfg: Config, port: int, objective: Objective = "sft") -> list[str]:
     """The launcher command line for a multi-process run.
 
     Raises `ConfigError` for a hostfile without the deepspeed launcher.
@@ -65,17 +70,17 @@ def launch_command(config_path: Path, cfg: Config, port: int) -> list[str]:
             raise ConfigError("[train].hostfile needs launcher = 'deepspeed' (torchrun takes no hostfile)")
         return [
             sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(train.num_processes),
-            "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "trainer.recipe", *recipe,
+            "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", _MODULES[objective], *recipe,
         ]  # fmt: skip
     hosts = ["--hostfile", train.hostfile] if train.hostfile else ["--num_gpus", str(train.num_processes)]
     return [
         sys.executable, "-m", "deepspeed.launcher.runner", *hosts, "--master_port", str(port),
-        "--module", "trainer.recipe", *recipe,
+        "--module", _MODULES[objective], *recipe,
     ]  # fmt: skip
 
 
-def launch(config_path: str | os.PathLike[str], cfg: Config) -> int:
-    """Train as configured; returns the exit code (0 on success).
+def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objective = "sft") -> int:
+    """Train as configured (`sft`: FAIR's joint loss; `dpo`: the DPO stage); returns the exit code (0 on success).
 
     With one process and no hostfile, trains in this process (errors propagate as
     `CommitteeError`s); otherwise runs the launcher and returns its exit code, the
@@ -87,16 +92,18 @@ def launch(config_path: str | os.PathLike[str], cfg: Config) -> int:
         os.environ.update({k: v for k, v in env.items() if k not in os.environ})
         import torch.distributed as dist
 
+        from trainer.dpo import train_dpo
         from trainer.recipe import train
 
         try:
-            result = train(cfg)
+            result = (train_dpo if objective == "dpo" else train)(cfg)
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
         # Stopped at a step boundary by a signal: the code a process that signal ended would give.
-        return 128 + signal.Signals[result.stopped_by] if result.stopped_by else 0
-    command = launch_command(config_path, cfg, free_port())
+        stopped_by = getattr(result, "stopped_by", None)
+        return 128 + signal.Signals[stopped_by] if stopped_by else 0
+    command = launch_command(config_path, cfg, free_port(), objective)
     # The launcher gives each worker its own rank and port; stale ones from this process must not leak in.
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
         env.pop(key, None)

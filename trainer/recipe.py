@@ -36,9 +36,11 @@ import msgspec
 import torch
 import torch.distributed as dist
 
-from engine.config import Config, TrainSection, load_config
+from engine.config import Config, LoraSection, TrainSection, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
 from prompts.student import PromptFormat, resolve_format
+from reports.experiment_log import ExperimentLog, check_loggers
+from student.models import load_causal_lm
 from trainer.data import (
     Pair,
     TruncationStats,
@@ -50,6 +52,7 @@ from trainer.data import (
     tokenize_pairs,
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
+from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,7 @@ class _Dist(msgspec.Struct, frozen=True):
 # --- setup: one component each -------------------------------------------------------
 
 
-def _setup_distributed() -> _Dist:
+def setup_distributed() -> _Dist:
     """Join (or, alone, create) the process group: NCCL on CUDA, gloo on CPU.
 
     A single process started by hand gets the one-process environment DeepSpeed
@@ -133,7 +136,8 @@ def resolve_model_dir(spec: str) -> Path:
     return resolved
 
 
-def _setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, PromptFormat]:
+def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, PromptFormat]:
+    """The model's tokenizer (padding with eos when it has no pad token) and the resolved prompt format."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -177,13 +181,23 @@ def _attn_implementation(setting: str, cuda: bool, precision: Precision) -> str:
     return setting
 
 
-def _setup_model(model_dir: Path, train: TrainSection, cuda: bool, precision: Precision) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
+def setup_model(model_dir: Path, train: TrainSection, cuda: bool, precision: Precision) -> torch.nn.Module:
+    """The model to train, in fp32 (or 4-bit), with LoRA adapters when `[train.lora]` asks."""
     attn = _attn_implementation(train.attn_implementation, cuda, precision)
+    quantized = quantization_config(train)
     # Loaded in fp32 whatever the precision: DeepSpeed casts the weights itself and
     # keeps fp32 master copies for bf16/fp16, which would be rounded if loaded low.
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attn)
+    # A 4-bit base is the exception: bitsandbytes owns those weights.
+    model = load_causal_lm(
+        model_dir, dtype=torch.bfloat16 if quantized else torch.float32, attn_implementation=attn,
+        **({"quantization_config": quantized} if quantized else {}),
+    )  # fmt: skip
+    if quantized is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    if train.lora is not None:
+        model = apply_lora(model, train.lora, model_dir.name)
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -192,7 +206,8 @@ def _setup_model(model_dir: Path, train: TrainSection, cuda: bool, precision: Pr
     return model
 
 
-def _setup_engine(model: torch.nn.Module, train: TrainSection, ds_config: dict, total_steps: int):
+def setup_engine(model: torch.nn.Module, train: TrainSection, ds_config: dict, total_steps: int):
+    """The DeepSpeed engine: our AdamW and warmup/decay schedule unless the DeepSpeed JSON names its own."""
     import deepspeed
 
     # A user DeepSpeed JSON that names its own optimizer or scheduler gets DeepSpeed's;
@@ -238,7 +253,8 @@ def fingerprint(cfg: Config, train_path: Path, model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _finished(model_out: Path, print_: str) -> bool:
+def is_finished(model_out: Path, print_: str) -> bool:
+    """Whether `model_out` holds the model trained on the inputs with this fingerprint."""
     try:
         return json.loads((model_out / FINGERPRINT_FILE).read_text())["fingerprint"] == print_
     except (OSError, ValueError, KeyError):
@@ -292,8 +308,11 @@ def _resume(engine, ckpt_dir: Path, print_: str) -> LoopState:
     return state
 
 
-def _save_model(engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int) -> None:
-    """The final weights as an ordinary HF directory (safetensors, config, tokenizer).
+def save_model(
+    engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int, lora: LoraSection | None = None
+) -> None:
+    """The final weights as an ordinary HF directory (safetensors, config, tokenizer); with LoRA, the adapter
+    (and, merging, the merged weights too: `trainer.lora.save_lora`).
 
     Under ZeRO-3 each rank holds a shard; gathering is a collective, so every rank
     calls it and rank 0 writes. Written beside the target and renamed into place, so
@@ -306,7 +325,12 @@ def _save_model(engine, tokenizer, model_out: Path, precision: Precision, record
         model = engine.module
         model.config.use_cache = True
         model.config.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-        model.save_pretrained(tmp, state_dict=state_dict)
+        if lora is None:
+            model.save_pretrained(tmp, state_dict=state_dict)
+        else:
+            save_lora(model, tmp, merge=lora.merge, state_dict=state_dict)
+            if lora.merge:
+                tokenizer.save_pretrained(tmp / "adapter")  # so the adapter directory loads on its own too
         tokenizer.save_pretrained(tmp)
         (tmp / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
         shutil.rmtree(model_out, ignore_errors=True)
@@ -318,11 +342,12 @@ def _save_model(engine, tokenizer, model_out: Path, precision: Precision, record
 # --- progress and logs ---------------------------------------------------------------
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool, label: str = "train"):
+    """The rich progress bar of a training loop (disabled off rank 0)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("train"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[tps]:,.0f} tok/s"),
@@ -353,12 +378,14 @@ def _plot(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def _grad_norm(model: torch.nn.Module) -> float | None:
+def grad_norm_of(model: torch.nn.Module) -> float | None:
+    """The global gradient norm (DeepSpeed keeps none without ZeRO)."""
     norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else None
 
 
-def _oom_error(train: TrainSection, step: int) -> ConfigError:
+def oom_error(train: TrainSection, step: int) -> ConfigError:
+    """The one-line error for memory running out at `step`, naming what to lower."""
     return ConfigError(
         f"out of memory at step {step} (micro_batch_size={train.micro_batch_size}, max_length={train.max_length}, "
         f"zero_stage={train.zero_stage}): lower [train].micro_batch_size or max_length, raise zero_stage, "
@@ -366,7 +393,8 @@ def _oom_error(train: TrainSection, step: int) -> ConfigError:
     )
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an out-of-memory error, on GPU or CPU."""
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
@@ -393,11 +421,13 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     if not train_path.is_file():
         raise DataError(f"{train_path}: no training data; run the dataset stage first")
     print_ = fingerprint(cfg, train_path, model_dir)
-    if _finished(model_out, print_):
+    if is_finished(model_out, print_):
         log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
 
-    ctx = _setup_distributed()
+    check_lora_setup(train_cfg)
+    check_loggers(cfg.run.log_to)
+    ctx = setup_distributed()
     precision = resolve_precision(
         train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
     )
@@ -405,7 +435,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     torch.manual_seed(cfg.run.seed)
 
     # Tokenizer before data: prompts are rendered and counted with it.
-    tokenizer, fmt = _setup_tokenizer(model_dir, cfg.student.prompt_format)
+    tokenizer, fmt = setup_tokenizer(model_dir, cfg.student.prompt_format)
     pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg)
     lengths = [p.length for p in pairs]
     ga, world = train_cfg.grad_accum, ctx.world_size
@@ -428,8 +458,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
         100 * pad_fraction,
     )
 
-    model = _setup_model(model_dir, train_cfg, ctx.cuda, precision)
-    engine = _setup_engine(model, train_cfg, ds_config, total_steps)
+    model = setup_model(model_dir, train_cfg, ctx.cuda, precision)
+    engine = setup_engine(model, train_cfg, ds_config, total_steps)
     state = _resume(engine, ckpt_dir, print_)
     resumed_from = state.global_step
 
@@ -449,8 +479,9 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     last_loss: float | None = None
     window = torch.zeros(4, dtype=torch.float64)  # loss, feedback, rationale, tokens over one step
     tick = time.perf_counter()
-    progress = _progress(enabled=ctx.rank == 0)
-    with stop_on_signals() as stop, progress, (
+    progress = progress_bar(enabled=ctx.rank == 0)
+    xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
+    with stop_on_signals() as stop, progress, xlog, (
         log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")
     ) as log_file:
         task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
@@ -471,12 +502,12 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                     del logits
                     engine.backward(parts.total)
                     # Without ZeRO, DeepSpeed clips fp32 gradients but does not keep the norm.
-                    stage0_norm = _grad_norm(engine.module) if boundary and train_cfg.zero_stage == 0 else None
+                    stage0_norm = grad_norm_of(engine.module) if boundary and train_cfg.zero_stage == 0 else None
                     engine.step()  # DeepSpeed steps the optimizer only at accumulation boundaries
                 except Exception as exc:
-                    if not _out_of_memory(exc):
+                    if not out_of_memory(exc):
                         raise
-                    raise _oom_error(train_cfg, state.global_step + 1) from None
+                    raise oom_error(train_cfg, state.global_step + 1) from None
                 window += torch.tensor(
                     [parts.total.item(), parts.feedback.item(), parts.rationale.item(), batch.n_tokens],
                     dtype=torch.float64,
@@ -513,6 +544,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                 if ctx.rank == 0:
                     log_file.write(json.dumps(row) + "\n")
                     log_file.flush()
+                    xlog.scalars("train", {k: v for k, v in row.items() if k != "step"}, state.global_step)
                 progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
                 if epoch_done:
                     state.epoch += 1
@@ -542,7 +574,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                     break
 
     record = {"fingerprint": print_, "steps": state.global_step, "final_loss": last_loss, "source": str(model_dir)}
-    _save_model(engine, tokenizer, model_out, precision, record, ctx.rank)
+    save_model(engine, tokenizer, model_out, precision, record, ctx.rank, train_cfg.lora)
     if ctx.rank == 0:
         _plot(log_path, out / "train_loss.png")
     return TrainResult(
@@ -584,9 +616,9 @@ def stop_on_signals() -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-def recipe_main(argv: list[str] | None = None) -> int:
-    """`python -m trainer.recipe --config CFG`: train, print one line on a user error, return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.recipe", description=__doc__.splitlines()[0])
+def run_cli(prog: str, description: str, run, argv: list[str] | None = None) -> int:
+    """Parse `--config`, set up logging, call `run(cfg)`; one line and exit code 2 on a user error."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=True, help="the run's TOML config")
     # The deepspeed launcher passes --local_rank; LOCAL_RANK in the environment says the same.
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
@@ -597,16 +629,22 @@ def recipe_main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     try:
-        result = train(load_config(args.config))
+        result = run(load_config(args.config))
     except CommitteeError as exc:
         log.error("%s", exc)
         return 2
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    log.info("train: %s", msgspec.json.encode(result).decode())
-    # Stopped by a signal: exit as a process that signal ended would (130, 143).
-    return 128 + signal.Signals[result.stopped_by] if result.stopped_by else 0
+    log.info("%s: %s", prog, msgspec.json.encode(result).decode())
+    # Stopped at a step boundary by a signal: exit as a process that signal ended would (130, 143).
+    stopped_by = getattr(result, "stopped_by", None)
+    return 128 + signal.Signals[stopped_by] if stopped_by else 0
+
+
+def recipe_main(argv: list[str] | None = None) -> int:
+    """`python -m trainer.recipe --config CFG`: train, print one line on a user error, return the exit code."""
+    return run_cli("python -m trainer.recipe", __doc__.splitlines()[0], train, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,266 @@
+"""The DPO stage: preference pairs from peer review, after SFT, in the same DeepSpeed setup.
+
+    python -m trainer.dpo --config run.toml     # one process (run.py --stage dpo does this for you)
+
+Inputs: `out_dir/preferences.jsonl` and the SFT model in `out_dir/model` (the
+configured student when there is none); settings from `[dpo]`, everything else
+(precision, ZeRO, LoRA, max_length) from `[train]`. Outputs: `out_dir/model_dpo/`
+(the eval stage scores it as its own checkpoint) and `dpo_log.jsonl`.
+
+Order: the reference log-probabilities of every pair are computed once, from the
+starting model, before DeepSpeed wraps it (the reference is that model frozen, so
+no second copy is kept in memory). The stage is short, so it keeps no mid-run
+checkpoints: a killed DPO run starts again; a finished one is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import torch
+import torch.distributed as dist
+
+from engine.config import Config, TrainSection
+from engine.preferences import PreferencePair, load_preferences, write_preferences
+from prompts.student import PromptFormat, question_prompt, response_suffix
+from reports.experiment_log import ExperimentLog, check_loggers
+from student.backend import encode_prompt
+from student.models import is_adapter_dir
+from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, plan_epoch, rank_batches
+from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
+from trainer.ds_config import build_ds_config, resolve_precision
+from trainer.lora import check_lora_setup
+from trainer.recipe import (
+    TrainResult,
+    fingerprint,
+    grad_norm_of,
+    is_finished,
+    oom_error,
+    out_of_memory,
+    progress_bar,
+    resolve_model_dir,
+    run_cli,
+    save_model,
+    setup_distributed,
+    setup_engine,
+    setup_model,
+    setup_tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
+
+class PrefSeqs(msgspec.Struct, frozen=True):
+    """Both tokenized answers of one preference pair; they always share a micro-batch."""
+
+    chosen: Seq
+    rejected: Seq
+
+    @property
+    def length(self) -> int:
+        return max(len(self.chosen.input_ids), len(self.rejected.input_ids))
+
+
+def dpo_settings(cfg: Config) -> TrainSection:
+    """`[train]` with `[dpo]`'s optimisation settings: the loop, precision, ZeRO and LoRA are shared."""
+    d = cfg.dpo
+    # A DPO adapter sits on the SFT model, which may itself be an adapter: saved merged, it stands alone.
+    lora = None if cfg.train.lora is None else msgspec.structs.replace(cfg.train.lora, merge=True)
+    return msgspec.structs.replace(
+        cfg.train, lora=lora, lr=d.lr, epochs=d.epochs, max_steps=d.max_steps, micro_batch_size=d.micro_batch_size,
+        grad_accum=d.grad_accum, warmup_ratio=d.warmup_ratio, save_every_steps=None,
+    )  # fmt: skip
+
+
+def start_model_dir(cfg: Config) -> Path:
+    """The SFT model when the train stage left one (full weights or an adapter), else the configured student."""
+    sft = cfg.out_dir / "model"
+    return sft if (sft / "config.json").is_file() or is_adapter_dir(sft) else resolve_model_dir(cfg.student.model)
+
+
+def tokenize_preferences(
+    pairs: list[PreferencePair], tokenizer, fmt: PromptFormat, max_length: int
+) -> tuple[list[PrefSeqs], TruncationStats]:
+    """Each pair as (question prompt -> chosen, question prompt -> rejected), rendered like the student's exam."""
+    suffix = response_suffix(tokenizer)
+    stats = TruncationStats()
+    out = []
+    for p in pairs:
+        prompt = encode_prompt(tokenizer, question_prompt(tokenizer, fmt, p.task, p.question))
+        chosen, rejected = tokenizer(
+            [p.chosen[-1].content + suffix, p.rejected[-1].content + suffix], add_special_tokens=False
+        )["input_ids"]
+        out.append(
+            PrefSeqs(
+                fit_sequence(prompt, chosen, max_length, stats), fit_sequence(prompt, rejected, max_length, stats)
+            )
+        )
+    return out, stats
+
+
+def _forward_logprobs(model, seqs: list[PrefSeqs], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed response log-probs of (chosen, rejected) for `seqs`, and the batch's token count."""
+    batch = collate_rows([s.chosen for s in seqs] + [s.rejected for s in seqs], len(seqs), pad_id)
+    logits = model(
+        input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
+    ).logits
+    logprobs = sequence_logprobs(logits, batch.labels.to(device))
+    return logprobs[: len(seqs)], logprobs[len(seqs) :], batch.n_tokens
+
+
+@torch.no_grad()
+def reference_logprobs(model: torch.nn.Module, seqs: list[PrefSeqs], pad_id: int, batch_size: int) -> torch.Tensor:
+    """(pairs, 2) summed log-probs of chosen and rejected under the starting model, in eval mode.
+
+    Every rank computes all pairs: the data is small, and it saves a gather.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rows = []
+    for start in range(0, len(seqs), batch_size):
+        chosen, rejected, _ = _forward_logprobs(model, seqs[start : start + batch_size], pad_id, device)
+        rows.append(torch.stack([chosen, rejected], dim=1).cpu())
+    model.train(was_training)
+    return torch.cat(rows)
+
+
+def _fingerprint(cfg: Config, prefs_path: Path, start: Path, settings: TrainSection) -> str:
+    base = fingerprint(msgspec.structs.replace(cfg, train=settings), prefs_path, start)
+    # The SFT model changes whenever it is retrained; its own fingerprint says so.
+    sft_print = (start / "committee_train.json").read_bytes() if (start / "committee_train.json").is_file() else b""
+    return hashlib.sha256(base.encode() + msgspec.json.encode(cfg.dpo) + sft_print).hexdigest()
+
+
+def train_dpo(cfg: Config) -> TrainResult:
+    """Run DPO from the SFT model on `out_dir/preferences.jsonl` (rebuilt from dataset.jsonl first).
+
+    Returns at once when `out_dir/model_dpo` already holds the result of these inputs.
+    Raises `ConfigError`/`DataError` (one line) before training: no pairs, bad settings.
+    """
+    out = cfg.out_dir
+    settings = dpo_settings(cfg)
+    prefs_path, model_out = out / "preferences.jsonl", out / "model_dpo"
+    if (out / "dataset.jsonl").is_file():
+        write_preferences(out, cfg.dpo.min_margin)
+    records = load_preferences(prefs_path)
+    start = start_model_dir(cfg)
+    print_ = _fingerprint(cfg, prefs_path, start, settings)
+    if is_finished(model_out, print_):
+        log.info("%s already holds the DPO model of these inputs; nothing to do", model_out)
+        return TrainResult(model_dir=str(model_out), skipped=True)
+    check_lora_setup(settings)
+    check_loggers(cfg.run.log_to)
+
+    ctx = setup_distributed()
+    precision = resolve_precision(
+        settings.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
+    )
+    ds_config = build_ds_config(settings, precision, cuda=ctx.cuda)
+    torch.manual_seed(cfg.run.seed)
+    tokenizer, fmt = setup_tokenizer(start, cfg.student.prompt_format)
+    seqs, truncated = tokenize_preferences(records, tokenizer, fmt, settings.max_length)
+    log.info("data ready: %d preference pairs from %s (%d responses truncated)", len(seqs), prefs_path,
+             truncated.responses)  # fmt: skip
+    lengths = [s.length for s in seqs]
+    ga, world = settings.grad_accum, ctx.world_size
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        return plan_epoch(
+            lengths, micro_batch_size=settings.micro_batch_size, world_size=world, grad_accum=ga,
+            seed=cfg.run.seed, epoch=epoch,
+        )  # fmt: skip
+
+    steps_per_epoch = len(epoch_batches(0)) // (world * ga)
+    total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
+
+    model = setup_model(start, settings, ctx.cuda, precision)
+    pad_id = tokenizer.pad_token_id
+    reference = reference_logprobs(model, seqs, pad_id, settings.micro_batch_size)
+    engine = setup_engine(model, settings, ds_config, total_steps)
+
+    log_path = out / "dpo_log.jsonl"
+    engine.train()
+    step = epoch = 0
+    last_loss: float | None = None
+    window = torch.zeros(4, dtype=torch.float64)  # loss, reward accuracy, reward margin, tokens over one step
+    tick = time.perf_counter()
+    xlog = ExperimentLog.open(cfg, "dpo", enabled=ctx.rank == 0)
+    with progress_bar(ctx.rank == 0, "dpo") as progress, xlog, (
+        log_path.open("w") if ctx.rank == 0 else open(os.devnull, "w")
+    ) as log_file:
+        task = progress.add_task("dpo", total=total_steps, loss=0.0, lr=0.0, tps=0.0)
+        while step < total_steps:
+            mine = rank_batches(epoch_batches(epoch), ctx.rank, world)
+            for micro, indices in enumerate(mine):
+                lr = engine.get_lr()[0]
+                boundary = (micro + 1) % ga == 0
+                try:
+                    chosen, rejected, n_tokens = _forward_logprobs(
+                        engine, [seqs[i] for i in indices], pad_id, engine.device
+                    )
+                    ref = reference[indices].to(engine.device)
+                    parts: DpoParts = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], cfg.dpo.beta)
+                    engine.backward(parts.total)
+                    stage0_norm = grad_norm_of(engine.module) if boundary and settings.zero_stage == 0 else None
+                    engine.step()
+                except Exception as exc:
+                    if not out_of_memory(exc):
+                        raise
+                    raise oom_error(settings, step + 1) from None
+                window += torch.tensor(
+                    [parts.total.item(), parts.accuracy.item(), parts.margin.item(), n_tokens], dtype=torch.float64
+                )
+                if not boundary:
+                    continue
+                step += 1
+                stats = window.to(engine.device, copy=True)
+                dist.all_reduce(stats)
+                stats = stats.cpu()
+                window.zero_()
+                now = time.perf_counter()
+                tokens_per_s = float(stats[3]) / max(now - tick, 1e-9)
+                tick = now
+                norm = engine.get_global_grad_norm()
+                norm = stage0_norm if norm is None else norm
+                last_loss = float(stats[0]) / (ga * world)
+                row = {
+                    "step": step,
+                    "epoch": epoch + (micro + 1) / len(mine),
+                    "loss": last_loss,
+                    "reward_accuracy": float(stats[1]) / (ga * world),
+                    "reward_margin": float(stats[2]) / (ga * world),
+                    "lr": lr,
+                    "grad_norm": None if norm is None else float(norm),
+                    "tokens_per_s": tokens_per_s,
+                }
+                if ctx.rank == 0:
+                    log_file.write(json.dumps(row) + "\n")
+                    log_file.flush()
+                    xlog.scalars("dpo", {k: v for k, v in row.items() if k != "step"}, step)
+                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
+                if step >= total_steps:
+                    break
+            epoch += 1
+
+    record = {"fingerprint": print_, "steps": step, "final_loss": last_loss, "source": str(start), "objective": "dpo"}
+    save_model(engine, tokenizer, model_out, precision, record, ctx.rank, settings.lora)
+    return TrainResult(model_dir=str(model_out), steps=step, final_loss=last_loss,
+                       responses_truncated=truncated.responses)  # fmt: skip
+
+
+def dpo_main(argv: list[str] | None = None) -> int:
+    """`python -m trainer.dpo --config CFG`: the DPO stage in this process (or one rank of a launcher's)."""
+    return run_cli("python -m trainer.dpo", __doc__.splitlines()[0], train_dpo, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(dpo_main())
