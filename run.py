@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine.config import load_config
     from engine.errors import CommitteeError
     from stages.context import RunContext
-    from stages.job import Terminated, preflight, run_job
+    from stages.job import preflight, run_job
     from stages.lock import hold_run_dir
+    from stages.terminate import Terminated, stop_on_sigterm
 
     out_dir = None
     try:
@@ -116,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             from stages.forecast import dry_run, pilot_dry_run
 
             if args.pilot is not None:
-                # A pilot sends calls and writes the store like a run, so it holds the run directory too.
+                # A pilot sends calls and writes the store like a run, so it holds the run directory
+                # too, and stops on SIGTERM like one (the store commits what is queued).
+                pilot = partial(pilot_dry_run, ctx, args.pilot, calibrate_from=args.calibrate_from)
                 with hold_run_dir(ctx.out_dir):
-                    anyio.run(partial(pilot_dry_run, ctx, args.pilot, calibrate_from=args.calibrate_from))
+                    anyio.run(stop_on_sigterm, pilot)
             else:
                 # No lock: a plain dry run sends nothing and only reads the run store (a WAL
                 # reader may do that beside a running writer).

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from adapters.base import ChatRequest, ChatResult, Message
+from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from adapters.classify import decode_success, rate_limit_info
 from engine.errors import Unusable
 
@@ -36,10 +36,12 @@ class _ContentBlock(msgspec.Struct):
 
 
 class _Usage(msgspec.Struct):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    # Raw, read by `reported_tokens`: a garbled figure must not cost us the answer.
+    input_tokens: msgspec.Raw = ZERO_TOKENS
+    output_tokens: msgspec.Raw = ZERO_TOKENS
+    # null when no cache was involved.
+    cache_creation_input_tokens: msgspec.Raw = ZERO_TOKENS
+    cache_read_input_tokens: msgspec.Raw = ZERO_TOKENS
 
 
 class MessagesResponse(msgspec.Struct):
@@ -91,11 +93,14 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     stop_reason = response.stop_reason or "end_turn"
     text = "".join(block.text for block in response.content if block.type == "text")
     usage = response.usage
-    # Cached prompt tokens are reported apart; the prompt is all three together.
-    input_tokens = (
-        usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
-        if usage is not None else 0
-    )
+    input_tokens = output_tokens = None
+    if usage is not None:
+        # Cached prompt tokens are reported apart; the prompt is all three together.
+        parts = (reported_tokens(usage.input_tokens), reported_tokens(usage.cache_creation_input_tokens, null=0),
+                 reported_tokens(usage.cache_read_input_tokens, null=0))
+        input_tokens = None if None in parts else sum(parts)  # type: ignore[arg-type]
+        output_tokens = reported_tokens(usage.output_tokens)
+    usage_reported = input_tokens is not None and output_tokens is not None
     unusable = None
     if stop_reason == "refusal":
         unusable = Unusable("refused", "model refused (stop_reason=refusal)", http_status=status)
@@ -105,16 +110,16 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     elif not text:
         unusable = Unusable("empty", f"empty answer (stop_reason={stop_reason})", http_status=status)
     if unusable is not None:
-        if usage is not None:
-            unusable.input_tokens, unusable.output_tokens = input_tokens, usage.output_tokens
+        if usage_reported:
+            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
         raise unusable
     return ChatResult(
         text=text,
-        input_tokens=input_tokens,
-        output_tokens=usage.output_tokens if usage is not None else 0,
+        input_tokens=input_tokens if usage_reported else 0,
+        output_tokens=output_tokens if usage_reported else 0,
         finish_reason=stop_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),
-        usage_reported=usage is not None,
+        usage_reported=usage_reported,
         http_status=status,
     )

@@ -59,3 +59,32 @@ class ChatResult(msgspec.Struct, kw_only=True):
     rate_limit: RateLimitInfo | None = None
     usage_reported: bool = True
     http_status: int = 200
+
+
+# No chat call comes near this many tokens; a usage figure past it is garbled, and
+# billing it would break the money accounting (and the TPM bucket, and SQLite's INTEGER).
+MAX_REPORTED_TOKENS = 100_000_000
+# A usage field missing from a usage object means none of that kind (Gemini omits zeros).
+ZERO_TOKENS = msgspec.Raw(b"0")
+
+
+def reported_tokens(raw: msgspec.Raw, *, null: int | None = None) -> int | None:
+    """A usage figure as sent, or None when it is no plausible token count.
+
+    Usage fields are decoded as `msgspec.Raw`: a garbled figure (negative, a bool, a
+    float, 400 digits, 1e400) must cost us the usage, which the lane then estimates,
+    not the billed answer it came with. `null` is what a JSON null means (None: not reported).
+    """
+    text = bytes(raw)
+    if text == b"null":
+        return null
+    # Digits only: no sign, no fraction or exponent; the length check keeps int() cheap.
+    if not text.isdigit() or len(text) > 9:
+        return None
+    tokens = int(text)
+    return tokens if tokens <= MAX_REPORTED_TOKENS else None
+
+
+def plausible_tokens(tokens: int | None) -> bool:
+    """Whether a token count is one we may bill (see MAX_REPORTED_TOKENS)."""
+    return type(tokens) is int and 0 <= tokens <= MAX_REPORTED_TOKENS

@@ -32,6 +32,9 @@ from engine.errors import CommitteeError, ConfigError, Retryable
 ADAPTERS: dict[str, ModuleType] = {"openai": openai, "gemini": gemini, "anthropic": anthropic}
 # No chat answer comes near this; a body past it is a misbehaving server, not an answer.
 MAX_BODY_BYTES = 8 * 2**20
+# Share of an attempt's timeout that getting a connection (pooled or new) may take;
+# see `ChatClient._timeout`.
+_CONNECT_SHARE = 0.9
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +186,23 @@ class ChatClient:
     def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(timeout_s)
         if timeout is None:
-            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+            # `total` alone also times the wait for a pooled connection and the connect,
+            # and then raises a bare TimeoutError, indistinguishable from a request that
+            # reached the provider. A `connect` limit just under it fires first there as
+            # aiohttp's ConnectionTimeoutError: an attempt that never left, never billed.
+            # (aiohttp rounds timeouts of 5 s and more up to whole seconds, so under
+            # 10 s the two may coincide; the attempt is then booked as possibly billed.)
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(
+                total=timeout_s, connect=timeout_s * _CONNECT_SHARE
+            )
         return timeout
 
     async def complete(self, request: ChatRequest, *, timeout_s: float) -> ChatResult:
         """Send `request` once and return the provider's answer.
 
         `timeout_s` covers the whole attempt, including waiting for a free pooled
-        connection, so keep calls in flight at or under `max_connections`.
+        connection, so keep calls in flight at or under `max_connections`; an attempt
+        that got no connection within 90 % of it fails unsent (not possibly billed).
         Raises `Retryable` (timeout, connection refused or lost, 408/409/429/5xx,
         garbled body) or `Permanent` (other 4xx, refusal); cancellation propagates.
         """
@@ -208,6 +220,11 @@ class ChatClient:
                 status, headers = response.status, response.headers
         # Once the request may have reached the provider, its model may have run and
         # been billed although we never saw the answer: those attempts are possibly billed.
+        # Before a connection was had, nothing was sent: aiohttp's ConnectionTimeoutError
+        # is also an asyncio.TimeoutError, so it is caught first.
+        except aiohttp.ConnectionTimeoutError:
+            raise Retryable(f"no connection to {self.base_url} within {timeout_s * _CONNECT_SHARE:g}s "
+                            "(connecting or waiting for a pooled one)") from None
         except asyncio.TimeoutError:
             raise Retryable(f"timeout after {timeout_s:g}s", possibly_billed=True) from None
         except aiohttp.ClientConnectorError as exc:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from adapters.base import ChatRequest, ChatResult
+from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
 from adapters.classify import decode_success, error_detail, parse_duration_s, rate_limit_info
 from engine.errors import Retryable, Unusable
 
@@ -61,10 +61,12 @@ class _Candidate(msgspec.Struct):
 
 
 class _UsageMetadata(msgspec.Struct):
-    promptTokenCount: int = 0
-    candidatesTokenCount: int = 0
+    # Raw, read by `reported_tokens`: a garbled figure must not cost us the answer.
+    # Zero counts are left out of the JSON, hence the defaults.
+    promptTokenCount: msgspec.Raw = ZERO_TOKENS
+    candidatesTokenCount: msgspec.Raw = ZERO_TOKENS
     # Gemini 2.5 bills thinking tokens as output but counts them apart.
-    thoughtsTokenCount: int = 0
+    thoughtsTokenCount: msgspec.Raw = ZERO_TOKENS
 
 
 class _PromptFeedback(msgspec.Struct):
@@ -172,18 +174,23 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
                                 http_status=status)
         elif not text:
             unusable = Unusable("empty", f"empty answer (finishReason={finish_reason})", http_status=status)
-    output_tokens = usage.candidatesTokenCount + usage.thoughtsTokenCount if usage is not None else 0
+    input_tokens = output_tokens = None
+    if usage is not None:
+        input_tokens = reported_tokens(usage.promptTokenCount)
+        outputs = (reported_tokens(usage.candidatesTokenCount), reported_tokens(usage.thoughtsTokenCount))
+        output_tokens = None if None in outputs else sum(outputs)  # type: ignore[arg-type]
+    usage_reported = input_tokens is not None and output_tokens is not None
     if unusable is not None:
-        if usage is not None:
-            unusable.input_tokens, unusable.output_tokens = usage.promptTokenCount, output_tokens
+        if usage_reported:
+            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
         raise unusable
     return ChatResult(
         text=text,
-        input_tokens=usage.promptTokenCount if usage is not None else 0,
-        output_tokens=output_tokens,
+        input_tokens=input_tokens if usage_reported else 0,
+        output_tokens=output_tokens if usage_reported else 0,
         finish_reason=finish_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),
-        usage_reported=usage is not None,
+        usage_reported=usage_reported,
         http_status=status,
     )

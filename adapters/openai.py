@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from adapters.base import ChatRequest, ChatResult, Message
+from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from adapters.classify import decode_success, rate_limit_info, shorten
 from engine.errors import Retryable, Unusable
 
@@ -41,8 +41,9 @@ class _Choice(msgspec.Struct):
 
 
 class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    # Raw, read by `reported_tokens`: a garbled figure must not cost us the answer.
+    prompt_tokens: msgspec.Raw = ZERO_TOKENS
+    completion_tokens: msgspec.Raw = ZERO_TOKENS
 
 
 class ChatCompletion(msgspec.Struct):
@@ -93,6 +94,9 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     choice = response.choices[0]
     finish_reason = choice.finish_reason or "stop"
     usage = response.usage
+    input_tokens = reported_tokens(usage.prompt_tokens) if usage is not None else None
+    output_tokens = reported_tokens(usage.completion_tokens) if usage is not None else None
+    usage_reported = input_tokens is not None and output_tokens is not None
     text = choice.message.content
     unusable = None
     if finish_reason == "content_filter":
@@ -107,17 +111,17 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     elif not text:
         unusable = Unusable("empty", f"empty answer (finish_reason={finish_reason})", http_status=status)
     if unusable is not None:
-        if usage is not None:
-            unusable.input_tokens, unusable.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        if usage_reported:
+            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
         raise unusable
     assert text is not None
     return ChatResult(
         text=text,
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
+        input_tokens=input_tokens if usage_reported else 0,
+        output_tokens=output_tokens if usage_reported else 0,
         finish_reason=finish_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),
-        usage_reported=usage is not None,
+        usage_reported=usage_reported,
         http_status=status,
     )

@@ -31,7 +31,9 @@ refunded, as Azure counts), `--bill-abandoned` (a call the client gave up on is 
 anyway).
 Each run then counts `duplicated` (answers the emulator produced twice for the same
 request) and `billed_unrecorded` (requests the emulator billed that the client has no
-record of, neither as billed nor as possibly billed); both must stay 0.
+record of, neither as billed nor as possibly billed, matched per request by content
+key for the engine; the naive clients keep no such record and are compared by totals);
+both must stay 0.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from adapters.base import ChatRequest, ChatResult, Message, ProviderName
 from adapters.client import ChatClient
 from bench import baselines
 from bench.emulator import (
+    AnswerRequest,
     Billing,
     EmulatorSpec,
     EmulatorStats,
@@ -65,8 +68,10 @@ from bench.emulator import (
     Latency,
     ModelLimits,
     Overload,
+    content_key,
     start_emulator_process,
 )
+from engine.budget import CallTab
 from engine.lane import Lane, LaneLimits
 
 Mode = Literal["engine", "gather", "sequential"]
@@ -158,6 +163,11 @@ class Tally:
         # Billed answers and possibly billed attempts the client knows of (the engine's lanes).
         self.billed = 0
         self.possibly_billed = 0
+        # Content keys (the emulator's `content_key`) of the requests the engine has a
+        # billed or possibly billed record of: matched per request against what the
+        # emulator billed, since totals let a possibly billed attempt that was never
+        # billed hide a billed one that went unrecorded.
+        self.recorded_keys: set[str] = set()
 
     def record(self, completed: bool, latency_s: float, output_tokens: int, retries: int) -> None:
         self.retries += retries
@@ -200,6 +210,22 @@ def teacher_requests(
 
 def wire_of(teacher: int, wire: str) -> ProviderName:
     return WIRES[teacher % len(WIRES)] if wire == "mixed" else wire  # type: ignore[return-value]
+
+
+def request_content_key(provider: ProviderName, request: ChatRequest) -> str:
+    """The emulator's `content_key` of `request` sent over `provider`'s wire."""
+    return content_key(AnswerRequest(
+        provider=provider, model=request.model, messages=[(m.role, m.content) for m in request.messages],
+        max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
+    ))
+
+
+def billed_unrecorded(server: EmulatorStats, tally: Tally, mode: Mode) -> int:
+    """Requests the emulator billed that the client has no record of (see the module docstring)."""
+    if mode != "engine":
+        return max(server.total.billed_requests - tally.billed - tally.possibly_billed, 0)
+    return sum(n for m in server.models.values() for key, n in m.billed_keys.items()
+               if key not in tally.recorded_keys)
 
 
 # --- the bound ------------------------------------------------------------------------------
@@ -330,11 +356,14 @@ async def drive_engine(s: Settings, url: str, concurrency: int, questions: list[
                 except anyio.WouldBlock:
                     await send.send(request)
 
-    async def work(lane: Lane, recv: MemoryObjectReceiveStream[ChatRequest]) -> None:
+    async def work(lane: Lane, provider: ProviderName, recv: MemoryObjectReceiveStream[ChatRequest]) -> None:
         async with recv:
             async for request in recv:
-                outcome = await lane.call(request)
+                tab = CallTab()
+                outcome = await lane.call(request, tab=tab)
                 result = outcome.result
+                if result is not None or outcome.unusable is not None or tab.possibly_attempts:
+                    tally.recorded_keys.add(request_content_key(provider, request))
                 tally.record(result is not None, outcome.elapsed_s, result.output_tokens if result else 0,
                              outcome.retries)
                 if outcome.error and len(tally.errors) < 5:
@@ -354,7 +383,7 @@ async def drive_engine(s: Settings, url: str, concurrency: int, questions: list[
                 send, recv = anyio.create_memory_object_stream[ChatRequest](max_buffer_size=concurrency)
                 tg.start_soon(produce, send, k)
                 for _ in range(concurrency):
-                    tg.start_soon(work, lane, recv.clone())
+                    tg.start_soon(work, lane, wire_of(k, s.wire), recv.clone())
                 recv.close()
         for lane in lanes:
             tally.billed += lane.stats.completed + lane.stats.unusable
@@ -433,7 +462,7 @@ async def one_run(
         server_billed=total.billed_requests,
         client_billed=tally.billed,
         client_possibly_billed=tally.possibly_billed,
-        billed_unrecorded=max(total.billed_requests - tally.billed - tally.possibly_billed, 0),
+        billed_unrecorded=billed_unrecorded(server, tally, mode),
         quota_refused=total.quota_refused,
         overloaded=total.overloaded,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),

@@ -13,7 +13,10 @@ hundreds of samples in flight far below its cap. Each attempt then settles:
 `max_usd` refuses an attempt only when spent + possibly billed + in-flight worst
 cases + its own worst case would pass the cap. When only the in-flight worst cases
 are in the way, the attempt waits for them to settle (most settle far below their
-worst case); when even an idle run could not afford it, the cap is reached for good.
+worst case); when even an idle run could not afford it, that attempt is refused and
+the cap is marked `reached` (no new samples start). Each attempt is decided on its
+own worst case: a smaller one that still fits (a review of a rationale already
+bought) is sent, or the money spent on what it reviews is wasted.
 """
 
 from __future__ import annotations
@@ -49,12 +52,11 @@ class Budget:
         """Reserve `usd` for an attempt about to be sent.
 
         `wait`: it fits once calls in flight settle (await `changed()`, then ask
-        again); `refused`: it can never fit, and the cap is `reached` for good.
+        again); `refused`: it can never fit, and the cap is `reached` for good (new
+        samples stop). A later, smaller attempt is still judged on its own worst case.
         """
         if self.max_usd is None:
             return "reserved"
-        if self.reached:
-            return "refused"
         committed = self.spent_usd + self.possibly_usd + usd
         if committed > self.max_usd:
             self.reached = True

@@ -40,7 +40,7 @@ from typing import Literal, Protocol
 import anyio
 import msgspec
 
-from adapters.base import ChatRequest, ChatResult
+from adapters.base import ChatRequest, ChatResult, plausible_tokens
 from engine.backoff import retry_delay_s
 from engine.breaker import Breaker
 from engine.budget import CallTab
@@ -108,7 +108,8 @@ class LaneLimits(msgspec.Struct, frozen=True, kw_only=True):
     # Seconds of traffic a bucket holds: providers allow about a second's burst.
     burst_s: float = 1.0
     # A Retry-After longer than this is a quota, not a burst: the call fails for this
-    # run (a resumed run retries it) and the lane's other calls keep going.
+    # run (a resumed run retries it) and the lane's other calls keep going. Overload
+    # answers are the exception: their Retry-After is capped at `overload_backoff_cap_s`.
     max_retry_after_s: float = 60.0
     # Overload (5xx, Anthropic 529) passes in seconds to minutes: a call retries it for
     # this long, backing off up to `overload_backoff_cap_s`, outside `max_attempts`.
@@ -286,21 +287,33 @@ class Lane:
                 overload_attempts += 1
                 if overload_since is None:
                     overload_since = self._clock()
+            else:
+                # The outage is measured in a row: a 429 or a timeout between two 503s
+                # minutes apart means two short overloads, not one long one.
+                overload_since = None
             error = self._give_up(answer, request, attempts - overload_attempts, unusable, overload_since)
             if error is not None:
                 log.warning("%s", error)
                 return end("failed", error)
             stats.retries += 1
-            overloaded = isinstance(answer, Retryable) and answer.overloaded
-            await anyio.sleep(
-                retry_delay_s(
-                    overload_attempts if overloaded else max(attempts - overload_attempts, 1),
+            if isinstance(answer, Retryable) and answer.overloaded:
+                assert overload_since is not None
+                # An overloaded server's Retry-After is a hint, not a quota: never wait
+                # longer than the overload backoff cap, nor past the overload horizon.
+                after_s = answer.after_s
+                if after_s is not None:
+                    after_s = min(after_s, self.limits.overload_backoff_cap_s)
+                delay_s = retry_delay_s(overload_attempts, after_s, base_s=self.limits.backoff_base_s,
+                                        cap_s=self.limits.overload_backoff_cap_s, rng=self._rng)
+                horizon_s = overload_since + self.limits.overload_retry_s - self._clock()
+                delay_s = max(min(delay_s, horizon_s), 0.0)
+            else:
+                delay_s = retry_delay_s(
+                    max(attempts - overload_attempts, 1),
                     answer.after_s if isinstance(answer, Retryable) else None,
-                    base_s=self.limits.backoff_base_s,
-                    cap_s=self.limits.overload_backoff_cap_s if overloaded else self.limits.backoff_cap_s,
-                    rng=self._rng,
+                    base_s=self.limits.backoff_base_s, cap_s=self.limits.backoff_cap_s, rng=self._rng,
                 )
-            )
+            await anyio.sleep(delay_s)
 
     def _breaker_error(self) -> str:
         return (f"teacher {self.name!r}: {self.breaker.cause}, calls to it stopped (not sent); "
@@ -332,17 +345,19 @@ class Lane:
         if isinstance(error, Permanent):
             return f"teacher {self.name!r}: {reason}"
         assert isinstance(error, Retryable)
-        if error.after_s is not None and error.after_s > self.limits.max_retry_after_s:
-            return (
-                f"teacher {self.name!r}: provider asks to wait {error.after_s:.0f} s "
-                f"(a quota, not a burst): {reason}; resume the run later"
-            )
+        # Overload first: a 503/529 with a long Retry-After is still an outage that
+        # passes in minutes, retried over the overload horizon (see `call`), not a quota.
         if error.overloaded:
             assert overload_since is not None
             if self._clock() - overload_since > self.limits.overload_retry_s:
                 return (f"teacher {self.name!r}: provider overloaded for over "
                         f"{self.limits.overload_retry_s:g} s: {reason}; rerun later to resume")
             return None
+        if error.after_s is not None and error.after_s > self.limits.max_retry_after_s:
+            return (
+                f"teacher {self.name!r}: provider asks to wait {error.after_s:.0f} s "
+                f"(a quota, not a burst): {reason}; resume the run later"
+            )
         if attempts >= self.limits.max_attempts:
             return f"teacher {self.name!r}: gave up after {attempts} attempts: {reason}"
         return None
@@ -383,17 +398,27 @@ class Lane:
                     # answer may have been billed: count it as possibly billed.
                     log.exception("teacher %r: unexpected error from the client", self.name)
                     tab.abandoned()
+                    self.stats.possibly_billed += 1
                     settled = True
                     error = Permanent(f"unexpected {type(exc).__name__}: {exc}")
                     self._on_failure(error, seq, charged)
                     return error
+                if result.usage_reported and not (plausible_tokens(result.input_tokens)
+                                                  and plausible_tokens(result.output_tokens)):
+                    # The adapters drop garbled usage already; a client that does not must
+                    # not put negative or absurd money in the tab or the store either.
+                    log.warning("teacher %r: implausible usage reported; estimating it", self.name)
+                    result.usage_reported, result.input_tokens, result.output_tokens = False, 0, 0
                 if result.usage_reported:
+                    used = result.input_tokens + result.output_tokens
                     tab.billed(result.input_tokens, result.output_tokens)
                 else:
                     # Billed all the same: estimate rather than book it as free.
-                    tab.billed(estimate, estimate_tokens(result.text), estimated=True)
+                    output = estimate_tokens(result.text)
+                    used = estimate + output
+                    tab.billed(estimate, output, estimated=True)
                 settled = True
-                self._on_success(result, charged)
+                self._on_success(result, charged, used)
                 return result
             tab.abandoned()
             self.stats.possibly_billed += 1
@@ -410,7 +435,8 @@ class Lane:
     def _bill_unusable(self, answer: Unusable, request: ChatRequest, estimate: int, tab: CallTab,
                        charged: float) -> None:
         self.stats.unusable += 1
-        if answer.input_tokens is not None and answer.output_tokens is not None:
+        if plausible_tokens(answer.input_tokens) and plausible_tokens(answer.output_tokens):
+            assert answer.input_tokens is not None and answer.output_tokens is not None
             used = answer.input_tokens + answer.output_tokens
             tab.billed(answer.input_tokens, answer.output_tokens)
         else:
@@ -421,10 +447,7 @@ class Lane:
         self.breaker.record_success()
         if self._tpm is not None:
             # Billed, so counted by the provider's TPM too: reconcile like a success.
-            if charged > used:
-                self._tpm.refund(charged - used)
-            else:
-                self._tpm.take(used - charged)
+            self._reconcile_tpm(charged, used)
 
     async def _admit(self, tokens: int, tab: CallTab) -> tuple[int, float] | None:
         """Wait in line, then take a slot, a request, `tokens` (clamped) and the call's
@@ -479,19 +502,26 @@ class Lane:
             self._call_ended.set()
             self._call_ended = None
 
-    def _on_success(self, result: ChatResult, charged: float) -> None:
+    def _reconcile_tpm(self, charged: float, used: int) -> None:
+        """Settle a TPM charge against the tokens the provider counted."""
+        assert self._tpm is not None
+        if charged > used:
+            self._tpm.refund(charged - used)
+        else:
+            # At most one bucketful: a debt deeper than that (a prompt far over our
+            # estimate) would stall the lane for longer than any provider window.
+            self._tpm.take(min(used - charged, self._tpm.capacity))
+
+    def _on_success(self, result: ChatResult, charged: float, used: int) -> None:
         self.breaker.record_success()
         self._overloads_in_a_row = 0
         stats = self.stats
         stats.input_tokens += result.input_tokens
         stats.output_tokens += result.output_tokens
         if self._tpm is not None:
-            # Reconcile: we charged estimate + max_tokens, the provider counts what was used.
-            excess = charged - (result.input_tokens + result.output_tokens)
-            if excess > 0:
-                self._tpm.refund(excess)
-            else:
-                self._tpm.take(-excess)
+            # Reconcile: we charged estimate + max_tokens, the provider counts what was
+            # used (our estimate of it when it reported none).
+            self._reconcile_tpm(charged, used)
         self._adopt_reported_limits(result)
         self._latency_s = result.latency_s if self._latency_s == 0 else 0.9 * self._latency_s + 0.1 * result.latency_s
         # Rates below their ceiling grow back (the common case, at the ceiling, costs nothing).

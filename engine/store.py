@@ -220,9 +220,22 @@ class Store:
         if not row.finished_at:
             row = msgspec.structs.replace(row, finished_at=time.time())
         values = tuple(getattr(row, c) for c in _COLUMNS)
+        earlier = None
         if row.status == "completed":
+            earlier = self._uncommitted.get(row.key)
             self._uncommitted[row.key] = (row, values)
-        await self._send.send(("call", values))
+        try:
+            await self._send.send(("call", values))
+        except BaseException:
+            # Not queued (cancelled, store closing): no commit will ever end the entry, and
+            # a look-up would keep serving an answer that is in no row. An earlier entry
+            # still queued for the same key comes back.
+            if self._uncommitted.get(row.key, (None, None))[1] is values:
+                if earlier is None:
+                    del self._uncommitted[row.key]
+                else:
+                    self._uncommitted[row.key] = earlier
+            raise
 
     async def add_sample(self, dataset: str, sample_id: str, position: int, body: bytes) -> None:
         """Queue a decided sample (its JSON body) for the writer; a re-decided sample replaces the old row."""

@@ -138,7 +138,10 @@ class Teacher:
                 await self._store.add_call(_billed_row(slot, tab, status="cancelled", error="cancelled"))
             raise
         if outcome.status == "skipped":
-            await self._store.add_call(_billed_row(slot, tab, status="skipped", error="budget"))
+            # Shielded like the other rows: earlier attempts of this call may have been
+            # billed, and a cancellation landing here would leave no row of that money.
+            with anyio.CancelScope(shield=True):
+                await self._store.add_call(_billed_row(slot, tab, status="skipped", error="budget"))
             return Answer(None, error="spending cap reached", skipped=True)
         result = outcome.result
         row = _billed_row(

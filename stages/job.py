@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
-
-import anyio
 
 from engine.preferences import write_preferences
 from engine.store import Store
@@ -26,6 +25,7 @@ from stages.report import write_reports
 from stages.sources import as_questions, mistakes_for_teach, train_questions
 from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files
 from stages.teachers import check_teachers
+from stages.terminate import Terminated, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ class JobResult:
     stopped_by: int | None = None
 
 
-class Terminated(Exception):
-    """The run was stopped by SIGTERM; everything in hand is saved and the reports are written."""
-
-
 async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
     """Run `stage` (or all of them) and return what is left undone.
 
@@ -56,31 +52,14 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
     reports are written too, and the KeyboardInterrupt goes on.
     """
     ctx.prepare()
-    terminated = False
-    result = JobResult()  # what a run stopped before its end has left undone is in the store, not here
-
-    async def on_sigterm(signals, scope: anyio.CancelScope) -> None:
-        nonlocal terminated
-        async for _ in signals:
-            terminated = True
-            scope.cancel()
-            return
-
-    try:
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(on_sigterm, signals, tg.cancel_scope)
-                result = await _run_stages(ctx, stage)
-                tg.cancel_scope.cancel()
-    except anyio.get_cancelled_exc_class():
-        # Ctrl-C: cancelled here, a KeyboardInterrupt once out of the event loop.
-        write_reports(ctx, quiet=True)
-        raise
-    if terminated or result.stopped_by == signal.SIGTERM:
-        write_reports(ctx, quiet=True)
+    stopped = partial(write_reports, ctx, quiet=True)
+    result = await stop_on_sigterm(partial(_run_stages, ctx, stage), stopped)
+    # Training stopped at a step boundary: the trainer had the signal, not the event loop.
+    if result.stopped_by == signal.SIGTERM:
+        stopped()
         raise Terminated
     if result.stopped_by == signal.SIGINT:
-        write_reports(ctx, quiet=True)
+        stopped()
         raise KeyboardInterrupt
     return result
 
@@ -171,7 +150,8 @@ def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] 
     if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
     # Training blocks the event loop, so Ctrl-C and SIGTERM are the trainer's to handle
-    # meanwhile: it stops at a step boundary, saves a checkpoint, and says so.
+    # meanwhile (launch() takes them over for the whole call, setup included): it stops
+    # once setup ends or at a step boundary, saves a checkpoint (SFT), and says so.
     code = launch(ctx.config_path, ctx.cfg, objective)
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         result.stopped_by = code - 128

@@ -563,3 +563,81 @@ async def test_a_key_sent_over_plain_http_to_another_host_is_warned_about_once(c
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "'gpt'" in warnings[0] and "http://" in warnings[0]
     assert KEY not in warnings[0]
+
+
+# --- garbled usage (issue 10) ----------------------------------------------------------------------
+
+_GARBLED = ["-100000000", "1000000000000000000000000000000", "9" * 400, "1e400", "null", "true", "12.5", '"12"']
+
+
+def _answer_body(provider: str, prompt: str, text: str = "42") -> bytes:
+    """A proper answer whose prompt-token figure is `prompt`, raw JSON."""
+    if provider == "openai":
+        return (b'{"choices": [{"message": {"content": "%s"}, "finish_reason": "stop"}], '
+                b'"usage": {"prompt_tokens": %s, "completion_tokens": 5}}' % (text.encode(), prompt.encode()))
+    if provider == "anthropic":
+        content = b'[{"type": "text", "text": "%s"}]' % text.encode() if text else b"[]"
+        return (b'{"content": %s, "stop_reason": "end_turn", '
+                b'"usage": {"input_tokens": %s, "output_tokens": 5}}' % (content, prompt.encode()))
+    parts = b'[{"text": "%s"}]' % text.encode() if text else b"[]"
+    return (b'{"candidates": [{"content": {"parts": %s}, "finishReason": "STOP"}], '
+            b'"usageMetadata": {"promptTokenCount": %s, "candidatesTokenCount": 5}}' % (parts, prompt.encode()))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("prompt", _GARBLED)
+def test_garbled_usage_is_not_reported_and_the_answer_is_kept(provider: str, prompt: str) -> None:
+    # Before: a validation error (null, 1e400, a string) made a billed answer Retryable and
+    # bought it again; a negative or huge int was billed as is.
+    result = ADAPTERS[provider].decode(200, {}, _answer_body(provider, prompt), 0.1)
+    assert result.text == "42" and not result.usage_reported
+    assert (result.input_tokens, result.output_tokens) == (0, 0)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_garbled_usage_of_an_unusable_answer_is_left_for_the_lane_to_estimate(provider: str) -> None:
+    with pytest.raises(Unusable) as caught:
+        ADAPTERS[provider].decode(200, {}, _answer_body(provider, "-7", text=""), 0.1)
+    assert (caught.value.input_tokens, caught.value.output_tokens) == (None, None)
+
+
+def test_plausible_usage_still_decodes_and_anthropic_null_cache_counts_are_zero() -> None:
+    body = (b'{"content": [{"type": "text", "text": "42"}], "stop_reason": "end_turn", "usage": {"input_tokens": 7,'
+            b' "output_tokens": 5, "cache_creation_input_tokens": null, "cache_read_input_tokens": 3}}')
+    result = anthropic.decode(200, {}, body, 0.1)
+    assert (result.usage_reported, result.input_tokens, result.output_tokens) == (True, 10, 5)
+    result = gemini.decode(200, {}, b'{"candidates": [{"content": {"parts": [{"text": "42"}]}}], '
+                           b'"usageMetadata": {"promptTokenCount": 7}}', 0.1)
+    assert (result.usage_reported, result.input_tokens, result.output_tokens) == (True, 7, 0)
+
+
+# --- no connection in time (issue 10) ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_no_pooled_connection_in_time_is_not_possibly_billed() -> None:
+    # A pool of one held busy by a first request the server never answers: the second
+    # request never gets a connection, so it was never sent and cannot have been billed.
+    release, arrived = anyio.Event(), anyio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await release.wait()
+        return web.json_response({})
+
+    async def hold(client: ChatClient) -> None:
+        # Answered `{}` once released: a Retryable we do not look at.
+        with pytest.raises(Retryable):
+            await client.complete(REQUEST, timeout_s=5.0)
+
+    async with (
+        serve(hang) as url,
+        ChatClient("openai", api_key=KEY, base_url=base_url(url, "openai"), max_connections=1) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(hold, client)
+        await arrived.wait()  # it holds the only connection now
+        with pytest.raises(Retryable) as caught:
+            await client.complete(REQUEST, timeout_s=0.3)
+        release.set()
+    assert not caught.value.possibly_billed and "no connection" in str(caught.value)

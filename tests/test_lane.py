@@ -444,3 +444,95 @@ async def test_anthropic_split_token_limits_are_not_read_as_one_tpm() -> None:
     lane = Lane("t", FakeClient(lambda n: ok(rate_limit=info)), LaneLimits(**FAST))
     await lane.call(REQUEST)
     assert lane.stats.tpm == 48_000
+
+
+# --- issue 10: bad usage, overload Retry-After, overload clock, unexpected errors -------------------
+
+
+def _usage(input_tokens: int, output_tokens: int) -> ChatResult:
+    return ChatResult(text="The answer is 42.", input_tokens=input_tokens, output_tokens=output_tokens,
+                      finish_reason="stop", latency_s=0.01)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("usage", [(20, -100_000_000), (10**30, 5), (10**400, 5), (True, 5)])
+async def test_implausible_usage_from_a_client_is_estimated_not_billed(usage: tuple[int, int]) -> None:
+    # Before: negative money in the tab (cap bypassed), or OverflowError out of Lane.call.
+    tab = CallTab(**PRICED)
+    lane = Lane("t", FakeClient(lambda n: _usage(*usage)), LaneLimits(tpm=60_000, **FAST), clock=lambda: 0.0)
+    outcome = await lane.call(REQUEST, tab=tab)
+    assert outcome.status == "completed" and tab.usage_estimated
+    assert 0 < tab.input_tokens < 1000 and 0 < tab.output_tokens < 1000 and 0 < tab.usd < 0.01
+    tpm = lane._tpm
+    assert tpm is not None and tpm.wait_s(1) == 0.0
+
+
+@pytest.mark.anyio
+async def test_a_prompt_far_over_the_estimate_costs_the_tpm_bucket_at_most_one_bucketful() -> None:
+    # 10**8 reported tokens against a 60,000 TPM bucket: before, the next admission waited
+    # 100,000,000 / 1,000 per s; now at most a bucket's refill (1,000 tokens: one second).
+    lane = Lane("t", FakeClient(lambda n: _usage(100_000_000, 5)), LaneLimits(tpm=60_000, **FAST))
+    assert (await lane.call(REQUEST)).status == "completed"
+    tpm = lane._tpm
+    assert tpm is not None and tpm.wait_s(REQUEST.max_tokens) <= 2 * tpm.capacity / tpm.rate_per_s
+
+
+@pytest.mark.anyio
+async def test_an_overload_with_a_long_retry_after_is_retried_not_a_quota() -> None:
+    # Before: Retry-After 120 s > max_retry_after_s failed the call at once as a quota.
+    slept: list[float] = []
+    client = FakeClient(lambda n: Retryable("HTTP 503", after_s=120, overloaded=True, http_status=503)
+                        if n < 2 else ok())
+    lane = Lane("t", client, LaneLimits(max_retry_after_s=60, overload_backoff_cap_s=0.002, **FAST))
+    real_sleep = anyio.sleep
+
+    async def sleep(delay_s: float) -> None:
+        if delay_s:  # the fake client's own sleep(0) is no wait
+            slept.append(delay_s)
+        await real_sleep(0)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("engine.lane.anyio.sleep", sleep)
+        outcome = await lane.call(REQUEST)
+    assert outcome.status == "completed" and outcome.attempts == 3
+    assert slept == [0.002, 0.002]  # the overload backoff cap, not the 120 s asked
+
+
+@pytest.mark.anyio
+async def test_the_overload_clock_restarts_after_another_answer() -> None:
+    # 503 at t=0, then timeouts until t=400, then 503 again: two short overloads, not one
+    # of 400 s (before, the second 503 failed the call as "overloaded for over 300 s").
+    now = [0.0]
+    script = [Retryable("HTTP 503", overloaded=True, http_status=503)]
+    script += [Retryable("no answer within 100 s", possibly_billed=True)] * 4
+    script += [Retryable("HTTP 503", overloaded=True, http_status=503)]
+
+    class Scripted(FakeClient):
+        async def complete(self, request: ChatRequest, *, timeout_s: float) -> ChatResult:
+            n = len(self.started)
+            self.started.append(now[0])
+            now[0] += 100.0
+            if n < len(script):
+                raise script[n]
+            return ok()
+
+    lane = Lane("t", Scripted(lambda n: ok()), LaneLimits(overload_retry_s=300, max_attempts=6,
+                                                        overload_backoff_cap_s=0.002, **FAST), clock=lambda: now[0])
+    outcome = await lane.call(REQUEST)
+    assert outcome.status == "completed" and outcome.attempts == 7
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_client_error_is_counted_possibly_billed() -> None:
+    tab = CallTab(**PRICED)
+    lane = Lane("t", FakeClient(lambda n: KeyError("choices")), LaneLimits(**FAST))
+    await lane.call(REQUEST, tab=tab)
+    assert tab.possibly_attempts == 1 and lane.stats.possibly_billed == 1
+
+
+def test_one_refused_attempt_does_not_refuse_a_later_one_that_fits() -> None:
+    # Before: once `reached`, every attempt was refused, even a review that fits.
+    budget = Budget(1.0, spent_usd=0.90)
+    assert budget.reserve(0.2) == "refused" and budget.reached
+    assert budget.reserve(0.01) == "reserved" and budget.reached  # new samples still stop
+    assert budget.reserve(0.2) == "refused"

@@ -103,3 +103,16 @@ async def test_an_old_run_directory_is_migrated_and_resumes(tmp_path):
     row = conn.execute("SELECT http_status, possibly_usd, possibly_attempts, unusable FROM calls WHERE key = 'k2'")
     assert row.fetchone() == (200, 0.5, 1, "truncated")
     conn.close()
+
+
+async def test_an_answer_whose_queueing_was_cancelled_is_not_served_from_memory(tmp_path):
+    # Nobody receives on this stream, so the send blocks until cancelled. Before, the
+    # entry registered ahead of it stayed: look-ups served an answer that is in no row.
+    send, recv = anyio.create_memory_object_stream[tuple[str, tuple]](0)
+    store = Store(open_db(tmp_path / "store.sqlite"), send)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.add_call(_row("k"))
+    assert store.completed("k") is None
+    send.close()
+    recv.close()

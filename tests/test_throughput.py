@@ -77,3 +77,15 @@ def test_bound_without_tpm_refund_keeps_max_tokens_and_an_overload_window_adds_i
     assert binding == "rpm+overload" and abs(bound - (1180 / 20 + 0.3 + 15)) < 1e-9
     bound, _ = throughput.bound_s(settings, 100, 64, input_tokens=100, output_tokens=20)
     assert bound < 10  # done before the window opens: it costs nothing
+
+
+def test_billed_unrecorded_matches_requests_not_totals() -> None:
+    # The emulator billed a and b; the client recorded a as billed and c as possibly
+    # billed (never billed). Totals say 2 billed, 2 on record: 0 unrecorded. Per request, b is.
+    from bench.emulator import EmulatorStats, ModelStats
+
+    model = ModelStats(billed_requests=2, billed_keys={"a": 1, "b": 1})
+    server = EmulatorStats(models={"m": model}, total=ModelStats(billed_requests=2))
+    tally = throughput.Tally()
+    tally.billed, tally.possibly_billed, tally.recorded_keys = 1, 1, {"a", "c"}
+    assert throughput.billed_unrecorded(server, tally, "engine") == 1

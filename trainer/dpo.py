@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,8 @@ from trainer.recipe import (
     setup_engine,
     setup_model,
     setup_tokenizer,
+    stop_on_signals,
+    stopped_during_setup,
 )
 
 log = logging.getLogger(__name__)
@@ -140,12 +143,29 @@ def _fingerprint(cfg: Config, prefs_path: Path, start: Path, settings: TrainSect
     return hashlib.sha256(base.encode() + msgspec.json.encode(cfg.dpo) + sft_print).hexdigest()
 
 
-def train_dpo(cfg: Config) -> TrainResult:
+def train_dpo(cfg: Config, *, stop: list[int] | None = None) -> TrainResult:
     """Run DPO from the SFT model on `out_dir/preferences.jsonl` (rebuilt from dataset.jsonl first).
 
     Returns at once when `out_dir/model_dpo` already holds the result of these inputs.
     Raises `ConfigError`/`DataError` (one line) before training: no pairs, bad settings.
+    `stop`: the list a caller's `stop_on_signals()` fills; a signal in it stops DPO once
+    setup ends or at the next step boundary (`stopped_by` set). Without one, `train_dpo`
+    handles Ctrl-C and SIGTERM itself.
     """
+    if stop is None:
+        with stop_on_signals() as received:
+            return _train_dpo(cfg, received)
+    return _train_dpo(cfg, stop)
+
+
+def _stopped(by: str, step: int, total_steps: int, model_out: Path) -> TrainResult:
+    # DPO runs are short next to SFT and keep no mid-run checkpoints: a rerun starts over.
+    log.warning("DPO stopped by %s at step %d of %d; DPO keeps no mid-run checkpoint, so nothing was saved: rerun "
+                "to start it over", by, step, total_steps)
+    return TrainResult(model_dir=str(model_out), steps=step, stopped_early=True, stopped_by=by)
+
+
+def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     out = cfg.out_dir
     settings = dpo_settings(cfg)
     prefs_path, model_out = out / "preferences.jsonl", out / "model_dpo"
@@ -186,6 +206,9 @@ def train_dpo(cfg: Config) -> TrainResult:
     pad_id = tokenizer.pad_token_id
     reference = reference_logprobs(model, seqs, pad_id, settings.micro_batch_size)
     engine = setup_engine(model, settings, ds_config, total_steps)
+    by = stopped_during_setup(stop, engine.device)
+    if by:
+        return _stopped(by, 0, total_steps, model_out)
 
     log_path = out / "dpo_log.jsonl"
     engine.train()
@@ -222,7 +245,9 @@ def train_dpo(cfg: Config) -> TrainResult:
                 if not boundary:
                     continue
                 step += 1
-                stats = window.to(engine.device, copy=True)
+                # The stop request rides in the same all-reduce: every rank stops at the same step.
+                stats = torch.cat([window, torch.tensor([float(bool(stop))], dtype=torch.float64)])
+                stats = stats.to(engine.device)
                 dist.all_reduce(stats)
                 stats = stats.cpu()
                 window.zero_()
@@ -247,6 +272,8 @@ def train_dpo(cfg: Config) -> TrainResult:
                     log_file.flush()
                     xlog.scalars("dpo", {k: v for k, v in row.items() if k != "step"}, step)
                 progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
+                if stats[4] > 0:
+                    return _stopped(signal.Signals(stop[0]).name if stop else "SIGTERM", step, total_steps, model_out)
                 if step >= total_steps:
                     break
             epoch += 1

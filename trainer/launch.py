@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from engine.children import die_with_parent, stop_group
+from engine.children import die_with_parent, kill_group, stop_group
 from engine.config import Config
 from engine.errors import ConfigError
 
@@ -54,6 +54,13 @@ def train_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# How long a stopped worker may take to reach its step boundary and save a checkpoint
+# before it is killed (a second Ctrl-C kills at once). The deepspeed launcher's own
+# `launch.py` gives its workers 30 s and offers no setting.
+WORKER_GRACE_S = 600.0
+# Tells a trainer worker which process to outlive no longer (see `trainer.recipe.run_cli`).
+RUN_PID_ENV = "COMMITTEE_RUN_PID"
+
 Objective = Literal["sft", "dpo"]
 _MODULES: dict[str, str] = {"sft": "trainer.recipe", "dpo": "trainer.dpo"}
 
@@ -68,8 +75,11 @@ def launch_command(config_path: Path, cfg: Config, port: int, objective: Objecti
     if train.launcher == "torchrun":
         if train.hostfile:
             raise ConfigError("[train].hostfile needs launcher = 'deepspeed' (torchrun takes no hostfile)")
+        # torchrun SIGKILLs workers still running `--shutdown-timeout` (default 30 s) after
+        # it passed a stop on: too short for a step and a sharded checkpoint of a big model.
         return [
             sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(train.num_processes),
+            "--shutdown-timeout", str(int(WORKER_GRACE_S)),
             "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", _MODULES[objective], *recipe,
         ]  # fmt: skip
     hosts = ["--hostfile", train.hostfile] if train.hostfile else ["--num_gpus", str(train.num_processes)]
@@ -93,13 +103,17 @@ def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objectiv
         import torch.distributed as dist
 
         from trainer.dpo import train_dpo
-        from trainer.recipe import train
+        from trainer.recipe import stop_on_signals, train
 
-        try:
-            result = (train_dpo if objective == "dpo" else train)(cfg)
-        finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        # Around the whole call, setup included: the event loop that would see SIGTERM is
+        # blocked until this returns, and model loading or DeepSpeed's extension build can
+        # take minutes. The trainer checks the list after setup and at each step boundary.
+        with stop_on_signals() as stop:
+            try:
+                result = (train_dpo if objective == "dpo" else train)(cfg, stop=stop)
+            finally:
+                if dist.is_initialized():
+                    dist.destroy_process_group()
         # Stopped at a step boundary by a signal: the code a process that signal ended would give.
         stopped_by = getattr(result, "stopped_by", None)
         return 128 + signal.Signals[stopped_by] if stopped_by else 0
@@ -108,6 +122,9 @@ def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objectiv
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
         env.pop(key, None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+    # Workers watch this process themselves (`trainer.recipe.run_cli`): neither our process
+    # group nor the kernel's parent-death signal reaches all of them if we are SIGKILLed.
+    env[RUN_PID_ENV] = str(os.getpid())
     log.info("launching %d trainer processes: %s", cfg.train.num_processes, " ".join(command))
     # Its own process group, stopped whenever this function is left (Ctrl-C, SIGTERM, an
     # error), and a SIGTERM from the kernel if run.py dies outright: no worker outlives the run.
@@ -116,11 +133,14 @@ def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objectiv
         command, cwd=_REPO, env=env, start_new_session=True,
         preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - it only calls prctl
     )
+    forwarded: list[int] = []
     try:
         with _forward_stops(launcher) as forwarded:
             code = launcher.wait()
     finally:
-        stop_group(launcher, timeout_s=30.0)
+        # Longer than torchrun's own wait for its workers, so it is torchrun, which sees
+        # them, that decides when they have had enough time.
+        stop_group(launcher, timeout_s=WORKER_GRACE_S + 30.0, signalled=bool(forwarded))
     # The launcher's own code after its workers stopped on a signal says little: report the signal.
     return 128 + forwarded[0] if forwarded else code
 
@@ -130,7 +150,8 @@ def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
     """Pass Ctrl-C and SIGTERM on to the trainer processes as SIGTERM, which stops them at a step boundary.
 
     They lead their own session, so a terminal's Ctrl-C does not reach them by itself.
-    Yields the signals received.
+    A second Ctrl-C SIGKILLs the launcher's group at once (torchrun's workers, in
+    sessions of their own, then die with torchrun: see `run_cli`). Yields the signals received.
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's to set
@@ -138,6 +159,11 @@ def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
         return
 
     def forward(signum: int, frame: object) -> None:
+        if received and signum == signal.SIGINT:
+            log.warning("SIGINT again: killing the trainer processes now; rerun to resume from the last checkpoint")
+            received.append(signum)
+            kill_group(launcher)
+            return
         received.append(signum)
         log.warning("%s: asking the trainer processes to stop at the end of this step", signal.Signals(signum).name)
         try:

@@ -36,6 +36,7 @@ import msgspec
 import torch
 import torch.distributed as dist
 
+from engine.children import set_parent_death_signal, watch_run
 from engine.config import Config, LoraSection, TrainSection, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
 from prompts.student import PromptFormat, resolve_format
@@ -52,6 +53,7 @@ from trainer.data import (
     tokenize_pairs,
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
+from trainer.launch import RUN_PID_ENV
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
@@ -404,7 +406,7 @@ def out_of_memory(exc: BaseException) -> bool:
 # --- the recipe ----------------------------------------------------------------------
 
 
-def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
+def train(cfg: Config, *, stop_after_steps: int | None = None, stop: list[int] | None = None) -> TrainResult:
     """Fine-tune `[student].model` on `out_dir/train.jsonl` with FAIR's joint loss.
 
     Resumes from the newest checkpoint of the same inputs; returns at once when
@@ -412,8 +414,27 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     `ConfigError`/`DataError` (one line) before training for bad settings or data,
     and `ConfigError` naming what to lower when memory runs out.
     `stop_after_steps` returns after that many optimizer steps, as if killed there
-    (tests use it to check resume).
+    (tests use it to check resume). `stop`: the list a caller's `stop_on_signals()`
+    fills; a signal in it stops training once setup ends or at the next step boundary
+    (`stopped_by` set). Without one, `train` handles Ctrl-C and SIGTERM itself.
     """
+    if stop is None:
+        with stop_on_signals() as received:
+            return _train(cfg, stop_after_steps, received)
+    return _train(cfg, stop_after_steps, stop)
+
+
+def stopped_during_setup(stop: list[int], device: torch.device | str) -> str:
+    """The signal's name if a stop was asked for on any rank during setup, else ""; every rank must call it."""
+    # One all-reduce, so every rank returns here or none does (a rank alone in the loop would hang).
+    flag = torch.tensor([float(bool(stop))], dtype=torch.float64, device=device)
+    dist.all_reduce(flag)
+    if not flag.item():
+        return ""
+    return signal.Signals(stop[0]).name if stop else "SIGTERM"
+
+
+def _train(cfg: Config, stop_after_steps: int | None, stop: list[int]) -> TrainResult:
     train_cfg = cfg.train
     out = cfg.out_dir
     train_path, model_out, ckpt_dir = out / "train.jsonl", out / "model", out / "checkpoints"
@@ -462,6 +483,13 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     engine = setup_engine(model, train_cfg, ds_config, total_steps)
     state = _resume(engine, ckpt_dir, print_)
     resumed_from = state.global_step
+    by = stopped_during_setup(stop, engine.device)
+    if by:
+        where = f"resume from the checkpoint at step {resumed_from}" if resumed_from else "train from the start"
+        log.warning("training stopped by %s during setup, before any step, so no checkpoint was saved; rerun to %s",
+                    by, where)
+        return TrainResult(model_dir=str(model_out), resumed_from_step=resumed_from, stopped_early=True,
+                           stopped_by=by, checkpoint_step=resumed_from or None)  # fmt: skip
 
     log_path = out / "train_log.jsonl"
     if ctx.rank == 0:
@@ -481,7 +509,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     tick = time.perf_counter()
     progress = progress_bar(enabled=ctx.rank == 0)
     xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
-    with stop_on_signals() as stop, progress, xlog, (
+    with progress, xlog, (
         log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")
     ) as log_file:
         task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
@@ -590,11 +618,12 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
 
 @contextmanager
 def stop_on_signals() -> Iterator[list[int]]:
-    """Ctrl-C and SIGTERM ask the loop to stop at the next optimizer-step boundary (a second Ctrl-C stops now).
+    """Ctrl-C and SIGTERM ask the trainer to stop once setup ends or at the next optimizer-step boundary.
 
-    The handler only records the signal: raising in the middle of a DeepSpeed step
-    (or a collective other ranks are in) would leave nothing resumable. Off the main
-    thread, where handlers cannot be set, signals keep their usual effect.
+    A second Ctrl-C stops now (KeyboardInterrupt). The handler only records the signal:
+    raising in the middle of a DeepSpeed step (or a collective other ranks are in) would
+    leave nothing resumable. Off the main thread, where handlers cannot be set, signals
+    keep their usual effect.
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -605,7 +634,7 @@ def stop_on_signals() -> Iterator[list[int]]:
         if received and signum == signal.SIGINT:
             raise KeyboardInterrupt
         received.append(signum)
-        log.warning("%s: stopping at the end of this optimizer step (saving a checkpoint to resume from)",
+        log.warning("%s: stopping at the end of this optimizer step, or once setup ends (Ctrl-C again stops now)",
                     signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -628,8 +657,16 @@ def run_cli(prog: str, description: str, run, argv: list[str] | None = None) -> 
         level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    if RUN_PID_ENV in os.environ:
+        # Started by launch() under a launcher. A launcher SIGKILLed (a second Ctrl-C)
+        # cannot pass a stop on, and run.py SIGKILLed leaves the deepspeed launcher's
+        # `launch.py` running with us: guard against both here, in the worker itself.
+        set_parent_death_signal(signal.SIGKILL)
+        watch_run(int(os.environ[RUN_PID_ENV]))
     try:
-        result = run(load_config(args.config))
+        # Entered before setup, so a stop during model loading is acted on once setup ends.
+        with stop_on_signals() as stop:
+            result = run(load_config(args.config), stop=stop)
     except CommitteeError as exc:
         log.error("%s", exc)
         return 2

@@ -168,7 +168,7 @@ class Emulator:
             stats.abandoned += 1
             if billable and self.spec.billing.abandoned:
                 stats.abandoned_billed += 1
-                _bill(stats, input_tokens, output_tokens)
+                _bill(stats, ask, input_tokens, output_tokens)
             elif billable:
                 self._committed[model] -= 1
             if limiter is not None:
@@ -178,7 +178,7 @@ class Emulator:
         if fault == "malformed":
             body = body[: len(body) // 2]
         if billable:
-            _bill(stats, input_tokens, output_tokens)
+            _bill(stats, ask, input_tokens, output_tokens)
         if fault in _PROPER:
             stats.completed += 1
             stats.input_tokens += input_tokens
@@ -261,8 +261,10 @@ class Emulator:
         return app
 
 
-def _bill(stats: ModelStats, input_tokens: int, output_tokens: int) -> None:
+def _bill(stats: ModelStats, ask: AnswerRequest, input_tokens: int, output_tokens: int) -> None:
     stats.billed_requests += 1
+    key = content_key(ask)
+    stats.billed_keys[key] = stats.billed_keys.get(key, 0) + 1
     stats.billed_input_tokens += input_tokens
     stats.billed_output_tokens += output_tokens
 

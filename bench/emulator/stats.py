@@ -20,7 +20,8 @@ class ModelStats(msgspec.Struct, kw_only=True):
     counts out-of-quota answers, `overloaded` overload answers (neither charged).
     `completed_keys` counts completed answers per request content (`content_key`),
     and `duplicates` how many completed answers repeated a key already completed:
-    a client that never pays twice keeps it at 0.
+    a client that never pays twice keeps it at 0. `billed_keys` counts billed requests
+    per content key, to match against the client's own per-request records.
     """
 
     received: int = 0
@@ -39,6 +40,7 @@ class ModelStats(msgspec.Struct, kw_only=True):
     quota_refused: int = 0
     overloaded: int = 0
     completed_keys: dict[str, int] = {}
+    billed_keys: dict[str, int] = {}
 
 
 class EmulatorStats(msgspec.Struct, kw_only=True):
@@ -64,11 +66,12 @@ def content_key(ask: AnswerRequest) -> str:
 def snapshot(models: dict[str, ModelStats], unauthorized: int, bad_requests: int) -> EmulatorStats:
     """An independent copy of the counters, with totals."""
     copies = {
-        name: msgspec.structs.replace(s, completed_keys=dict(s.completed_keys)) for name, s in models.items()
+        name: msgspec.structs.replace(s, completed_keys=dict(s.completed_keys), billed_keys=dict(s.billed_keys))
+        for name, s in models.items()
     }
     total = ModelStats()
     for s in copies.values():
         for field in ModelStats.__struct_fields__:
-            if field != "completed_keys":
+            if field not in ("completed_keys", "billed_keys"):
                 setattr(total, field, getattr(total, field) + getattr(s, field))
     return EmulatorStats(models=copies, total=total, unauthorized=unauthorized, bad_requests=bad_requests)

@@ -1,0 +1,52 @@
+"""SIGTERM (a batch scheduler, `docker stop`, `kill`) stops anything that sends calls the way Ctrl-C does.
+
+One helper for the run and for `--dry-run --pilot`, which buys calls too: the default
+action would end the process with the store's queued rows unwritten.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+
+class Terminated(Exception):
+    """The run was stopped by SIGTERM; everything in hand is saved (and, for a run, the reports are written)."""
+
+
+async def stop_on_sigterm(body: Callable[[], Awaitable[T]], on_stop: Callable[[], None] = lambda: None) -> T:
+    """Await `body()`; SIGTERM meanwhile cancels it as Ctrl-C would, then raises `Terminated`.
+
+    Cancellation lets the store commit everything queued and record the calls in flight.
+    `on_stop` runs after either stop (SIGTERM, or Ctrl-C's cancellation, which goes on).
+
+        result = await stop_on_sigterm(partial(_run_stages, ctx, stage), partial(write_reports, ctx))
+    """
+    terminated = False
+
+    async def on_sigterm(signals, scope: anyio.CancelScope) -> None:
+        nonlocal terminated
+        async for _ in signals:
+            terminated = True
+            scope.cancel()
+            return
+
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(on_sigterm, signals, tg.cancel_scope)
+                result = await body()
+                tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        # Ctrl-C: cancelled here, a KeyboardInterrupt once out of the event loop.
+        on_stop()
+        raise
+    if terminated:
+        on_stop()
+        raise Terminated
+    return result
