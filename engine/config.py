@@ -35,6 +35,8 @@ class RunSection(_Section):
     out_dir: str
     seed: int = 731
     log_to: tuple[LoggerName, ...] = ()
+    # "committee", "paper" or a folder of templates (see prompts/sets.py).
+    prompts: str = "committee"
 
 
 class DatasetSection(_Section):
@@ -71,6 +73,8 @@ class TeacherSection(_Section):
     max_tokens: int = 512
     timeout_s: float = 120.0
     max_attempts: int = 6
+    # The authors sent their GPT teacher a system message and the others none.
+    system_message: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -341,7 +345,25 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cfg.student.model = _resolve(base, cfg.student.model) or cfg.student.model
     cfg.train.hostfile = _resolve(base, cfg.train.hostfile)
     cfg.train.deepspeed_config = _resolve(base, cfg.train.deepspeed_config)
+    _check_prompts(cfg, path, base)
     return cfg
+
+
+def _check_prompts(cfg: Config, path: Path, base: Path) -> None:
+    """Resolve `[run] prompts` and check the set has every template the run needs, before any call."""
+    # Imported here: the prompt sets render tasks' records, which import this module's types.
+    from prompts.sets import check_templates, prompt_set
+
+    if cfg.run.prompts not in ("committee", "paper"):
+        cfg.run.prompts = _resolve(base, cfg.run.prompts) or cfg.run.prompts
+    try:
+        check_templates(
+            prompt_set(cfg.run.prompts),
+            [d.task for d in cfg.datasets],
+            system=any(t.system_message for t in cfg.teachers),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def api_key(teacher: TeacherSection) -> str:

@@ -42,6 +42,8 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
 DESCRIPTIONS: dict[str, str] = {
     "run.name": "Name shown in reports.",
     "run.out_dir": "Run directory (relative to the config file): store, outputs, reports, model.",
+    "run.prompts": "Prompt set: `committee` (this project's wording), `paper` (the FAIR authors' prompts, composed as "
+    "their code does; prompts/paper/) or a folder with the committee set's template files in your wording.",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
     "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
                   "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
@@ -67,6 +69,7 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.max_tokens": "Output token cap per call (paper: 512).",
     "teachers.timeout_s": "Per-attempt timeout.",
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
+    "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT only).",
     "review.threshold": "Accept a rationale when the mean of its valid peer scores is >= this (paper 4.0; "
                         "the authors' code behaves like 3.5).",
     "review.skip_decided": "Skip reviews whose score can no longer change the decision (reviews then go one by one).",

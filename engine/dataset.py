@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from engine.samples import DecidedSample
-from tasks import format_question
+from prompts.sets import PromptSet, prompt_set
 from tasks.records import TrainRecord
 
 _decode_sample = msgspec.json.Decoder(DecidedSample).decode
@@ -34,8 +34,13 @@ def decode_samples(bodies: Iterable[bytes]) -> list[DecidedSample]:
     return samples
 
 
-def train_records(sample: DecidedSample, *, seed: int, keep_all: bool) -> list[TrainRecord]:
-    """The instruction-tuning records of one included sample (none if not included)."""
+def train_records(
+    sample: DecidedSample, *, seed: int, keep_all: bool, prompts: PromptSet | None = None
+) -> list[TrainRecord]:
+    """The instruction-tuning records of one included sample (none if not included).
+
+    `prompts` (default: the committee set) decides the question text the records keep.
+    """
     if not sample.included:
         return []
     accepted = [r for r in sample.rationales if r.accepted and r.text]
@@ -48,7 +53,7 @@ def train_records(sample: DecidedSample, *, seed: int, keep_all: bool) -> list[T
         pairs = [(r, feedback[i % len(feedback)]) for i, r in enumerate(accepted)]
     else:
         pairs = [(rng.choice(accepted), rng.choice(feedback))]
-    question = format_question(sample)
+    question = (prompts or prompt_set("committee")).record_question(sample)
     return [
         TrainRecord(
             id=sample.id,
@@ -61,13 +66,19 @@ def train_records(sample: DecidedSample, *, seed: int, keep_all: bool) -> list[T
             rationale_teacher=r.teacher,
             context=sample.context,
             options=sample.options,
+            gold_answer=sample.gold_answer,
         )
         for r, f in pairs
     ]
 
 
 def write_outputs(
-    samples_by_task: dict[str, list[DecidedSample]], out_dir: Path, *, seed: int, keep_all: bool
+    samples_by_task: dict[str, list[DecidedSample]],
+    out_dir: Path,
+    *,
+    seed: int,
+    keep_all: bool,
+    prompts: PromptSet | None = None,
 ) -> dict[str, int]:
     """Write dataset.jsonl and train.jsonl atomically; returns train records per task."""
     counts: dict[str, int] = {}
@@ -77,7 +88,7 @@ def write_outputs(
         counts[task] = 0
         for sample in samples:
             dataset_lines.append(msgspec.json.encode(sample))
-            for record in train_records(sample, seed=seed, keep_all=keep_all):
+            for record in train_records(sample, seed=seed, keep_all=keep_all, prompts=prompts):
                 train_lines.append(msgspec.json.encode(record))
                 counts[task] += 1
     _write_lines(out_dir / "dataset.jsonl", dataset_lines)

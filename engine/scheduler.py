@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from engine.config import ReviewSection
+from adapters.base import Message
+from engine.config import ReviewSection, Stage
 from engine.review import decided, mean_score
 from engine.samples import DecidedSample, FeedbackOutcome, RationaleOutcome
 from engine.store import CallRow, Store
 from engine.teacher import Teacher
-from tasks import extract_answer, is_correct, parse_score, teacher_messages
+from prompts.sets import PromptSet, prompt_set
+from tasks import extract_answer, is_correct, parse_score
 from tasks.records import Mistake
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,10 @@ class TeachCounters:
 class Committee:
     """The teachers of a run and the review rule they apply to each other's rationales."""
 
-    def __init__(self, teachers: Sequence[Teacher], review: ReviewSection, store: Store):
+    def __init__(
+        self, teachers: Sequence[Teacher], review: ReviewSection, store: Store, prompts: PromptSet | None = None
+    ):
+        self.prompts: PromptSet = prompts or prompt_set("committee")
         if len(teachers) < 2:
             raise ValueError("peer review needs at least two teachers")
         self.teachers = list(teachers)
@@ -58,6 +63,9 @@ class Committee:
         self.store = store
         # The latest one-line error per (dataset, teacher), for the run's last word.
         self.errors: dict[tuple[str, str], str] = {}
+
+    def _messages(self, stage: Stage, m: Mistake, teacher: Teacher, rationale: str | None = None) -> tuple[Message, ...]:
+        return self.prompts.teacher_messages(stage, m, rationale=rationale, system=teacher.section.system_message)
 
     def _failed(self, m: Mistake, missing: list[str], slot: str, teacher: Teacher, error: str | None) -> None:
         missing.append(slot)
@@ -93,7 +101,7 @@ class Committee:
 
     async def _feedback(self, m: Mistake, teacher: Teacher, out: FeedbackOutcome, missing: list[str]) -> None:
         answer = await teacher.ask(
-            teacher_messages("feedback", m), dataset=m.task, sample_id=m.id, stage="feedback"
+            self._messages("feedback", m, teacher), dataset=m.task, sample_id=m.id, stage="feedback"
         )
         out.text = answer.text
         if answer.text is None:
@@ -103,7 +111,7 @@ class Committee:
         self, m: Mistake, teacher: Teacher, out: RationaleOutcome, missing: list[str]
     ) -> None:
         answer = await teacher.ask(
-            teacher_messages("rationale", m), dataset=m.task, sample_id=m.id, stage="rationale"
+            self._messages("rationale", m, teacher), dataset=m.task, sample_id=m.id, stage="rationale"
         )
         if answer.text is None:
             self._failed(m, missing, f"rationale:{teacher.name}", teacher, answer.error)
@@ -122,7 +130,7 @@ class Committee:
 
         async def review(reviewer: Teacher) -> None:
             reply = await reviewer.ask(
-                teacher_messages("review", m, rationale=answer.text),
+                self._messages("review", m, reviewer, rationale=answer.text),
                 dataset=m.task, sample_id=m.id, stage="review", target=teacher.name,
             )
             if reply.text is None:

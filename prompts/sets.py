@@ -17,9 +17,10 @@ store key: switching sets re-asks the teachers instead of reusing the other set'
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, Union
 
 from adapters.base import Message
 from engine.config import Stage, TaskName
@@ -31,7 +32,12 @@ from tasks.family import family
 from tasks.messages import format_question, teacher_messages, template_name
 from tasks.records import Mistake, Question, TrainRecord
 
+if TYPE_CHECKING:
+    from engine.samples import DecidedSample
+
 SYSTEM_TEMPLATE = "teacher_system"
+# What a prompt's question can come from: a benchmark item, a mistake, or a decided sample.
+Asked = Union[Question, Mistake, "DecidedSample"]
 
 
 class PromptSet(Protocol):
@@ -50,7 +56,7 @@ class PromptSet(Protocol):
         """The messages asking a teacher for `stage`; `system`: prepend the set's system message."""
         ...
 
-    def record_question(self, sample: Mistake) -> str:
+    def record_question(self, sample: Asked) -> str:
         """The question text a training record keeps (`TrainRecord.question`)."""
         ...
 
@@ -96,7 +102,7 @@ class CommitteePrompts:
         (user,) = teacher_messages(stage, mistake, rationale=rationale, templates=self.templates)
         return _with_system(self.templates, system, user.content)
 
-    def record_question(self, sample: Mistake) -> str:
+    def record_question(self, sample: Asked) -> str:
         return format_question(sample)
 
     def exam_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, q: Question) -> str:
@@ -164,7 +170,7 @@ class PaperPrompts:
             names.update((f"question_{family(task)}", f"train_rationale_{family(task)}"))
         return sorted(names)
 
-    def _question(self, item: Question | Mistake) -> str:
+    def _question(self, item: Asked) -> str:
         """The authors' question prompt: exam and rationale calls."""
         f = family(item.task)
         if f == "logiqa":
@@ -174,7 +180,7 @@ class PaperPrompts:
             )
         return self.templates.render(f"question_{f}", question=item.question)
 
-    def _plain(self, item: Question | Mistake) -> str:
+    def _plain(self, item: Asked) -> str:
         """The question in feedback, review and training prompts: bare, LogiQA's filled prompt."""
         return self._question(item) if family(item.task) == "logiqa" else item.question
 
@@ -198,7 +204,7 @@ class PaperPrompts:
             )
         return _with_system(self.templates, system, user)
 
-    def record_question(self, sample: Mistake) -> str:
+    def record_question(self, sample: Asked) -> str:
         return self._plain(sample)
 
     def _student(self, tokenizer: ChatTokenizer, fmt: PromptFormat, text: str) -> str:
@@ -237,6 +243,7 @@ class PaperPrompts:
 PAPER_FOLDER = resources.files("prompts").joinpath("paper")
 
 
+@cache
 def prompt_set(setting: str, base_dir: Path | None = None) -> PromptSet:
     """The prompt set named by `[run] prompts`: "committee", "paper", or a folder (relative to `base_dir`).
 

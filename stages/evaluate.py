@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prompts.student import resolve_format
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.exam import load_student, open_answers
 from stages.sources import test_questions
@@ -38,7 +39,8 @@ async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
                 fmt = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
                 for task, qs in questions.items():
                     results.append(await run_eval(
-                        qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model
+                        qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model,
+                        prompts=prompt_set(ctx.cfg.run.prompts),
                     ))
             finally:
                 await backend.close()

@@ -35,6 +35,7 @@ from engine.forecast import STAGES, Forecast, forecast, print_forecast
 from engine.pilot import Pilot, Total, estimate_count
 from engine.store import Store, open_db, sample_bodies
 from reports.tables import fmt_usd
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.sources import as_questions, exam_mistakes, mistakes_for_teach, train_questions
 from stages.teach import complete_ids, list_producer, run_teach
@@ -196,7 +197,7 @@ async def _exam_until(
                     batch = order[examined:examined + chunk]
                     examined += len(batch)
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=len(batch))
-                    await run_exam(batch, backend, answers, exam.fmt, send=send)
+                    await run_exam(batch, backend, answers, exam.fmt, send=send, prompts=prompt_set(ctx.cfg.run.prompts))
                     async with recv:
                         found += [m async for m in recv]
                 expected = estimate_count(len(found), examined, len(questions))

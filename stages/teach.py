@@ -24,6 +24,7 @@ from engine.progress import ProgressView
 from engine.samples import DecidedSample
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from engine.store import Store
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.teachers import open_teachers
 from tasks.records import Mistake, Question
@@ -93,7 +94,7 @@ async def run_teach(
         await store.add_sample(sample.task, sample.id, position, msgspec.json.encode(sample))
 
     async with open_teachers(cfg, store, budget, questions) as teachers:
-        committee = Committee(teachers, cfg.review, store)
+        committee = Committee(teachers, cfg.review, store, prompt_set(cfg.run.prompts))
         await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
         # Which model each teacher name was, so a later forecast can learn from this store (engine.calibration).
         await store.add_event("teachers", msgspec.json.encode({t.name: t.model for t in cfg.teachers}))
@@ -130,4 +131,7 @@ async def run_teach(
 def write_dataset_files(ctx: RunContext, store: Store) -> dict[str, int]:
     """Rebuild dataset.jsonl and train.jsonl from the store; train records per task."""
     by_task = {d.task: decode_samples(store.sample_bodies(d.task)) for d in ctx.cfg.datasets}
-    return write_outputs(by_task, ctx.out_dir, seed=ctx.cfg.run.seed, keep_all=ctx.cfg.review.keep_all_accepted)
+    return write_outputs(
+        by_task, ctx.out_dir, seed=ctx.cfg.run.seed, keep_all=ctx.cfg.review.keep_all_accepted,
+        prompts=prompt_set(ctx.cfg.run.prompts),
+    )

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
-from prompts.student import PromptFormat, question_prompt
+from prompts.sets import PromptSet, prompt_set
+from prompts.student import PromptFormat
 from student.answers_store import AnswerSlot, AnswersStore, StoredAnswer, prompt_sha
 from student.backend import StudentBackend
-from tasks import extract_answer, format_question, is_correct
+from tasks import extract_answer, is_correct
 from tasks.records import Mistake, Question
 
 
@@ -50,15 +51,25 @@ def as_mistake(question: Question, answer: StoredAnswer) -> Mistake:
 
 
 async def answer_all(
-    questions: Sequence[Question], backend: StudentBackend, store: AnswersStore, fmt: PromptFormat, *, split: str
+    questions: Sequence[Question],
+    backend: StudentBackend,
+    store: AnswersStore,
+    fmt: PromptFormat,
+    *,
+    split: str,
+    prompts: PromptSet | None = None,
 ) -> AsyncGenerator[tuple[Question, StoredAnswer, bool], None]:
     """Yield `(question, graded answer, fresh)` for every question: stored ones first, then new ones.
 
     `fresh` is False for an answer taken from the store. Questions of several tasks
-    may be mixed; each task is keyed in the store on its own.
+    may be mixed; each task is keyed in the store on its own. `prompts` (default: the
+    committee set) words the question: its exam prompt on the train split, its eval
+    prompt on the test split.
     """
     fingerprint = backend.sampling.fingerprint(fmt)
-    prompts = [question_prompt(backend.tokenizer, fmt, q.task, format_question(q)) for q in questions]
+    wording = prompts or prompt_set("committee")
+    render = wording.exam_prompt if split == "train" else wording.eval_prompt
+    prompts = [render(backend.tokenizer, fmt, q) for q in questions]
     shas = [prompt_sha(p) for p in prompts]
     slots = {task: AnswerSlot(task, split, backend.model_id, fingerprint) for task in {q.task for q in questions}}
     stored = {task: store.answered(slot) for task, slot in slots.items()}

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 
 from engine.errors import DataError
+from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
@@ -75,6 +76,7 @@ async def run_eval(
     store: AnswersStore,
     fmt: PromptFormat,
     *,
+    prompts: PromptSet | None = None,
     checkpoint: str,
     model: str,
 ) -> EvalResult:
@@ -91,7 +93,7 @@ async def run_eval(
     start = time.perf_counter()
     correct = generated = 0
     wrong: list[Mistake] = []
-    async with aclosing(answer_all(questions, backend, store, fmt, split="test")) as answers:
+    async with aclosing(answer_all(questions, backend, store, fmt, split="test", prompts=prompts)) as answers:
         async for question, answer, fresh in answers:
             generated += fresh
             if answer.correct:

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
+from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
@@ -54,6 +55,7 @@ async def run_exam(
     store: AnswersStore,
     fmt: PromptFormat,
     *,
+    prompts: PromptSet | None = None,
     send: MemoryObjectSendStream[Mistake] | None = None,
     mistakes_path: Path | None = None,
 ) -> ExamSummary:
@@ -74,7 +76,7 @@ async def run_exam(
         if mistakes_path is not None:
             mistakes_path.parent.mkdir(parents=True, exist_ok=True)
             out = stack.enter_context(open(mistakes_path, "wb"))
-        answers = await stack.enter_async_context(aclosing(answer_all(questions, backend, store, fmt, split="train")))
+        answers = await stack.enter_async_context(aclosing(answer_all(questions, backend, store, fmt, split="train", prompts=prompts)))
         async for question, answer, fresh in answers:
             n += 1
             generated += fresh

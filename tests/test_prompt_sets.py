@@ -204,3 +204,31 @@ def test_paper_set_ships_every_template_and_the_authors_notice() -> None:
     check_templates(paper, ["gsm8k", "svamp", "strategyqa", "logiqa"], system=True)
     notice = paper.templates.folder.joinpath("LICENSE").read_text("utf-8")
     assert "Copyright (c) 2025 Zhuochun" in notice and "MIT License" in notice
+
+
+@pytest.mark.parametrize("task", ["svamp", "gsm8k", "strategyqa"])
+def test_scripted_teachers_answer_the_paper_set(task: str) -> None:
+    """The emulator's scripted committee plays the paper set too, so the demo runs offline with it."""
+    from bench.emulator.spec import AnswerRequest
+    from bench.fair_script import FairScript
+    from tasks import parse_score
+
+    task_cases = [(i, row, s) for i, (t, row, s) in enumerate(c for c in _cases() if c[0] == task)]
+    index, row, student = task_cases[0]
+    q = _question(task, index, row)
+    script = FairScript([q])
+    paper = prompt_set("paper")
+    m = _mistake(q, student)
+
+    def ask(stage: str, rationale: str | None = None) -> str:
+        msgs = paper.teacher_messages(stage, m, rationale=rationale, system=True)  # type: ignore[arg-type]
+        return script(AnswerRequest(
+            provider="openai", model="gpt", messages=[(x.role, x.content) for x in msgs], max_tokens=512,
+            temperature=0.8,
+        ))
+
+    rationale = ask("rationale")
+    assert "The answer is" in rationale
+    assert q.gold in ask("feedback")
+    assert parse_score(ask("review", f"Step.\nThe answer is {q.gold}.")) >= 3
+    assert parse_score(ask("review", "Step.\nThe answer is 12345.")) <= 3

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError, DataError
-from prompts.student import PromptFormat, mistake_prompt, question_prompt, response_suffix
+from prompts.sets import PromptSet, prompt_set
+from prompts.student import PromptFormat, response_suffix
 from student.backend import encode_prompt
 from tasks.records import TrainRecord
 from trainer.loss import IGNORE_INDEX
@@ -94,7 +95,7 @@ def fit_sequence(prompt: list[int], response: list[int], max_length: int, stats:
 
 
 def tokenize_pairs(
-    records: list[TrainRecord], tokenizer, fmt: PromptFormat, max_length: int
+    records: list[TrainRecord], tokenizer, fmt: PromptFormat, max_length: int, prompts: PromptSet | None = None
 ) -> tuple[list[Pair], TruncationStats]:
     """Tokenize every record into a (feedback, rationale) pair, truncated to max_length.
 
@@ -102,12 +103,13 @@ def tokenize_pairs(
     shortest prompt: every sample would be cut, so the setting is wrong, not the data.
     """
     suffix = response_suffix(tokenizer)
-    prompts = [mistake_prompt(tokenizer, fmt, r.question, r.student_answer) for r in records]
-    prompts += [question_prompt(tokenizer, fmt, r.task, r.question) for r in records]
+    wording = prompts or prompt_set("committee")
+    texts = [wording.feedback_prompt(tokenizer, fmt, r) for r in records]
+    texts += [wording.rationale_prompt(tokenizer, fmt, r) for r in records]
     responses = [r.feedback.strip() + suffix for r in records] + [r.rationale.strip() + suffix for r in records]
     # Prompts are tokenized exactly as the exam and eval backends tokenize them; a
     # response continues its prompt, so it gets no special tokens of its own.
-    prompt_ids = [encode_prompt(tokenizer, p) for p in prompts]
+    prompt_ids = [encode_prompt(tokenizer, p) for p in texts]
     response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
 
     shortest = min(len(p) for p in prompt_ids)

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from engine.config import Config, LoraSection, TrainSection, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
+from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
 from reports.experiment_log import ExperimentLog, check_loggers
 from student.models import load_causal_lm
@@ -145,10 +146,10 @@ def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, Prompt
 
 
 def _setup_data(
-    train_path: Path, tokenizer: object, fmt: PromptFormat, train: TrainSection
+    train_path: Path, tokenizer: object, fmt: PromptFormat, train: TrainSection, prompts: PromptSet
 ) -> tuple[list[Pair], TruncationStats]:
     records = load_records(train_path)
-    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length)
+    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length, prompts)
     log.info(
         "data ready: %d samples from %s; truncated to max_length %d: %d prompts, %d responses",
         len(pairs),
@@ -239,6 +240,8 @@ def fingerprint(cfg: Config, train_path: Path, model_dir: Path) -> str:
                 "model": str(model_dir),
                 "prompt_format": cfg.student.prompt_format,
                 "seed": cfg.run.seed,
+                # Only a non-default set enters the hash, so models trained before sets existed stay valid.
+                **({"prompts": cfg.run.prompts} if cfg.run.prompts != "committee" else {}),
             }
         )
     )
@@ -428,7 +431,7 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
 
     # Tokenizer before data: prompts are rendered and counted with it.
     tokenizer, fmt = setup_tokenizer(model_dir, cfg.student.prompt_format)
-    pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg)
+    pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg, prompt_set(cfg.run.prompts))
     lengths = [p.length for p in pairs]
     ga, world = train_cfg.grad_accum, ctx.world_size
 
