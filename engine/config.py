@@ -93,6 +93,8 @@ class TeacherSection(_Section):
 
 class ReviewSection(_Section):
     threshold: float = 4.0
+    # Accept only a mean strictly above `threshold`: the authors' code used mean > 3.
+    strict: bool = False
     skip_decided: bool = False
     skip_wrong_answer: bool = False
     max_usd: float | None = None

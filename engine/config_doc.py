@@ -70,8 +70,10 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.timeout_s": "Per-attempt timeout.",
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
     "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT only).",
+    "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
+                     "`strict = true`, i.e. mean > 3).",
     "review.threshold": "Accept a rationale when the mean of its valid peer scores is >= this (paper 4.0; "
-                        "the authors' code behaves like 3.5).",
+                        "the authors' code: 3 with `strict`).",
     "review.skip_decided": "Skip reviews whose score can no longer change the decision (reviews then go one by one).",
     "review.skip_wrong_answer": "Reject, without reviews, rationales whose final answer disagrees with the gold one.",
     "review.max_usd": "Spending cap: no new call starts once spent + in-flight worst case reaches it.",

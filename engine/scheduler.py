@@ -21,7 +21,7 @@ from anyio.abc import ObjectReceiveStream
 
 from adapters.base import Message
 from engine.config import ReviewSection, Stage
-from engine.review import decided, mean_score
+from engine.review import decided, mean_score, passes
 from engine.samples import DecidedSample, FeedbackOutcome, RationaleOutcome
 from engine.store import CallRow, Store
 from engine.teacher import Teacher
@@ -142,7 +142,9 @@ class Committee:
             # One review at a time, so a decisive early score saves the rest. This
             # lengthens a sample's latency, not the run: other samples fill the lanes.
             for i, reviewer in enumerate(reviewers):
-                verdict = decided(list(out.scores.values()), len(reviewers) - i, self.review.threshold)
+                verdict = decided(
+                    list(out.scores.values()), len(reviewers) - i, self.review.threshold, self.review.strict
+                )
                 if verdict is not None:
                     for r in reviewers[i:]:
                         await self._skip(m, r, teacher, out, "decided")
@@ -155,7 +157,7 @@ class Committee:
 
         out.scores = {r.name: out.scores[r.name] for r in reviewers if r.name in out.scores}
         out.mean = mean_score(out.scores.values())
-        out.accepted = out.mean is not None and out.mean >= self.review.threshold
+        out.accepted = passes(out.mean, self.review.threshold, self.review.strict)
 
     async def _skip(self, m: Mistake, reviewer: Teacher, target: Teacher, out: RationaleOutcome, why: str) -> None:
         out.skipped[reviewer.name] = why  # type: ignore[assignment]
