@@ -21,6 +21,7 @@ from engine.errors import ConfigError
 
 TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
 Stage = Literal["rationale", "feedback", "review"]
+GraderName = Literal["committee", "authors"]
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,6 +49,8 @@ class DatasetSection(_Section):
     test_limit: int | None = None
     mistakes: str | None = None
     on_bad_line: Literal["stop", "skip"] = "stop"
+    # How the student's answers are graded: ours, or the FAIR authors' string comparison.
+    grader: GraderName = "committee"
 
     def __post_init__(self) -> None:
         for key in ("limit", "test_limit"):

@@ -69,6 +69,8 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.max_tokens": "Output token cap per call (paper: 512).",
     "teachers.timeout_s": "Per-attempt timeout.",
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
+    "datasets.grader": "`committee` (tasks/answers.py: answer phrases, numeric comparison) or `authors` (the FAIR "
+                       "authors' extraction and string comparison, to compare with the paper like for like).",
     "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT only).",
     "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
                      "`strict = true`, i.e. mean > 3).",

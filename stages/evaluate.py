@@ -35,12 +35,13 @@ async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
     with open_answers(ctx) as answers:
         for checkpoint, path in checkpoints:
             backend = load_student(ctx, path)
+            graders = {d.task: d.grader for d in ctx.cfg.datasets}
             try:
                 fmt = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
                 for task, qs in questions.items():
                     results.append(await run_eval(
                         qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model,
-                        prompts=prompt_set(ctx.cfg.run.prompts),
+                        prompts=prompt_set(ctx.cfg.run.prompts), grader=graders[task],
                     ))
             finally:
                 await backend.close()

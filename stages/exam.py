@@ -59,6 +59,7 @@ class Exam:
         async with self._turn:
             summary = await run_exam(
                 questions, self.backend, self.answers, self.fmt, send=send, prompts=prompt_set(self.ctx.cfg.run.prompts),
+                grader=d.grader,
                 mistakes_path=exam_file(self.ctx.out_dir, d.task),
             )
         self.summaries[d.task] = summary

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 
+from engine.config import GraderName
 from engine.errors import DataError
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
@@ -77,6 +78,7 @@ async def run_eval(
     fmt: PromptFormat,
     *,
     prompts: PromptSet | None = None,
+    grader: GraderName = "committee",
     checkpoint: str,
     model: str,
 ) -> EvalResult:
@@ -93,7 +95,7 @@ async def run_eval(
     start = time.perf_counter()
     correct = generated = 0
     wrong: list[Mistake] = []
-    async with aclosing(answer_all(questions, backend, store, fmt, split="test", prompts=prompts)) as answers:
+    async with aclosing(answer_all(questions, backend, store, fmt, split="test", prompts=prompts, grader=grader)) as answers:
         async for question, answer, fresh in answers:
             generated += fresh
             if answer.correct:
