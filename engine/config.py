@@ -22,6 +22,9 @@ from engine.errors import ConfigError
 TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
 Stage = Literal["rationale", "feedback", "review"]
 GraderName = Literal["committee", "authors"]
+TruncationSide = Literal["left", "right"]
+# The paper's effective batch: 1 process x micro-batch 8 x grad-accum 2 (the authors' train.py).
+PAPER_EFFECTIVE_BATCH = 16
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -175,6 +178,10 @@ class TrainSection(_Section):
     lr: float = 1e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
+    # After warmup: keep the peak (the authors' runs), decay linearly to 0, or follow a cosine to 0.
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    # "left": cut the prompt's head, keep the response; "right": the authors' cut of the sequence's tail.
+    truncation_side: TruncationSide = "left"
     max_length: int = 512
     max_grad_norm: float = 0.3
     alpha: float = 0.5

@@ -15,6 +15,7 @@ import msgspec
 import numpy as np
 import torch
 
+from engine.config import TruncationSide
 from engine.errors import ConfigError, DataError
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, response_suffix
@@ -75,14 +76,22 @@ def load_records(path: Path) -> list[TrainRecord]:
     return records
 
 
-def fit_sequence(prompt: list[int], response: list[int], max_length: int, stats: TruncationStats) -> Seq:
+def fit_sequence(
+    prompt: list[int], response: list[int], max_length: int, stats: TruncationStats, side: TruncationSide = "left"
+) -> Seq:
     """Cut a sequence to max_length: prompt from the left first, the response's tail only if it must.
 
     The prompt keeps at least a quarter of the window (or all of itself if shorter):
-    a response trained without the question it answers teaches nothing.
+    a response trained without the question it answers teaches nothing. `side =
+    "right"` is the FAIR authors' cut instead (their data.py): prompt + response cut
+    at max_length from the right, so a long prompt loses its response first.
     """
     if len(prompt) + len(response) <= max_length:
         return Seq(prompt + response, len(prompt))
+    if side == "right":
+        stats.responses += 1
+        stats.prompts += len(prompt) > max_length
+        return Seq((prompt + response)[:max_length], min(len(prompt), max_length))
     min_prompt = min(len(prompt), max(1, max_length // 4))
     if len(response) > max_length - min_prompt:
         response = response[: max_length - min_prompt]
@@ -95,7 +104,12 @@ def fit_sequence(prompt: list[int], response: list[int], max_length: int, stats:
 
 
 def tokenize_pairs(
-    records: list[TrainRecord], tokenizer, fmt: PromptFormat, max_length: int, prompts: PromptSet | None = None
+    records: list[TrainRecord],
+    tokenizer,
+    fmt: PromptFormat,
+    max_length: int,
+    prompts: PromptSet | None = None,
+    side: TruncationSide = "left",
 ) -> tuple[list[Pair], TruncationStats]:
     """Tokenize every record into a (feedback, rationale) pair, truncated to max_length.
 
@@ -120,7 +134,7 @@ def tokenize_pairs(
         )
     stats = TruncationStats()
     n = len(records)
-    sequences = [fit_sequence(p, r, max_length, stats) for p, r in zip(prompt_ids, response_ids)]
+    sequences = [fit_sequence(p, r, max_length, stats, side) for p, r in zip(prompt_ids, response_ids)]
     pairs = [Pair(rec.id, sequences[i], sequences[n + i]) for i, rec in enumerate(records)]
     return pairs, stats
 

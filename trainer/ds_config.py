@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from engine.config import TrainSection
+from engine.config import PAPER_EFFECTIVE_BATCH, TrainSection
 from engine.errors import ConfigError
 
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -118,18 +118,40 @@ def build_optimizer(model: torch.nn.Module, train: TrainSection) -> torch.optim.
         ) from None
 
 
+def effective_batch_warning(train: TrainSection) -> str | None:
+    """A one-line warning when processes x micro-batch x grad-accum differs from the paper's 16, else None."""
+    effective = train.num_processes * train.micro_batch_size * train.grad_accum
+    if effective == PAPER_EFFECTIVE_BATCH:
+        return None
+    return (
+        f"[train] effective batch is {effective} samples per optimizer step (num_processes {train.num_processes} x "
+        f"micro_batch_size {train.micro_batch_size} x grad_accum {train.grad_accum}); the paper used "
+        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): lower grad_accum or micro_batch_size to match it"
+    )
+
+
 def warmup_steps(train: TrainSection, total_steps: int) -> int:
     """Optimizer steps of linear warmup: warmup_ratio of the run, rounded up."""
     return math.ceil(train.warmup_ratio * total_steps)
 
 
+def lr_factor(step: int, warmup: int, total_steps: int, schedule: str) -> float:
+    """The LR multiplier at optimizer `step`: linear warmup to 1, then `schedule` (constant, linear or cosine to 0)."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(0.0, 1.0 - progress)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection, total_steps: int):
-    """Linear warmup from 0 to lr over `warmup_steps`, then linear decay to 0 at `total_steps`."""
+    """Linear warmup from 0 to lr over `warmup_steps`, then `train.lr_schedule` until `total_steps`."""
     warmup = warmup_steps(train, total_steps)
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return lr_factor(step, warmup, total_steps, train.lr_schedule)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

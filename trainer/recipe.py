@@ -48,7 +48,14 @@ from trainer.data import (
     rank_batches,
     tokenize_pairs,
 )
-from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
+from trainer.ds_config import (
+    Precision,
+    build_ds_config,
+    build_optimizer,
+    build_scheduler,
+    effective_batch_warning,
+    resolve_precision,
+)
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
@@ -149,7 +156,7 @@ def _setup_data(
     train_path: Path, tokenizer: object, fmt: PromptFormat, train: TrainSection, prompts: PromptSet
 ) -> tuple[list[Pair], TruncationStats]:
     records = load_records(train_path)
-    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length, prompts)
+    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length, prompts, train.truncation_side)
     log.info(
         "data ready: %d samples from %s; truncated to max_length %d: %d prompts, %d responses",
         len(pairs),
@@ -423,6 +430,9 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     check_lora_setup(train_cfg)
     check_loggers(cfg.run.log_to)
     ctx = setup_distributed()
+    batch_warning = effective_batch_warning(train_cfg)
+    if batch_warning and ctx.rank == 0:
+        log.warning("%s", batch_warning)
     precision = resolve_precision(
         train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
     )
