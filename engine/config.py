@@ -182,6 +182,8 @@ class TrainSection(_Section):
     lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
     # "left": cut the prompt's head, keep the response; "right": the authors' cut of the sequence's tail.
     truncation_side: TruncationSide = "left"
+    # One student per benchmark (the paper), each trained on its own records, instead of one on their union.
+    per_dataset: bool = False
     max_length: int = 512
     max_grad_norm: float = 0.3
     alpha: float = 0.5
@@ -341,6 +343,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for task in tasks:
         if tasks.count(task) > 1:
             raise ConfigError(f"{path}: $.datasets: task {task!r} is listed twice")
+    if cfg.train.per_dataset and len(cfg.datasets) < 2:
+        raise ConfigError(
+            f"{path}: $.train.per_dataset: one student per benchmark needs two or more [[datasets]], got "
+            f"{len(cfg.datasets)}; remove per_dataset (one dataset already trains its own student)"
+        )
+    if cfg.train.per_dataset and cfg.dpo.enabled:
+        raise ConfigError(
+            f"{path}: $.train.per_dataset: the dpo stage trains one model, not one per benchmark; "
+            f"set [dpo] enabled = false or drop per_dataset"
+        )
     for t in cfg.teachers:
         if t.base_url == "emulator" and cfg.emulator is None:
             raise ConfigError(

@@ -109,6 +109,8 @@ DESCRIPTIONS: dict[str, str] = {
     "train.lr_schedule": "After warmup: `constant` (the authors' runs), `linear` decay to 0, or `cosine` to 0.",
     "train.truncation_side": "`left`: cut the prompt's head and keep the response; `right`: cut the sequence's "
                              "tail at max_length (the authors' data.py).",
+    "train.per_dataset": "One student per benchmark (the paper): `out_dir/models/<task>/`, each trained on its "
+                         "own records and evaluated on its own test split.",
     "train.max_length": "Tokens per sequence, cut as `truncation_side` says (paper: 512).",
     "train.max_grad_norm": "Gradient clipping (paper: 0.3).",
     "train.alpha": "Loss weight: alpha * CE(feedback) + (1 - alpha) * CE(rationale) (paper: 0.5).",

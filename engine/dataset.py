@@ -72,6 +72,18 @@ def train_records(
     ]
 
 
+def record_tasks(train_path: Path) -> set[str]:
+    """The tasks that have records in train.jsonl (none when it is missing)."""
+    if not train_path.is_file():
+        return set()
+    view = msgspec.json.Decoder(_TaskView)
+    return {view.decode(line).task for line in train_path.read_bytes().splitlines() if line.strip()}
+
+
+class _TaskView(msgspec.Struct):
+    task: str
+
+
 def write_outputs(
     samples_by_task: dict[str, list[DecidedSample]],
     out_dir: Path,

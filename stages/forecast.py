@@ -80,8 +80,22 @@ def dry_run(ctx: RunContext, *, mistake_rate: float = 1.0, calibrate_from: Path 
     """Print (and return) the forecast; sends nothing and writes only forecast.json into an existing run dir."""
     history = _histories(ctx, calibrate_from)
     fc = forecast(ctx.cfg, _work(ctx), mistake_rate=mistake_rate, history=history)
-    print_forecast(fc, console or Console(), ctx.out_dir)
+    console = console or Console()
+    print_forecast(fc, console, ctx.out_dir)
+    for line in student_plan(ctx):
+        console.print(line)
     return fc
+
+
+def student_plan(ctx: RunContext) -> list[str]:
+    """What the train stage will produce: one line per student, where it goes and what it learns from."""
+    cfg = ctx.cfg
+    base = cfg.student.model
+    if cfg.train.per_dataset:
+        return [f"student {d.task}: {base} -> {ctx.out_dir / 'models' / d.task} (its own records, its own test split)"
+                for d in cfg.datasets]
+    tasks = ", ".join(d.task for d in cfg.datasets)
+    return [f"student: {base} -> {ctx.out_dir / 'model'} (the union of {tasks})"]
 
 
 def _draw(items: Sequence[Mistake], n: int, seed: int, task: str) -> list[Mistake]:

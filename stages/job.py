@@ -121,6 +121,25 @@ def _train(ctx: RunContext, objective: Literal["sft", "dpo"] = "sft") -> list[st
     train_file = ctx.out_dir / "train.jsonl"
     if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
+    if objective == "sft" and ctx.cfg.train.per_dataset:
+        return _train_per_dataset(ctx, train_file)
     code = launch(ctx.config_path, ctx.cfg, objective)
     stage = "training" if objective == "sft" else "the dpo stage"
     return [] if code == 0 else [f"{stage} exited with code {code}; see the log above, then rerun to resume"]
+
+
+def _train_per_dataset(ctx: RunContext, train_file) -> list[str]:
+    """One student per benchmark, one after another (each may use every process)."""
+    from engine.dataset import record_tasks
+    from trainer.launch import launch
+
+    have = record_tasks(train_file)
+    problems = []
+    for d in ctx.cfg.datasets:
+        if d.task not in have:
+            log.warning("no %s sample was included, so %s gets no student of its own", d.task, d.task)
+            continue
+        code = launch(ctx.config_path, ctx.cfg, "sft", task=d.task)
+        if code:
+            problems.append(f"training the {d.task} student exited with code {code}; see the log above, then rerun")
+    return problems

@@ -53,13 +53,15 @@ Objective = Literal["sft", "dpo"]
 _MODULES: dict[str, str] = {"sft": "trainer.recipe", "dpo": "trainer.dpo"}
 
 
-def launch_command(config_path: Path, cfg: Config, port: int, objective: Objective = "sft") -> list[str]:
+def launch_command(
+    config_path: Path, cfg: Config, port: int, objective: Objective = "sft", task: str | None = None
+) -> list[str]:
     """The launcher command line for a multi-process run.
 
     Raises `ConfigError` for a hostfile without the deepspeed launcher.
     """
     train = cfg.train
-    recipe = ["--config", str(config_path)]
+    recipe = ["--config", str(config_path), *(["--task", task] if task else [])]
     if train.launcher == "torchrun":
         if train.hostfile:
             raise ConfigError("[train].hostfile needs launcher = 'deepspeed' (torchrun takes no hostfile)")
@@ -74,8 +76,12 @@ def launch_command(config_path: Path, cfg: Config, port: int, objective: Objecti
     ]  # fmt: skip
 
 
-def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objective = "sft") -> int:
+def launch(
+    config_path: str | os.PathLike[str], cfg: Config, objective: Objective = "sft", task: str | None = None
+) -> int:
     """Train as configured (`sft`: FAIR's joint loss; `dpo`: the DPO stage); returns the exit code (0 on success).
+
+    `task`: train that benchmark's own student (`[train] per_dataset`; SFT only).
 
     With one process and no hostfile, trains in this process (errors propagate as
     `CommitteeError`s); otherwise runs the launcher and returns its exit code, the
@@ -91,12 +97,15 @@ def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objectiv
         from trainer.recipe import train
 
         try:
-            (train_dpo if objective == "dpo" else train)(cfg)
+            if objective == "dpo":
+                train_dpo(cfg)
+            else:
+                train(cfg, task=task)
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
         return 0
-    command = launch_command(config_path, cfg, free_port(), objective)
+    command = launch_command(config_path, cfg, free_port(), objective, task)
     # The launcher gives each worker its own rank and port; stale ones from this process must not leak in.
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
         env.pop(key, None)
