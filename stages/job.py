@@ -116,11 +116,14 @@ NOTHING_TO_TRAIN = (
 
 
 def _train(ctx: RunContext, objective: Literal["sft", "dpo"] = "sft") -> list[str]:
+    from student.models import resolve_model
     from trainer.launch import launch
 
     train_file = ctx.out_dir / "train.jsonl"
     if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
+    # A hub-id student is downloaded here, once, before any training process starts.
+    resolve_model(ctx.cfg.student.model)
     if objective == "sft" and ctx.cfg.train.per_dataset:
         return _train_per_dataset(ctx, train_file)
     code = launch(ctx.config_path, ctx.cfg, objective)

@@ -53,3 +53,12 @@ def test_per_dataset_with_one_dataset_is_one_line(tmp_path: Path, tiny_model_dir
     with pytest.raises(ConfigError, match=r"per_dataset: one student per benchmark needs two or more") as err:
         load_config(write_run(tmp_path, tiny_model_dir, per_dataset=True))
     assert "\n" not in str(err.value)
+
+
+def test_a_hub_id_student_offline_is_one_line_saying_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    from student.models import resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"hub model nobody-here/no-such-model-7 is not in the Hugging Face cache") as e:
+        resolve_model("nobody-here/no-such-model-7")
+    assert "hf download nobody-here/no-such-model-7" in str(e.value) and "\n" not in str(e.value)

@@ -127,13 +127,7 @@ def resolve_model_dir(spec: str) -> Path:
     """`[student].model` as a local model directory; `ConfigError` when there is none."""
     from student.models import resolve_model
 
-    resolved = resolve_model(spec)
-    if not isinstance(resolved, Path):
-        raise ConfigError(
-            f"[student] model: {spec} is a hub id; the trainer needs a local directory "
-            f"(download it once with `hf download {spec} --local-dir DIR` and give DIR)"
-        )
-    return resolved
+    return Path(resolve_model(spec))
 
 
 def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, PromptFormat]:
