@@ -101,6 +101,9 @@ class ReviewSection(_Section):
     threshold: float = 4.0
     # Accept only a mean strictly above `threshold`: the authors' code used mean > 3.
     strict: bool = False
+    # Baselines of the paper: no peer review (every rationale accepted), or one teacher alone without review.
+    peer_review: bool = True
+    single_teacher: str | None = None
     skip_decided: bool = False
     skip_wrong_answer: bool = False
     max_usd: float | None = None
@@ -343,6 +346,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for task in tasks:
         if tasks.count(task) > 1:
             raise ConfigError(f"{path}: $.datasets: task {task!r} is listed twice")
+    if cfg.review.single_teacher is not None and cfg.review.single_teacher not in names:
+        raise ConfigError(
+            f"{path}: $.review.single_teacher: {cfg.review.single_teacher!r} is not a teacher; "
+            f"use one of {', '.join(names)}"
+        )
     if cfg.train.per_dataset and len(cfg.datasets) < 2:
         raise ConfigError(
             f"{path}: $.train.per_dataset: one student per benchmark needs two or more [[datasets]], got "

@@ -74,6 +74,8 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT only).",
     "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
                      "`strict = true`, i.e. mean > 3).",
+    "review.peer_review": "false: the committee without peer review (every rationale accepted, no review calls).",
+    "review.single_teacher": "A teacher's name: that teacher alone, without review (the authors' `--teacher X`).",
     "review.threshold": "Accept a rationale when the mean of its valid peer scores is >= this (paper 4.0; "
                         "the authors' code: 3 with `strict`).",
     "review.skip_decided": "Skip reviews whose score can no longer change the decision (reviews then go one by one).",

@@ -56,6 +56,9 @@ class Committee:
         self, teachers: Sequence[Teacher], review: ReviewSection, store: Store, prompts: PromptSet | None = None
     ):
         self.prompts: PromptSet = prompts or prompt_set("committee")
+        # `single_teacher` (the authors' --teacher X baseline) asks that teacher alone.
+        single = review.single_teacher
+        self._asked: list[Teacher] = [t for t in teachers if single in (None, t.name)]
         if len(teachers) < 2:
             raise ValueError("peer review needs at least two teachers")
         self.teachers = list(teachers)
@@ -83,13 +86,13 @@ class Committee:
             student_final_answer=mistake.student_final_answer,
             context=mistake.context,
             options=mistake.options,
-            rationales=[RationaleOutcome(teacher=t.name, text=None) for t in self.teachers],
-            feedback=[FeedbackOutcome(teacher=t.name, text=None) for t in self.teachers],
+            rationales=[RationaleOutcome(teacher=t.name, text=None) for t in self._asked],
+            feedback=[FeedbackOutcome(teacher=t.name, text=None) for t in self._asked],
         )
         async with anyio.create_task_group() as tg:
-            for teacher, outcome in zip(self.teachers, sample.rationales):
+            for teacher, outcome in zip(self._asked, sample.rationales):
                 tg.start_soon(self._rationale_and_reviews, mistake, teacher, outcome, sample.missing)
-            for teacher, outcome in zip(self.teachers, sample.feedback):
+            for teacher, outcome in zip(self._asked, sample.feedback):
                 tg.start_soon(self._feedback, mistake, teacher, outcome, sample.missing)
         # Rationale and feedback lists keep the teachers' config order whatever
         # order the answers came in, so reruns give identical lines.
@@ -119,6 +122,10 @@ class Committee:
         out.text = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
         out.answer_correct = is_correct(m.task, out.answer, m.gold_answer)
+        if not self.review.peer_review or self.review.single_teacher:
+            # The paper's baselines: every rationale is taken as it is, no review is bought.
+            out.accepted = True
+            return
         reviewers = [r for r in self.teachers if r is not teacher]
 
         if self.review.skip_wrong_answer and not out.answer_correct:
