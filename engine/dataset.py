@@ -34,6 +34,23 @@ def decode_samples(bodies: Iterable[bytes]) -> list[DecidedSample]:
     return samples
 
 
+def _sample_rng(sample: DecidedSample, seed: int) -> random.Random:
+    # Seeded per sample, not per run order, so the pick does not depend on which
+    # sample finished first.
+    return random.Random(f"{seed}:{sample.task}:{sample.id}")
+
+
+def picked_teacher(sample: DecidedSample, seed: int) -> str | None:
+    """The teacher whose rationale an included sample trains on (one pick per sample), else None.
+
+    The same first draw as `train_records`, so reports count what train.jsonl holds.
+    """
+    accepted = [r for r in sample.rationales if r.accepted and r.text]
+    if not sample.included or not accepted:
+        return None
+    return _sample_rng(sample, seed).choice(accepted).teacher
+
+
 def train_records(
     sample: DecidedSample, *, seed: int, keep_all: bool, prompts: PromptSet | None = None
 ) -> list[TrainRecord]:
@@ -45,9 +62,7 @@ def train_records(
         return []
     accepted = [r for r in sample.rationales if r.accepted and r.text]
     feedback = [f for f in sample.feedback if f.text]
-    # Seeded per sample, not per run order, so the pick does not depend on which
-    # sample finished first.
-    rng = random.Random(f"{seed}:{sample.task}:{sample.id}")
+    rng = _sample_rng(sample, seed)
     if keep_all:
         rng.shuffle(feedback)
         pairs = [(r, feedback[i % len(feedback)]) for i, r in enumerate(accepted)]

@@ -34,5 +34,6 @@ def test_the_ablation_set_runs_on_the_demo_and_writes_its_table_and_plot(tmp_pat
     assert (run / "plots" / "ablations.png").stat().st_size > 0
     assert "| no_review | svamp |" in (run / "ablations.md").read_text()
     # The whole set bought each teacher answer once: the variants sent nothing.
-    calls = sqlite3.connect(run / "store.sqlite").execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM calls").fetchone()
+    calls = sqlite3.connect(run / "store.sqlite").execute(
+        "SELECT COUNT(*), COUNT(DISTINCT key) FROM calls WHERE status = 'completed'").fetchone()
     assert calls[0] == calls[1]
