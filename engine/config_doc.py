@@ -71,7 +71,8 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
     "datasets.grader": "`committee` (tasks/answers.py: answer phrases, numeric comparison) or `authors` (the FAIR "
                        "authors' extraction and string comparison, to compare with the paper like for like).",
-    "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT only).",
+    "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT "
+                               "only).",
     "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
                      "`strict = true`, i.e. mean > 3).",
     "review.peer_review": "false: the committee without peer review (every rationale accepted, no review calls).",

@@ -67,7 +67,9 @@ class Committee:
         # The latest one-line error per (dataset, teacher), for the run's last word.
         self.errors: dict[tuple[str, str], str] = {}
 
-    def _messages(self, stage: Stage, m: Mistake, teacher: Teacher, rationale: str | None = None) -> tuple[Message, ...]:
+    def _messages(
+        self, stage: Stage, m: Mistake, teacher: Teacher, rationale: str | None = None
+    ) -> tuple[Message, ...]:
         return self.prompts.teacher_messages(stage, m, rationale=rationale, system=teacher.section.system_message)
 
     def _failed(self, m: Mistake, missing: list[str], slot: str, teacher: Teacher, error: str | None) -> None:

@@ -28,7 +28,7 @@ class Templates:
     >>> Templates(Path("my_prompts")).render("review_math", question="1+1?", rationale="2", gold="2")  # doctest: +SKIP
     """
 
-    __slots__ = ("folder", "verbatim", "_texts")
+    __slots__ = ("_texts", "folder", "verbatim")
 
     def __init__(self, folder: Traversable | Path, *, verbatim: bool = False):
         self.folder = folder

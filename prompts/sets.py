@@ -26,7 +26,13 @@ from adapters.base import Message
 from engine.config import Stage, TaskName
 from engine.errors import ConfigError
 from prompts import BUILTIN, Templates
-from prompts.student import ChatTokenizer, PromptFormat, instruction_name, mistake_prompt, question_prompt
+from prompts.student import (
+    ChatTokenizer,
+    PromptFormat,
+    instruction_name,
+    mistake_prompt,
+    question_prompt,
+)
 from tasks.answers import LETTERS
 from tasks.family import family
 from tasks.messages import format_question, teacher_messages, template_name
@@ -188,7 +194,8 @@ class PaperPrompts:
         self, stage: Stage, mistake: Mistake, *, rationale: str | None = None, system: bool = False
     ) -> tuple[Message, ...]:
         if (stage == "review") != (rationale is not None):
-            raise ValueError(f"stage {stage!r}: `rationale` is {'required' if stage == 'review' else 'only for review'}")
+            need = "required" if stage == "review" else "only for review"
+            raise ValueError(f"stage {stage!r}: `rationale` is {need}")
         if stage == "rationale":
             user = self._question(mistake)
         elif stage == "feedback":

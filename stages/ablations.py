@@ -22,7 +22,13 @@ import anyio
 import msgspec
 from rich.console import Console
 
-from engine.ablation import Variant, parse_variant, paper_variants, restrict, variant_usd
+from engine.ablation import (
+    Variant,
+    paper_variants,
+    parse_variant,
+    restrict,
+    variant_usd,
+)
 from engine.config import Config, load_config
 from engine.dataset import decode_samples, write_outputs
 from engine.errors import CommitteeError, ConfigError

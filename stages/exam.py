@@ -58,7 +58,8 @@ class Exam:
         """Examine one dataset (waiting for the student to be free); closes `send` when done."""
         async with self._turn:
             summary = await run_exam(
-                questions, self.backend, self.answers, self.fmt, send=send, prompts=prompt_set(self.ctx.cfg.run.prompts),
+                questions, self.backend, self.answers, self.fmt, send=send,
+                prompts=prompt_set(self.ctx.cfg.run.prompts),
                 grader=d.grader,
                 mistakes_path=exam_file(self.ctx.out_dir, d.task),
             )

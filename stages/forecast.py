@@ -211,7 +211,9 @@ async def _exam_until(
                     batch = order[examined:examined + chunk]
                     examined += len(batch)
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=len(batch))
-                    await run_exam(batch, backend, answers, exam.fmt, send=send, prompts=prompt_set(ctx.cfg.run.prompts))
+                    await run_exam(
+                        batch, backend, answers, exam.fmt, send=send, prompts=prompt_set(ctx.cfg.run.prompts)
+                    )
                     async with recv:
                         found += [m async for m in recv]
                 expected = estimate_count(len(found), examined, len(questions))

@@ -95,7 +95,8 @@ async def run_eval(
     start = time.perf_counter()
     correct = generated = 0
     wrong: list[Mistake] = []
-    async with aclosing(answer_all(questions, backend, store, fmt, split="test", prompts=prompts, grader=grader)) as answers:
+    graded = answer_all(questions, backend, store, fmt, split="test", prompts=prompts, grader=grader)
+    async with aclosing(graded) as answers:
         async for question, answer, fresh in answers:
             generated += fresh
             if answer.correct:

@@ -78,7 +78,8 @@ async def run_exam(
         if mistakes_path is not None:
             mistakes_path.parent.mkdir(parents=True, exist_ok=True)
             out = stack.enter_context(open(mistakes_path, "wb"))
-        answers = await stack.enter_async_context(aclosing(answer_all(questions, backend, store, fmt, split="train", prompts=prompts, grader=grader)))
+        graded = answer_all(questions, backend, store, fmt, split="train", prompts=prompts, grader=grader)
+        answers = await stack.enter_async_context(aclosing(graded))
         async for question, answer, fresh in answers:
             n += 1
             generated += fresh

@@ -69,8 +69,8 @@ def hub_snapshot(repo_id: str) -> Path:
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached, in whatever form the hub library says it
-        pass
+    except Exception as exc:  # noqa: BLE001 - not cached, in whatever form the hub library says it
+        log.debug("%s is not in the Hugging Face cache: %s", repo_id, exc)
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         reason = "HF_HUB_OFFLINE is set"
     else:

@@ -33,14 +33,14 @@ async def _teach(tmp_path, monkeypatch, **review):
 
 
 async def test_committee_without_review_buys_no_review_and_accepts_every_rationale(tmp_path, monkeypatch):
-    ctx, samples, sent = await _teach(tmp_path, monkeypatch, peer_review=False)
+    _, samples, sent = await _teach(tmp_path, monkeypatch, peer_review=False)
     assert sent == 30 * 6
     assert all(r.accepted and not r.scores for s in samples for r in s.rationales)
     assert all(s.included for s in samples)
 
 
 async def test_single_teacher_asks_that_teacher_alone(tmp_path, monkeypatch):
-    ctx, samples, sent = await _teach(tmp_path, monkeypatch, single_teacher="gemini")
+    _, samples, sent = await _teach(tmp_path, monkeypatch, single_teacher="gemini")
     assert sent == 30 * 2
     assert all([r.teacher for r in s.rationales] == ["gemini"] == [f.teacher for f in s.feedback] for s in samples)
     assert all(s.included for s in samples)

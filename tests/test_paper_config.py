@@ -34,7 +34,8 @@ def test_paper_dry_run_offline_lists_four_students(tmp_path: Path, shared_data: 
                      ("strategyqa", "hf:ChilleD/StrategyQA")):
         text = text.replace(f'source = "{hf}"', f'source = "{shared_data / task}"\nlimit = 20')
     mistakes = _authors_logiqa_mistakes(tmp_path / "Llama-2-7b-chat-hf_logiQA_false_round0.json")
-    text = text.replace('source = "hf:lucasmccabe/logiqa"', f'source = "{shared_data / "logiqa"}"\nmistakes = "{mistakes}"')
+    logiqa = f'source = "{shared_data / "logiqa"}"\nmistakes = "{mistakes}"'
+    text = text.replace('source = "hf:lucasmccabe/logiqa"', logiqa)
     cfg_path = tmp_path / "paper.toml"
     cfg_path.write_text(text)
     cfg = load_config(cfg_path)

@@ -59,6 +59,6 @@ def test_a_hub_id_student_offline_is_one_line_saying_what_to_do(tmp_path: Path, 
     from student.models import resolve_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConfigError, match=r"hub model nobody-here/no-such-model-7 is not in the Hugging Face cache") as e:
+    with pytest.raises(ConfigError, match=r"nobody-here/no-such-model-7 is not in the Hugging Face cache") as e:
         resolve_model("nobody-here/no-such-model-7")
     assert "hf download nobody-here/no-such-model-7" in str(e.value) and "\n" not in str(e.value)

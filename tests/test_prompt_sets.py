@@ -66,7 +66,10 @@ class RawTokenizer:
 
 
 def _authors(task: str, row: dict, student: str) -> dict[str, str]:
-    """What the authors' scripts send and train on for one row (infer_student_wrong, collect_teacher_res, data, test)."""
+    """What the authors' scripts send and train on for one row.
+
+    From their infer_student_wrong.py, collect_teacher_res.py, data.py and test.py.
+    """
     if task == "logiqa":
         question = LQ.format(row["context"].strip(), row["query"].strip(), row["options"])
         exam, plain, stored = question, question, str(row["correct_option"]).strip()
