@@ -292,6 +292,18 @@ class Config(_Section):
         return Path(self.run.out_dir)
 
 
+def effective_batch_warning(train: TrainSection) -> str | None:
+    """A one-line warning when processes x micro-batch x grad-accum differs from the paper's 16, else None."""
+    effective = train.num_processes * train.micro_batch_size * train.grad_accum
+    if effective == PAPER_EFFECTIVE_BATCH:
+        return None
+    return (
+        f"[train] effective batch is {effective} samples per optimizer step (num_processes {train.num_processes} x "
+        f"micro_batch_size {train.micro_batch_size} x grad_accum {train.grad_accum}); the paper used "
+        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): lower grad_accum or micro_batch_size to match it"
+    )
+
+
 def _decode_toml(text: bytes, path: Path) -> Config:
     try:
         return msgspec.toml.decode(text, type=Config)

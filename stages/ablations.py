@@ -73,6 +73,7 @@ def _train_variant(ctx: RunContext, cfg: Config, variant: Variant) -> dict[str, 
     finally:
         conn.close()
     vcfg = variant_config(cfg, variant)
+    Path(vcfg.run.out_dir).mkdir(parents=True, exist_ok=True)
     counts = write_outputs(
         by_task, Path(vcfg.run.out_dir), seed=cfg.run.seed, keep_all=cfg.review.keep_all_accepted,
         prompts=prompt_set(cfg.run.prompts),

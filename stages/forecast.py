@@ -28,7 +28,7 @@ import anyio
 from rich.console import Console
 
 from engine.calibration import History, open_run_store, pilot_samples, read_history
-from engine.config import DatasetSection
+from engine.config import DatasetSection, effective_batch_warning
 from engine.dataset import decode_samples
 from engine.errors import ConfigError
 from engine.forecast import STAGES, Forecast, forecast, print_forecast
@@ -91,11 +91,14 @@ def student_plan(ctx: RunContext) -> list[str]:
     """What the train stage will produce: one line per student, where it goes and what it learns from."""
     cfg = ctx.cfg
     base = cfg.student.model
+    warning = effective_batch_warning(cfg.train)
     if cfg.train.per_dataset:
-        return [f"student {d.task}: {base} -> {ctx.out_dir / 'models' / d.task} (its own records, its own test split)"
-                for d in cfg.datasets]
-    tasks = ", ".join(d.task for d in cfg.datasets)
-    return [f"student: {base} -> {ctx.out_dir / 'model'} (the union of {tasks})"]
+        lines = [f"student {d.task}: {base} -> {ctx.out_dir / 'models' / d.task} (its own records, its own test split)"
+                 for d in cfg.datasets]
+    else:
+        tasks = ", ".join(d.task for d in cfg.datasets)
+        lines = [f"student: {base} -> {ctx.out_dir / 'model'} (the union of {tasks})"]
+    return lines + ([f"warning: {warning}"] if warning else [])
 
 
 def _draw(items: Sequence[Mistake], n: int, seed: int, task: str) -> list[Mistake]:

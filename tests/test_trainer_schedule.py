@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from engine.config import TrainSection
-from trainer.ds_config import build_scheduler, effective_batch_warning, warmup_steps
+from engine.config import TrainSection, effective_batch_warning
+from trainer.ds_config import build_scheduler, warmup_steps
 
 
 def _lrs(schedule: str, total: int = 20, warmup_ratio: float = 0.1) -> list[float]:

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from engine.config import PAPER_EFFECTIVE_BATCH, TrainSection
+from engine.config import TrainSection
 from engine.errors import ConfigError
 
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -116,18 +116,6 @@ def build_optimizer(model: torch.nn.Module, train: TrainSection) -> torch.optim.
             f"offload needs DeepSpeedCPUAdam, which could not be built ({first}); "
             f"install a C++ compiler and ninja, or set [train].offload_optimizer = false"
         ) from None
-
-
-def effective_batch_warning(train: TrainSection) -> str | None:
-    """A one-line warning when processes x micro-batch x grad-accum differs from the paper's 16, else None."""
-    effective = train.num_processes * train.micro_batch_size * train.grad_accum
-    if effective == PAPER_EFFECTIVE_BATCH:
-        return None
-    return (
-        f"[train] effective batch is {effective} samples per optimizer step (num_processes {train.num_processes} x "
-        f"micro_batch_size {train.micro_batch_size} x grad_accum {train.grad_accum}); the paper used "
-        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): lower grad_accum or micro_batch_size to match it"
-    )
 
 
 def warmup_steps(train: TrainSection, total_steps: int) -> int:

@@ -32,7 +32,7 @@ import msgspec
 import torch
 import torch.distributed as dist
 
-from engine.config import Config, LoraSection, TrainSection, load_config
+from engine.config import Config, LoraSection, TrainSection, effective_batch_warning, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
@@ -53,7 +53,6 @@ from trainer.ds_config import (
     build_ds_config,
     build_optimizer,
     build_scheduler,
-    effective_batch_warning,
     resolve_precision,
 )
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
