@@ -63,7 +63,7 @@ def variant_config(cfg: Config, variant: Variant) -> Config:
 
 def _train_variant(ctx: RunContext, cfg: Config, variant: Variant) -> dict[str, int]:
     """Write the variant's train.jsonl from the run's samples and train its student; records per task."""
-    from trainer.recipe import train
+    from trainer.launch import launch
 
     conn = open_db(ctx.store_path)
     try:
@@ -79,7 +79,7 @@ def _train_variant(ctx: RunContext, cfg: Config, variant: Variant) -> dict[str, 
         prompts=prompt_set(cfg.run.prompts),
     )
     if sum(counts.values()):
-        train(vcfg)
+        launch(ctx.config_path, vcfg)
     return counts
 
 

@@ -38,6 +38,16 @@ def test_each_benchmark_trains_its_own_student_on_its_own_records(tmp_path: Path
     assert train(cfg, task="gsm8k").skipped
 
 
+def test_students_train_one_after_another_in_one_process(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from trainer.launch import launch
+
+    path = _two_task_run(tmp_path, tiny_model_dir)
+    cfg = load_config(path)
+    # Each launch tears its process group down; the next one must start clean (DeepSpeed caches groups).
+    assert [launch(path, cfg, task=task) for task in ("svamp", "gsm8k")] == [0, 0]
+    assert all((cfg.out_dir / "models" / t / "config.json").is_file() for t in ("svamp", "gsm8k"))
+
+
 def test_eval_gives_each_task_its_own_student(tmp_path: Path, tiny_model_dir: Path) -> None:
     from stages.context import RunContext
     from stages.evaluate import per_dataset_model_dirs

@@ -103,7 +103,11 @@ def launch(
                 train(cfg, task=task)
         finally:
             if dist.is_initialized():
-                dist.destroy_process_group()
+                # DeepSpeed's teardown, not torch's: it also drops the groups DeepSpeed cached, which a
+                # second training in this process (per_dataset students, ablations) would find dead.
+                import deepspeed.comm
+
+                deepspeed.comm.destroy_process_group()
         return 0
     command = launch_command(config_path, cfg, free_port(), objective, task)
     # The launcher gives each worker its own rank and port; stale ones from this process must not leak in.
