@@ -18,6 +18,7 @@ from tests.test_demo import ROOT, small_demo
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(1500)
 def test_demo_runs_end_to_end_with_the_paper_prompts(tmp_path: Path) -> None:
     cfg = small_demo(tmp_path)
     text = cfg.read_text()
