@@ -22,12 +22,16 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 
 import prompts
+from prompts import Templates
+from prompts.sets import PAPER_FOLDER
 from bench.emulator.spec import AnswerRequest
 from bench.emulator.tokens import count_tokens
 from engine.forecast import DEFAULT_OUTPUT_TOKENS
 from tasks import extract_answer, format_question, is_correct
 from tasks.answers import LETTERS
 from tasks.records import Question
+
+_PAPER = Templates(PAPER_FOLDER, verbatim=True)
 
 _STAGES = ("teacher_rationale", "teacher_feedback", "review")
 _FILLER = (
@@ -52,13 +56,34 @@ def _pattern(name: str) -> re.Pattern[str]:
     return re.compile(regex + r"\Z", re.DOTALL)
 
 
+@cache
+def _paper_pattern(name: str) -> re.Pattern[str]:
+    parts = re.split(r"\{\{(\w+)\}\}", _PAPER.text(name))
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*?)" for i, p in enumerate(parts))
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
 def recognise(prompt: str) -> tuple[str, str, dict[str, str]] | None:
-    """(stage, family, fields) of a rendered teacher prompt, or None if it is none of ours."""
+    """(stage, family, fields) of a rendered teacher prompt, or None if it is none of ours.
+
+    Knows the committee set and the paper set's feedback, review and StrategyQA prompts;
+    a paper-set math rationale prompt is the bare question, which only `FairScript`
+    (knowing the questions) can tell apart.
+    """
     for stage in _STAGES:
         for fam in _FAMILIES:
             match = _pattern(f"{stage}_{fam}").match(prompt.strip())
             if match:
                 return stage, fam, match.groupdict()
+    for stage, name in (("teacher_feedback", "teacher_feedback"), ("review", "review")):
+        match = _paper_pattern(name).match(prompt)
+        if match:
+            # The authors' hint is the stored gold: StrategyQA's starts "true.<tab>" or "false.<tab>".
+            fam = "strategyqa" if re.match(r"(true|false)\.\t", match["gold"]) else "math"
+            return stage, fam, match.groupdict()
+    match = _paper_pattern("question_strategyqa").match(prompt)
+    if match:
+        return "teacher_rationale", "strategyqa", match.groupdict()
     return None
 
 
@@ -97,6 +122,9 @@ class FairScript:
     def __call__(self, request: AnswerRequest) -> str:
         prompt = request.messages[-1][1]
         found = recognise(prompt)
+        if found is None and prompt.strip() in self._gold:
+            # The paper set asks for a GSM8K/SVAMP rationale with the bare question.
+            found = ("teacher_rationale", "math", {"question": prompt})
         if found is None:
             return "I can only answer FAIR teacher prompts."
         stage, fam, fields = found
@@ -123,6 +151,11 @@ class FairScript:
 
 
 def _gold_value(fam: str, hint: str) -> str:
+    # The paper set's hints are the authors' stored gold: GSM8K's whole solution, StrategyQA's "true.<tab>facts".
+    if "####" in hint:
+        return hint.rsplit("####", 1)[1].strip()
+    if fam == "strategyqa":
+        return hint.split(".", 1)[0]
     # The LogiQA hint reads "(B) option text"; graders want the letter.
     if fam == "logiqa":
         match = re.match(r"\(([A-D])\)", hint)

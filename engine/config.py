@@ -21,6 +21,10 @@ from engine.errors import ConfigError
 
 TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
 Stage = Literal["rationale", "feedback", "review"]
+GraderName = Literal["committee", "authors"]
+TruncationSide = Literal["left", "right"]
+# The paper's effective batch: 1 process x micro-batch 8 x grad-accum 2 (the authors' train.py).
+PAPER_EFFECTIVE_BATCH = 16
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -35,6 +39,8 @@ class RunSection(_Section):
     out_dir: str
     seed: int = 731
     log_to: tuple[LoggerName, ...] = ()
+    # "committee", "paper" or a folder of templates (see prompts/sets.py).
+    prompts: str = "committee"
 
 
 class DatasetSection(_Section):
@@ -46,6 +52,8 @@ class DatasetSection(_Section):
     test_limit: int | None = None
     mistakes: str | None = None
     on_bad_line: Literal["stop", "skip"] = "stop"
+    # How the student's answers are graded: ours, or the FAIR authors' string comparison.
+    grader: GraderName = "committee"
 
     def __post_init__(self) -> None:
         for key in ("limit", "test_limit"):
@@ -71,6 +79,8 @@ class TeacherSection(_Section):
     max_tokens: int = 512
     timeout_s: float = 120.0
     max_attempts: int = 6
+    # The authors sent their GPT teacher a system message and the others none.
+    system_message: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -89,6 +99,11 @@ class TeacherSection(_Section):
 
 class ReviewSection(_Section):
     threshold: float = 4.0
+    # Accept only a mean strictly above `threshold`: the authors' code used mean > 3.
+    strict: bool = False
+    # Baselines of the paper: no peer review (every rationale accepted), or one teacher alone without review.
+    peer_review: bool = True
+    single_teacher: str | None = None
     skip_decided: bool = False
     skip_wrong_answer: bool = False
     max_usd: float | None = None
@@ -166,6 +181,12 @@ class TrainSection(_Section):
     lr: float = 1e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
+    # After warmup: keep the peak (the authors' runs), decay linearly to 0, or follow a cosine to 0.
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    # "left": cut the prompt's head, keep the response; "right": the authors' cut of the sequence's tail.
+    truncation_side: TruncationSide = "left"
+    # One student per benchmark (the paper), each trained on its own records, instead of one on their union.
+    per_dataset: bool = False
     max_length: int = 512
     max_grad_norm: float = 0.3
     alpha: float = 0.5
@@ -271,6 +292,18 @@ class Config(_Section):
         return Path(self.run.out_dir)
 
 
+def effective_batch_warning(train: TrainSection) -> str | None:
+    """A one-line warning when processes x micro-batch x grad-accum differs from the paper's 16, else None."""
+    effective = train.num_processes * train.micro_batch_size * train.grad_accum
+    if effective == PAPER_EFFECTIVE_BATCH:
+        return None
+    return (
+        f"[train] effective batch is {effective} samples per optimizer step (num_processes {train.num_processes} x "
+        f"micro_batch_size {train.micro_batch_size} x grad_accum {train.grad_accum}); the paper used "
+        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): lower grad_accum or micro_batch_size to match it"
+    )
+
+
 def _decode_toml(text: bytes, path: Path) -> Config:
     try:
         return msgspec.toml.decode(text, type=Config)
@@ -325,6 +358,21 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for task in tasks:
         if tasks.count(task) > 1:
             raise ConfigError(f"{path}: $.datasets: task {task!r} is listed twice")
+    if cfg.review.single_teacher is not None and cfg.review.single_teacher not in names:
+        raise ConfigError(
+            f"{path}: $.review.single_teacher: {cfg.review.single_teacher!r} is not a teacher; "
+            f"use one of {', '.join(names)}"
+        )
+    if cfg.train.per_dataset and len(cfg.datasets) < 2:
+        raise ConfigError(
+            f"{path}: $.train.per_dataset: one student per benchmark needs two or more [[datasets]], got "
+            f"{len(cfg.datasets)}; remove per_dataset (one dataset already trains its own student)"
+        )
+    if cfg.train.per_dataset and cfg.dpo.enabled:
+        raise ConfigError(
+            f"{path}: $.train.per_dataset: the dpo stage trains one model, not one per benchmark; "
+            f"set [dpo] enabled = false or drop per_dataset"
+        )
     for t in cfg.teachers:
         if t.base_url == "emulator" and cfg.emulator is None:
             raise ConfigError(
@@ -341,7 +389,25 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cfg.student.model = _resolve(base, cfg.student.model) or cfg.student.model
     cfg.train.hostfile = _resolve(base, cfg.train.hostfile)
     cfg.train.deepspeed_config = _resolve(base, cfg.train.deepspeed_config)
+    _check_prompts(cfg, path, base)
     return cfg
+
+
+def _check_prompts(cfg: Config, path: Path, base: Path) -> None:
+    """Resolve `[run] prompts` and check the set has every template the run needs, before any call."""
+    # Imported here: the prompt sets render tasks' records, which import this module's types.
+    from prompts.sets import check_templates, prompt_set
+
+    if cfg.run.prompts not in ("committee", "paper"):
+        cfg.run.prompts = _resolve(base, cfg.run.prompts) or cfg.run.prompts
+    try:
+        check_templates(
+            prompt_set(cfg.run.prompts),
+            [d.task for d in cfg.datasets],
+            system=any(t.system_message for t in cfg.teachers),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def api_key(teacher: TeacherSection) -> str:

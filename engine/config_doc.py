@@ -42,6 +42,8 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
 DESCRIPTIONS: dict[str, str] = {
     "run.name": "Name shown in reports.",
     "run.out_dir": "Run directory (relative to the config file): store, outputs, reports, model.",
+    "run.prompts": "Prompt set: `committee` (this project's wording), `paper` (the FAIR authors' prompts, composed as "
+    "their code does; prompts/paper/) or a folder with the committee set's template files in your wording.",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
     "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
                   "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
@@ -67,8 +69,16 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.max_tokens": "Output token cap per call (paper: 512).",
     "teachers.timeout_s": "Per-attempt timeout.",
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
+    "datasets.grader": "`committee` (tasks/answers.py: answer phrases, numeric comparison) or `authors` (the FAIR "
+                       "authors' extraction and string comparison, to compare with the paper like for like).",
+    "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT "
+                               "only).",
+    "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
+                     "`strict = true`, i.e. mean > 3).",
+    "review.peer_review": "false: the committee without peer review (every rationale accepted, no review calls).",
+    "review.single_teacher": "A teacher's name: that teacher alone, without review (the authors' `--teacher X`).",
     "review.threshold": "Accept a rationale when the mean of its valid peer scores is >= this (paper 4.0; "
-                        "the authors' code behaves like 3.5).",
+                        "the authors' code: 3 with `strict`).",
     "review.skip_decided": "Skip reviews whose score can no longer change the decision (reviews then go one by one).",
     "review.skip_wrong_answer": "Reject, without reviews, rationales whose final answer disagrees with the gold one.",
     "review.max_usd": "Spending cap: no new call starts once spent + in-flight worst case reaches it.",
@@ -97,9 +107,14 @@ DESCRIPTIONS: dict[str, str] = {
     "train.micro_batch_size": "Samples per micro-batch per process (paper: 8); each gives two sequences.",
     "train.grad_accum": "Gradient accumulation steps (paper: 2).",
     "train.lr": "Peak learning rate, AdamW (paper: 1e-5).",
-    "train.weight_decay": "AdamW weight decay.",
-    "train.warmup_ratio": "Linear warmup share of the steps, then linear decay (paper: 0.03).",
-    "train.max_length": "Tokens per sequence; prompts are cut from the left, responses kept (paper: 512).",
+    "train.weight_decay": "AdamW weight decay of the weight matrices (the authors' runs: 0.01).",
+    "train.warmup_ratio": "Linear warmup share of the steps, then `lr_schedule` (paper: 0.03).",
+    "train.lr_schedule": "After warmup: `constant` (the authors' runs), `linear` decay to 0, or `cosine` to 0.",
+    "train.truncation_side": "`left`: cut the prompt's head and keep the response; `right`: cut the sequence's "
+                             "tail at max_length (the authors' data.py).",
+    "train.per_dataset": "One student per benchmark (the paper): `out_dir/models/<task>/`, each trained on its "
+                         "own records and evaluated on its own test split.",
+    "train.max_length": "Tokens per sequence, cut as `truncation_side` says (paper: 512).",
     "train.max_grad_norm": "Gradient clipping (paper: 0.3).",
     "train.alpha": "Loss weight: alpha * CE(feedback) + (1 - alpha) * CE(rationale) (paper: 0.5).",
     "train.zero_stage": "DeepSpeed ZeRO stage 0-3.",

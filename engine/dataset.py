@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from engine.samples import DecidedSample
-from tasks import format_question
+from prompts.sets import PromptSet, prompt_set
 from tasks.records import TrainRecord
 
 _decode_sample = msgspec.json.Decoder(DecidedSample).decode
@@ -34,21 +34,41 @@ def decode_samples(bodies: Iterable[bytes]) -> list[DecidedSample]:
     return samples
 
 
-def train_records(sample: DecidedSample, *, seed: int, keep_all: bool) -> list[TrainRecord]:
-    """The instruction-tuning records of one included sample (none if not included)."""
+def _sample_rng(sample: DecidedSample, seed: int) -> random.Random:
+    # Seeded per sample, not per run order, so the pick does not depend on which
+    # sample finished first.
+    return random.Random(f"{seed}:{sample.task}:{sample.id}")
+
+
+def picked_teacher(sample: DecidedSample, seed: int) -> str | None:
+    """The teacher whose rationale an included sample trains on (one pick per sample), else None.
+
+    The same first draw as `train_records`, so reports count what train.jsonl holds.
+    """
+    accepted = [r for r in sample.rationales if r.accepted and r.text]
+    if not sample.included or not accepted:
+        return None
+    return _sample_rng(sample, seed).choice(accepted).teacher
+
+
+def train_records(
+    sample: DecidedSample, *, seed: int, keep_all: bool, prompts: PromptSet | None = None
+) -> list[TrainRecord]:
+    """The instruction-tuning records of one included sample (none if not included).
+
+    `prompts` (default: the committee set) decides the question text the records keep.
+    """
     if not sample.included:
         return []
     accepted = [r for r in sample.rationales if r.accepted and r.text]
     feedback = [f for f in sample.feedback if f.text]
-    # Seeded per sample, not per run order, so the pick does not depend on which
-    # sample finished first.
-    rng = random.Random(f"{seed}:{sample.task}:{sample.id}")
+    rng = _sample_rng(sample, seed)
     if keep_all:
         rng.shuffle(feedback)
         pairs = [(r, feedback[i % len(feedback)]) for i, r in enumerate(accepted)]
     else:
         pairs = [(rng.choice(accepted), rng.choice(feedback))]
-    question = format_question(sample)
+    question = (prompts or prompt_set("committee")).record_question(sample)
     return [
         TrainRecord(
             id=sample.id,
@@ -61,13 +81,31 @@ def train_records(sample: DecidedSample, *, seed: int, keep_all: bool) -> list[T
             rationale_teacher=r.teacher,
             context=sample.context,
             options=sample.options,
+            gold_answer=sample.gold_answer,
         )
         for r, f in pairs
     ]
 
 
+def record_tasks(train_path: Path) -> set[str]:
+    """The tasks that have records in train.jsonl (none when it is missing)."""
+    if not train_path.is_file():
+        return set()
+    view = msgspec.json.Decoder(_TaskView)
+    return {view.decode(line).task for line in train_path.read_bytes().splitlines() if line.strip()}
+
+
+class _TaskView(msgspec.Struct):
+    task: str
+
+
 def write_outputs(
-    samples_by_task: dict[str, list[DecidedSample]], out_dir: Path, *, seed: int, keep_all: bool
+    samples_by_task: dict[str, list[DecidedSample]],
+    out_dir: Path,
+    *,
+    seed: int,
+    keep_all: bool,
+    prompts: PromptSet | None = None,
 ) -> dict[str, int]:
     """Write dataset.jsonl and train.jsonl atomically; returns train records per task."""
     counts: dict[str, int] = {}
@@ -77,7 +115,7 @@ def write_outputs(
         counts[task] = 0
         for sample in samples:
             dataset_lines.append(msgspec.json.encode(sample))
-            for record in train_records(sample, seed=seed, keep_all=keep_all):
+            for record in train_records(sample, seed=seed, keep_all=keep_all, prompts=prompts):
                 train_lines.append(msgspec.json.encode(record))
                 counts[task] += 1
     _write_lines(out_dir / "dataset.jsonl", dataset_lines)

@@ -42,7 +42,7 @@ from engine.pilot import Pilot, Total, extrapolate
 from engine.pricing import cost_usd, teacher_prices
 from engine.tokens import estimate_request_tokens
 from reports.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
-from tasks.messages import teacher_messages
+from prompts.sets import prompt_set
 from tasks.records import Mistake, Question
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,10 @@ def forecast(
     the first of `history` (then `store`, this run's own) that measured the same
     teacher model, task and stage, else the defaults; each is capped at the
     teacher's `max_tokens`. `latency_s` overrides the seconds per call. `messages`
-    and `estimate` default to the ones the run uses (`tasks.teacher_messages`,
+    and `estimate` default to the ones the run uses (its prompt set's teacher messages,
     `engine.tokens.estimate_request_tokens`).
     """
-    messages = messages or teacher_messages
+    messages = messages or prompt_set(cfg.run.prompts).teacher_messages
     estimate = estimate or estimate_request_tokens
     pilots = pilots or {}
     teachers = cfg.teachers

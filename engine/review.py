@@ -1,9 +1,11 @@
 """Peer-review decisions: when a rationale is accepted, and when a review cannot change that.
 
 The paper accepts a rationale when the mean of its valid peer scores (1..5) is at
-least the threshold (4.0); the authors' released code effectively used mean > 3,
-i.e. threshold 3.5 for two integer scores. Invalid scores (None) are left out of
-the mean; a rationale with no valid score is not accepted.
+least the threshold (4.0); the authors' released code used mean > 3
+(`collect_teacher_res.py`), which is `threshold = 3` with `strict = true`: the same
+as 3.5 for two integer scores, but not for three reviewers (a mean of 3.33).
+Invalid scores (None) are left out of the mean; a rationale with no valid score is
+not accepted.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ class DecisionSettings(msgspec.Struct, frozen=True, kw_only=True):
     threshold: float
     skip_decided: bool
     skip_wrong_answer: bool
+    # Defaults: samples stored before these settings existed were decided without them.
+    strict: bool = False
+    peer_review: bool = True
+    single_teacher: str | None = None
 
 
 def decision_settings(review: ReviewSection) -> DecisionSettings:
     """The part of `[review]` that changes a decision (not the cap, not the output options)."""
     return DecisionSettings(
-        threshold=review.threshold, skip_decided=review.skip_decided, skip_wrong_answer=review.skip_wrong_answer
+        threshold=review.threshold,
+        skip_decided=review.skip_decided,
+        skip_wrong_answer=review.skip_wrong_answer,
+        strict=review.strict,
+        peer_review=review.peer_review,
+        single_teacher=review.single_teacher,
     )
 
 
@@ -36,13 +47,19 @@ def mean_score(scores: Iterable[int | None]) -> float | None:
     return sum(valid) / len(valid) if valid else None
 
 
-def accepted(scores: Iterable[int | None], threshold: float) -> bool:
-    """The paper's rule: mean of valid scores >= threshold."""
-    mean = mean_score(scores)
-    return mean is not None and mean >= threshold
+def passes(mean: float | None, threshold: float, strict: bool = False) -> bool:
+    """Whether a mean score is accepted: >= threshold (the paper), or > threshold when `strict` (the authors' code)."""
+    if mean is None:
+        return False
+    return mean > threshold if strict else mean >= threshold
 
 
-def decided(scores: Iterable[int | None], pending: int, threshold: float) -> bool | None:
+def accepted(scores: Iterable[int | None], threshold: float, strict: bool = False) -> bool:
+    """The acceptance rule: mean of valid scores >= threshold (> when `strict`)."""
+    return passes(mean_score(scores), threshold, strict)
+
+
+def decided(scores: Iterable[int | None], pending: int, threshold: float, strict: bool = False) -> bool | None:
     """The acceptance that no outcome of the `pending` reviews can change, else None.
 
     Each pending review may come back 1..5 or invalid (left out of the mean), so
@@ -52,12 +69,12 @@ def decided(scores: Iterable[int | None], pending: int, threshold: float) -> boo
     valid = [s for s in scores if s is not None]
     total, n = sum(valid), len(valid)
     if pending == 0:
-        return accepted(valid, threshold)
+        return accepted(valid, threshold, strict)
     best = (total + 5 * pending) / (n + pending)
     worst = (total + 1 * pending) / (n + pending)
     current = total / n if n else None
-    if best < threshold and (current is None or current < threshold):
+    if not passes(best, threshold, strict) and not passes(current, threshold, strict):
         return False
-    if current is not None and current >= threshold and worst >= threshold:
+    if passes(current, threshold, strict) and passes(worst, threshold, strict):
         return True
     return None

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from engine.config import ReviewSection
-from engine.review import decided, decision_settings, mean_score
+from adapters.base import Message
+from engine.config import ReviewSection, Stage
+from engine.review import decided, decision_settings, mean_score, passes
 from engine.samples import DecidedSample, FeedbackOutcome, RationaleOutcome
 from engine.store import CallRow, Store
 from engine.teacher import Teacher
-from tasks import extract_answer, is_correct, parse_score, teacher_messages
+from prompts.sets import PromptSet, prompt_set
+from tasks import extract_answer, is_correct, parse_score
 from tasks.records import Mistake
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,14 @@ class TeachCounters:
 class Committee:
     """The teachers of a run and the review rule they apply to each other's rationales."""
 
-    def __init__(self, teachers: Sequence[Teacher], review: ReviewSection, store: Store):
+    def __init__(
+        self, teachers: Sequence[Teacher], review: ReviewSection, store: Store, prompts: PromptSet | None = None
+    ):
+        self.prompts: PromptSet = prompts or prompt_set("committee")
+        # `single_teacher` (the authors' --teacher X baseline) asks that teacher alone.
+        single = review.single_teacher
+        # The teachers asked for rationale and feedback; every teacher may review.
+        self.asked: list[Teacher] = [t for t in teachers if single in (None, t.name)]
         if len(teachers) < 2:
             raise ValueError("peer review needs at least two teachers")
         self.teachers = list(teachers)
@@ -63,6 +72,11 @@ class Committee:
         self.store = store
         # The latest one-line error per (dataset, teacher), for the run's last word.
         self.errors: dict[tuple[str, str], str] = {}
+
+    def _messages(
+        self, stage: Stage, m: Mistake, teacher: Teacher, rationale: str | None = None
+    ) -> tuple[Message, ...]:
+        return self.prompts.teacher_messages(stage, m, rationale=rationale, system=teacher.section.system_message)
 
     def _failed(self, m: Mistake, missing: list[str], slot: str, teacher: Teacher, error: str | None) -> None:
         missing.append(slot)
@@ -80,14 +94,14 @@ class Committee:
             student_final_answer=mistake.student_final_answer,
             context=mistake.context,
             options=mistake.options,
-            rationales=[RationaleOutcome(teacher=t.name, text=None) for t in self.teachers],
-            feedback=[FeedbackOutcome(teacher=t.name, text=None) for t in self.teachers],
+            rationales=[RationaleOutcome(teacher=t.name, text=None) for t in self.asked],
+            feedback=[FeedbackOutcome(teacher=t.name, text=None) for t in self.asked],
             decided_with=self.settings,
         )
         async with anyio.create_task_group() as tg:
-            for teacher, outcome in zip(self.teachers, sample.rationales):
+            for teacher, outcome in zip(self.asked, sample.rationales):
                 tg.start_soon(self._rationale_and_reviews, mistake, teacher, outcome, sample.missing)
-            for teacher, outcome in zip(self.teachers, sample.feedback):
+            for teacher, outcome in zip(self.asked, sample.feedback):
                 tg.start_soon(self._feedback, mistake, teacher, outcome, sample.missing)
         # Rationale and feedback lists keep the teachers' config order whatever
         # order the answers came in, so reruns give identical lines.
@@ -99,7 +113,7 @@ class Committee:
 
     async def _feedback(self, m: Mistake, teacher: Teacher, out: FeedbackOutcome, missing: list[str]) -> None:
         answer = await teacher.ask(
-            teacher_messages("feedback", m), dataset=m.task, sample_id=m.id, stage="feedback"
+            self._messages("feedback", m, teacher), dataset=m.task, sample_id=m.id, stage="feedback"
         )
         out.text = answer.text
         if answer.text is None:
@@ -109,7 +123,7 @@ class Committee:
         self, m: Mistake, teacher: Teacher, out: RationaleOutcome, missing: list[str]
     ) -> None:
         answer = await teacher.ask(
-            teacher_messages("rationale", m), dataset=m.task, sample_id=m.id, stage="rationale"
+            self._messages("rationale", m, teacher), dataset=m.task, sample_id=m.id, stage="rationale"
         )
         if answer.text is None:
             self._failed(m, missing, f"rationale:{teacher.name}", teacher, answer.error)
@@ -117,6 +131,10 @@ class Committee:
         out.text = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
         out.answer_correct = is_correct(m.task, out.answer, m.gold_answer)
+        if not self.review.peer_review or self.review.single_teacher:
+            # The paper's baselines: every rationale is taken as it is, no review is bought.
+            out.accepted = True
+            return
         reviewers = [r for r in self.teachers if r is not teacher]
 
         if self.review.skip_wrong_answer and not out.answer_correct:
@@ -128,7 +146,7 @@ class Committee:
 
         async def review(reviewer: Teacher) -> None:
             reply = await reviewer.ask(
-                teacher_messages("review", m, rationale=answer.text),
+                self._messages("review", m, reviewer, rationale=answer.text),
                 dataset=m.task, sample_id=m.id, stage="review", target=teacher.name,
             )
             if reply.text is None:
@@ -140,7 +158,9 @@ class Committee:
             # One review at a time, so a decisive early score saves the rest. This
             # lengthens a sample's latency, not the run: other samples fill the lanes.
             for i, reviewer in enumerate(reviewers):
-                verdict = decided(list(out.scores.values()), len(reviewers) - i, self.review.threshold)
+                verdict = decided(
+                    list(out.scores.values()), len(reviewers) - i, self.review.threshold, self.review.strict
+                )
                 if verdict is not None:
                     for r in reviewers[i:]:
                         await self._skip(m, r, teacher, out, "decided")
@@ -153,7 +173,7 @@ class Committee:
 
         out.scores = {r.name: out.scores[r.name] for r in reviewers if r.name in out.scores}
         out.mean = mean_score(out.scores.values())
-        out.accepted = out.mean is not None and out.mean >= self.review.threshold
+        out.accepted = passes(out.mean, self.review.threshold, self.review.strict)
 
     async def _skip(self, m: Mistake, reviewer: Teacher, target: Teacher, out: RationaleOutcome, why: str) -> None:
         out.skipped[reviewer.name] = why  # type: ignore[assignment]

@@ -11,34 +11,77 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
 
 _FIELD = re.compile(r"\{\{(\w+)\}\}")
 
 
+class Templates:
+    """The templates of one folder, each read once.
+
+    `verbatim` keeps a template's leading and trailing whitespace (only the file's
+    own final newline is dropped), for prompt sets whose exact bytes matter, such as
+    the FAIR authors' strings that start and end with a newline; otherwise the text
+    is trimmed.
+
+    >>> Templates(Path("my_prompts")).render("review_math", question="1+1?", rationale="2", gold="2")  # doctest: +SKIP
+    """
+
+    __slots__ = ("_texts", "folder", "verbatim")
+
+    def __init__(self, folder: Traversable | Path, *, verbatim: bool = False):
+        self.folder = folder
+        self.verbatim = verbatim
+        self._texts: dict[str, str] = {}
+
+    def has(self, name: str) -> bool:
+        """Whether the folder holds template `name`."""
+        return name in self._texts or self.folder.joinpath(f"{name}.txt").is_file()
+
+    def text(self, name: str) -> str:
+        """The text of template `name` (file `<folder>/<name>.txt`); KeyError names it when absent."""
+        if name not in self._texts:
+            try:
+                raw = self.folder.joinpath(f"{name}.txt").read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise KeyError(f"no prompt template named {name!r} in {self.folder}") from None
+            self._texts[name] = raw.removesuffix("\n") if self.verbatim else raw.strip()
+        return self._texts[name]
+
+    def fields(self, name: str) -> set[str]:
+        """The field names template `name` expects."""
+        return set(_FIELD.findall(self.text(name)))
+
+    def render(self, name: str, **values: str) -> str:
+        """Fill template `name` with `values`; every field must be given, and only those."""
+        text = self.text(name)
+        wanted = self.fields(name)
+        missing = wanted - values.keys()
+        extra = values.keys() - wanted
+        if missing or extra:
+            raise KeyError(f"template {name!r}: missing fields {sorted(missing)}, unexpected {sorted(extra)}")
+        # Substitute in one pass so a value that itself contains `{{x}}` is left alone.
+        return _FIELD.sub(lambda m: str(values[m.group(1)]), text)
+
+
+BUILTIN = Templates(resources.files(__name__))
+
+
 @cache
 def template(name: str) -> str:
-    """The text of template `name` (file `prompts/<name>.txt`), whitespace trimmed."""
-    try:
-        return resources.files(__name__).joinpath(f"{name}.txt").read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise KeyError(f"no prompt template named {name!r} in prompts/") from None
+    """The text of built-in template `name` (file `prompts/<name>.txt`), whitespace trimmed."""
+    return BUILTIN.text(name)
 
 
 def fields(name: str) -> set[str]:
-    """The field names template `name` expects."""
-    return set(_FIELD.findall(template(name)))
+    """The field names built-in template `name` expects."""
+    return BUILTIN.fields(name)
 
 
 def render(name: str, **values: str) -> str:
-    """Fill template `name` with `values`; every field must be given, and only those.
+    """Fill built-in template `name` with `values`; every field must be given, and only those.
 
     >>> render("review_math", question="1+1?", rationale="2. [5]", gold="2")  # doctest: +SKIP
     """
-    text = template(name)
-    wanted = fields(name)
-    missing = wanted - values.keys()
-    extra = values.keys() - wanted
-    if missing or extra:
-        raise KeyError(f"template {name!r}: missing fields {sorted(missing)}, unexpected {sorted(extra)}")
-    # Substitute in one pass so a value that itself contains `{{x}}` is left alone.
-    return _FIELD.sub(lambda m: str(values[m.group(1)]), text)
+    return BUILTIN.render(name, **values)

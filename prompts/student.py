@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from engine.config import TaskName
-from prompts import render, template
+from prompts import BUILTIN, Templates
 
 PromptFormat = Literal["chat", "instruction"]
 
@@ -34,13 +34,15 @@ def resolve_format(setting: Literal["auto", "chat", "instruction"], tokenizer: C
     return setting
 
 
-def _wrap(tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_text: str) -> str:
+def _wrap(
+    tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_text: str, templates: Templates
+) -> str:
     if fmt == "chat":
         content = f"{instruction}\n\n{input_text}"
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
-    return render("student_layout", instruction=instruction, input=input_text) + "\n"
+    return templates.render("student_layout", instruction=instruction, input=input_text) + "\n"
 
 
 def instruction_name(task: TaskName) -> str:
@@ -48,15 +50,29 @@ def instruction_name(task: TaskName) -> str:
     return f"student_instruction_{_FAMILY[task]}"
 
 
-def question_prompt(tokenizer: ChatTokenizer, fmt: PromptFormat, task: TaskName, question_text: str) -> str:
+def question_prompt(
+    tokenizer: ChatTokenizer,
+    fmt: PromptFormat,
+    task: TaskName,
+    question_text: str,
+    templates: Templates = BUILTIN,
+) -> str:
     """The prompt for answering a question: exam, eval, and the learn-from-rationale part."""
-    return _wrap(tokenizer, fmt, template(instruction_name(task)), question_text)
+    return _wrap(tokenizer, fmt, templates.text(instruction_name(task)), question_text, templates)
 
 
-def mistake_prompt(tokenizer: ChatTokenizer, fmt: PromptFormat, question_text: str, student_answer: str) -> str:
+def mistake_prompt(
+    tokenizer: ChatTokenizer,
+    fmt: PromptFormat,
+    question_text: str,
+    student_answer: str,
+    templates: Templates = BUILTIN,
+) -> str:
     """The prompt of the learn-from-mistakes part: question + the student's wrong answer."""
-    input_text = render("learn_from_mistakes_input", question=question_text, student_answer=student_answer.strip())
-    return _wrap(tokenizer, fmt, template("learn_from_mistakes_instruction"), input_text)
+    input_text = templates.render(
+        "learn_from_mistakes_input", question=question_text, student_answer=student_answer.strip()
+    )
+    return _wrap(tokenizer, fmt, templates.text("learn_from_mistakes_instruction"), input_text, templates)
 
 
 def response_suffix(tokenizer: ChatTokenizer) -> str:

@@ -21,7 +21,7 @@ import msgspec
 from rich.console import Console
 
 from engine import ledger
-from engine.dataset import decode_samples
+from engine.dataset import decode_samples, picked_teacher
 from engine.samples import DecidedSample
 from engine.store import sample_bodies
 from reports.tables import (
@@ -70,6 +70,9 @@ class Acceptance(msgspec.Struct, kw_only=True):
     rate: float | None = None
     share_of_included: float | None = None
     accepted_in_included: int = 0
+    # The paper's Table 4 counts the teacher of the rationale picked for training, once per included sample.
+    picked: int = 0
+    picked_share: float | None = None
 
 
 class TokensPerSample(msgspec.Struct, kw_only=True):
@@ -112,12 +115,15 @@ def decided_samples(conn: sqlite3.Connection, dataset: str) -> list[DecidedSampl
     return decode_samples(sample_bodies(conn, dataset))
 
 
-def acceptance(samples: Sequence[DecidedSample]) -> dict[str, Acceptance]:
-    """Per teacher: rationales written, accepted, and the share of accepted rationales in included samples.
+def acceptance(samples: Sequence[DecidedSample], seed: int = 731) -> dict[str, Acceptance]:
+    """Per teacher: rationales written, accepted, the share of accepted rationales in included samples,
+    and how many included samples train on its rationale.
 
-    The share is what the paper's Table 4 reports (on SVAMP 161 : 87 : 117 for
-    Mixtral : Gemini : GPT): of all accepted rationales of included samples, the
-    fraction this teacher wrote.
+    `picked` is what the paper's Table 4 counts (on SVAMP 161 : 87 : 117 for Mixtral :
+    Gemini : GPT): per included sample, the teacher of the one rationale picked for
+    training (with the run `seed`, as train.jsonl picks it). `share_of_included` is
+    the share of all accepted rationales of included samples, which several per
+    sample can have.
     """
     table: dict[str, Acceptance] = {}
     for sample in samples:
@@ -128,10 +134,16 @@ def acceptance(samples: Sequence[DecidedSample]) -> dict[str, Acceptance]:
             if r.accepted:
                 a.accepted += 1
                 a.accepted_in_included += int(sample.included)
+        picked = picked_teacher(sample, seed)
+        if picked is not None:
+            table.setdefault(picked, Acceptance()).picked += 1
     in_included = sum(a.accepted_in_included for a in table.values())
     for a in table.values():
         a.rate = a.accepted / a.rationales if a.rationales else None
         a.share_of_included = a.accepted_in_included / in_included if in_included else None
+    picked = sum(a.picked for a in table.values())
+    for a in table.values():
+        a.picked_share = a.picked / picked if picked else None
     return dict(sorted(table.items()))
 
 
@@ -150,7 +162,7 @@ def _budget_stop(
     return BudgetStop(skipped_calls=skipped) if skipped else None
 
 
-def dataset_cost(conn: sqlite3.Connection, task: str) -> DatasetCost:
+def dataset_cost(conn: sqlite3.Connection, task: str, seed: int = 731) -> DatasetCost:
     """The cost figures of one dataset (task name) from the store."""
     stage_rows = ledger.stage_ledger(conn, task)
     total = ledger.totals(stage_rows)
@@ -173,7 +185,7 @@ def dataset_cost(conn: sqlite3.Connection, task: str) -> DatasetCost:
         samples=len(samples),
         included=included,
         usd_per_included=total.usd / included if total.usd is not None and included else None,
-        acceptance=acceptance(samples),
+        acceptance=acceptance(samples, seed),
         tokens_per_sample={
             t: TokensPerSample(without_review=a, with_review=b)
             for t, (a, b) in ledger.tokens_per_sample(conn, task).items()
@@ -185,14 +197,16 @@ def dataset_cost(conn: sqlite3.Connection, task: str) -> DatasetCost:
     )
 
 
-def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = None) -> CostReport:
+def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = None, seed: int = 731) -> CostReport:
     """The cost report over a store; `tasks` fixes the dataset order (default: as they appear in the store).
+
+    `seed`: the run's, which picks each sample's training rationale (Table 4 as the paper counts it).
 
     A task listed but absent from the store gets an empty section.
     """
     order = list(tasks) if tasks is not None else []
     order += [d for d in ledger.datasets(conn) if d not in order]
-    sections = [dataset_cost(conn, t) for t in order]
+    sections = [dataset_cost(conn, t, seed) for t in order]
     total: float | None = 0.0
     for s in sections:
         total = ledger.add_usd(total, s.total.usd)
@@ -239,12 +253,16 @@ def cost_tables(section: DatasetCost) -> list[Table]:
                   text_columns=2)
     accept = Table(
         title=f"{section.task}: acceptance per teacher (paper's Table 4)",
-        headers=["teacher", "rationales", "accepted", "rate", "accepted in included", "share of included"],
+        headers=["teacher", "rationales", "accepted", "rate", "accepted in included", "share of included",
+                 "picked (Table 4)", "picked share"],
         rows=[
             [name, fmt_num(a.rationales), fmt_num(a.accepted), fmt_pct(a.rate), fmt_num(a.accepted_in_included),
-             fmt_pct(a.share_of_included)]
+             fmt_pct(a.share_of_included), fmt_num(a.picked), fmt_pct(a.picked_share)]
             for name, a in section.acceptance.items()
         ],
+        note="Table 4 as the paper counts it: `picked` is the teacher of the one rationale each included sample "
+        "trains on (picked with the run seed, as train.jsonl); `share of included` counts every accepted "
+        "rationale of the included samples instead.",
     )
     tokens = Table(
         title=f"{section.task}: output tokens per sample (paper's Table 5)",
@@ -254,6 +272,9 @@ def cost_tables(section: DatasetCost) -> list[Table]:
              f"{v.with_review / v.without_review:.2f}x" if v.without_review else "-"]
             for name, v in section.tokens_per_sample.items()
         ],
+        note="Table 5's definition: output tokens a teacher generates per sample; `without review` = its rationale "
+        "and feedback, `with review` adds the reviews it wrote of the other teachers' rationales; both divided by "
+        "the samples it wrote a rationale or feedback for (completed calls only, thinking tokens included).",
     )
     return [calls, accept, tokens]
 

@@ -98,7 +98,8 @@ def dataset_card(cfg: Config, report: RunReport, sizes: dict[str, int]) -> str:
     lines += [
         "Reasoning data distilled with FAIR (Li et al., ACL Findings 2025, \"Learning from Committee\"): a student "
         "model sat an exam; each mistake got a rationale and feedback from every teacher, and each rationale was "
-        f"peer-reviewed by the other teachers (accepted at a mean score >= {cfg.review.threshold}).",
+        "peer-reviewed by the other teachers (accepted at a mean score "
+        f"{'>' if cfg.review.strict else '>='} {cfg.review.threshold}).",
         "",
         "| split | rows | what |",
         "|---|---|---|",

@@ -53,7 +53,8 @@ def write_model_card(cfg: Config, report: RunReport, model_dir: Path) -> Path:
         cost = section.cost
         if cost is not None:
             lines.append(f"- {section.task}: {cost.included} included samples of {cost.samples} mistakes "
-                         f"(peer-review threshold {cfg.review.threshold}).")  # fmt: skip
+                         f"(peer-review mean {'>' if cfg.review.strict else '>='} "
+                         f"{cfg.review.threshold}).")  # fmt: skip
     lines += ["", "## Training hyperparameters", "", "```json",
               json.dumps(msgspec.to_builtins(cfg.train), indent=2)]  # fmt: skip
     if model_dir.name == "model_dpo":

@@ -102,3 +102,30 @@ def plot_accuracy(
     ax.set_title("Student accuracy before and after FAIR training")
     ax.legend(fontsize="small")
     return _save(fig, path)
+
+
+def plot_variants(bars: Mapping[tuple[str, str], tuple[float, float, float]], path: Path) -> Path | None:
+    """Accuracy per variant (bars grouped by dataset) with 95% intervals; `bars` maps (variant, task) to
+    (accuracy, ci_low, ci_high)."""
+    if not bars:
+        return None
+    variants = list(dict.fromkeys(v for v, _ in bars))
+    tasks = list(dict.fromkeys(t for _, t in bars))
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(variants) * len(tasks) + 2), 4))
+    width = 0.8 / len(variants)
+    for k, variant in enumerate(variants):
+        xs, ys, errs = [], [], [[], []]
+        for i, task in enumerate(tasks):
+            if (variant, task) in bars:
+                acc, lo, hi = bars[(variant, task)]
+                xs.append(i - 0.4 + width * (k + 0.5))
+                ys.append(100 * acc)
+                errs[0].append(100 * (acc - lo))
+                errs[1].append(100 * (hi - acc))
+        ax.bar(xs, ys, width, yerr=errs, capsize=3, label=variant)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Baselines and ablations")
+    ax.legend(fontsize="small")
+    return _save(fig, path)

@@ -200,7 +200,10 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
     conn = open_teacher_ledger(out_dir)
     notes: list[str] = []
     try:
-        costs = {s.task: s for s in build_cost_report(conn, tasks).datasets} if conn is not None else {}
+        costs = (
+            {s.task: s for s in build_cost_report(conn, tasks, cfg.run.seed if cfg else 731).datasets}
+            if conn is not None else {}
+        )
         teachers = _teacher_rates(conn, cfg) if conn is not None else []
         walls = ledger.stage_walls(conn) if conn is not None else []
         fc = read_forecast(out_dir)
@@ -308,6 +311,16 @@ def report_tables(report: RunReport) -> list[Table]:
             rows=[[e.checkpoint, e.model, fmt_num(e.n), fmt_num(e.correct), fmt_pct(e.accuracy),
                    f"{fmt_pct(e.ci_low)} - {fmt_pct(e.ci_high)}"] for e in s.evals],
             note=_accuracy_note(s),
+        ))
+    if len(report.datasets) > 1:
+        # Side by side: with [train] per_dataset each row's trained student is that benchmark's own (models/<task>/).
+        tables.append(Table(
+            title="Students side by side: accuracy before and after training",
+            headers=["dataset", "base", "trained", "change"],
+            rows=[[s.task, fmt_pct(s.before.accuracy) if s.before else "-",
+                   fmt_pct(s.after.accuracy) if s.after else "-",
+                   f"{100 * (s.after.accuracy - s.before.accuracy):+.1f} pts" if s.before and s.after else "-"]
+                  for s in report.datasets],
         ))
     tables.append(Table(
         title="Wall time per stage",

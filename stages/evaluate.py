@@ -2,7 +2,8 @@
 
 `base` is the configured student; each trained model (`out_dir/model`, and
 `out_dir/model_dpo` after the DPO stage) is the checkpoint named after its
-directory. Answers are kept in the store, so a rerun only generates what is missing.
+directory. With `[train] per_dataset`, `out_dir/models/<task>` is checkpoint `model`
+of its own task only. Answers are kept in the store, so a rerun only generates what is missing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prompts.student import resolve_format
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.exam import load_student, open_answers
 from stages.sources import test_questions
@@ -25,20 +27,32 @@ def trained_model_dirs(ctx: RunContext) -> list[Path]:
     return [d for d in dirs if (d / "config.json").is_file() or is_adapter_dir(d)]
 
 
+def per_dataset_model_dirs(ctx: RunContext) -> dict[str, Path]:
+    """Each benchmark's own trained student (`[train] per_dataset`), by task."""
+    dirs = {d.task: ctx.out_dir / "models" / d.task for d in ctx.cfg.datasets}
+    return {task: d for task, d in dirs.items() if (d / "config.json").is_file() or is_adapter_dir(d)}
+
+
 async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
-    """Evaluate the base student and the trained one (when there is one) on every dataset."""
+    """Evaluate the base student and the trained one(s) (when there are) on every dataset."""
     questions = {d.task: test_questions(d) for d in ctx.cfg.datasets}
-    checkpoints: list[tuple[str, Path | None]] = [("base", None)]
-    checkpoints += [(path.name, path) for path in trained_model_dirs(ctx)]
+    tasks = list(questions)
+    # (checkpoint name, model directory or None for the base student, the tasks it answers)
+    checkpoints: list[tuple[str, Path | None, list[str]]] = [("base", None, tasks)]
+    checkpoints += [(path.name, path, tasks) for path in trained_model_dirs(ctx)]
+    checkpoints += [("model", path, [task]) for task, path in per_dataset_model_dirs(ctx).items()]
+    graders = {d.task: d.grader for d in ctx.cfg.datasets}
     results: list[EvalResult] = []
     with open_answers(ctx) as answers:
-        for checkpoint, path in checkpoints:
+        for checkpoint, path, its_tasks in checkpoints:
             backend = load_student(ctx, path)
             try:
                 fmt = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
-                for task, qs in questions.items():
+                for task in its_tasks:
+                    qs = questions[task]
                     results.append(await run_eval(
-                        qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model
+                        qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model,
+                        prompts=prompt_set(ctx.cfg.run.prompts), grader=graders[task],
                     ))
             finally:
                 await backend.close()

@@ -15,6 +15,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from engine.config import DatasetSection
 from prompts.student import PromptFormat, resolve_format
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.sources import train_questions
 from stages.teach import Producer
@@ -58,6 +59,8 @@ class Exam:
         async with self._turn:
             summary = await run_exam(
                 questions, self.backend, self.answers, self.fmt, send=send,
+                prompts=prompt_set(self.ctx.cfg.run.prompts),
+                grader=d.grader,
                 mistakes_path=exam_file(self.ctx.out_dir, d.task),
             )
         self.summaries[d.task] = summary

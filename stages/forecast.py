@@ -28,7 +28,7 @@ import anyio
 from rich.console import Console
 
 from engine.calibration import History, open_run_store, pilot_samples, read_history
-from engine.config import DatasetSection
+from engine.config import DatasetSection, effective_batch_warning
 from engine.dataset import decode_samples
 from engine.errors import ConfigError
 from engine.forecast import STAGES, Forecast, forecast, print_forecast
@@ -37,6 +37,7 @@ from engine.ledger import committed_usd
 from engine.store import Store, open_db, sample_bodies
 from reports.run_report import open_teacher_ledger
 from reports.tables import fmt_usd
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.sources import as_questions, exam_mistakes, mistakes_for_teach, train_questions
 from stages.teach import list_producer, run_teach
@@ -82,13 +83,30 @@ def dry_run(ctx: RunContext, *, mistake_rate: float = 1.0, calibrate_from: Path 
     """Print (and return) the forecast; sends nothing and writes only forecast.json into an existing run dir."""
     history = _histories(ctx, calibrate_from)
     fc = forecast(ctx.cfg, _work(ctx), mistake_rate=mistake_rate, history=history)
-    print_forecast(fc, console or Console(), ctx.out_dir)
+    console = console or Console()
+    print_forecast(fc, console, ctx.out_dir)
+    for line in student_plan(ctx):
+        console.print(line)
     return fc
 
 
 def _complete(bodies: list[bytes]) -> frozenset[str]:
     """Ids of the stored samples decided with nothing missing."""
     return frozenset(s.id for s in decode_samples(bodies) if not s.missing)
+
+
+def student_plan(ctx: RunContext) -> list[str]:
+    """What the train stage will produce: one line per student, where it goes and what it learns from."""
+    cfg = ctx.cfg
+    base = cfg.student.model
+    warning = effective_batch_warning(cfg.train)
+    if cfg.train.per_dataset:
+        lines = [f"student {d.task}: {base} -> {ctx.out_dir / 'models' / d.task} (its own records, its own test split)"
+                 for d in cfg.datasets]
+    else:
+        tasks = ", ".join(d.task for d in cfg.datasets)
+        lines = [f"student: {base} -> {ctx.out_dir / 'model'} (the union of {tasks})"]
+    return lines + ([f"warning: {warning}"] if warning else [])
 
 
 def _draw(items: Sequence[Mistake], n: int, seed: int, task: str) -> list[Mistake]:
@@ -208,7 +226,9 @@ async def _exam_until(
                     batch = order[examined:examined + chunk]
                     examined += len(batch)
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=len(batch))
-                    await run_exam(batch, backend, answers, exam.fmt, send=send)
+                    await run_exam(
+                        batch, backend, answers, exam.fmt, send=send, prompts=prompt_set(ctx.cfg.run.prompts)
+                    )
                     async with recv:
                         found += [m async for m in recv]
                 expected = estimate_count(len(found), examined, len(questions))

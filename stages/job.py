@@ -144,17 +144,48 @@ NOTHING_TO_TRAIN = (
 
 
 def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] = "sft") -> list[str]:
+    from student.models import resolve_model
     from trainer.launch import launch
 
     train_file = ctx.out_dir / "train.jsonl"
     if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
+    # A hub-id student is downloaded here, once, before any training process starts.
+    resolve_model(ctx.cfg.student.model)
+    if objective == "sft" and ctx.cfg.train.per_dataset:
+        return _train_per_dataset(ctx, result, train_file)
     # Training blocks the event loop, so Ctrl-C and SIGTERM are the trainer's to handle
     # meanwhile (launch() takes them over for the whole call, setup included): it stops
     # once setup ends or at a step boundary, saves a checkpoint (SFT), and says so.
     code = launch(ctx.config_path, ctx.cfg, objective)
-    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
-        result.stopped_by = code - 128
+    if _stopped(code, result):
         return []
     stage = "training" if objective == "sft" else "the dpo stage"
     return [] if code == 0 else [f"{stage} exited with code {code}; see the log above, then rerun to resume"]
+
+
+def _train_per_dataset(ctx: RunContext, result: JobResult, train_file) -> list[str]:
+    """One student per benchmark, one after another (each may use every process)."""
+    from engine.dataset import record_tasks
+    from trainer.launch import launch
+
+    have = record_tasks(train_file)
+    problems = []
+    for d in ctx.cfg.datasets:
+        if d.task not in have:
+            log.warning("no %s sample was included, so %s gets no student of its own", d.task, d.task)
+            continue
+        code = launch(ctx.config_path, ctx.cfg, "sft", task=d.task)
+        if _stopped(code, result):
+            return problems  # the students after this one are trained by the rerun
+        if code:
+            problems.append(f"training the {d.task} student exited with code {code}; see the log above, then rerun")
+    return problems
+
+
+def _stopped(code: int, result: JobResult) -> bool:
+    """Whether training ended on Ctrl-C or SIGTERM (at a step boundary); records which in `result`."""
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        result.stopped_by = code - 128
+        return True
+    return False

@@ -25,6 +25,7 @@ from engine.progress import ProgressView
 from engine.samples import DecidedSample
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from engine.store import Store
+from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.teachers import open_teachers
 from tasks.records import Mistake, Question
@@ -72,7 +73,7 @@ def complete_ids(store: Store, task: str, committee: Committee) -> frozenset[str
     They are not asked again; any other stored sample is decided again from its
     stored answers, so a changed threshold or skip option takes effect on rerun.
     """
-    teachers = [t.name for t in committee.teachers]
+    teachers = [t.name for t in committee.asked]
     return frozenset(
         s.id for s in decode_samples(store.sample_bodies(task))
         if not s.missing and s.decided_with == committee.settings and [r.teacher for r in s.rationales] == teachers
@@ -98,7 +99,7 @@ async def run_teach(
         await store.add_sample(sample.task, sample.id, position, msgspec.json.encode(sample))
 
     async with open_teachers(cfg, store, budget, questions) as teachers:
-        committee = Committee(teachers, cfg.review, store)
+        committee = Committee(teachers, cfg.review, store, prompt_set(cfg.run.prompts))
         await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
         # Which model each teacher name was, so a later forecast can learn from this store (engine.calibration).
         await store.add_event("teachers", msgspec.json.encode({t.name: t.model for t in cfg.teachers}))
@@ -135,4 +136,7 @@ async def run_teach(
 def write_dataset_files(ctx: RunContext, store: Store) -> dict[str, int]:
     """Rebuild dataset.jsonl and train.jsonl from the store; train records per task."""
     by_task = {d.task: decode_samples(store.sample_bodies(d.task)) for d in ctx.cfg.datasets}
-    return write_outputs(by_task, ctx.out_dir, seed=ctx.cfg.run.seed, keep_all=ctx.cfg.review.keep_all_accepted)
+    return write_outputs(
+        by_task, ctx.out_dir, seed=ctx.cfg.run.seed, keep_all=ctx.cfg.review.keep_all_accepted,
+        prompts=prompt_set(ctx.cfg.run.prompts),
+    )

@@ -10,23 +10,30 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
-from prompts.student import PromptFormat, question_prompt
+from engine.config import GraderName
+from prompts.sets import PromptSet, prompt_set
+from prompts.student import PromptFormat
 from student.answers_store import AnswerSlot, AnswersStore, StoredAnswer, prompt_sha
 from student.backend import StudentBackend
-from tasks import extract_answer, format_question, is_correct
+from tasks import extract_answer, is_correct
+from tasks.authors_grader import as_committee_answer, authors_correct, authors_final_answer
 from tasks.records import Mistake, Question
 
 
-def grade(question: Question, text: str, sha: str) -> StoredAnswer:
-    """The student's `text` for `question`, with its extracted final answer and verdict."""
-    final = extract_answer(question.task, text, options=question.options)
-    return StoredAnswer(
-        question_id=question.id,
-        prompt_sha=sha,
-        text=text,
-        final_answer=final,
-        correct=is_correct(question.task, final, question.gold),
-    )
+def grade(question: Question, text: str, sha: str, grader: GraderName = "committee") -> StoredAnswer:
+    """The student's `text` for `question`, with its extracted final answer and verdict.
+
+    `grader`: "committee" (`tasks.answers`) or "authors" (the FAIR authors' string
+    comparison, `tasks.authors_grader`).
+    """
+    if grader == "authors":
+        theirs = authors_final_answer(question.task, text, question.options)
+        final = as_committee_answer(question.task, theirs)
+        correct = authors_correct(question.task, theirs, question.gold, question.gold_text)
+    else:
+        final = extract_answer(question.task, text, options=question.options)
+        correct = is_correct(question.task, final, question.gold)
+    return StoredAnswer(question_id=question.id, prompt_sha=sha, text=text, final_answer=final, correct=correct)
 
 
 def as_mistake(question: Question, answer: StoredAnswer) -> Mistake:
@@ -50,16 +57,28 @@ def as_mistake(question: Question, answer: StoredAnswer) -> Mistake:
 
 
 async def answer_all(
-    questions: Sequence[Question], backend: StudentBackend, store: AnswersStore, fmt: PromptFormat, *, split: str
+    questions: Sequence[Question],
+    backend: StudentBackend,
+    store: AnswersStore,
+    fmt: PromptFormat,
+    *,
+    split: str,
+    prompts: PromptSet | None = None,
+    grader: GraderName = "committee",
 ) -> AsyncGenerator[tuple[Question, StoredAnswer, bool], None]:
     """Yield `(question, graded answer, fresh)` for every question: stored ones first, then new ones.
 
     `fresh` is False for an answer taken from the store. Questions of several tasks
-    may be mixed; each task is keyed in the store on its own.
+    may be mixed; each task is keyed in the store on its own. `prompts` (default: the
+    committee set) words the question: its exam prompt on the train split, its eval
+    prompt on the test split. Stored answers are graded again with `grader`, so a
+    change of grader (or a grader fix) applies to answers already paid for.
     """
     fingerprint = backend.sampling.fingerprint(fmt)
-    prompts = [question_prompt(backend.tokenizer, fmt, q.task, format_question(q)) for q in questions]
-    shas = [prompt_sha(p) for p in prompts]
+    wording = prompts or prompt_set("committee")
+    render = wording.exam_prompt if split == "train" else wording.eval_prompt
+    texts = [render(backend.tokenizer, fmt, q) for q in questions]
+    shas = [prompt_sha(p) for p in texts]
     slots = {task: AnswerSlot(task, split, backend.model_id, fingerprint) for task in {q.task for q in questions}}
     stored = {task: store.answered(slot) for task, slot in slots.items()}
 
@@ -67,7 +86,7 @@ async def answer_all(
     for i, q in enumerate(questions):
         hit = stored[q.task].get(q.id)
         if hit is not None and hit.prompt_sha == shas[i]:
-            yield q, hit, False
+            yield q, grade(q, hit.text, hit.prompt_sha, grader), False
         else:
             todo.append(i)
     if not todo:
@@ -84,10 +103,10 @@ async def answer_all(
         n_pending = 0
 
     try:
-        async with aclosing(backend.generate([prompts[i] for i in todo])) as completions:
+        async with aclosing(backend.generate([texts[i] for i in todo])) as completions:
             async for k, text in completions:
                 q = questions[todo[k]]
-                answer = grade(q, text, shas[todo[k]])
+                answer = grade(q, text, shas[todo[k]], grader)
                 pending[q.task].append(answer)
                 n_pending += 1
                 if n_pending >= backend.batch_size:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import msgspec
 
+from engine.config import GraderName
 from engine.errors import DataError
+from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
@@ -75,6 +77,8 @@ async def run_eval(
     store: AnswersStore,
     fmt: PromptFormat,
     *,
+    prompts: PromptSet | None = None,
+    grader: GraderName = "committee",
     checkpoint: str,
     model: str,
 ) -> EvalResult:
@@ -91,7 +95,8 @@ async def run_eval(
     start = time.perf_counter()
     correct = generated = 0
     wrong: list[Mistake] = []
-    async with aclosing(answer_all(questions, backend, store, fmt, split="test")) as answers:
+    graded = answer_all(questions, backend, store, fmt, split="test", prompts=prompts, grader=grader)
+    async with aclosing(graded) as answers:
         async for question, answer, fresh in answers:
             generated += fresh
             if answer.correct:

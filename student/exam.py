@@ -17,6 +17,8 @@ from pathlib import Path
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
+from engine.config import GraderName
+from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
@@ -54,6 +56,8 @@ async def run_exam(
     store: AnswersStore,
     fmt: PromptFormat,
     *,
+    prompts: PromptSet | None = None,
+    grader: GraderName = "committee",
     send: MemoryObjectSendStream[Mistake] | None = None,
     mistakes_path: Path | None = None,
 ) -> ExamSummary:
@@ -74,7 +78,8 @@ async def run_exam(
         if mistakes_path is not None:
             mistakes_path.parent.mkdir(parents=True, exist_ok=True)
             out = stack.enter_context(open(mistakes_path, "wb"))
-        answers = await stack.enter_async_context(aclosing(answer_all(questions, backend, store, fmt, split="train")))
+        graded = answer_all(questions, backend, store, fmt, split="train", prompts=prompts, grader=grader)
+        answers = await stack.enter_async_context(aclosing(graded))
         async for question, answer, fresh in answers:
             n += 1
             generated += fresh

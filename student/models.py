@@ -38,9 +38,9 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path | str:
     """Turn `[student] model` into something `from_pretrained` loads.
 
     Returns a local directory (checked for config.json and a tokenizer), the
-    converted SmolLM2 directory for `"smollm2-135m-instruct"`, or a hub id
-    (`org/name`, returned as is; it only loads where a network exists).
-    Raises `ConfigError` (one line: what is missing, what to do).
+    converted SmolLM2 directory for `"smollm2-135m-instruct"`, or for a hub id
+    (`org/name`) its snapshot in the Hugging Face cache, downloaded once (see
+    `hub_snapshot`). Raises `ConfigError` (one line: what is missing, what to do).
 
     >>> resolve_model("smollm2-135m-instruct")  # doctest: +SKIP
     PosixPath('/root/.cache/committee/models/smollm2-135m-instruct')
@@ -52,9 +52,37 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> Path | str:
         check_model_dir(path)
         return path
     if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
-        return spec
+        return hub_snapshot(spec)
     raise ConfigError(
         f"[student] model: {spec} does not exist; give a model directory, a hub id (org/name) or {SMOLLM2!r}"
+    )
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot of hub model `repo_id` in the usual Hugging Face cache, downloaded if absent.
+
+    The cache is tried first, so later processes (every training rank, eval) never
+    touch the network; `HF_HUB_OFFLINE=1` forbids the download. Raises ConfigError
+    (one line saying what to do) when the model is neither cached nor downloadable.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - not cached, in whatever form the hub library says it
+        log.debug("%s is not in the Hugging Face cache: %s", repo_id, exc)
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            log.info("downloading %s into the Hugging Face cache (once)", repo_id)
+            return Path(snapshot_download(repo_id))
+        except Exception as exc:  # noqa: BLE001 - network, auth and missing repos all mean "cannot download"
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    raise ConfigError(
+        f"[student] model: hub model {repo_id} is not in the Hugging Face cache and cannot be downloaded "
+        f"({reason}); run `hf download {repo_id}` where a network exists (set HF_TOKEN for gated models), "
+        f"or give a local model directory"
     )
 
 

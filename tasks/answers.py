@@ -36,6 +36,10 @@ _TRUE_WORDS = {"true": "true", "yes": "true", "false": "false", "no": "false"}
 _BOOL_AFTER_MARKER = re.compile(r"^[\s:*\"'(\[_]*(true|false|yes|no)\b", re.IGNORECASE)
 _BOOL_LEADING = re.compile(r"^[\W_]*(true|false|yes|no)\b", re.IGNORECASE)
 _TRUE_FALSE = re.compile(r"\b(true|false)\b", re.IGNORECASE)
+# The question's own instruction echoed back ('answer "true" or "false"'): a choice offered, not made.
+_BOOL_ECHO = re.compile(
+    r"[\"'*]?\b(?:true|false)\b[\"'*]?\s*(?:or|/)\s*[\"'*]?\b(?:true|false)\b[\"'*]?", re.IGNORECASE
+)
 
 # An option letter right after a marker: "B", "(B)", "option C", "choice (d)", "b." at a line end.
 _LETTER_AFTER_MARKER = re.compile(
@@ -151,6 +155,7 @@ def _extract_number(text: str) -> str | None:
 
 
 def _extract_bool(text: str) -> str | None:
+    text = _BOOL_ECHO.sub(" ", text)
     for m in reversed(list(_ANSWER_PHRASE.finditer(text))):
         word = _BOOL_AFTER_MARKER.match(text[m.end() :])
         if word:

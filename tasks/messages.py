@@ -39,12 +39,15 @@ def template_name(stage: Stage, task: TaskName) -> str:
     return f"{prefix}_{family(task)}"
 
 
-def teacher_messages(stage: Stage, mistake: Mistake, *, rationale: str | None = None) -> tuple[Message, ...]:
+def teacher_messages(
+    stage: Stage, mistake: Mistake, *, rationale: str | None = None, templates: prompts.Templates = prompts.BUILTIN
+) -> tuple[Message, ...]:
     """The chat messages that ask a teacher for `stage` on `mistake`.
 
     "rationale": solve the question step by step; "feedback": explain the student's
     mistake (with the gold answer as a hint); "review": score `rationale`, which is
-    required for this stage only, from 1 to 5.
+    required for this stage only, from 1 to 5. `templates`: the committee layout's
+    wording (a user's `[run] prompts` folder, or the built-in one).
 
     >>> teacher_messages("review", m, rationale="... The answer is 4.")[0].role  # doctest: +SKIP
     'user'
@@ -56,4 +59,4 @@ def teacher_messages(stage: Stage, mistake: Mistake, *, rationale: str | None = 
         fields |= {"student_answer": mistake.student_answer, "gold": gold_hint(mistake)}
     elif stage == "review":
         fields |= {"rationale": rationale or "", "gold": gold_hint(mistake)}
-    return (Message(role="user", content=prompts.render(template_name(stage, mistake.task), **fields)),)
+    return (Message(role="user", content=templates.render(template_name(stage, mistake.task), **fields)),)

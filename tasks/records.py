@@ -46,7 +46,9 @@ class TrainRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One line of train.jsonl: what the trainer needs for FAIR's joint loss.
 
     The learn-from-mistakes part is (question, student_answer) -> feedback; the
-    learn-from-rationale part is question -> rationale.
+    learn-from-rationale part is question -> rationale. `question` is as the run's
+    prompt set keeps it (`PromptSet.record_question`); `gold_answer` (normalised) is
+    for sets whose learn-from-mistakes input carries the gold hint, as the authors' did.
     """
 
     id: str
@@ -59,3 +61,4 @@ class TrainRecord(msgspec.Struct, frozen=True, kw_only=True):
     rationale_teacher: str = ""
     context: str = ""
     options: tuple[str, ...] = ()
+    gold_answer: str = ""

@@ -60,3 +60,14 @@ async def test_budget_event_naming_datasets_marks_only_those(tmp_path):
     report = build_cost_report(conn)
     stopped = {d.task: d.stopped_at_budget for d in report.datasets}
     assert stopped == {"svamp": False, "gsm8k": True}  # svamp's one failed call is not the cap's doing
+
+
+def test_table_4_as_the_paper_counts_it_is_the_picked_rationales_teacher():
+    from engine.dataset import picked_teacher
+
+    table = acceptance(SAMPLES, seed=5)
+    included = [s for s in SAMPLES if s.included]
+    assert sum(a.picked for a in table.values()) == len(included)
+    for name, a in table.items():
+        assert a.picked == sum(picked_teacher(s, 5) == name for s in included)
+    assert sum(a.picked_share for a in table.values() if a.picked_share) == pytest.approx(1.0)

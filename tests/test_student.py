@@ -51,8 +51,21 @@ def test_directory_without_config_or_tokenizer(tiny_model_dir: Path, tmp_path: P
         make_backend(StudentSection(model=str(no_tokenizer), backend="hf"))
 
 
-def test_hub_id_passes_through_and_local_dir_resolves(tiny_model_dir: Path) -> None:
-    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+def test_hub_id_resolves_to_its_cached_snapshot_and_local_dir_resolves(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot(repo_id: str, local_files_only: bool = False) -> str:
+        # The cache answers first: no process after the first download touches the network.
+        calls.append((repo_id, local_files_only))
+        return str(tiny_model_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == tiny_model_dir
+    assert calls == [("HuggingFaceTB/SmolLM2-135M-Instruct", True)]
     assert resolve_model(str(tiny_model_dir)) == tiny_model_dir
 
 

@@ -176,3 +176,16 @@ def test_instruction_layout_is_available_too(tokenizer) -> None:
     pairs, _ = tokenize_pairs(make_records(1), tokenizer, "instruction", max_length=512)
     assert "### Response:" in tokenizer.decode(pairs[0].rationale.input_ids)
     assert json.dumps("### Input:")[1:-1] in tokenizer.decode(pairs[0].feedback.input_ids)
+
+
+def test_right_truncation_cuts_the_tail_as_the_authors_did() -> None:
+    from trainer.data import TruncationStats, fit_sequence
+
+    stats = TruncationStats()
+    seq = fit_sequence(list(range(6)), [10, 11, 12, 13], 8, stats, "right")
+    assert (seq.input_ids, seq.n_prompt) == ([0, 1, 2, 3, 4, 5, 10, 11], 6)
+    seq = fit_sequence(list(range(10)), [10, 11], 8, stats, "right")
+    assert (seq.input_ids, seq.n_prompt) == (list(range(8)), 8)
+    assert (stats.responses, stats.prompts) == (2, 1)
+    left = fit_sequence(list(range(10)), [10, 11], 8, TruncationStats())
+    assert left.input_ids[-2:] == [10, 11]

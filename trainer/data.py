@@ -15,8 +15,10 @@ import msgspec
 import numpy as np
 import torch
 
+from engine.config import TruncationSide
 from engine.errors import ConfigError, DataError
-from prompts.student import PromptFormat, mistake_prompt, question_prompt, response_suffix
+from prompts.sets import PromptSet, prompt_set
+from prompts.student import PromptFormat, response_suffix
 from student.backend import encode_prompt
 from tasks.records import TrainRecord
 from trainer.loss import IGNORE_INDEX
@@ -74,14 +76,22 @@ def load_records(path: Path) -> list[TrainRecord]:
     return records
 
 
-def fit_sequence(prompt: list[int], response: list[int], max_length: int, stats: TruncationStats) -> Seq:
+def fit_sequence(
+    prompt: list[int], response: list[int], max_length: int, stats: TruncationStats, side: TruncationSide = "left"
+) -> Seq:
     """Cut a sequence to max_length: prompt from the left first, the response's tail only if it must.
 
     The prompt keeps at least a quarter of the window (or all of itself if shorter):
-    a response trained without the question it answers teaches nothing.
+    a response trained without the question it answers teaches nothing. `side =
+    "right"` is the FAIR authors' cut instead (their data.py): prompt + response cut
+    at max_length from the right, so a long prompt loses its response first.
     """
     if len(prompt) + len(response) <= max_length:
         return Seq(prompt + response, len(prompt))
+    if side == "right":
+        stats.responses += 1
+        stats.prompts += len(prompt) > max_length
+        return Seq((prompt + response)[:max_length], min(len(prompt), max_length))
     min_prompt = min(len(prompt), max(1, max_length // 4))
     if len(response) > max_length - min_prompt:
         response = response[: max_length - min_prompt]
@@ -94,7 +104,12 @@ def fit_sequence(prompt: list[int], response: list[int], max_length: int, stats:
 
 
 def tokenize_pairs(
-    records: list[TrainRecord], tokenizer, fmt: PromptFormat, max_length: int
+    records: list[TrainRecord],
+    tokenizer,
+    fmt: PromptFormat,
+    max_length: int,
+    prompts: PromptSet | None = None,
+    side: TruncationSide = "left",
 ) -> tuple[list[Pair], TruncationStats]:
     """Tokenize every record into a (feedback, rationale) pair, truncated to max_length.
 
@@ -102,12 +117,13 @@ def tokenize_pairs(
     shortest prompt: every sample would be cut, so the setting is wrong, not the data.
     """
     suffix = response_suffix(tokenizer)
-    prompts = [mistake_prompt(tokenizer, fmt, r.question, r.student_answer) for r in records]
-    prompts += [question_prompt(tokenizer, fmt, r.task, r.question) for r in records]
+    wording = prompts or prompt_set("committee")
+    texts = [wording.feedback_prompt(tokenizer, fmt, r) for r in records]
+    texts += [wording.rationale_prompt(tokenizer, fmt, r) for r in records]
     responses = [r.feedback.strip() + suffix for r in records] + [r.rationale.strip() + suffix for r in records]
     # Prompts are tokenized exactly as the exam and eval backends tokenize them; a
     # response continues its prompt, so it gets no special tokens of its own.
-    prompt_ids = [encode_prompt(tokenizer, p) for p in prompts]
+    prompt_ids = [encode_prompt(tokenizer, p) for p in texts]
     response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
 
     shortest = min(len(p) for p in prompt_ids)
@@ -118,7 +134,7 @@ def tokenize_pairs(
         )
     stats = TruncationStats()
     n = len(records)
-    sequences = [fit_sequence(p, r, max_length, stats) for p, r in zip(prompt_ids, response_ids)]
+    sequences = [fit_sequence(p, r, max_length, stats, side) for p, r in zip(prompt_ids, response_ids)]
     pairs = [Pair(rec.id, sequences[i], sequences[n + i]) for i, rec in enumerate(records)]
     return pairs, stats
 

@@ -80,6 +80,7 @@ def dpo_settings(cfg: Config) -> TrainSection:
     return msgspec.structs.replace(
         cfg.train, lora=lora, lr=d.lr, epochs=d.epochs, max_steps=d.max_steps, micro_batch_size=d.micro_batch_size,
         grad_accum=d.grad_accum, warmup_ratio=d.warmup_ratio, save_every_steps=None,
+        lr_schedule="linear",  # [dpo] documents warmup then linear decay, whatever SFT's schedule
     )  # fmt: skip
 
 

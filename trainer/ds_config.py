@@ -123,13 +123,23 @@ def warmup_steps(train: TrainSection, total_steps: int) -> int:
     return math.ceil(train.warmup_ratio * total_steps)
 
 
+def lr_factor(step: int, warmup: int, total_steps: int, schedule: str) -> float:
+    """The LR multiplier at optimizer `step`: linear warmup to 1, then `schedule` (constant, linear or cosine to 0)."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(0.0, 1.0 - progress)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection, total_steps: int):
-    """Linear warmup from 0 to lr over `warmup_steps`, then linear decay to 0 at `total_steps`."""
+    """Linear warmup from 0 to lr over `warmup_steps`, then `train.lr_schedule` until `total_steps`."""
     warmup = warmup_steps(train, total_steps)
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return lr_factor(step, warmup, total_steps, train.lr_schedule)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

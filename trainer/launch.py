@@ -65,13 +65,15 @@ Objective = Literal["sft", "dpo"]
 _MODULES: dict[str, str] = {"sft": "trainer.recipe", "dpo": "trainer.dpo"}
 
 
-def launch_command(config_path: Path, cfg: Config, port: int, objective: Objective = "sft") -> list[str]:
+def launch_command(
+    config_path: Path, cfg: Config, port: int, objective: Objective = "sft", task: str | None = None
+) -> list[str]:
     """The launcher command line for a multi-process run.
 
     Raises `ConfigError` for a hostfile without the deepspeed launcher.
     """
     train = cfg.train
-    recipe = ["--config", str(config_path)]
+    recipe = ["--config", str(config_path), *(["--task", task] if task else [])]
     if train.launcher == "torchrun":
         if train.hostfile:
             raise ConfigError("[train].hostfile needs launcher = 'deepspeed' (torchrun takes no hostfile)")
@@ -89,8 +91,12 @@ def launch_command(config_path: Path, cfg: Config, port: int, objective: Objecti
     ]  # fmt: skip
 
 
-def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objective = "sft") -> int:
+def launch(
+    config_path: str | os.PathLike[str], cfg: Config, objective: Objective = "sft", task: str | None = None
+) -> int:
     """Train as configured (`sft`: FAIR's joint loss; `dpo`: the DPO stage); returns the exit code (0 on success).
+
+    `task`: train that benchmark's own student (`[train] per_dataset`; SFT only).
 
     With one process and no hostfile, trains in this process (errors propagate as
     `CommitteeError`s); otherwise runs the launcher and returns its exit code, the
@@ -110,14 +116,21 @@ def launch(config_path: str | os.PathLike[str], cfg: Config, objective: Objectiv
         # take minutes. The trainer checks the list after setup and at each step boundary.
         with stop_on_signals() as stop:
             try:
-                result = (train_dpo if objective == "dpo" else train)(cfg, stop=stop)
+                if objective == "dpo":
+                    result = train_dpo(cfg, stop=stop)
+                else:
+                    result = train(cfg, task=task, stop=stop)
             finally:
                 if dist.is_initialized():
-                    dist.destroy_process_group()
+                    # DeepSpeed's teardown, not torch's: it also drops the groups DeepSpeed cached, which a
+                    # second training in this process (per_dataset students, ablations) would find dead.
+                    import deepspeed.comm
+
+                    deepspeed.comm.destroy_process_group()
         # Stopped at a step boundary by a signal: the code a process that signal ended would give.
         stopped_by = getattr(result, "stopped_by", None)
         return 128 + signal.Signals[stopped_by] if stopped_by else 0
-    command = launch_command(config_path, cfg, free_port(), objective)
+    command = launch_command(config_path, cfg, free_port(), objective, task)
     # The launcher gives each worker its own rank and port; stale ones from this process must not leak in.
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
         env.pop(key, None)

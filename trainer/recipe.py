@@ -37,8 +37,9 @@ import torch
 import torch.distributed as dist
 
 from engine.children import set_parent_death_signal, watch_run
-from engine.config import Config, LoraSection, TrainSection, load_config
+from engine.config import Config, LoraSection, TrainSection, effective_batch_warning, load_config
 from engine.errors import CommitteeError, ConfigError, DataError
+from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
 from reports.experiment_log import ExperimentLog, check_loggers
 from student.models import load_causal_lm
@@ -129,13 +130,7 @@ def resolve_model_dir(spec: str) -> Path:
     """`[student].model` as a local model directory; `ConfigError` when there is none."""
     from student.models import resolve_model
 
-    resolved = resolve_model(spec)
-    if not isinstance(resolved, Path):
-        raise ConfigError(
-            f"[student] model: {spec} is a hub id; the trainer needs a local directory "
-            f"(download it once with `hf download {spec} --local-dir DIR` and give DIR)"
-        )
-    return resolved
+    return Path(resolve_model(spec))
 
 
 def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, PromptFormat]:
@@ -155,10 +150,17 @@ def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, Prompt
 
 
 def _setup_data(
-    train_path: Path, tokenizer: object, fmt: PromptFormat, train: TrainSection
+    train_path: Path,
+    tokenizer: object,
+    fmt: PromptFormat,
+    train: TrainSection,
+    prompts: PromptSet,
+    task: str | None = None,
 ) -> tuple[list[Pair], TruncationStats]:
-    records = load_records(train_path)
-    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length)
+    records = [r for r in load_records(train_path) if task is None or r.task == task]
+    if not records:
+        raise DataError(f"{train_path}: no training records of {task}; nothing to train its student on")
+    pairs, truncated = tokenize_pairs(records, tokenizer, fmt, train.max_length, prompts, train.truncation_side)
     log.info(
         "data ready: %d samples from %s; truncated to max_length %d: %d prompts, %d responses",
         len(pairs),
@@ -232,7 +234,7 @@ def setup_engine(model: torch.nn.Module, train: TrainSection, ds_config: dict, t
 # --- inputs fingerprint: rerunning a finished run is free ----------------------------
 
 
-def fingerprint(cfg: Config, train_path: Path, model_dir: Path) -> str:
+def fingerprint(cfg: Config, train_path: Path, model_dir: Path, task: str | None = None) -> str:
     """A hash of everything that decides the trained weights: data, model, settings, seed."""
     digest = hashlib.sha256()
     with train_path.open("rb") as f:
@@ -249,6 +251,9 @@ def fingerprint(cfg: Config, train_path: Path, model_dir: Path) -> str:
                 "model": str(model_dir),
                 "prompt_format": cfg.student.prompt_format,
                 "seed": cfg.run.seed,
+                # Only a non-default set enters the hash, so models trained before sets existed stay valid.
+                **({"prompts": cfg.run.prompts} if cfg.run.prompts != "committee" else {}),
+                **({"task": task} if task else {}),
             }
         )
     )
@@ -406,8 +411,25 @@ def out_of_memory(exc: BaseException) -> bool:
 # --- the recipe ----------------------------------------------------------------------
 
 
-def train(cfg: Config, *, stop_after_steps: int | None = None, stop: list[int] | None = None) -> TrainResult:
+def student_paths(out: Path, task: str | None) -> tuple[Path, Path, Path, Path]:
+    """(model, checkpoints, loss log, loss plot) of the one student, or of `task`'s own (`[train] per_dataset`)."""
+    if task is None:
+        return out / "model", out / "checkpoints", out / "train_log.jsonl", out / "train_loss.png"
+    return (
+        out / "models" / task,
+        out / "checkpoints" / task,
+        out / f"train_log_{task}.jsonl",
+        out / f"train_loss_{task}.png",
+    )
+
+
+def train(
+    cfg: Config, *, stop_after_steps: int | None = None, task: str | None = None, stop: list[int] | None = None
+) -> TrainResult:
     """Fine-tune `[student].model` on `out_dir/train.jsonl` with FAIR's joint loss.
+
+    `task`: train that benchmark's own student on its records only, into
+    `out_dir/models/<task>` (`[train] per_dataset`).
 
     Resumes from the newest checkpoint of the same inputs; returns at once when
     `out_dir/model` already holds the result of these exact inputs. Raises
@@ -420,8 +442,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None, stop: list[int] |
     """
     if stop is None:
         with stop_on_signals() as received:
-            return _train(cfg, stop_after_steps, received)
-    return _train(cfg, stop_after_steps, stop)
+            return _train(cfg, stop_after_steps, task, received)
+    return _train(cfg, stop_after_steps, task, stop)
 
 
 def stopped_during_setup(stop: list[int], device: torch.device | str) -> str:
@@ -434,14 +456,15 @@ def stopped_during_setup(stop: list[int], device: torch.device | str) -> str:
     return signal.Signals(stop[0]).name if stop else "SIGTERM"
 
 
-def _train(cfg: Config, stop_after_steps: int | None, stop: list[int]) -> TrainResult:
+def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: list[int]) -> TrainResult:
     train_cfg = cfg.train
     out = cfg.out_dir
-    train_path, model_out, ckpt_dir = out / "train.jsonl", out / "model", out / "checkpoints"
+    train_path = out / "train.jsonl"
+    model_out, ckpt_dir, log_path, loss_png = student_paths(out, task)
     model_dir = resolve_model_dir(cfg.student.model)
     if not train_path.is_file():
         raise DataError(f"{train_path}: no training data; run the dataset stage first")
-    print_ = fingerprint(cfg, train_path, model_dir)
+    print_ = fingerprint(cfg, train_path, model_dir, task)
     if is_finished(model_out, print_):
         log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
@@ -449,6 +472,9 @@ def _train(cfg: Config, stop_after_steps: int | None, stop: list[int]) -> TrainR
     check_lora_setup(train_cfg)
     check_loggers(cfg.run.log_to)
     ctx = setup_distributed()
+    batch_warning = effective_batch_warning(train_cfg)
+    if batch_warning and ctx.rank == 0:
+        log.warning("%s", batch_warning)
     precision = resolve_precision(
         train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
     )
@@ -457,7 +483,7 @@ def _train(cfg: Config, stop_after_steps: int | None, stop: list[int]) -> TrainR
 
     # Tokenizer before data: prompts are rendered and counted with it.
     tokenizer, fmt = setup_tokenizer(model_dir, cfg.student.prompt_format)
-    pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg)
+    pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg, prompt_set(cfg.run.prompts), task)
     lengths = [p.length for p in pairs]
     ga, world = train_cfg.grad_accum, ctx.world_size
 
@@ -491,7 +517,6 @@ def _train(cfg: Config, stop_after_steps: int | None, stop: list[int]) -> TrainR
         return TrainResult(model_dir=str(model_out), resumed_from_step=resumed_from, stopped_early=True,
                            stopped_by=by, checkpoint_step=resumed_from or None)  # fmt: skip
 
-    log_path = out / "train_log.jsonl"
     if ctx.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -604,7 +629,7 @@ def _train(cfg: Config, stop_after_steps: int | None, stop: list[int]) -> TrainR
     record = {"fingerprint": print_, "steps": state.global_step, "final_loss": last_loss, "source": str(model_dir)}
     save_model(engine, tokenizer, model_out, precision, record, ctx.rank, train_cfg.lora)
     if ctx.rank == 0:
-        _plot(log_path, out / "train_loss.png")
+        _plot(log_path, loss_png)
     return TrainResult(
         model_dir=str(model_out),
         steps=state.global_step - resumed_from,
@@ -649,6 +674,7 @@ def run_cli(prog: str, description: str, run, argv: list[str] | None = None) -> 
     """Parse `--config`, set up logging, call `run(cfg)`; one line and exit code 2 on a user error."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=True, help="the run's TOML config")
+    parser.add_argument("--task", default=None, help="train this benchmark's own student ([train] per_dataset)")
     # The deepspeed launcher passes --local_rank; LOCAL_RANK in the environment says the same.
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -664,9 +690,10 @@ def run_cli(prog: str, description: str, run, argv: list[str] | None = None) -> 
         set_parent_death_signal(signal.SIGKILL)
         watch_run(int(os.environ[RUN_PID_ENV]))
     try:
+        cfg = load_config(args.config)
         # Entered before setup, so a stop during model loading is acted on once setup ends.
         with stop_on_signals() as stop:
-            result = run(load_config(args.config), stop=stop)
+            result = run(cfg, task=args.task, stop=stop) if args.task else run(cfg, stop=stop)
     except CommitteeError as exc:
         log.error("%s", exc)
         return 2

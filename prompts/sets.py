@@ -1,0 +1,281 @@
+"""Prompt sets: the wording of the exam, the teacher calls, the training records and eval.
+
+`[run] prompts` picks one set for the whole run:
+
+- `"committee"` (default): this project's templates, `prompts/*.txt`.
+- `"paper"`: the FAIR authors' strings, `prompts/paper/` (MIT, their notice beside them),
+  composed exactly as their code composes them (`prompts/paper/README.md`).
+- a folder: a user's own wording in the committee set's layout (the same file names
+  and fields as `prompts/*.txt`); a template the run's tasks need and the folder lacks
+  is a one-line error naming it.
+
+Every consumer (scheduler, exam, trainer, eval, forecast) asks the set, so a run never
+mixes two wordings. The set is part of each teacher call's messages, hence of its
+store key: switching sets re-asks the teachers instead of reusing the other set's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Union
+
+from adapters.base import Message
+from engine.config import Stage, TaskName
+from engine.errors import ConfigError
+from prompts import BUILTIN, Templates
+from prompts.student import (
+    ChatTokenizer,
+    PromptFormat,
+    instruction_name,
+    mistake_prompt,
+    question_prompt,
+)
+from tasks.answers import LETTERS
+from tasks.family import family
+from tasks.messages import format_question, teacher_messages, template_name
+from tasks.records import Mistake, Question, TrainRecord
+
+if TYPE_CHECKING:
+    from engine.samples import DecidedSample
+
+SYSTEM_TEMPLATE = "teacher_system"
+# What a prompt's question can come from: a benchmark item, a mistake, or a decided sample.
+Asked = Union[Question, Mistake, "DecidedSample"]
+
+
+class PromptSet(Protocol):
+    """What every prompt set renders. `fmt` is the student's resolved prompt format."""
+
+    name: str
+    templates: Templates
+
+    def required(self, tasks: Iterable[TaskName]) -> list[str]:
+        """The template names the given tasks need."""
+        ...
+
+    def teacher_messages(
+        self, stage: Stage, mistake: Mistake, *, rationale: str | None = None, system: bool = False
+    ) -> tuple[Message, ...]:
+        """The messages asking a teacher for `stage`; `system`: prepend the set's system message."""
+        ...
+
+    def record_question(self, sample: Asked) -> str:
+        """The question text a training record keeps (`TrainRecord.question`)."""
+        ...
+
+    def exam_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, q: Question) -> str:
+        """What the student is asked at the exam."""
+        ...
+
+    def eval_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, q: Question) -> str:
+        """What the student is asked at eval."""
+        ...
+
+    def rationale_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
+        """The prompt of a training record's learn-from-rationale part."""
+        ...
+
+    def feedback_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
+        """The prompt of a training record's learn-from-mistakes part."""
+        ...
+
+
+def _with_system(templates: Templates, system: bool, user: str) -> tuple[Message, ...]:
+    head = (Message(role="system", content=templates.text(SYSTEM_TEMPLATE)),) if system else ()
+    return (*head, Message(role="user", content=user))
+
+
+class CommitteePrompts:
+    """This project's wording: instruction + question for the student, one template per stage and family."""
+
+    def __init__(self, name: str, templates: Templates):
+        self.name = name
+        self.templates = templates
+
+    def required(self, tasks: Iterable[TaskName]) -> list[str]:
+        names = {"student_layout", "learn_from_mistakes_input", "learn_from_mistakes_instruction", SYSTEM_TEMPLATE}
+        for task in tasks:
+            names.add(instruction_name(task))
+            names.update(template_name(stage, task) for stage in ("rationale", "feedback", "review"))
+        return sorted(names)
+
+    def teacher_messages(
+        self, stage: Stage, mistake: Mistake, *, rationale: str | None = None, system: bool = False
+    ) -> tuple[Message, ...]:
+        (user,) = teacher_messages(stage, mistake, rationale=rationale, templates=self.templates)
+        return _with_system(self.templates, system, user.content)
+
+    def record_question(self, sample: Asked) -> str:
+        return format_question(sample)
+
+    def exam_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, q: Question) -> str:
+        return question_prompt(tokenizer, fmt, q.task, format_question(q), self.templates)
+
+    eval_prompt = exam_prompt
+
+    def rationale_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
+        return question_prompt(tokenizer, fmt, r.task, r.question, self.templates)
+
+    def feedback_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
+        return mistake_prompt(tokenizer, fmt, r.question, r.student_answer, self.templates)
+
+
+def authors_gold(item: Question | Mistake) -> str:
+    """The gold answer as the authors' mistake files store it, which is their teachers' hint.
+
+    GSM8K: the whole published solution ending in `#### N`; StrategyQA: `true.` or
+    `false.`, a tab, then the facts; SVAMP: the number; LogiQA: the option's index 0-3
+    (their `str(correct_option)`).
+    """
+    gold = item.gold if isinstance(item, Question) else item.gold_answer
+    text = item.gold_text.strip()
+    if item.task == "gsm8k" and "####" in text:
+        return text
+    if item.task == "strategyqa":
+        # Imported mistakes keep the authors' string; loaded questions keep the facts only.
+        return text if text.startswith(f"{gold}.\t") else f"{gold}.\t{text}"
+    if item.task == "logiqa":
+        return str(LETTERS.index(gold))
+    return gold
+
+
+def train_hint(task: TaskName, gold: str) -> str:
+    """The gold answer in the authors' learn-from-mistakes record (their data.py).
+
+    GSM8K: the part after `####`; StrategyQA: the part before the tab (`true.`);
+    LogiQA: the stored option index; SVAMP: the stored answer. `gold` is normalised.
+    """
+    if task == "strategyqa":
+        return f"{gold}."
+    if task == "logiqa":
+        return str(LETTERS.index(gold))
+    return gold
+
+
+class PaperPrompts:
+    """The FAIR authors' strings, composed as their code does (see PAPER_PROMPTS in the docs).
+
+    Exam: their question prompt as raw text (GSM8K/SVAMP the bare question). Teachers:
+    the same for rationales; feedback and review prompts with the question (LogiQA:
+    its filled question prompt) and the gold answer as their files store it. Training
+    records: `.strip()`ped train prompts; the feedback record's input is the feedback
+    prompt without its first two lines, with the short gold hint. Eval: the train
+    rationale prompt, not stripped (their test.py).
+    """
+
+    def __init__(self, name: str, templates: Templates):
+        self.name = name
+        self.templates = templates
+
+    def required(self, tasks: Iterable[TaskName]) -> list[str]:
+        names = {"teacher_feedback", "review", "train_feedback", SYSTEM_TEMPLATE}
+        for task in tasks:
+            names.update((f"question_{family(task)}", f"train_rationale_{family(task)}"))
+        return sorted(names)
+
+    def _question(self, item: Asked) -> str:
+        """The authors' question prompt: exam and rationale calls."""
+        f = family(item.task)
+        if f == "logiqa":
+            # Their code formats the options list with str(): Python's repr of each option.
+            return self.templates.render(
+                "question_logiqa", context=item.context, query=item.question, options=str(list(item.options))
+            )
+        return self.templates.render(f"question_{f}", question=item.question)
+
+    def _plain(self, item: Asked) -> str:
+        """The question in feedback, review and training prompts: bare, LogiQA's filled prompt."""
+        return self._question(item) if family(item.task) == "logiqa" else item.question
+
+    def teacher_messages(
+        self, stage: Stage, mistake: Mistake, *, rationale: str | None = None, system: bool = False
+    ) -> tuple[Message, ...]:
+        if (stage == "review") != (rationale is not None):
+            need = "required" if stage == "review" else "only for review"
+            raise ValueError(f"stage {stage!r}: `rationale` is {need}")
+        if stage == "rationale":
+            user = self._question(mistake)
+        elif stage == "feedback":
+            user = self.templates.render(
+                "teacher_feedback",
+                question=self._plain(mistake),
+                student_answer=mistake.student_answer,
+                gold=authors_gold(mistake),
+            )
+        else:
+            user = self.templates.render(
+                "review", question=self._plain(mistake), rationale=rationale or "", gold=authors_gold(mistake)
+            )
+        return _with_system(self.templates, system, user)
+
+    def record_question(self, sample: Asked) -> str:
+        return self._plain(sample)
+
+    def _student(self, tokenizer: ChatTokenizer, fmt: PromptFormat, text: str) -> str:
+        if fmt == "chat":
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": text.strip()}], add_generation_prompt=True, tokenize=False
+            )
+        # The authors tokenize the raw string (no chat template), as `instruction` does.
+        return text
+
+    def exam_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, q: Question) -> str:
+        return self._student(tokenizer, fmt, self._question(q))
+
+    def eval_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, q: Question) -> str:
+        return self._student(
+            tokenizer, fmt, self.templates.render(f"train_rationale_{family(q.task)}", question=self._plain(q))
+        )
+
+    def rationale_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
+        text = self.templates.render(f"train_rationale_{family(r.task)}", question=r.question)
+        return self._student(tokenizer, fmt, text.strip())
+
+    def feedback_input(self, question: str, student_answer: str, hint: str) -> str:
+        """The feedback prompt without its first two lines (the leading newline and the teacher sentence)."""
+        filled = self.templates.render("teacher_feedback", question="\0q", student_answer="\0a", gold="\0g")
+        # Cut the lines of the template, then fill: a question with newlines must not shift the cut.
+        rest = "\n".join(filled.split("\n")[2:])
+        return rest.replace("\0q", question).replace("\0a", student_answer).replace("\0g", hint)
+
+    def feedback_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
+        hint = train_hint(r.task, r.gold_answer)
+        text = self.templates.render("train_feedback", input=self.feedback_input(r.question, r.student_answer, hint))
+        return self._student(tokenizer, fmt, text.strip())
+
+
+PAPER_FOLDER = resources.files("prompts").joinpath("paper")
+
+
+@cache
+def prompt_set(setting: str, base_dir: Path | None = None) -> PromptSet:
+    """The prompt set named by `[run] prompts`: "committee", "paper", or a folder (relative to `base_dir`).
+
+    Raises ConfigError (one line, naming the key) for a setting that is neither a set
+    nor an existing folder.
+    """
+    if setting == "committee":
+        return CommitteePrompts("committee", BUILTIN)
+    if setting == "paper":
+        return PaperPrompts("paper", Templates(PAPER_FOLDER, verbatim=True))
+    folder = Path(setting) if base_dir is None else base_dir / setting
+    if not folder.is_dir():
+        raise ConfigError(
+            f"[run].prompts = {setting!r}: not a prompt set (committee, paper) nor a folder of templates; "
+            f"use one of those"
+        )
+    return CommitteePrompts(str(folder), Templates(folder))
+
+
+def check_templates(prompts: PromptSet, tasks: Iterable[TaskName], *, system: bool) -> None:
+    """Raise ConfigError naming the first template the run needs and the set lacks."""
+    needed = [n for n in prompts.required(tasks) if n != SYSTEM_TEMPLATE or system]
+    for name in needed:
+        if not prompts.templates.has(name):
+            raise ConfigError(
+                f"[run].prompts = {prompts.name!r}: template {name}.txt is missing from {prompts.templates.folder}; "
+                f"add it (see prompts/ for the committee set's files)"
+            )
