@@ -122,7 +122,7 @@ def test_launch_handles_signals_for_the_whole_in_process_call(
     path = write_run(tmp_path, tiny_model_dir)
     seen: list[list[int]] = []
 
-    def setup_then_check(cfg, *, stop):
+    def setup_then_check(cfg, *, stop, task=None):
         # A SIGTERM while the model loads must be recorded, not end the process (or wait for the loop).
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
         os.kill(os.getpid(), signal.SIGTERM)
