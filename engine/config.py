@@ -300,7 +300,8 @@ def effective_batch_warning(train: TrainSection) -> str | None:
     return (
         f"[train] effective batch is {effective} samples per optimizer step (num_processes {train.num_processes} x "
         f"micro_batch_size {train.micro_batch_size} x grad_accum {train.grad_accum}); the paper used "
-        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): lower grad_accum or micro_batch_size to match it"
+        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): {'lower' if effective > PAPER_EFFECTIVE_BATCH else 'raise'} grad_accum or "
+        "micro_batch_size to match it"
     )
 
 
