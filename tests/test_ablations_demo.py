@@ -1,7 +1,9 @@
 """The paper's ablation set on the demo data, offline: one command, one table, one plot.
 
-Slow: SmolLM2-135M sits the exam, the scripted teachers answer once, and each variant
-trains a short student on its own records from the same samples and is evaluated.
+The demo config with a tiny random student (the mechanism is under test, not the
+student: the real SmolLM2 runs the method end to end in test_demo.py): it sits the
+exam, the scripted teachers answer once, and each variant trains a short student on
+its own records from the same samples and is evaluated.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import pytest
 
 from tests.test_demo import ROOT, small_demo
 
-pytestmark = pytest.mark.slow
 # One of each kind (a single teacher, no review, an alpha): the whole default set is 7 variants, 6 of them trained.
 VARIANTS = "fair,single_gpt,no_review,alpha_1"
 
 
-@pytest.mark.timeout(1800)
-def test_the_ablation_set_runs_on_the_demo_and_writes_its_table_and_plot(tmp_path: Path) -> None:
+def test_the_ablation_set_runs_on_the_demo_and_writes_its_table_and_plot(tmp_path: Path, tiny_model_dir: Path) -> None:
     cfg = small_demo(tmp_path)
     text = cfg.read_text().replace("max_steps = 3\nsave_every_steps = 1\n", "max_steps = 2\n")
+    text = text.replace('model = "smollm2-135m-instruct"', f'model = "{tiny_model_dir}"', 1)
+    assert str(tiny_model_dir) in text
     cfg.write_text(text)
     done = subprocess.run([sys.executable, "-m", "stages.ablations", "--config", str(cfg), "--variants", VARIANTS], cwd=ROOT,
                           capture_output=True, text=True, timeout=2400)
