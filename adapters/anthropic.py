@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
-from adapters.classify import decode_success, rate_limit_info
+from adapters.classify import chat_result, decode_success, no_text
 from engine.errors import Unusable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -100,26 +100,10 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
                  reported_tokens(usage.cache_read_input_tokens, null=0))
         input_tokens = None if None in parts else sum(parts)  # type: ignore[arg-type]
         output_tokens = reported_tokens(usage.output_tokens)
-    usage_reported = input_tokens is not None and output_tokens is not None
     unusable = None
     if stop_reason == "refusal":
         unusable = Unusable("refused", "model refused (stop_reason=refusal)", http_status=status)
-    elif not text and stop_reason == "max_tokens":
-        unusable = Unusable("truncated", "max_tokens reached before any text (stop_reason=max_tokens)",
-                            http_status=status)
-    elif not text:
-        unusable = Unusable("empty", f"empty answer (stop_reason={stop_reason})", http_status=status)
-    if unusable is not None:
-        if usage_reported:
-            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
-        raise unusable
-    return ChatResult(
-        text=text,
-        input_tokens=input_tokens if usage_reported else 0,
-        output_tokens=output_tokens if usage_reported else 0,
-        finish_reason=stop_reason,
-        latency_s=latency_s,
-        rate_limit=rate_limit_info(headers),
-        usage_reported=usage_reported,
-        http_status=status,
-    )
+    else:
+        unusable = no_text(text, stop_reason, field="stop_reason", truncated_by="max_tokens", status=status)
+    return chat_result(text, stop_reason, input_tokens, output_tokens, unusable, status=status, headers=headers,
+                       latency_s=latency_s)

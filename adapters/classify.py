@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import msgspec
 
-from adapters.base import RateLimitInfo
-from engine.errors import AccountError, CommitteeError, Permanent, Retryable
+from adapters.base import ChatResult, RateLimitInfo
+from engine.errors import AccountError, CommitteeError, Permanent, Retryable, Unusable
 
 # The provider (or its gateway) has no capacity now: OpenAI and Gemini answer 503, Anthropic
 # 529 overloaded_error (https://docs.anthropic.com/en/api/errors), gateways 502/504 in an
@@ -162,6 +162,47 @@ def decode_success(
         raise malformed(body, exc, status) from None
 
 
+
+def no_text(text: str | None, finish_reason: str, *, field: str, truncated_by: str, status: int) -> Unusable | None:
+    """None when the answer has text; else `Unusable` "truncated" when max_tokens ended it, "empty" otherwise.
+
+    `field` is the provider's name for the finish reason, `truncated_by` its value for max_tokens:
+    `no_text(text, "length", field="finish_reason", truncated_by="length", status=200)`.
+    """
+    if text:
+        return None
+    if finish_reason == truncated_by:
+        return Unusable("truncated", f"max_tokens reached before any text ({field}={finish_reason})",
+                        http_status=status)
+    return Unusable("empty", f"empty answer ({field}={finish_reason})", http_status=status)
+
+
+def chat_result(
+    text: str | None, finish_reason: str, input_tokens: int | None, output_tokens: int | None,
+    unusable: Unusable | None, *, status: int, headers: Mapping[str, str], latency_s: float,
+) -> ChatResult:
+    """The result of a decoded 2xx answer; raises `unusable`, with the usage when both counts were reported.
+
+    Usage counts as reported only when both are (`None` is missing or implausible); otherwise the
+    result carries 0 and 0 with `usage_reported=False`, so the caller bills its estimate.
+    """
+    usage_reported = input_tokens is not None and output_tokens is not None
+    if unusable is not None:
+        if usage_reported:
+            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
+        raise unusable
+    assert text is not None
+    return ChatResult(
+        text=text,
+        input_tokens=input_tokens if usage_reported else 0,
+        output_tokens=output_tokens if usage_reported else 0,
+        finish_reason=finish_reason,
+        latency_s=latency_s,
+        rate_limit=rate_limit_info(headers),
+        usage_reported=usage_reported,
+        http_status=status,
+    )
+
 def shorten(text: str) -> str:
     """`text` on one line, at most MAX_DETAIL_CHARS characters."""
     text = " ".join(text.split())
@@ -300,28 +341,29 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
     # Anthropic's own headers first: they alone tell input and output limits apart.
     if any(get(f"anthropic-ratelimit-{kind}-limit") is not None
            for kind in ("requests", "tokens", "input-tokens", "output-tokens")):
-        reset_requests = get("anthropic-ratelimit-requests-reset")
-        reset_tokens = get("anthropic-ratelimit-tokens-reset")
-        return RateLimitInfo(
-            limit_requests=_int(get("anthropic-ratelimit-requests-limit")),
-            remaining_requests=_int(get("anthropic-ratelimit-requests-remaining")),
-            limit_tokens=_int(get("anthropic-ratelimit-tokens-limit")),
-            remaining_tokens=_int(get("anthropic-ratelimit-tokens-remaining")),
-            reset_requests_s=_rfc3339_in_s(reset_requests) if reset_requests else None,
-            reset_tokens_s=_rfc3339_in_s(reset_tokens) if reset_tokens else None,
+        return _read_limits(
+            lambda field, kind: get(f"anthropic-ratelimit-{kind}-{field}"), _rfc3339_in_s,
             # https://docs.anthropic.com/en/api/rate-limits#response-headers
             limit_input_tokens=_int(get("anthropic-ratelimit-input-tokens-limit")),
             limit_output_tokens=_int(get("anthropic-ratelimit-output-tokens-limit")),
         )
     if get("x-ratelimit-limit-requests") is not None or get("x-ratelimit-limit-tokens") is not None:
-        reset_requests = get("x-ratelimit-reset-requests")
-        reset_tokens = get("x-ratelimit-reset-tokens")
-        return RateLimitInfo(
-            limit_requests=_int(get("x-ratelimit-limit-requests")),
-            remaining_requests=_int(get("x-ratelimit-remaining-requests")),
-            limit_tokens=_int(get("x-ratelimit-limit-tokens")),
-            remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
-            reset_requests_s=parse_duration_s(reset_requests) if reset_requests else None,
-            reset_tokens_s=parse_duration_s(reset_tokens) if reset_tokens else None,
-        )
+        return _read_limits(lambda field, kind: get(f"x-ratelimit-{field}-{kind}"), parse_duration_s)
     return None
+
+
+def _read_limits(
+    header: Callable[[str, str], str | None], reset_in_s: Callable[[str], float | None], **extra: int | None
+) -> RateLimitInfo:
+    """The requests and tokens limits one provider's `header(field, kind)` names, resets read by `reset_in_s`."""
+    reset_requests = header("reset", "requests")
+    reset_tokens = header("reset", "tokens")
+    return RateLimitInfo(
+        limit_requests=_int(header("limit", "requests")),
+        remaining_requests=_int(header("remaining", "requests")),
+        limit_tokens=_int(header("limit", "tokens")),
+        remaining_tokens=_int(header("remaining", "tokens")),
+        reset_requests_s=reset_in_s(reset_requests) if reset_requests else None,
+        reset_tokens_s=reset_in_s(reset_tokens) if reset_tokens else None,
+        **extra,
+    )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
-from adapters.classify import decode_success, error_detail, parse_duration_s, rate_limit_info
+from adapters.classify import chat_result, decode_success, error_detail, no_text, parse_duration_s
 from engine.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -169,28 +169,12 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
         if finish_reason in BLOCKED_FINISH_REASONS:
             unusable = Unusable("filtered", f"answer withheld by the provider (finishReason={finish_reason})",
                                 http_status=status)
-        elif not text and finish_reason == "MAX_TOKENS":
-            unusable = Unusable("truncated", "max_tokens reached before any text (finishReason=MAX_TOKENS)",
-                                http_status=status)
-        elif not text:
-            unusable = Unusable("empty", f"empty answer (finishReason={finish_reason})", http_status=status)
+        else:
+            unusable = no_text(text, finish_reason, field="finishReason", truncated_by="MAX_TOKENS", status=status)
     input_tokens = output_tokens = None
     if usage is not None:
         input_tokens = reported_tokens(usage.promptTokenCount)
         outputs = (reported_tokens(usage.candidatesTokenCount), reported_tokens(usage.thoughtsTokenCount))
         output_tokens = None if None in outputs else sum(outputs)  # type: ignore[arg-type]
-    usage_reported = input_tokens is not None and output_tokens is not None
-    if unusable is not None:
-        if usage_reported:
-            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
-        raise unusable
-    return ChatResult(
-        text=text,
-        input_tokens=input_tokens if usage_reported else 0,
-        output_tokens=output_tokens if usage_reported else 0,
-        finish_reason=finish_reason,
-        latency_s=latency_s,
-        rate_limit=rate_limit_info(headers),
-        usage_reported=usage_reported,
-        http_status=status,
-    )
+    return chat_result(text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers,
+                       latency_s=latency_s)

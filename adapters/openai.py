@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
-from adapters.classify import decode_success, rate_limit_info, shorten
+from adapters.classify import chat_result, decode_success, no_text, shorten
 from engine.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -96,7 +96,6 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     usage = response.usage
     input_tokens = reported_tokens(usage.prompt_tokens) if usage is not None else None
     output_tokens = reported_tokens(usage.completion_tokens) if usage is not None else None
-    usage_reported = input_tokens is not None and output_tokens is not None
     text = choice.message.content
     unusable = None
     if finish_reason == "content_filter":
@@ -105,23 +104,7 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
                             "(finish_reason=content_filter)", http_status=status)
     elif choice.message.refusal:
         unusable = Unusable("refused", shorten(f"model refused: {choice.message.refusal}"), http_status=status)
-    elif not text and finish_reason == "length":
-        unusable = Unusable("truncated", "max_tokens reached before any text (finish_reason=length)",
-                            http_status=status)
-    elif not text:
-        unusable = Unusable("empty", f"empty answer (finish_reason={finish_reason})", http_status=status)
-    if unusable is not None:
-        if usage_reported:
-            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
-        raise unusable
-    assert text is not None
-    return ChatResult(
-        text=text,
-        input_tokens=input_tokens if usage_reported else 0,
-        output_tokens=output_tokens if usage_reported else 0,
-        finish_reason=finish_reason,
-        latency_s=latency_s,
-        rate_limit=rate_limit_info(headers),
-        usage_reported=usage_reported,
-        http_status=status,
-    )
+    else:
+        unusable = no_text(text, finish_reason, field="finish_reason", truncated_by="length", status=status)
+    return chat_result(text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers,
+                       latency_s=latency_s)

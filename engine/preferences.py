@@ -19,6 +19,7 @@ import msgspec
 
 from engine.config import TaskName
 from engine.errors import DataError
+from engine.jsonl import decode_lines
 from engine.samples import DecidedSample, RationaleOutcome
 from prompts import template
 from prompts.student import instruction_name
@@ -96,13 +97,7 @@ def write_preferences(out_dir: Path, min_margin: float) -> int:
     except OSError as exc:
         raise DataError(f"{source}: cannot read ({exc.strerror}); run the teach stage first") from None
     out: list[bytes] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            sample = _sample_decoder.decode(line)
-        except msgspec.DecodeError as exc:
-            raise DataError(f"{source}:{number}: not a dataset record: {exc}") from None
+    for sample in decode_lines(source, lines, _sample_decoder, "dataset record"):
         out += [msgspec.json.encode(p) for p in preference_pairs(sample, min_margin)]
     path = out_dir / "preferences.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
@@ -117,13 +112,7 @@ def load_preferences(path: Path) -> list[PreferencePair]:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot read preference pairs ({exc.strerror}); run the teach stage first") from None
-    pairs = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                pairs.append(_pair_decoder.decode(line))
-            except msgspec.DecodeError as exc:
-                raise DataError(f"{path}:{number}: not a preference pair: {exc}") from None
+    pairs = list(decode_lines(path, lines, _pair_decoder, "preference pair"))
     if not pairs:
         raise DataError(
             f"{path}: no preference pairs (no two rationales of a sample differ by [dpo].min_margin); "

@@ -7,7 +7,8 @@ from pathlib import Path
 import msgspec
 
 from engine.config import DatasetSection
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError
+from engine.jsonl import decode_lines
 from tasks import import_mistakes, load_split
 from tasks.records import Mistake, Question
 
@@ -30,19 +31,8 @@ def exam_mistakes(out_dir: Path, task: str) -> list[Mistake]:
             f"no mistakes for {task!r}: {path} does not exist; run `--stage exam` first "
             "or set `mistakes` in its [[datasets]] entry"
         )
-    decoder = msgspec.json.Decoder(Mistake)
-    found = []
     with open(path, "rb") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                m = decoder.decode(line)
-            except msgspec.DecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not a mistake record: {exc}") from None
-            if m.task == task:
-                found.append(m)
-    return found
+        return [m for m in decode_lines(path, fh, msgspec.json.Decoder(Mistake), "mistake record") if m.task == task]
 
 
 def mistakes_for_teach(d: DatasetSection, out_dir: Path) -> list[Mistake]:

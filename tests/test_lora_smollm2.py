@@ -6,32 +6,26 @@ import json
 from pathlib import Path
 
 import anyio
-import msgspec
 import pytest
 
-from bench.train import demo_train_records
 from engine.config import StudentSection, load_config
 from trainer.recipe import train
 
 pytestmark = pytest.mark.slow
 
 
-def test_smollm2_lora_trains_saves_the_adapter_and_the_eval_backend_generates_with_it(tmp_path: Path) -> None:
+def test_smollm2_lora_trains_saves_the_adapter_and_the_eval_backend_generates_with_it(smollm2_run) -> None:
     pytest.importorskip("peft")
     from student import make_backend
-    from student.models import is_adapter_dir, resolve_model
+    from student.models import is_adapter_dir
 
-    model_dir = resolve_model("smollm2-135m-instruct")
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "train.jsonl").write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in demo_train_records(16)))
-    (out / "run.toml").write_text(
-        f'[run]\nname = "smol-lora"\nout_dir = "{out}"\n\n[[datasets]]\ntask = "svamp"\n\n'
-        f'[student]\nmodel = "{model_dir}"\n\n'
+    run_toml = smollm2_run(
+        "smol-lora", 16,
         "[train]\nmax_steps = 3\nmicro_batch_size = 2\ngrad_accum = 1\nmax_length = 256\nlr = 1e-3\n\n"
-        '[train.lora]\nr = 8\ntarget_modules = ["q_proj", "v_proj"]\n'
-    )
-    result = train(load_config(out / "run.toml"))
+        '[train.lora]\nr = 8\ntarget_modules = ["q_proj", "v_proj"]\n',
+    )  # fmt: skip
+    out = run_toml.parent
+    result = train(load_config(run_toml))
 
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and rows[-1]["loss"] < rows[0]["loss"]

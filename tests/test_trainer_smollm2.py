@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import msgspec
 import pytest
 
-from bench.train import demo_train_records
 from engine.config import load_config
 from trainer.recipe import train
 
 
 @pytest.mark.slow
-def test_smollm2_fine_tune_lowers_the_loss_and_the_saved_model_generates(tmp_path: Path) -> None:
-    from student.models import resolve_model
-
-    model_dir = resolve_model("smollm2-135m-instruct")
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "train.jsonl").write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in demo_train_records(32)))
+def test_smollm2_fine_tune_lowers_the_loss_and_the_saved_model_generates(smollm2_run) -> None:
     # Micro-batch 2 and max_length 256 keep it near 6 GB on a shared 24 GB machine.
-    (out / "run.toml").write_text(
-        f'[run]\nname = "smol"\nout_dir = "{out}"\n\n[[datasets]]\ntask = "svamp"\n\n'
-        f'[student]\nmodel = "{model_dir}"\n\n'
-        "[train]\nmax_steps = 4\nmicro_batch_size = 2\ngrad_accum = 1\nmax_length = 256\nlr = 3e-5\nzero_stage = 2\n"
-    )
-    cfg = load_config(out / "run.toml")
+    run_toml = smollm2_run(
+        "smol", 32,
+        "[train]\nmax_steps = 4\nmicro_batch_size = 2\ngrad_accum = 1\nmax_length = 256\nlr = 3e-5\nzero_stage = 2\n",
+    )  # fmt: skip
+    out = run_toml.parent
+    cfg = load_config(run_toml)
     result = train(cfg)
 
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]

@@ -17,6 +17,7 @@ import torch
 
 from engine.config import TruncationSide
 from engine.errors import ConfigError, DataError
+from engine.jsonl import decode_lines
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, response_suffix
 from student.backend import encode_prompt
@@ -63,14 +64,7 @@ def load_records(path: Path) -> list[TrainRecord]:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot read training data ({exc.strerror}); run the dataset stage first") from None
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(_record_decoder.decode(line))
-        except msgspec.DecodeError as exc:
-            raise DataError(f"{path}:{number}: not a valid training record: {exc}") from None
+    records = list(decode_lines(path, lines, _record_decoder, "valid training record"))
     if not records:
         raise DataError(f"{path}: no training records; run the dataset stage first (or check its filters)")
     return records

@@ -16,44 +16,41 @@ checkpoints: a killed DPO run starts again; a finished one is not redone.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 import msgspec
 import torch
-import torch.distributed as dist
 
 from engine.config import Config, TrainSection
 from engine.preferences import PreferencePair, load_preferences, write_preferences
 from prompts.student import PromptFormat, question_prompt, response_suffix
-from reports.experiment_log import ExperimentLog, check_loggers
+from reports.experiment_log import ExperimentLog
 from student.backend import encode_prompt
 from student.models import is_adapter_dir
-from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, plan_epoch, rank_batches
+from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, rank_batches
 from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
-from trainer.ds_config import build_ds_config, resolve_precision
-from trainer.lora import check_lora_setup
 from trainer.recipe import (
+    StepMeter,
     TrainResult,
+    backward_step,
     fingerprint,
-    grad_norm_of,
     is_finished,
-    oom_error,
-    out_of_memory,
+    log_step,
+    oom_as_config_error,
+    plan_steps,
     progress_bar,
     resolve_model_dir,
     run_cli,
     save_model,
-    setup_distributed,
     setup_engine,
     setup_model,
-    setup_tokenizer,
+    setup_run,
+    step_grad_norm,
+    step_row,
+    stop_name,
     stop_on_signals,
     stopped_during_setup,
 )
@@ -178,35 +175,18 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     if is_finished(model_out, print_):
         log.info("%s already holds the DPO model of these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
-    check_lora_setup(settings)
-    check_loggers(cfg.run.log_to)
-
-    ctx = setup_distributed()
-    precision = resolve_precision(
-        settings.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
-    )
-    ds_config = build_ds_config(settings, precision, cuda=ctx.cuda)
-    torch.manual_seed(cfg.run.seed)
-    tokenizer, fmt = setup_tokenizer(start, cfg.student.prompt_format)
-    seqs, truncated = tokenize_preferences(records, tokenizer, fmt, settings.max_length)
+    setup = setup_run(cfg, settings, start)
+    ctx, precision, tokenizer = setup.ctx, setup.precision, setup.tokenizer
+    seqs, truncated = tokenize_preferences(records, tokenizer, setup.fmt, settings.max_length)
     log.info("data ready: %d preference pairs from %s (%d responses truncated)", len(seqs), prefs_path,
              truncated.responses)  # fmt: skip
-    lengths = [s.length for s in seqs]
     ga, world = settings.grad_accum, ctx.world_size
-
-    def epoch_batches(epoch: int) -> list[list[int]]:
-        return plan_epoch(
-            lengths, micro_batch_size=settings.micro_batch_size, world_size=world, grad_accum=ga,
-            seed=cfg.run.seed, epoch=epoch,
-        )  # fmt: skip
-
-    steps_per_epoch = len(epoch_batches(0)) // (world * ga)
-    total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
+    epoch_batches, _, total_steps = plan_steps([s.length for s in seqs], settings, world, cfg.run.seed)
 
     model = setup_model(start, settings, ctx.cuda, precision)
     pad_id = tokenizer.pad_token_id
     reference = reference_logprobs(model, seqs, pad_id, settings.micro_batch_size)
-    engine = setup_engine(model, settings, ds_config, total_steps)
+    engine = setup_engine(model, settings, setup.ds_config, total_steps)
     by = stopped_during_setup(stop, engine.device)
     if by:
         return _stopped(by, 0, total_steps, model_out)
@@ -215,8 +195,7 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     engine.train()
     step = epoch = 0
     last_loss: float | None = None
-    window = torch.zeros(4, dtype=torch.float64)  # loss, reward accuracy, reward margin, tokens over one step
-    tick = time.perf_counter()
+    meter = StepMeter()  # loss, reward accuracy, reward margin, tokens over one step
     xlog = ExperimentLog.open(cfg, "dpo", enabled=ctx.rank == 0)
     with progress_bar(ctx.rank == 0, "dpo") as progress, xlog, (
         log_path.open("w") if ctx.rank == 0 else open(os.devnull, "w")
@@ -227,54 +206,25 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
             for micro, indices in enumerate(mine):
                 lr = engine.get_lr()[0]
                 boundary = (micro + 1) % ga == 0
-                try:
+                with oom_as_config_error(settings, step + 1):
                     chosen, rejected, n_tokens = _forward_logprobs(
                         engine, [seqs[i] for i in indices], pad_id, engine.device
                     )
                     ref = reference[indices].to(engine.device)
                     parts: DpoParts = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], cfg.dpo.beta)
-                    engine.backward(parts.total)
-                    stage0_norm = grad_norm_of(engine.module) if boundary and settings.zero_stage == 0 else None
-                    engine.step()
-                except Exception as exc:
-                    if not out_of_memory(exc):
-                        raise
-                    raise oom_error(settings, step + 1) from None
-                window += torch.tensor(
-                    [parts.total.item(), parts.accuracy.item(), parts.margin.item(), n_tokens], dtype=torch.float64
-                )
+                    stage0_norm = backward_step(engine, parts.total, settings, boundary)
+                meter.add(parts.total.item(), parts.accuracy.item(), parts.margin.item(), n_tokens)
                 if not boundary:
                     continue
                 step += 1
-                # The stop request rides in the same all-reduce: every rank stops at the same step.
-                stats = torch.cat([window, torch.tensor([float(bool(stop))], dtype=torch.float64)])
-                stats = stats.to(engine.device)
-                dist.all_reduce(stats)
-                stats = stats.cpu()
-                window.zero_()
-                now = time.perf_counter()
-                tokens_per_s = float(stats[3]) / max(now - tick, 1e-9)
-                tick = now
-                norm = engine.get_global_grad_norm()
-                norm = stage0_norm if norm is None else norm
-                last_loss = float(stats[0]) / (ga * world)
-                row = {
-                    "step": step,
-                    "epoch": epoch + (micro + 1) / len(mine),
-                    "loss": last_loss,
-                    "reward_accuracy": float(stats[1]) / (ga * world),
-                    "reward_margin": float(stats[2]) / (ga * world),
-                    "lr": lr,
-                    "grad_norm": None if norm is None else float(norm),
-                    "tokens_per_s": tokens_per_s,
-                }
-                if ctx.rank == 0:
-                    log_file.write(json.dumps(row) + "\n")
-                    log_file.flush()
-                    xlog.scalars("dpo", {k: v for k, v in row.items() if k != "step"}, step)
-                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
-                if stats[4] > 0:
-                    return _stopped(signal.Signals(stop[0]).name if stop else "SIGTERM", step, total_steps, model_out)
+                stats = meter.end_step(stop, engine.device, ga * world)
+                last_loss = stats.means[0]
+                row = step_row(step, epoch + (micro + 1) / len(mine), stats, ("reward_accuracy", "reward_margin"), lr,
+                               step_grad_norm(engine, stage0_norm))  # fmt: skip
+                log_step(row, "dpo", log_file, xlog, ctx.rank)
+                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=stats.tokens_per_s)
+                if stats.stopping:
+                    return _stopped(stop_name(stop), step, total_steps, model_out)
                 if step >= total_steps:
                     break
             epoch += 1

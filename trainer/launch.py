@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -167,9 +167,6 @@ def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
     sessions of their own, then die with torchrun: see `run_cli`). Yields the signals received.
     """
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's to set
-        yield received
-        return
 
     def forward(signum: int, frame: object) -> None:
         if received and signum == signal.SIGINT:
@@ -184,9 +181,22 @@ def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
         except ProcessLookupError:
             pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(forward):
         yield received
+
+
+@contextmanager
+def on_stop_signals(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """Call `handler(signum, frame)` on Ctrl-C and SIGTERM within the block, then put the previous handlers back.
+
+    Off the main thread, where handlers cannot be set, it sets none: signals keep their usual effect.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

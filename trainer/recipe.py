@@ -26,9 +26,8 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,7 +53,7 @@ from trainer.data import (
     tokenize_pairs,
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
-from trainer.launch import RUN_PID_ENV
+from trainer.launch import RUN_PID_ENV, on_stop_signals
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
 
@@ -229,6 +228,35 @@ def setup_engine(model: torch.nn.Module, train: TrainSection, ds_config: dict, t
     )
     log.info("engine ready: ZeRO stage %d, %d optimizer steps", train.zero_stage, total_steps)
     return engine
+
+
+class RunSetup(msgspec.Struct, frozen=True):
+    """What `setup_run` builds: the process group, precision, DeepSpeed config and tokenizer."""
+
+    ctx: _Dist
+    precision: Precision
+    ds_config: dict
+    tokenizer: object
+    fmt: PromptFormat
+
+
+def setup_run(cfg: Config, settings: TrainSection, model_dir: Path) -> RunSetup:
+    """The setup both trainers (SFT and DPO) run before their data, with `settings` as their `[train]`.
+
+    Checks LoRA and the experiment loggers first (a bad setting fails before any heavy work),
+    then joins the process group, resolves precision, builds the DeepSpeed config, seeds
+    torch and loads `model_dir`'s tokenizer (data is rendered and counted with it).
+    """
+    check_lora_setup(settings)
+    check_loggers(cfg.run.log_to)
+    ctx = setup_distributed()
+    precision = resolve_precision(
+        settings.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
+    )
+    ds_config = build_ds_config(settings, precision, cuda=ctx.cuda)
+    torch.manual_seed(cfg.run.seed)
+    tokenizer, fmt = setup_tokenizer(model_dir, cfg.student.prompt_format)
+    return RunSetup(ctx=ctx, precision=precision, ds_config=ds_config, tokenizer=tokenizer, fmt=fmt)
 
 
 # --- inputs fingerprint: rerunning a finished run is free ----------------------------
@@ -408,6 +436,122 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+# --- the step loop: what both trainers do around their loss ------------------------
+
+
+def plan_steps(
+    lengths: list[int], settings: TrainSection, world: int, seed: int
+) -> tuple[Callable[[int], list[list[int]]], int, int]:
+    """(epoch's micro-batches by epoch number, optimizer steps per epoch, optimizer steps in all)."""
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        # A pure function of (seed, epoch): resuming needs only the epoch and the step in it.
+        return plan_epoch(
+            lengths, micro_batch_size=settings.micro_batch_size, world_size=world, grad_accum=settings.grad_accum,
+            seed=seed, epoch=epoch,
+        )  # fmt: skip
+
+    steps_per_epoch = len(epoch_batches(0)) // (world * settings.grad_accum)
+    total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
+    return epoch_batches, steps_per_epoch, total_steps
+
+
+@contextmanager
+def oom_as_config_error(settings: TrainSection, step: int) -> Iterator[None]:
+    """Turn memory running out in the block into `oom_error` (one line naming what to lower)."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        raise oom_error(settings, step) from None
+
+
+def backward_step(engine, loss: torch.Tensor, settings: TrainSection, boundary: bool) -> float | None:
+    """Backward and step `engine`; at an accumulation boundary without ZeRO, the gradient norm DeepSpeed drops."""
+    engine.backward(loss)
+    # Without ZeRO, DeepSpeed clips fp32 gradients but does not keep the norm.
+    stage0_norm = grad_norm_of(engine.module) if boundary and settings.zero_stage == 0 else None
+    engine.step()  # DeepSpeed steps the optimizer only at accumulation boundaries
+    return stage0_norm
+
+
+def step_grad_norm(engine, stage0_norm: float | None) -> float | None:
+    """The last optimizer step's global gradient norm: DeepSpeed's, else `backward_step`'s."""
+    norm = engine.get_global_grad_norm()
+    norm = stage0_norm if norm is None else norm
+    return None if norm is None else float(norm)
+
+
+def stop_name(stop: list[int]) -> str:
+    """The name of the first stop signal received; SIGTERM when another rank got it."""
+    return signal.Signals(stop[0]).name if stop else "SIGTERM"
+
+
+class StepStats(msgspec.Struct, frozen=True):
+    """One optimizer step over all ranks: three per-micro-batch means, throughput, and whether to stop."""
+
+    means: tuple[float, float, float]
+    tokens_per_s: float
+    stopping: bool
+
+
+class StepMeter:
+    """Sums three numbers and the token count over one optimizer step's micro-batches, then over ranks.
+
+        meter.add(loss, a, b, n_tokens)                   # each micro-batch
+        stats = meter.end_step(stop, device, ga * world)  # each optimizer step, on every rank
+    """
+
+    __slots__ = ("_window", "_tick")
+
+    def __init__(self) -> None:
+        self._window = torch.zeros(4, dtype=torch.float64)
+        self._tick = time.perf_counter()
+
+    def add(self, first: float, second: float, third: float, n_tokens: int) -> None:
+        self._window += torch.tensor([first, second, third, n_tokens], dtype=torch.float64)
+
+    def end_step(self, stop: list[int], device: torch.device | str, micro_batches: int) -> StepStats:
+        """Reduce the step's sums over ranks (a collective: every rank calls it) and start the next step."""
+        # The stop request rides in the same all-reduce: every rank stops at the same step.
+        stats = torch.cat([self._window, torch.tensor([float(bool(stop))], dtype=torch.float64)])
+        stats = stats.to(device)
+        dist.all_reduce(stats)
+        stats = stats.cpu()
+        self._window.zero_()
+        now = time.perf_counter()
+        tokens_per_s = float(stats[3]) / max(now - self._tick, 1e-9)
+        self._tick = now
+        means = (float(stats[0]) / micro_batches, float(stats[1]) / micro_batches, float(stats[2]) / micro_batches)
+        return StepStats(means=means, tokens_per_s=tokens_per_s, stopping=bool(stats[4] > 0))
+
+
+def step_row(
+    step: int, epoch: float, stats: StepStats, names: tuple[str, str], lr: float, grad_norm: float | None
+) -> dict:
+    """One line of a loss log: the step's mean loss, its two other means under `names`, lr, norm, throughput."""
+    loss, first, second = stats.means
+    return {
+        "step": step,
+        "epoch": epoch,
+        "loss": loss,
+        names[0]: first,
+        names[1]: second,
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens_per_s": stats.tokens_per_s,
+    }
+
+
+def log_step(row: dict, label: str, log_file, xlog: ExperimentLog, rank: int) -> None:
+    """Append the step's row to the loss log and the experiment loggers (rank 0 only)."""
+    if rank == 0:
+        log_file.write(json.dumps(row) + "\n")
+        log_file.flush()
+        xlog.scalars(label, {k: v for k, v in row.items() if k != "step"}, row["step"])
+
+
 # --- the recipe ----------------------------------------------------------------------
 
 
@@ -453,7 +597,7 @@ def stopped_during_setup(stop: list[int], device: torch.device | str) -> str:
     dist.all_reduce(flag)
     if not flag.item():
         return ""
-    return signal.Signals(stop[0]).name if stop else "SIGTERM"
+    return stop_name(stop)
 
 
 def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: list[int]) -> TrainResult:
@@ -469,35 +613,15 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
         log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
 
-    check_lora_setup(train_cfg)
-    check_loggers(cfg.run.log_to)
-    ctx = setup_distributed()
+    setup = setup_run(cfg, train_cfg, model_dir)
+    ctx, precision, tokenizer = setup.ctx, setup.precision, setup.tokenizer
     batch_warning = effective_batch_warning(train_cfg)
     if batch_warning and ctx.rank == 0:
         log.warning("%s", batch_warning)
-    precision = resolve_precision(
-        train_cfg.precision, cuda=ctx.cuda, bf16_supported=ctx.cuda and torch.cuda.is_bf16_supported()
-    )
-    ds_config = build_ds_config(train_cfg, precision, cuda=ctx.cuda)
-    torch.manual_seed(cfg.run.seed)
-
-    # Tokenizer before data: prompts are rendered and counted with it.
-    tokenizer, fmt = setup_tokenizer(model_dir, cfg.student.prompt_format)
-    pairs, truncated = _setup_data(train_path, tokenizer, fmt, train_cfg, prompt_set(cfg.run.prompts), task)
-    lengths = [p.length for p in pairs]
+    pairs, truncated = _setup_data(train_path, tokenizer, setup.fmt, train_cfg, prompt_set(cfg.run.prompts), task)
     ga, world = train_cfg.grad_accum, ctx.world_size
-
-    def epoch_batches(epoch: int) -> list[list[int]]:
-        # A pure function of (seed, epoch): resuming needs only the epoch and the step in it.
-        return plan_epoch(
-            lengths, micro_batch_size=train_cfg.micro_batch_size, world_size=world, grad_accum=ga,
-            seed=cfg.run.seed, epoch=epoch,
-        )  # fmt: skip
-
-    first_plan = epoch_batches(0)
-    steps_per_epoch = len(first_plan) // (world * ga)
-    total_steps = train_cfg.max_steps or max(1, math.ceil(train_cfg.epochs * steps_per_epoch))
-    pad_fraction = padding_fraction(first_plan, pairs)
+    epoch_batches, steps_per_epoch, total_steps = plan_steps([p.length for p in pairs], train_cfg, world, cfg.run.seed)
+    pad_fraction = padding_fraction(epoch_batches(0), pairs)
     log.info(
         "batches: %d optimizer steps per epoch, %d in all; padding %.1f%% of tokens",
         steps_per_epoch,
@@ -506,7 +630,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     )
 
     model = setup_model(model_dir, train_cfg, ctx.cuda, precision)
-    engine = setup_engine(model, train_cfg, ds_config, total_steps)
+    engine = setup_engine(model, train_cfg, setup.ds_config, total_steps)
     state = _resume(engine, ckpt_dir, print_)
     resumed_from = state.global_step
     by = stopped_during_setup(stop, engine.device)
@@ -530,8 +654,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     pad_id = tokenizer.pad_token_id
     engine.train()
     last_loss: float | None = None
-    window = torch.zeros(4, dtype=torch.float64)  # loss, feedback, rationale, tokens over one step
-    tick = time.perf_counter()
+    meter = StepMeter()  # loss, feedback, rationale, tokens over one step
     progress = progress_bar(enabled=ctx.rank == 0)
     xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
     with progress, xlog, (
@@ -544,7 +667,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                 batch = collate([pairs[i] for i in mine[micro]], pad_id)
                 lr = engine.get_lr()[0]
                 boundary = (micro + 1) % ga == 0
-                try:
+                with oom_as_config_error(train_cfg, state.global_step + 1):
                     logits = engine(
                         input_ids=batch.input_ids.to(engine.device),
                         attention_mask=batch.attention_mask.to(engine.device),
@@ -553,18 +676,8 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                         logits, batch.labels.to(engine.device), batch.n_feedback, train_cfg.alpha
                     )
                     del logits
-                    engine.backward(parts.total)
-                    # Without ZeRO, DeepSpeed clips fp32 gradients but does not keep the norm.
-                    stage0_norm = grad_norm_of(engine.module) if boundary and train_cfg.zero_stage == 0 else None
-                    engine.step()  # DeepSpeed steps the optimizer only at accumulation boundaries
-                except Exception as exc:
-                    if not out_of_memory(exc):
-                        raise
-                    raise oom_error(train_cfg, state.global_step + 1) from None
-                window += torch.tensor(
-                    [parts.total.item(), parts.feedback.item(), parts.rationale.item(), batch.n_tokens],
-                    dtype=torch.float64,
-                )
+                    stage0_norm = backward_step(engine, parts.total, train_cfg, boundary)
+                meter.add(parts.total.item(), parts.feedback.item(), parts.rationale.item(), batch.n_tokens)
                 if not boundary:
                     continue
 
@@ -572,42 +685,22 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                 state.global_step += 1
                 state.step_in_epoch += 1
                 epoch_done = micro + 1 == len(mine)
-                # The stop request rides in the same all-reduce: every rank stops at the same step.
-                stats = torch.cat([window, torch.tensor([float(bool(stop))], dtype=torch.float64)])
-                stats = stats.to(engine.device)
-                dist.all_reduce(stats)
-                stats = stats.cpu()
-                window.zero_()
-                now = time.perf_counter()
-                tokens_per_s = float(stats[3]) / max(now - tick, 1e-9)
-                tick = now
-                grad_norm = engine.get_global_grad_norm()
-                grad_norm = stage0_norm if grad_norm is None else grad_norm
-                last_loss = float(stats[0]) / (ga * world)
-                row = {
-                    "step": state.global_step,
-                    "epoch": state.epoch + state.step_in_epoch / steps_per_epoch,
-                    "loss": last_loss,
-                    "loss_feedback": float(stats[1]) / (ga * world),
-                    "loss_rationale": float(stats[2]) / (ga * world),
-                    "lr": lr,
-                    "grad_norm": None if grad_norm is None else float(grad_norm),
-                    "tokens_per_s": tokens_per_s,
-                }
-                if ctx.rank == 0:
-                    log_file.write(json.dumps(row) + "\n")
-                    log_file.flush()
-                    xlog.scalars("train", {k: v for k, v in row.items() if k != "step"}, state.global_step)
-                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=tokens_per_s)
+                stats = meter.end_step(stop, engine.device, ga * world)
+                last_loss = stats.means[0]
+                epoch_at = state.epoch + state.step_in_epoch / steps_per_epoch
+                row = step_row(state.global_step, epoch_at, stats, ("loss_feedback", "loss_rationale"), lr,
+                               step_grad_norm(engine, stage0_norm))  # fmt: skip
+                log_step(row, "train", log_file, xlog, ctx.rank)
+                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=stats.tokens_per_s)
                 if epoch_done:
                     state.epoch += 1
                     state.step_in_epoch = 0
                 every = train_cfg.save_every_steps
-                stopping = bool(stats[4] > 0)
+                stopping = stats.stopping
                 if stopping or epoch_done or (every and state.global_step % every == 0):
                     _save_checkpoint(engine, ckpt_dir, state, print_, ctx.rank)
                 if stopping:
-                    by = signal.Signals(stop[0]).name if stop else "SIGTERM"
+                    by = stop_name(stop)
                     log.warning("training stopped by %s at step %d of %d; checkpoint saved at step %d: rerun to "
                                 "resume from it", by, state.global_step, total_steps, state.global_step)
                     return TrainResult(
@@ -651,9 +744,6 @@ def stop_on_signals() -> Iterator[list[int]]:
     keep their usual effect.
     """
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
 
     def handler(signum: int, frame: object) -> None:
         if received and signum == signal.SIGINT:
@@ -662,12 +752,8 @@ def stop_on_signals() -> Iterator[list[int]]:
         log.warning("%s: stopping at the end of this optimizer step, or once setup ends (Ctrl-C again stops now)",
                     signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(handler):
         yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_cli(prog: str, description: str, run, argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import msgspec
 from bench.emulator.spec import AnswerFn, AnswerRequest, EmulatorSpec
 from bench.emulator.tokens import count_tokens, fit_tokens
 from engine.errors import ConfigError, DataError
+from engine.jsonl import decode_lines
 
 # Words of the short echo given when `output_tokens` is not set.
 SHORT_ECHO_WORDS = 12
@@ -40,18 +41,11 @@ def echo(ask: AnswerRequest, output_tokens: int | None = None) -> str:
 def load_canned(path: Path) -> list[CannedAnswer]:
     """The canned answers of a JSONL file; DataError naming the line when one is malformed."""
     decoder = msgspec.json.Decoder(CannedAnswer)
-    answers = []
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot read canned answers: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                answers.append(decoder.decode(line))
-            except msgspec.DecodeError as exc:
-                raise DataError(f"{path}:{number}: not a canned answer: {exc}") from None
-    return answers
+    return list(decode_lines(path, lines, decoder, "canned answer"))
 
 
 def canned(answers: list[CannedAnswer], output_tokens: int | None, ask: AnswerRequest) -> str:
