@@ -106,6 +106,9 @@ def launch(
     env = train_env()
     if cfg.train.num_processes == 1 and not cfg.train.hostfile:
         os.environ.update({k: v for k, v in env.items() if k not in os.environ})
+        # A fresh rendezvous port for each training in this process (SFT then DPO, per-dataset
+        # students): the store of an earlier one may still hold the port it was given.
+        os.environ["MASTER_PORT"] = str(free_port())
         import torch.distributed as dist
 
         from trainer.dpo import train_dpo
