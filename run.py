@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     import anyio
 
-    from engine.config import load_config
-    from engine.errors import CommitteeError
+    from stages.context import load_run_config
+    from core.errors import CommitteeError
     from stages.context import RunContext
     from stages.job import preflight, run_job
     from stages.lock import hold_run_dir
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir = None
     try:
-        cfg = load_config(args.config)
+        cfg = load_run_config(args.config)
         out_dir = cfg.run.out_dir
         ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress)
         if args.dry_run:

@@ -1,7 +1,7 @@
 """Provider adapters: the wire formats (openai, gemini, anthropic) and `ChatClient`.
 
-`ChatClient` and `make_client` are loaded on first use, so that `adapters.base`
-(imported by engine.config) does not pull in aiohttp.
+`ChatClient` and `make_client` are loaded on first use, so that `core.calls`
+(imported by core.config) does not pull in aiohttp.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from adapters.base import ProviderName
+    from core.calls import ProviderName
     from adapters.client import ChatClient
 
 __all__ = ["ChatClient", "make_client"]

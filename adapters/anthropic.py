@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from adapters.classify import chat_result, decode_success, no_text
-from engine.errors import Unusable
+from core.errors import Unusable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

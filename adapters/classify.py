@@ -21,8 +21,8 @@ from email.utils import parsedate_to_datetime
 
 import msgspec
 
-from adapters.base import ChatResult, RateLimitInfo
-from engine.errors import AccountError, CommitteeError, Permanent, Retryable, Unusable
+from core.calls import ChatResult, RateLimitInfo
+from core.errors import AccountError, CommitteeError, Permanent, Retryable, Unusable
 
 # The provider (or its gateway) has no capacity now: OpenAI and Gemini answer 503, Anthropic
 # 529 overloaded_error (https://docs.anthropic.com/en/api/errors), gateways 502/504 in an

@@ -26,8 +26,8 @@ import anyio
 from yarl import URL
 
 from adapters import anthropic, gemini, openai
-from adapters.base import ChatRequest, ChatResult, ProviderName
-from engine.errors import CommitteeError, ConfigError, Retryable
+from core.calls import ChatRequest, ChatResult, ProviderName
+from core.errors import CommitteeError, ConfigError, Retryable
 
 ADAPTERS: dict[str, ModuleType] = {"openai": openai, "gemini": gemini, "anthropic": anthropic}
 # No chat answer comes near this; a body past it is a misbehaving server, not an answer.

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
 from adapters.classify import chat_result, decode_success, error_detail, no_text, parse_duration_s
-from engine.errors import Retryable, Unusable
+from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 

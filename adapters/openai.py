@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from adapters.base import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from adapters.classify import chat_result, decode_success, no_text, shorten
-from engine.errors import Retryable, Unusable
+from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

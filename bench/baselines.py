@@ -17,8 +17,8 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 
-from adapters.base import ChatRequest
-from engine.errors import Permanent, Retryable
+from core.calls import ChatRequest
+from core.errors import Permanent, Retryable
 from engine.lane import Completer
 
 # record(completed, latency_s, output_tokens, retries)

@@ -22,10 +22,10 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from bench.emulator import EmulatorSpec, run_emulator
-from bench.fair_script import FairScript
-from engine.config import load_config
-from stages.context import RunContext
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
+
+from stages.context import RunContext, load_run_config
 from stages.forecast import dry_run, pilot_dry_run
 from stages.job import run_job
 from tasks import load_split
@@ -42,7 +42,7 @@ def _config(tmp: Path, emu, mistakes: Path) -> RunContext:
                      "max_tokens = 1024\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n")
     path = tmp / "run.toml"
     path.write_text("\n".join(lines))
-    return RunContext(path, load_config(path), progress=False)
+    return RunContext(path, load_run_config(path), progress=False)
 
 
 def _paid(out_dir: Path) -> float:

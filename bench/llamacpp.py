@@ -20,8 +20,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bench.emulator.process import stop_process
-from engine.children import die_with_parent
+from emulator.process import stop_process
+from core.children import die_with_parent
 from student.models import smollm2_gguf
 
 

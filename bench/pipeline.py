@@ -22,16 +22,16 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from bench.emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
-from bench.fair_script import FairScript
+from emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
+from emulator.fair_script import FairScript
 from bench.throughput import rate_bound_s
-from engine.config import load_config
-from engine.store import Store
+from core.config import load_config
+from store.calls import Store
 from stages.context import RunContext
 from stages.sources import as_questions
 from stages.teach import list_producer, run_teach
 from tasks import load_split
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 _PROVIDERS = ("openai", "gemini", "anthropic")
 _SHARED_SVAMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "svamp"

@@ -21,7 +21,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import StudentSection
+from core.config import StudentSection
 from prompts.student import resolve_format
 from student import make_backend
 from student.answers_store import AnswersStore

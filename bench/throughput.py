@@ -56,10 +56,10 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from adapters.base import ChatRequest, ChatResult, Message, ProviderName
+from core.calls import ChatRequest, ChatResult, Message, ProviderName
 from adapters.client import ChatClient
 from bench import baselines
-from bench.emulator import (
+from emulator import (
     AnswerRequest,
     Billing,
     EmulatorSpec,

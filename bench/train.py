@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from tasks.records import TrainRecord
+from core.records import TrainRecord
 
 # Dense bf16 peak of the cards the device tool lends, from NVIDIA's data sheets (SXM).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -82,7 +82,7 @@ def run_one(args: argparse.Namespace) -> dict:
     """Train one stage for warmup + `steps` steps in this process; returns the measurements."""
     import torch
 
-    from engine.config import load_config
+    from core.config import load_config
     from trainer.recipe import train
 
     cuda = torch.cuda.is_available()

@@ -40,13 +40,13 @@ from typing import Literal, Protocol
 import anyio
 import msgspec
 
-from adapters.base import ChatRequest, ChatResult, plausible_tokens
+from core.calls import ChatRequest, ChatResult, plausible_tokens
 from engine.backoff import retry_delay_s
 from engine.breaker import Breaker
 from engine.budget import CallTab
 from engine.concurrency import Aimd
-from engine.config import TeacherSection
-from engine.errors import (
+from core.config import TeacherSection
+from core.errors import (
     AccountError,
     CommitteeError,
     Permanent,

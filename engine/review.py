@@ -12,34 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import msgspec
-
-from engine.config import ReviewSection
-
-
-class DecisionSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The `[review]` settings a sample was decided with; a rerun with others decides it again."""
-
-    threshold: float
-    skip_decided: bool
-    skip_wrong_answer: bool
-    # Defaults: samples stored before these settings existed were decided without them.
-    strict: bool = False
-    peer_review: bool = True
-    single_teacher: str | None = None
-
-
-def decision_settings(review: ReviewSection) -> DecisionSettings:
-    """The part of `[review]` that changes a decision (not the cap, not the output options)."""
-    return DecisionSettings(
-        threshold=review.threshold,
-        skip_decided=review.skip_decided,
-        skip_wrong_answer=review.skip_wrong_answer,
-        strict=review.strict,
-        peer_review=review.peer_review,
-        single_teacher=review.single_teacher,
-    )
-
 
 def mean_score(scores: Iterable[int | None]) -> float | None:
     """Mean of the valid scores, or None when there is none."""

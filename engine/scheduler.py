@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from adapters.base import Message
-from engine.config import ReviewSection, Stage
-from engine.review import decided, decision_settings, mean_score, passes
-from engine.samples import DecidedSample, FeedbackOutcome, RationaleOutcome
-from engine.store import CallRow, Store
+from core.calls import Message
+from core.config import ReviewSection, Stage
+from engine.review import decided, mean_score, passes
+from core.samples import DecidedSample, FeedbackOutcome, RationaleOutcome, decision_settings
+from store.calls import CallRow, Store
 from engine.teacher import Teacher
 from prompts.sets import PromptSet, prompt_set
 from tasks import extract_answer, is_correct, parse_score
-from tasks.records import Mistake
+from core.records import Mistake
 
 log = logging.getLogger(__name__)
 

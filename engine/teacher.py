@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import anyio
 
-from adapters.base import ChatRequest, Message
+from core.calls import ChatRequest, Message
 from engine.budget import Budget, CallTab
-from engine.config import Stage, TeacherSection
-from engine.store import CallRow, Store, request_key
+from core.config import Stage, TeacherSection
+from store.calls import CallRow, Store, request_key
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
 
 CostFn = Callable[[int, int], "float | None"]

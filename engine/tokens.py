@@ -11,7 +11,7 @@ about 4 characters per token of running text, plus one token per punctuation mar
 (BPE tokenizers split most punctuation and the operators of math problems off on
 their own). Coefficients were fitted, minimising relative error, on 21,177 texts
 from GSM8K, SVAMP, StrategyQA and LogiQA against the emulator's tokenizer
-(bench/emulator/tokens.py): mean absolute error 3.1 %, worst 23 % (a six-token
+(emulator/tokens.py): mean absolute error 3.1 %, worst 23 % (a six-token
 question), bias -0.2 %. tests/test_limiter_tokens.py re-measures it on whole
 requests. An error only shifts when a call is admitted; reconciliation keeps the
 TPM bucket right over time.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import string
 
-from adapters.base import ChatRequest
+from core.calls import ChatRequest
 
 _CHARS_COEF = 0.256
 _WORDS_COEF = 0.071

@@ -22,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Union
 
-from adapters.base import Message
-from engine.config import Stage, TaskName
-from engine.errors import ConfigError
+from core.calls import Message
+from core.config import Config, Stage, TaskName
+from core.errors import ConfigError
 from prompts import BUILTIN, Templates
 from prompts.student import (
     ChatTokenizer,
@@ -35,11 +35,11 @@ from prompts.student import (
 )
 from tasks.answers import LETTERS
 from tasks.family import family
-from tasks.messages import format_question, teacher_messages, template_name
-from tasks.records import Mistake, Question, TrainRecord
+from prompts.messages import format_question, teacher_messages, template_name
+from core.records import Mistake, Question, TrainRecord
 
 if TYPE_CHECKING:
-    from engine.samples import DecidedSample
+    from core.samples import DecidedSample
 
 SYSTEM_TEMPLATE = "teacher_system"
 # What a prompt's question can come from: a benchmark item, a mistake, or a decided sample.
@@ -279,3 +279,18 @@ def check_templates(prompts: PromptSet, tasks: Iterable[TaskName], *, system: bo
                 f"[run].prompts = {prompts.name!r}: template {name}.txt is missing from {prompts.templates.folder}; "
                 f"add it (see prompts/ for the committee set's files)"
             )
+
+
+def check_config(cfg: Config, config_path: str | Path) -> None:
+    """Check that the run's prompt set has every template its datasets and teachers need, before any call.
+
+    Raises ConfigError (one line, naming the config file and the template).
+    """
+    try:
+        check_templates(
+            prompt_set(cfg.run.prompts),
+            [d.task for d in cfg.datasets],
+            system=any(t.system_message for t in cfg.teachers),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from engine.config import TaskName
+from core.config import TaskName
 from prompts import BUILTIN, Templates
 
 PromptFormat = Literal["chat", "instruction"]

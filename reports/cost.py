@@ -20,11 +20,11 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
-from engine import ledger
-from engine.dataset import decode_samples, picked_teacher
-from engine.samples import DecidedSample
-from engine.store import sample_bodies
-from reports.tables import (
+from accounting import ledger
+from dataset.writer import decode_samples, picked_teacher
+from core.samples import DecidedSample
+from store.calls import sample_bodies
+from core.tables import (
     Table,
     fmt_num,
     fmt_pct,

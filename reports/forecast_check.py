@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from engine.forecast import Forecast
-from reports.tables import Table, fmt_num, fmt_pct, fmt_usd
+from accounting.forecast import Forecast
+from core.tables import Table, fmt_num, fmt_pct, fmt_usd
 
 log = logging.getLogger(__name__)
 

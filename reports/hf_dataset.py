@@ -18,8 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import Config, TaskName
-from engine.samples import DecidedSample
+from core.config import Config, TaskName
+from core.samples import DecidedSample
 from prompts import template
 from reports.run_report import RunReport
 from tasks.family import family

@@ -14,8 +14,8 @@ import logging
 import os
 from pathlib import Path
 
-from engine.config import Config
-from engine.errors import ConfigError
+from core.config import Config
+from core.errors import ConfigError
 from reports.run_report import RunReport
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import Config
+from core.config import Config
 from reports.hf_dataset import card_license, card_yaml
 from reports.run_report import RunReport
 from student.models import SMOLLM2, is_adapter_dir

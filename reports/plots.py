@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: report runs happen on headless machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from engine.ledger import Series  # noqa: E402
+from accounting.ledger import Series  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -24,14 +24,14 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
-from engine import ledger
-from engine.config import Config
+from accounting import ledger
+from core.config import Config
 from reports.cost import (
     STORE_FILE, BudgetStop, CostReport, DatasetCost, build_cost_report, cost_tables, ledger_connection,
     write_cost_report,
 )
 from reports.forecast_check import ForecastCheckRow, check_forecast, forecast_check_table, read_forecast
-from reports.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
+from core.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 
 First the configured run itself (exam, teach, train, eval; resumed, so a finished
 run costs nothing): that is `fair`. Every other variant reuses its decided samples
-(no teacher call is bought again; see engine/ablation.py), writes its own
+(no teacher call is bought again; see dataset/ablation.py), writes its own
 `train.jsonl`, trains its own student into `out_dir/ablations/<variant>/` and is
 evaluated on the same test split, its answers kept in the run's store. Writes
 `out_dir/ablations.md`, `ablations.json` and `plots/ablations.png`: accuracy with 95%
@@ -22,20 +22,20 @@ import anyio
 import msgspec
 from rich.console import Console
 
-from engine.ablation import (
+from dataset.ablation import (
     Variant,
     paper_variants,
     parse_variant,
     restrict,
     variant_usd,
 )
-from engine.config import Config, load_config
-from engine.dataset import decode_samples, write_outputs
-from engine.errors import CommitteeError, ConfigError
-from engine.store import open_db, sample_bodies
+from core.config import Config
+from dataset.writer import decode_samples, write_outputs
+from core.errors import CommitteeError, ConfigError
+from store.calls import open_db, sample_bodies
 from prompts.sets import prompt_set
-from reports.tables import Table, fmt_num, fmt_pct, fmt_usd, to_markdown, to_rich
-from stages.context import RunContext
+from core.tables import Table, fmt_num, fmt_pct, fmt_usd, to_markdown, to_rich
+from stages.context import RunContext, load_run_config
 from stages.exam import load_student, open_answers
 from stages.job import run_job
 from stages.sources import test_questions
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config)
+        cfg = load_run_config(args.config)
         variants = paper_variants(cfg) if args.variants is None else [
             parse_variant(v.strip(), cfg) for v in args.variants.split(",") if v.strip()
         ]

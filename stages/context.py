@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import Config
+import os
+
+from core.config import Config, load_config
+from prompts.sets import check_config
+
+
+def load_run_config(path: str | os.PathLike[str]) -> Config:
+    """The config at `path`, validated down to the prompt templates the run will render."""
+    cfg = load_config(path)
+    check_config(cfg, path)
+    return cfg
 
 
 @dataclass(frozen=True)

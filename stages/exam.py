@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from engine.config import DatasetSection
+from core.config import DatasetSection
 from prompts.student import PromptFormat, resolve_format
 from prompts.sets import prompt_set
 from stages.context import RunContext
@@ -22,7 +22,7 @@ from stages.teach import Producer
 from student import StudentBackend, make_backend
 from student.answers_store import AnswersStore
 from student.exam import ExamSummary, run_exam
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 
 def exam_file(out_dir: Path, task: str) -> Path:

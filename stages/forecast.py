@@ -27,21 +27,21 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from engine.calibration import History, open_run_store, pilot_samples, read_history
-from engine.config import DatasetSection, effective_batch_warning
-from engine.dataset import decode_samples
-from engine.errors import ConfigError
-from engine.forecast import STAGES, Forecast, forecast, print_forecast
-from engine.pilot import Pilot, Total, estimate_count
-from engine.ledger import committed_usd
-from engine.store import Store, open_db, sample_bodies
+from accounting.calibration import History, open_run_store, pilot_samples, read_history
+from core.config import DatasetSection, effective_batch_warning
+from dataset.writer import decode_samples
+from core.errors import ConfigError
+from accounting.forecast import STAGES, Forecast, forecast, print_forecast
+from accounting.pilot import Pilot, Total, estimate_count
+from accounting.ledger import committed_usd
+from store.calls import Store, open_db, sample_bodies
 from reports.run_report import open_teacher_ledger
-from reports.tables import fmt_usd
+from core.tables import fmt_usd
 from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.sources import as_questions, exam_mistakes, mistakes_for_teach, train_questions
 from stages.teach import list_producer, run_teach
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
-from engine.preferences import write_preferences
-from engine.store import Store
-from reports.experiment_log import check_loggers
+from dataset.preferences import write_preferences
+from store.calls import Store
+from trainer.experiment_log import check_loggers
 from reports.hub import check_hub
 from stages.context import RunContext
 from stages.evaluate import run_eval_stage
@@ -166,7 +166,7 @@ def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] 
 
 def _train_per_dataset(ctx: RunContext, result: JobResult, train_file) -> list[str]:
     """One student per benchmark, one after another (each may use every process)."""
-    from engine.dataset import record_tasks
+    from dataset.writer import record_tasks
     from trainer.launch import launch
 
     have = record_tasks(train_file)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.errors import CommitteeError
+from core.errors import CommitteeError
 
 LOCK_FILE = "run.lock"
 

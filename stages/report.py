@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from reports.experiment_log import log_teach_metrics
 from reports.hub import share
+from reports.teach_log import log_teach_metrics
 from reports.run_report import run_report
 from stages.context import RunContext
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import DatasetSection
-from engine.errors import ConfigError
-from engine.jsonl import decode_lines
+from core.config import DatasetSection
+from core.errors import ConfigError
+from core.jsonl import decode_lines
 from tasks import import_mistakes, load_split
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 
 def train_questions(d: DatasetSection) -> list[Question]:

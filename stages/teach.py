@@ -18,17 +18,17 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from engine.budget import Budget
-from engine.dataset import decode_samples, write_outputs
-from engine.ledger import committed_usd
-from engine.pricing import teacher_prices
-from engine.progress import ProgressView
-from engine.samples import DecidedSample
+from dataset.writer import decode_samples, write_outputs
+from accounting.ledger import committed_usd
+from accounting.pricing import teacher_prices
+from accounting.live import ProgressView
+from core.samples import DecidedSample
 from engine.scheduler import Committee, TeachCounters, teach_dataset
-from engine.store import Store
+from store.calls import Store
 from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.teachers import open_teachers
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ async def run_teach(
     async with open_teachers(cfg, store, budget, questions) as teachers:
         committee = Committee(teachers, cfg.review, store, prompt_set(cfg.run.prompts))
         await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
-        # Which model each teacher name was, so a later forecast can learn from this store (engine.calibration).
+        # Which model each teacher name was, so a later forecast can learn from this store (accounting.calibration).
         await store.add_event("teachers", msgspec.json.encode({t.name: t.model for t in cfg.teachers}))
         result.counters = {task: TeachCounters() for task in producers}
         async with anyio.create_task_group() as outer:

@@ -12,13 +12,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from adapters import make_client
 from engine.budget import Budget
-from engine.config import Config, ConfigError, TeacherSection, api_key
+from core.config import Config, ConfigError, TeacherSection, api_key
 from engine.lane import Lane, lane_limits
-from engine.pricing import cost_usd, teacher_prices
-from engine.store import Store
+from accounting.pricing import cost_usd, teacher_prices
+from store.calls import Store
 from engine.teacher import Teacher
 from engine.tokens import estimate_tokens
-from tasks.records import Question
+from core.records import Question
 
 EMULATOR_KEY = "emulator-key"
 
@@ -38,7 +38,7 @@ def check_teachers(cfg: Config) -> None:
 
 
 def _emulator_spec(cfg: Config):
-    from bench.emulator import EmulatorSpec, Latency, ModelLimits
+    from emulator import EmulatorSpec, Latency, ModelLimits
 
     section = cfg.emulator
     assert section is not None
@@ -64,8 +64,8 @@ async def open_teachers(
     async with AsyncExitStack() as stack:
         emulator = None
         if any(t.base_url == "emulator" for t in cfg.teachers):
-            from bench.emulator import run_emulator
-            from bench.fair_script import FairScript
+            from emulator import run_emulator
+            from emulator.fair_script import FairScript
 
             answer_fn = FairScript(questions, seed=cfg.emulator.seed) if cfg.emulator.answers == "fair" else None
             emulator = await stack.enter_async_context(run_emulator(_emulator_spec(cfg), answer_fn))

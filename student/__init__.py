@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import StudentSection
-from engine.errors import ConfigError
+from core.config import StudentSection
+from core.errors import ConfigError
 from student.backend import Sampling, StudentBackend
 from student.models import resolve_model
 

@@ -1,6 +1,6 @@
 """The student's exam and eval answers, kept in the run's SQLite database so a rerun redoes nothing.
 
-The run's `store.sqlite` is shared with engine/store.py; this module owns only
+The run's `store.sqlite` is shared with store/calls.py; this module owns only
 the `student_` tables. A row is keyed by (task, split, question id, model,
 sampling fingerprint): another model or other sampling settings never reuse a
 stale answer. The prompt's hash is kept beside the answer, and a row whose prompt

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import msgspec
 
-from engine.config import StudentSection
+from core.config import StudentSection
 from prompts.student import ChatTokenizer
 
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import GraderName
-from engine.errors import DataError
+from core.config import GraderName
+from core.errors import DataError
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
 from student.backend import StudentBackend
 from student.exam import mistake_line
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 BASE = "base"
 _Z95 = 1.959963984540054

@@ -17,13 +17,13 @@ from pathlib import Path
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
-from engine.config import GraderName
+from core.config import GraderName
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
 from student.backend import StudentBackend
-from tasks.records import Mistake, Question
+from core.records import Mistake, Question
 
 log = logging.getLogger(__name__)
 

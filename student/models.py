@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from engine.errors import ConfigError
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from collections.abc import AsyncGenerator, Sequence
 
 import anyio
 
-from adapters.base import ChatRequest, Message
+from core.calls import ChatRequest, Message
 from adapters.client import ChatClient
-from engine.config import StudentSection
-from engine.errors import CommitteeError, ConfigError
+from core.config import StudentSection
+from core.errors import CommitteeError, ConfigError
 from engine.lane import CallOutcome, Lane, LaneLimits
 from student.backend import Sampling
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import anyio.to_thread
 
-from engine.config import StudentSection
-from engine.errors import ConfigError
+from core.config import StudentSection
+from core.errors import ConfigError
 from student.backend import Sampling, encode_prompt
 from student.models import is_adapter_dir
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from fractions import Fraction
 
-from engine.config import TaskName
+from core.config import TaskName
 from tasks.family import family
 from tasks.numbers import canonical, find_numbers, parse_number
 

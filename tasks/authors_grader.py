@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from engine.config import TaskName
+from core.config import TaskName
 from tasks.answers import LETTERS
 from tasks.family import family
 

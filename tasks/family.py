@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from engine.config import TaskName
+from core.config import TaskName
 
 Family = Literal["math", "strategyqa", "logiqa"]
 

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Iterator
 from typing import Any
 
-from engine.errors import DataError
+from core.errors import DataError
 
 # Datasets that need a config name when the source gives none (`hf:openai/gsm8k`).
 DEFAULT_CONFIGS = {"openai/gsm8k": "main"}

@@ -19,12 +19,12 @@ from typing import Literal
 
 import msgspec
 
-from engine.config import TaskName
-from engine.errors import DataError
+from core.config import TaskName
+from core.errors import DataError
 from tasks import hf
 from tasks.answers import LETTERS
 from tasks.family import TASKS
-from tasks.records import Question
+from core.records import Question
 from tasks.rows import BadRecord, Row, to_question
 
 log = logging.getLogger(__name__)

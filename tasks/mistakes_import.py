@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.config import TaskName
-from engine.errors import DataError
+from core.config import TaskName
+from core.errors import DataError
 from tasks.answers import LETTERS, normalize_answer
 from tasks.family import TASKS
-from tasks.records import Mistake
+from core.records import Mistake
 
 # What the authors' extractor writes when it found no final answer.
 _NO_ANSWER = "absolute_wrong_final_ans"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from engine.config import TaskName
+from core.config import TaskName
 from tasks.answers import LETTERS, normalize_answer
-from tasks.records import Question
+from core.records import Question
 
 Row = Mapping[str, object]
 

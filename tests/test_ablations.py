@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
-from bench.emulator import EmulatorSpec, run_emulator
-from bench.fair_script import FairScript
-from engine.ablation import Variant, paper_variants, restrict, variant_usd
-from engine.config import load_config
-from engine.errors import ConfigError
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
+from dataset.ablation import Variant, paper_variants, restrict, variant_usd
+from core.config import load_config
+from core.errors import ConfigError
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split

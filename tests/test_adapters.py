@@ -15,16 +15,16 @@ import pytest
 from aiohttp import web
 
 from adapters import ChatClient, anthropic, gemini, make_client, openai
-from adapters.base import ChatRequest, Message
+from core.calls import ChatRequest, Message
 from adapters.classify import parse_duration_s, rate_limit_info, retry_after_s
-from bench.emulator import (
+from emulator import (
     EmulatorSpec,
     Faults,
     Latency,
     count_prompt_tokens,
     run_emulator,
 )
-from engine.errors import AccountError, ConfigError, Permanent, Retryable, Unusable
+from core.errors import AccountError, ConfigError, Permanent, Retryable, Unusable
 
 PROVIDERS = ("openai", "gemini", "anthropic")
 ADAPTERS = {"openai": openai, "gemini": gemini, "anthropic": anthropic}

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import Config, ConfigError, api_key, load_config
-from engine.config_doc import SECTIONS, config_keys, reference_markdown, DESCRIPTIONS
+from core.config import Config, ConfigError, api_key, load_config
+from core.config_doc import SECTIONS, config_keys, reference_markdown, DESCRIPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = '[run]\nname = "t"\nout_dir = "out"\n[[datasets]]\ntask = "svamp"\n'
@@ -85,7 +85,7 @@ def test_every_key_is_documented_and_readme_is_in_step():
     readme = (ROOT / "README.md").read_text()
     start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
     assert readme[readme.index(start) + len(start): readme.index(end)].strip() == reference_markdown().strip(), (
-        "README's config reference is stale: regenerate it with `python -m engine.config_doc`"
+        "README's config reference is stale: regenerate it with `python -m core.config_doc`"
     )
 
 

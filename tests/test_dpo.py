@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import Config, load_config
+from core.config import Config, load_config
 from tests.test_preferences import sample
 from tests.test_trainer import write_run
 from trainer.dpo import train_dpo

@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bench.emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
-from bench.fair_script import FairScript
+from emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
+from emulator.fair_script import FairScript
 from tests.test_pipeline import TEACHERS, authors_file, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

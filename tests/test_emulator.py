@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from adapters import ChatClient
-from adapters.base import ChatRequest, Message
-from bench.emulator import (
+from core.calls import ChatRequest, Message
+from emulator import (
     AnswerRequest,
     EmulatorSpec,
     EmulatorStats,
@@ -23,8 +23,8 @@ from bench.emulator import (
     run_emulator,
     start_emulator_process,
 )
-from bench.emulator.limiter import ModelLimiter, go_duration
-from engine.errors import ConfigError, Retryable, Unusable
+from emulator.limiter import ModelLimiter, go_duration
+from core.errors import ConfigError, Retryable, Unusable
 
 KEY = "emulator-key"
 PROVIDERS = ("openai", "gemini", "anthropic")
@@ -245,7 +245,7 @@ async def test_answer_sources(tmp_path) -> None:
 
 @pytest.mark.anyio
 async def test_answers_by_import_path_and_bad_sources() -> None:
-    async with run_emulator(EmulatorSpec(answers="bench.emulator.answers:echo")) as emu:
+    async with run_emulator(EmulatorSpec(answers="emulator.answers:echo")) as emu:
         assert (await call(emu, "openai", ask("ping"))).text == "Echo: ping"
     with pytest.raises(ConfigError, match="no_such_module"):
         async with run_emulator(EmulatorSpec(answers="no_such_module:fn")):

@@ -11,7 +11,7 @@ import anyio
 import msgspec
 import pytest
 
-from bench.emulator import (
+from emulator import (
     Billing,
     EmulatorSpec,
     Faults,

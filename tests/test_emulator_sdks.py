@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.emulator import EmulatorSpec, Faults, ModelLimits, run_emulator
+from emulator import EmulatorSpec, Faults, ModelLimits, run_emulator
 
 KEY = "emulator-key"
 # One request in the bucket, refilled in 0.1 s: the second call of a pair gets a 429 with

@@ -15,15 +15,16 @@ import anyio
 import msgspec
 import pytest
 
-from engine.config import StudentSection
+from core.config import StudentSection
 from prompts.student import resolve_format
 from student import make_backend
 from student.answers_store import AnswersStore
 from student.backend import Sampling
 from student.evaluate import EvalResult, run_eval, wilson_interval, write_eval_json
 from student.exam import run_exam
-from tasks import format_question, load_split
-from tasks.records import Mistake, Question
+from prompts.messages import format_question
+from tasks import load_split
+from core.records import Mistake, Question
 
 
 class StubBackend:

@@ -9,9 +9,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import RunSection, load_config
-from engine.errors import ConfigError
-from reports.experiment_log import check_loggers, log_teach_metrics
+from core.config import RunSection, load_config
+from core.errors import ConfigError
+from reports.teach_log import log_teach_metrics
+from trainer.experiment_log import check_loggers
 from reports.run_report import run_report
 from tests.test_reports_run import _config
 from tests.test_trainer import write_run

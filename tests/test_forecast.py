@@ -7,12 +7,12 @@ import json
 import pytest
 from rich.console import Console
 
-from engine.config import Config, DatasetSection, ReviewSection, RunSection, TeacherSection
-from engine.forecast import DEFAULT_OUTPUT_TOKENS, forecast, print_forecast
-from engine.store import CallRow, open_db
+from core.config import Config, DatasetSection, ReviewSection, RunSection, TeacherSection
+from accounting.forecast import DEFAULT_OUTPUT_TOKENS, forecast, print_forecast
+from store.calls import CallRow, open_db
 from engine.tokens import estimate_tokens
-from tasks.messages import teacher_messages
-from tasks.records import Mistake, Question
+from prompts.messages import teacher_messages
+from core.records import Mistake, Question
 
 MISTAKES = [
     Mistake(id=str(i), task="svamp", question=f"Tom has {i + 3} apples and buys {2 * i + 5} more. How many now?",
@@ -116,7 +116,7 @@ def test_questions_scaled_by_the_mistake_rate_and_the_cap_noted(tmp_path):
 
 
 def test_t_quantiles_table_and_series():
-    from engine.pilot import t95
+    from accounting.pilot import t95
 
     assert t95(1) == 6.314 and t95(19) == 1.729 and t95(30) == 1.697
     for df, exact in ((31, 1.6955), (60, 1.6706), (120, 1.6577)):
@@ -124,7 +124,7 @@ def test_t_quantiles_table_and_series():
 
 
 def test_extrapolation_by_hand_and_at_the_edges():
-    from engine.pilot import estimate_count, extrapolate
+    from accounting.pilot import estimate_count, extrapolate
 
     total = extrapolate([1.0, 2.0, 3.0, 6.0], 20)  # mean 3, s = sqrt(14/3)
     half = 2.353 * 20 * (14 / 3) ** 0.5 * ((1 - 4 / 20) / 4) ** 0.5
@@ -142,8 +142,8 @@ def test_extrapolation_by_hand_and_at_the_edges():
 
 
 def test_a_pilot_is_scaled_to_the_dataset_and_an_unknown_price_stays_unknown():
-    from engine.calibration import SampleCalls
-    from engine.pilot import Pilot
+    from accounting.calibration import SampleCalls
+    from accounting.pilot import Pilot
 
     def calls(sid: str, teacher: str, usd: float | None) -> list[SampleCalls]:
         return [SampleCalls(sample_id=sid, teacher=teacher, stage=stage, calls=1, input_tokens=100,
@@ -169,7 +169,7 @@ def test_a_pilot_is_scaled_to_the_dataset_and_an_unknown_price_stays_unknown():
 def test_history_matches_teachers_by_model_across_names(tmp_path):
     import msgspec
 
-    from engine.calibration import open_run_store, read_history
+    from accounting.calibration import open_run_store, read_history
 
     conn = open_db(tmp_path / "store.sqlite")
     conn.execute("INSERT INTO events (at, kind, body) VALUES (0, 'teachers', ?)",

@@ -7,7 +7,7 @@ import pytest
 from student.answering import grade
 from tasks import extract_answer
 from tasks.authors_grader import authors_correct, authors_final_answer
-from tasks.records import Question
+from core.records import Question
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,8 @@ def test_authors_compare_strings_where_we_compare_numbers() -> None:
 
 
 def test_unknown_grader_is_a_config_error_naming_the_key(tmp_path) -> None:
-    from engine.config import load_config
-    from engine.errors import ConfigError
+    from core.config import load_config
+    from core.errors import ConfigError
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[run]\nname = "x"\nout_dir = "r"\n[[datasets]]\ntask = "svamp"\ngrader = "paper"\n')

@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import Config, HubSection
-from engine.errors import ConfigError
-from engine.preferences import write_preferences
+from core.config import Config, HubSection
+from core.errors import ConfigError
+from dataset.preferences import write_preferences
 from reports.hub import check_hub, share
 from reports.run_report import run_report
 from tests.test_preferences import sample

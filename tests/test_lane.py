@@ -9,9 +9,9 @@ from functools import partial
 import anyio
 import pytest
 
-from adapters.base import ChatRequest, ChatResult, Message, RateLimitInfo
+from core.calls import ChatRequest, ChatResult, Message, RateLimitInfo
 from engine.budget import Budget, CallTab
-from engine.errors import AccountError, Permanent, Retryable, Unusable
+from core.errors import AccountError, Permanent, Retryable, Unusable
 from engine.lane import CallOutcome, Lane, LaneLimits
 
 REQUEST = ChatRequest(model="m", messages=(Message("user", "What is 6 times 7?"),), max_tokens=500)

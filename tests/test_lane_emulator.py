@@ -6,9 +6,9 @@ import anyio
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from adapters.base import ChatRequest, ChatResult, Message
+from core.calls import ChatRequest, ChatResult, Message
 from adapters.client import ChatClient
-from bench.emulator import EmulatorSpec, Faults, Latency, ModelLimits, run_emulator
+from emulator import EmulatorSpec, Faults, Latency, ModelLimits, run_emulator
 from engine.lane import CallOutcome, Lane, LaneLimits
 
 

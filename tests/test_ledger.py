@@ -7,9 +7,9 @@ import json
 import msgspec
 import pytest
 
-from engine import ledger
-from engine.samples import DecidedSample, RationaleOutcome
-from engine.store import CallRow, Store, open_db
+from accounting import ledger
+from core.samples import DecidedSample, RationaleOutcome
+from store.calls import CallRow, Store, open_db
 from reports.cost import build_cost_report
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from adapters.base import ChatRequest, Message
-from bench.emulator.tokens import count_prompt_tokens
+from core.calls import ChatRequest, Message
+from emulator.tokens import count_prompt_tokens
 from engine.backoff import backoff_s, retry_delay_s
 from engine.concurrency import Aimd
 from engine.limiter import TokenBucket

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import ChatRequest, Message
+from core.calls import ChatRequest, Message
 from adapters.client import ChatClient
 from bench.llamacpp import llamacpp_installed, serve_llamacpp
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.emulator import EmulatorSpec, run_emulator
-from bench.fair_script import FairScript
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
 from stages.lock import RunDirBusy, hold_run_dir
 from tasks import load_split
 from tests.test_pipeline import authors_file, write_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.config import StudentSection, load_config
+from core.config import StudentSection, load_config
 from trainer.recipe import train
 
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bench.emulator import EmulatorSpec, Latency, run_emulator
-from bench.emulator.spec import Billing, Faults, ModelLimits, Overload
-from bench.fair_script import FairScript
-from engine.config import load_config
+from emulator import EmulatorSpec, Latency, run_emulator
+from emulator.spec import Billing, Faults, ModelLimits, Overload
+from emulator.fair_script import FairScript
+from core.config import load_config
 from reports.cost import build_cost_report, ledger_connection
 from stages.context import RunContext
 from stages.job import run_job

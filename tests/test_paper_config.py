@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from engine.config import load_config
+from core.config import load_config
 from stages.context import RunContext
 from stages.forecast import dry_run
 

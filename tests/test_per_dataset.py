@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import load_config
-from engine.errors import ConfigError
+from core.config import load_config
+from core.errors import ConfigError
 from tests.test_trainer import write_run
 from tests.test_trainer_data import make_records, write_jsonl
 from trainer.recipe import train

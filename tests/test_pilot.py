@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.emulator import EmulatorSpec, run_emulator
-from bench.fair_script import FairScript
-from engine.config import load_config
-from engine.errors import ConfigError
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
+from core.config import load_config
+from core.errors import ConfigError
 from stages.context import RunContext
 from stages.forecast import dry_run, pilot_dry_run
 from stages.job import run_job

@@ -14,11 +14,11 @@ import anyio
 import msgspec
 import pytest
 
-from bench.emulator import EmulatorSpec, Latency, run_emulator
-from bench.fair_script import FairScript
-from engine.config import load_config
+from emulator import EmulatorSpec, Latency, run_emulator
+from emulator.fair_script import FairScript
+from core.config import load_config
 from engine.review import accepted as paper_rule
-from engine.samples import DecidedSample
+from core.samples import DecidedSample
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split

@@ -8,9 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.errors import DataError
-from engine.preferences import load_preferences, preference_pairs, write_preferences
-from engine.samples import DecidedSample, RationaleOutcome
+from core.errors import DataError
+from dataset.preferences import load_preferences, preference_pairs, write_preferences
+from core.samples import DecidedSample, RationaleOutcome
 
 
 def sample(sample_id: str, means: dict[str, float | None], *, failed: tuple[str, ...] = ()) -> DecidedSample:

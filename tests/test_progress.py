@@ -9,8 +9,8 @@ import anyio
 import pytest
 from rich.console import Console
 
-from engine.pricing import Prices
-from engine.progress import ProgressView
+from accounting.pricing import Prices
+from accounting.live import ProgressView
 
 
 def _lane(**kw) -> SimpleNamespace:
@@ -64,7 +64,7 @@ async def test_without_a_terminal_it_logs_a_final_line_when_cancelled(caplog):
     view, a, _ = _view([0.0])
     a.completed = 7
     console = Console(file=open("/dev/null", "w"), force_terminal=False)
-    with caplog.at_level(logging.INFO, logger="engine.progress"):
+    with caplog.at_level(logging.INFO, logger="accounting.live"):
         async with anyio.create_task_group() as tg:
             tg.start_soon(view.run, console)
             await anyio.sleep(0)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ConfigError
+from core.errors import ConfigError
 from prompts.sets import CommitteePrompts, PaperPrompts, check_templates, prompt_set
 from tasks.loaders import load_split
-from tasks.records import Mistake, Question, TrainRecord
+from core.records import Mistake, Question, TrainRecord
 from tasks.rows import to_question
 
 # The authors' strings (all_prompts.py, MIT, Copyright (c) 2025 Zhuochun), as PAPER_PROMPTS.md gives them.
@@ -164,7 +164,7 @@ def test_imported_mistakes_keep_the_authors_gold_hint(tmp_path: Path) -> None:
 
 
 def test_committee_set_is_the_default_wording() -> None:
-    from tasks.messages import teacher_messages
+    from prompts.messages import teacher_messages
 
     q = load_split("svamp", "demo", "train")[0]
     m = _mistake(q, "The answer is 3.")
@@ -212,8 +212,8 @@ def test_paper_set_ships_every_template_and_the_authors_notice() -> None:
 @pytest.mark.parametrize("task", ["svamp", "gsm8k", "strategyqa"])
 def test_scripted_teachers_answer_the_paper_set(task: str) -> None:
     """The emulator's scripted committee plays the paper set too, so the demo runs offline with it."""
-    from bench.emulator.spec import AnswerRequest
-    from bench.fair_script import FairScript
+    from emulator.spec import AnswerRequest
+    from emulator.fair_script import FairScript
     from tasks import parse_score
 
     task_cases = [(i, row, s) for i, (t, row, s) in enumerate(c for c in _cases() if c[0] == task)]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 import prompts
-from tasks import extract_answer, family, format_question, parse_score, teacher_messages, template_name
-from tasks.records import Mistake
+from prompts.messages import format_question, teacher_messages, template_name
+from tasks import extract_answer, family, parse_score
+from core.records import Mistake
 
 MISTAKES = {
     "gsm8k": Mistake(

@@ -63,7 +63,7 @@ async def test_budget_event_naming_datasets_marks_only_those(tmp_path):
 
 
 def test_table_4_as_the_paper_counts_it_is_the_picked_rationales_teacher():
-    from engine.dataset import picked_teacher
+    from dataset.writer import picked_teacher
 
     table = acceptance(SAMPLES, seed=5)
     included = [s for s in SAMPLES if s.included]

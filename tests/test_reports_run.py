@@ -7,8 +7,8 @@ import json
 import pytest
 from rich.console import Console
 
-from engine import ledger
-from engine.config import Config, DatasetSection, RunSection, TeacherSection
+from accounting import ledger
+from core.config import Config, DatasetSection, RunSection, TeacherSection
 from reports.run_report import run_report
 from tests.test_ledger import ROWS, T0, _call, _store
 

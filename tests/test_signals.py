@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bench.emulator import EmulatorSpec, Latency, run_emulator
-from bench.fair_script import FairScript
+from emulator import EmulatorSpec, Latency, run_emulator
+from emulator.fair_script import FairScript
 from tasks import load_split
 from tests.test_pipeline import authors_file, write_config
 
@@ -88,7 +88,7 @@ def _gone(pid: int) -> bool:
 def test_the_emulator_process_dies_with_a_sigkilled_parent():
     parent = subprocess.Popen(
         [sys.executable, "-c",
-         ("import time; from bench.emulator import EmulatorSpec, start_emulator_process\n"
+         ("import time; from emulator import EmulatorSpec, start_emulator_process\n"
           "with start_emulator_process(EmulatorSpec()) as url:\n    print(url, flush=True); time.sleep(600)")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )

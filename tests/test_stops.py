@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch.distributed
 
-from engine.children import die_with_parent, stop_group
+from core.children import die_with_parent, stop_group
 from tests.test_dpo import dpo_config
 from tests.test_trainer import config, write_run
 
@@ -84,7 +84,7 @@ def test_a_worker_is_told_to_stop_when_run_py_is_sigkilled() -> None:
     run = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"])
     worker = subprocess.Popen(
         [sys.executable, "-c",
-         ("import signal, sys\nfrom engine.children import watch_run\n"
+         ("import signal, sys\nfrom core.children import watch_run\n"
           "signal.signal(signal.SIGTERM, lambda *_: (print('stopping', flush=True), sys.exit(0)))\n"
           f"watch_run({run.pid})\nprint('ready', flush=True)\nwhile True: signal.pause()")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -133,7 +133,7 @@ def test_launch_handles_signals_for_the_whole_in_process_call(
     # Tests that train in this process share one process group (DeepSpeed caches it): keep it.
     monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda *args, **kwargs: None)
     previous = signal.getsignal(signal.SIGTERM)
-    from engine.config import load_config
+    from core.config import load_config
 
     assert launch(path, load_config(path)) == 128 + signal.SIGTERM
     assert seen == [[signal.SIGTERM]] and signal.getsignal(signal.SIGTERM) is previous

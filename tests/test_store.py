@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from adapters.base import ChatRequest, Message
-from engine.store import CallRow, Store, open_db, request_key
+from core.calls import ChatRequest, Message
+from store.calls import CallRow, Store, open_db, request_key
 
 pytestmark = pytest.mark.anyio
 

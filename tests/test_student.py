@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.emulator.server import run_emulator
-from bench.emulator.spec import AnswerRequest, EmulatorSpec
-from engine.config import StudentSection
-from engine.errors import CommitteeError, ConfigError
+from emulator.server import run_emulator
+from emulator.spec import AnswerRequest, EmulatorSpec
+from core.config import StudentSection
+from core.errors import CommitteeError, ConfigError
 from prompts.student import question_prompt, resolve_format
 from student import default_backend, make_backend
 from student.answers_store import AnswerSlot, AnswersStore
@@ -22,7 +22,7 @@ from student.openai_backend import OpenAIBackend
 from student.models import SMOLLM2, convert_smollm2, resolve_model
 from student.vllm_backend import vllm_usable
 from tasks import load_split
-from tasks.records import Question
+from core.records import Question
 
 QUESTIONS = [
     "Tom has 3 apples.",

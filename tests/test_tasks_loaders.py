@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DataError
-from tasks import format_question, load_split, load_split_report
+from core.errors import DataError
+from prompts.messages import format_question
+from tasks import load_split, load_split_report
 
 # ---------------------------------------------------------------- the real files
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DataError
+from core.errors import DataError
 from tasks import import_mistakes, load_split
 
 SVAMP = [

@@ -10,11 +10,11 @@ import pytest
 from aiohttp import web
 
 from adapters import ChatClient
-from adapters.base import Message
+from core.calls import Message
 from engine.budget import Budget
-from engine.config import TeacherSection
+from core.config import TeacherSection
 from engine.lane import CallOutcome, Lane, LaneLimits
-from engine.store import Store
+from store.calls import Store
 from engine.teacher import Teacher
 
 pytestmark = pytest.mark.anyio

@@ -82,7 +82,7 @@ def test_bound_without_tpm_refund_keeps_max_tokens_and_an_overload_window_adds_i
 def test_billed_unrecorded_matches_requests_not_totals() -> None:
     # The emulator billed a and b; the client recorded a as billed and c as possibly
     # billed (never billed). Totals say 2 billed, 2 on record: 0 unrecorded. Per request, b is.
-    from bench.emulator import EmulatorStats, ModelStats
+    from emulator import EmulatorStats, ModelStats
 
     model = ModelStats(billed_requests=2, billed_keys={"a": 1, "b": 1})
     server = EmulatorStats(models={"m": model}, total=ModelStats(billed_requests=2))

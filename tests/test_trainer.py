@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import Config, load_config
-from engine.errors import ConfigError, DataError
+from core.config import Config, load_config
+from core.errors import ConfigError, DataError
 from tests.test_trainer_data import make_records, write_jsonl
 from trainer.ds_config import build_ds_config, resolve_precision
 from trainer.recipe import train

@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.errors import ConfigError, DataError
-from tasks.records import TrainRecord
+from core.errors import ConfigError, DataError
+from core.records import TrainRecord
 from trainer.data import (
     collate,
     load_records,

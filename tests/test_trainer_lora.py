@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import Config, load_config
-from engine.errors import ConfigError
+from core.config import Config, load_config
+from core.errors import ConfigError
 from student.models import is_adapter_dir, load_causal_lm
 from tests.test_trainer import losses, weights, write_run
 from trainer.recipe import train
@@ -55,7 +55,7 @@ def test_lora_trains_the_adapters_and_saves_them_alone(tmp_path: Path, tiny_mode
     # The eval stage's hf backend takes the adapter directory as a model.
     import anyio
 
-    from engine.config import StudentSection
+    from core.config import StudentSection
     from student import make_backend
 
     backend = make_backend(StudentSection(backend="hf", greedy=True, max_new_tokens=4), model_path=model_dir)

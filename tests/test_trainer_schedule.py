@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.config import TrainSection, effective_batch_warning
+from core.config import TrainSection, effective_batch_warning
 from trainer.ds_config import build_scheduler, warmup_steps
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.config import load_config
+from core.config import load_config
 from trainer.recipe import train
 
 

@@ -15,13 +15,13 @@ import msgspec
 import numpy as np
 import torch
 
-from engine.config import TruncationSide
-from engine.errors import ConfigError, DataError
-from engine.jsonl import decode_lines
+from core.config import TruncationSide
+from core.errors import ConfigError, DataError
+from core.jsonl import decode_lines
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, response_suffix
 from student.backend import encode_prompt
-from tasks.records import TrainRecord
+from core.records import TrainRecord
 from trainer.loss import IGNORE_INDEX
 
 # A global micro-batch's worth of samples times this many is sorted by length at once:

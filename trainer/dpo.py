@@ -24,10 +24,10 @@ from pathlib import Path
 import msgspec
 import torch
 
-from engine.config import Config, TrainSection
-from engine.preferences import PreferencePair, load_preferences, write_preferences
+from core.config import Config, TrainSection
+from dataset.preferences import PreferencePair, load_preferences, write_preferences
 from prompts.student import PromptFormat, question_prompt, response_suffix
-from reports.experiment_log import ExperimentLog
+from trainer.experiment_log import ExperimentLog
 from student.backend import encode_prompt
 from student.models import is_adapter_dir
 from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, rank_batches

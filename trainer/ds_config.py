@@ -15,8 +15,8 @@ from typing import Literal
 
 import torch
 
-from engine.config import TrainSection
-from engine.errors import ConfigError
+from core.config import TrainSection
+from core.errors import ConfigError
 
 Precision = Literal["bf16", "fp16", "fp32"]
 

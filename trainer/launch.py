@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from engine.children import die_with_parent, kill_group, stop_group
-from engine.config import Config
-from engine.errors import ConfigError
+from core.children import die_with_parent, kill_group, stop_group
+from core.config import Config
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

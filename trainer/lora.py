@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from engine.config import LoraSection, TrainSection
-from engine.errors import ConfigError
+from core.config import LoraSection, TrainSection
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

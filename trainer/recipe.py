@@ -35,12 +35,12 @@ import msgspec
 import torch
 import torch.distributed as dist
 
-from engine.children import set_parent_death_signal, watch_run
-from engine.config import Config, LoraSection, TrainSection, effective_batch_warning, load_config
-from engine.errors import CommitteeError, ConfigError, DataError
+from core.children import set_parent_death_signal, watch_run
+from core.config import Config, LoraSection, TrainSection, effective_batch_warning, load_config
+from core.errors import CommitteeError, ConfigError, DataError
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
-from reports.experiment_log import ExperimentLog, check_loggers
+from trainer.experiment_log import ExperimentLog, check_loggers
 from student.models import load_causal_lm
 from trainer.data import (
     Pair,
