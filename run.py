@@ -54,21 +54,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, type=Path, help="the run's TOML config (see README)")
     parser.add_argument("--stage", choices=STAGES, default="all", help="run one stage only (default: all)")
     parser.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="read the config and data, print the forecast per dataset x teacher x stage "
-             "(calls, tokens, USD, wall time the rate limits imply) and send nothing",
+        "(calls, tokens, USD, wall time the rate limits imply) and send nothing",
     )
     parser.add_argument(
-        "--mistake-rate", type=float, default=1.0,
+        "--mistake-rate",
+        type=float,
+        default=1.0,
         help="with --dry-run before any exam: the share of training questions assumed wrong (default 1.0)",
     )
     parser.add_argument(
-        "--pilot", type=int, metavar="N",
+        "--pilot",
+        type=int,
+        metavar="N",
         help="with --dry-run: first send the whole FAIR graph for N mistakes per dataset (paid, counted against "
-             "review.max_usd, reused by the real run) and extrapolate the forecast from what they cost",
+        "review.max_usd, reused by the real run) and extrapolate the forecast from what they cost",
     )
     parser.add_argument(
-        "--calibrate-from", type=Path, metavar="DIR",
+        "--calibrate-from",
+        type=Path,
+        metavar="DIR",
         help="with --dry-run: learn answer lengths and latencies from the store of an earlier run directory",
     )
     parser.add_argument("--no-progress", action="store_true", help="no live display; log lines instead")
@@ -101,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     import anyio
 
-    from stages.context import load_run_config
     from core.errors import CommitteeError
-    from stages.context import RunContext
+    from stages.context import RunContext, load_run_config
     from stages.job import preflight, run_job
     from stages.lock import hold_run_dir
     from stages.terminate import Terminated, stop_on_sigterm
@@ -131,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         with hold_run_dir(ctx.out_dir):
             result = anyio.run(run_job, ctx, args.stage)
     except Terminated:
-        print(f"terminated (SIGTERM): everything answered so far is saved in {out_dir}; "
-              "rerun the same command to resume", file=sys.stderr)
+        print(
+            f"terminated (SIGTERM): everything answered so far is saved in {out_dir}; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return _EXIT_TERMINATED
     except Exception as exc:
         error = _project_error(exc, CommitteeError)
@@ -141,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return _EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"interrupted: everything answered so far is saved in {out_dir}; "
-              "rerun the same command to resume", file=sys.stderr)
+        print(
+            f"interrupted: everything answered so far is saved in {out_dir}; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return _EXIT_INTERRUPTED
     for line in result.problems:
         print(f"incomplete: {line}", file=sys.stderr)

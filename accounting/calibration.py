@@ -46,8 +46,7 @@ class History(msgspec.Struct, kw_only=True):
 
     def output_tokens(self, model: str, task: str, stage: str) -> float | None:
         """Mean output tokens per call measured for this model, task and stage, if any."""
-        return next((s.output_tokens for s in self.stages
-                     if (s.model, s.task, s.stage) == (model, task, stage)), None)
+        return next((s.output_tokens for s in self.stages if (s.model, s.task, s.stage) == (model, task, stage)), None)
 
     def latency_s(self, model: str) -> float | None:
         """Mean seconds per completed call of this model, if any."""
@@ -97,8 +96,10 @@ def read_history(conn: sqlite3.Connection, source: str, names: dict[str, str] | 
         acc[1] += n
     return History(
         source=source,
-        stages=[StageMean(model=m, task=t, stage=s, output_tokens=v[0] / v[1], calls=int(v[1]))
-                for (m, t, s), v in stages.items()],
+        stages=[
+            StageMean(model=m, task=t, stage=s, output_tokens=v[0] / v[1], calls=int(v[1]))
+            for (m, t, s), v in stages.items()
+        ],
         latencies=[ModelLatency(model=m, latency_s=v[0] / v[1], calls=int(v[1])) for m, v in latencies.items()],
     )
 
@@ -129,7 +130,7 @@ def pilot_samples(conn: sqlite3.Connection, task: str, sample_ids: Iterable[str]
     ids = list(sample_ids)
     out: list[SampleCalls] = []
     for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
         for sid, teacher, stage, calls, tin, tout, usd, priced, lat in conn.execute(
             "SELECT sample_id, teacher, stage, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(usd), "
@@ -137,6 +138,16 @@ def pilot_samples(conn: sqlite3.Connection, task: str, sample_ids: Iterable[str]
             f"AND sample_id IN ({marks}) GROUP BY sample_id, teacher, stage",
             (task, *chunk),
         ):
-            out.append(SampleCalls(sample_id=sid, teacher=teacher, stage=stage, calls=calls, input_tokens=tin,
-                                   output_tokens=tout, usd=usd if priced == calls else None, latency_s=lat))
+            out.append(
+                SampleCalls(
+                    sample_id=sid,
+                    teacher=teacher,
+                    stage=stage,
+                    calls=calls,
+                    input_tokens=tin,
+                    output_tokens=tout,
+                    usd=usd if priced == calls else None,
+                    latency_s=lat,
+                )
+            )
     return out

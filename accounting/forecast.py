@@ -35,15 +35,15 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
-from core.calls import ChatRequest, Message
 from accounting.calibration import History, read_history
-from core.config import Config, Stage, TeacherSection
 from accounting.pilot import Pilot, Total, extrapolate
 from accounting.pricing import cost_usd, teacher_prices
-from engine.tokens import estimate_request_tokens
-from core.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
-from prompts.sets import prompt_set
+from core.calls import ChatRequest, Message
+from core.config import Config, Stage, TeacherSection
 from core.records import Mistake, Question
+from core.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
+from engine.tokens import estimate_request_tokens
+from prompts.sets import prompt_set
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,14 @@ def _as_mistake(item: Mistake | Question) -> Mistake:
     if isinstance(item, Mistake):
         return item
     return Mistake(
-        id=item.id, task=item.task, question=item.question, gold_answer=item.gold,
-        student_answer="", student_final_answer=None, context=item.context, options=item.options,
+        id=item.id,
+        task=item.task,
+        question=item.question,
+        gold_answer=item.gold,
+        student_answer="",
+        student_final_answer=None,
+        context=item.context,
+        options=item.options,
     )
 
 
@@ -144,8 +150,13 @@ def _prompt_tokens(
         mistake = _as_mistake(item)
         for stage in STAGES:
             msgs = tuple(messages(stage, mistake, rationale="" if stage == "review" else None))
-            request = ChatRequest(model=teacher.model, messages=msgs, temperature=teacher.temperature,
-                                  top_p=teacher.top_p, max_tokens=teacher.max_tokens)
+            request = ChatRequest(
+                model=teacher.model,
+                messages=msgs,
+                temperature=teacher.temperature,
+                top_p=teacher.top_p,
+                max_tokens=teacher.max_tokens,
+            )
             sums[stage] += estimate(request)
         if isinstance(item, Question):
             sums["feedback"] += _ASSUMED_STUDENT_ANSWER_TOKENS
@@ -257,15 +268,28 @@ def forecast(
             pilot_usd = _add_usd(pilot_usd, s_.pilot_usd)
     row_sources = dict.fromkeys(r.source for s_ in sections for r in s_.rows)
     return Forecast(
-        datasets=sections, teachers=walls, calls=sum(s_.calls for s_ in sections), usd=usd,
-        wall_s=max((w.wall_s for w in walls), default=0.0), output_tokens_source=", ".join(row_sources) or "defaults",
-        max_usd=cfg.review.max_usd, usd_low=low, usd_high=high, pilot_usd=pilot_usd,
+        datasets=sections,
+        teachers=walls,
+        calls=sum(s_.calls for s_ in sections),
+        usd=usd,
+        wall_s=max((w.wall_s for w in walls), default=0.0),
+        output_tokens_source=", ".join(row_sources) or "defaults",
+        max_usd=cfg.review.max_usd,
+        usd_low=low,
+        usd_high=high,
+        pilot_usd=pilot_usd,
     )
 
 
 def _estimated_section(
-    task: str, n: int, items: list[Mistake | Question], assumed: bool, teachers: Sequence[TeacherSection],
-    expected_out: Callable[[str, TeacherSection, str], tuple[float, str]], messages: MessagesFn, estimate: EstimateFn,
+    task: str,
+    n: int,
+    items: list[Mistake | Question],
+    assumed: bool,
+    teachers: Sequence[TeacherSection],
+    expected_out: Callable[[str, TeacherSection, str], tuple[float, str]],
+    messages: MessagesFn,
+    estimate: EstimateFn,
 ) -> DatasetForecast:
     """A dataset's rows from prompt estimates and expected output lengths (no pilot)."""
     scale = n / len(items) if items else 0.0
@@ -281,10 +305,18 @@ def _estimated_section(
             tin = prompt[stage] * scale * per_item + (n * others_rationale if stage == "review" else 0)
             out_per_call, source = expected_out(task, teacher, stage)
             tout = calls * out_per_call
-            rows.append(ForecastRow(
-                dataset=task, teacher=teacher.name, stage=stage, calls=calls, input_tokens=round(tin),
-                output_tokens=round(tout), usd=cost_usd(prices, round(tin), round(tout)), source=source,
-            ))
+            rows.append(
+                ForecastRow(
+                    dataset=task,
+                    teacher=teacher.name,
+                    stage=stage,
+                    calls=calls,
+                    input_tokens=round(tin),
+                    output_tokens=round(tout),
+                    usd=cost_usd(prices, round(tin), round(tout)),
+                    source=source,
+                )
+            )
     return _dataset_section(task, n, assumed, rows)
 
 
@@ -308,16 +340,26 @@ def _pilot_section(
     rows: list[ForecastRow] = []
     for teacher in teachers:
         for stage in STAGES:
-            figures = {f: extrapolate(pilot.per_sample(teacher.name, stage, f) or [], n)
-                       for f in ("calls", "input_tokens", "output_tokens")}
+            figures = {
+                f: extrapolate(pilot.per_sample(teacher.name, stage, f) or [], n)
+                for f in ("calls", "input_tokens", "output_tokens")
+            }
             usd_values = pilot.per_sample(teacher.name, stage, "usd")
             usd = _widened(extrapolate(usd_values, n), count) if usd_values is not None else None
-            rows.append(ForecastRow(
-                dataset=task, teacher=teacher.name, stage=stage, calls=round(figures["calls"].value),
-                input_tokens=round(figures["input_tokens"].value), output_tokens=round(figures["output_tokens"].value),
-                usd=usd.value if usd else None, source=source, usd_low=usd.low if usd else None,
-                usd_high=usd.high if usd else None,
-            ))
+            rows.append(
+                ForecastRow(
+                    dataset=task,
+                    teacher=teacher.name,
+                    stage=stage,
+                    calls=round(figures["calls"].value),
+                    input_tokens=round(figures["input_tokens"].value),
+                    output_tokens=round(figures["output_tokens"].value),
+                    usd=usd.value if usd else None,
+                    source=source,
+                    usd_low=usd.low if usd else None,
+                    usd_high=usd.high if usd else None,
+                )
+            )
     section = _dataset_section(task, n, assumed, rows)
     # The dataset's interval comes from each sample's total, not from summing the rows' intervals:
     # a long-winded sample is long for every teacher and stage at once.
@@ -343,8 +385,14 @@ def _dataset_section(task: str, n: int, assumed: bool, rows: list[ForecastRow]) 
     for r in rows:
         usd = None if usd is None or r.usd is None else usd + r.usd
     return DatasetForecast(
-        task=task, mistakes=n, assumed=assumed, rows=rows, calls=sum(r.calls for r in rows),
-        input_tokens=sum(r.input_tokens for r in rows), output_tokens=sum(r.output_tokens for r in rows), usd=usd,
+        task=task,
+        mistakes=n,
+        assumed=assumed,
+        rows=rows,
+        calls=sum(r.calls for r in rows),
+        input_tokens=sum(r.input_tokens for r in rows),
+        output_tokens=sum(r.output_tokens for r in rows),
+        usd=usd,
     )
 
 
@@ -361,8 +409,16 @@ def _teacher_wall(
     }
     bound, wall = max(((k, v) for k, v in bounds.items() if v is not None), key=lambda kv: kv[1])
     return TeacherWall(
-        teacher=teacher.name, calls=round(calls), tokens=round(tokens), latency_s=latency, rpm_s=bounds["rpm"],
-        tpm_s=bounds["tpm"], in_flight_s=bounds["in_flight"], wall_s=wall, bound=bound, latency_source=latency_source,
+        teacher=teacher.name,
+        calls=round(calls),
+        tokens=round(tokens),
+        latency_s=latency,
+        rpm_s=bounds["rpm"],
+        tpm_s=bounds["tpm"],
+        in_flight_s=bounds["in_flight"],
+        wall_s=wall,
+        bound=bound,
+        latency_source=latency_source,
     )
 
 
@@ -374,39 +430,86 @@ def forecast_tables(fc: Forecast) -> list[Table]:
     """The forecast as tables: the pilot's own cost first, then per dataset x teacher x stage, then wall time."""
     tables: list[Table] = []
     if fc.pilot_usd is not None or any(ds.pilot_samples for ds in fc.datasets):
-        tables.append(Table(
-            title="Pilot: sent and paid for (the real run reuses every answer)",
-            headers=["dataset", "pilot mistakes", "of", "USD"], text_columns=1,
-            rows=[[ds.task, fmt_num(ds.pilot_samples), fmt_num(ds.mistakes), fmt_usd(ds.pilot_usd)]
-                  for ds in fc.datasets],
-            note=f"The pilot spent {fmt_usd(fc.pilot_usd)}"
-                 + (f", counted against review.max_usd ({fmt_usd(fc.max_usd)})." if fc.max_usd is not None else "."),
-        ))
+        tables.append(
+            Table(
+                title="Pilot: sent and paid for (the real run reuses every answer)",
+                headers=["dataset", "pilot mistakes", "of", "USD"],
+                text_columns=1,
+                rows=[
+                    [ds.task, fmt_num(ds.pilot_samples), fmt_num(ds.mistakes), fmt_usd(ds.pilot_usd)]
+                    for ds in fc.datasets
+                ],
+                note=f"The pilot spent {fmt_usd(fc.pilot_usd)}"
+                + (f", counted against review.max_usd ({fmt_usd(fc.max_usd)})." if fc.max_usd is not None else "."),
+            )
+        )
     rows = []
     for ds in fc.datasets:
         for r in ds.rows:
-            rows.append([r.dataset, r.teacher, r.stage, r.source, fmt_num(r.calls), fmt_num(r.input_tokens),
-                         fmt_num(r.output_tokens), fmt_usd(r.usd), _interval(r.usd_low, r.usd_high)])
+            rows.append(
+                [
+                    r.dataset,
+                    r.teacher,
+                    r.stage,
+                    r.source,
+                    fmt_num(r.calls),
+                    fmt_num(r.input_tokens),
+                    fmt_num(r.output_tokens),
+                    fmt_usd(r.usd),
+                    _interval(r.usd_low, r.usd_high),
+                ]
+            )
         label = f"{ds.task} total ({ds.mistakes:,} {'assumed ' if ds.assumed else ''}mistakes)"
-        rows.append([label, "", "", "", fmt_num(ds.calls), fmt_num(ds.input_tokens), fmt_num(ds.output_tokens),
-                     fmt_usd(ds.usd), _interval(ds.usd_low, ds.usd_high)])
+        rows.append(
+            [
+                label,
+                "",
+                "",
+                "",
+                fmt_num(ds.calls),
+                fmt_num(ds.input_tokens),
+                fmt_num(ds.output_tokens),
+                fmt_usd(ds.usd),
+                _interval(ds.usd_low, ds.usd_high),
+            ]
+        )
     note = f"Output tokens per call from {fc.output_tokens_source}. Total {fmt_num(fc.calls)} calls, {fmt_usd(fc.usd)}"
     note += f" (90% interval {_interval(fc.usd_low, fc.usd_high)})." if fc.usd_low is not None else "."
     if fc.pilot_usd is not None and fc.usd is not None:
         note += f" Still to buy after the pilot: {fmt_usd(fc.usd - fc.pilot_usd)}."
     if fc.max_usd is not None and fc.usd is not None and fc.usd > fc.max_usd:
         note += f" The spending cap ({fmt_usd(fc.max_usd)}) stops the run at about {fc.max_usd / fc.usd:.0%} of this."
-    tables.append(Table(title="Dry run: the full run's calls", headers=[
-        "dataset", "teacher", "stage", "source", "calls", "input tok", "output tok", "USD", "USD 90%"], rows=rows,
-        note=note, text_columns=4))
-    tables.append(Table(
-        title="Dry run: wall time the limits imply for the calls still to send (teachers run in parallel)",
-        headers=["teacher", "calls", "tokens", "by RPM", "by TPM", "by in-flight", "bound", "wall"],
-        rows=[[w.teacher, fmt_num(w.calls), fmt_num(w.tokens), fmt_duration(w.rpm_s), fmt_duration(w.tpm_s),
-               fmt_duration(w.in_flight_s), w.bound, fmt_duration(w.wall_s)] for w in fc.teachers],
-        note=f"Teacher stages take about {fmt_duration(fc.wall_s)} (the slowest teacher); in-flight bound assumes "
-             + ", ".join(f"{w.teacher} {w.latency_s:.2f}s ({w.latency_source})" for w in fc.teachers) + " per call.",
-    ))
+    tables.append(
+        Table(
+            title="Dry run: the full run's calls",
+            headers=["dataset", "teacher", "stage", "source", "calls", "input tok", "output tok", "USD", "USD 90%"],
+            rows=rows,
+            note=note,
+            text_columns=4,
+        )
+    )
+    tables.append(
+        Table(
+            title="Dry run: wall time the limits imply for the calls still to send (teachers run in parallel)",
+            headers=["teacher", "calls", "tokens", "by RPM", "by TPM", "by in-flight", "bound", "wall"],
+            rows=[
+                [
+                    w.teacher,
+                    fmt_num(w.calls),
+                    fmt_num(w.tokens),
+                    fmt_duration(w.rpm_s),
+                    fmt_duration(w.tpm_s),
+                    fmt_duration(w.in_flight_s),
+                    w.bound,
+                    fmt_duration(w.wall_s),
+                ]
+                for w in fc.teachers
+            ],
+            note=f"Teacher stages take about {fmt_duration(fc.wall_s)} (the slowest teacher); in-flight bound assumes "
+            + ", ".join(f"{w.teacher} {w.latency_s:.2f}s ({w.latency_source})" for w in fc.teachers)
+            + " per call.",
+        )
+    )
     return tables
 
 

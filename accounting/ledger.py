@@ -154,8 +154,7 @@ def _latest_rows(where: str = "1") -> str:
     the maximum: three times faster than a ROW_NUMBER() window over a big store.
     """
     return (
-        f"SELECT *, MAX(seq) AS latest_seq FROM calls WHERE {where} "
-        "GROUP BY dataset, sample_id, teacher, stage, target"
+        f"SELECT *, MAX(seq) AS latest_seq FROM calls WHERE {where} GROUP BY dataset, sample_id, teacher, stage, target"
     )
 
 
@@ -173,12 +172,38 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
         f"FROM calls WHERE {where} GROUP BY dataset, teacher, stage",
         args,
     )
-    for ds, teacher, stage, calls, failed, retries, h429, cached, tin, tout, usd, unpriced, possibly, unusable, \
-            estimated in cur:
+    for (
+        ds,
+        teacher,
+        stage,
+        calls,
+        failed,
+        retries,
+        h429,
+        cached,
+        tin,
+        tout,
+        usd,
+        unpriced,
+        possibly,
+        unusable,
+        estimated,
+    ) in cur:
         rows[(ds, teacher, stage)] = StageLedger(
-            dataset=ds, teacher=teacher, stage=stage, calls=calls, failed=failed, retries=retries,
-            http_429=h429, cached=cached, input_tokens=tin, output_tokens=tout,
-            usd=None if unpriced else usd, possibly_usd=possibly, unusable=unusable, usage_estimated=estimated,
+            dataset=ds,
+            teacher=teacher,
+            stage=stage,
+            calls=calls,
+            failed=failed,
+            retries=retries,
+            http_429=h429,
+            cached=cached,
+            input_tokens=tin,
+            output_tokens=tout,
+            usd=None if unpriced else usd,
+            possibly_usd=possibly,
+            unusable=unusable,
+            usage_estimated=estimated,
         )
     cur = conn.execute(
         f"SELECT dataset, teacher, stage, COALESCE(error, ''), COUNT(*) FROM ({_latest_rows(where)}) "
@@ -348,8 +373,7 @@ def call_rate(conn: sqlite3.Connection, *, max_points: int = 120) -> dict[str, S
     n = int((end - start) // bucket_s) + 1
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * n)
     cur = conn.execute(
-        f"SELECT teacher, CAST((finished_at - ?) / ? AS INTEGER), COUNT(*) FROM calls WHERE {_BILLED} "
-        "GROUP BY 1, 2",
+        f"SELECT teacher, CAST((finished_at - ?) / ? AS INTEGER), COUNT(*) FROM calls WHERE {_BILLED} GROUP BY 1, 2",
         (start, bucket_s),
     )
     for teacher, i, c in cur:

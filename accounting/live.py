@@ -104,13 +104,20 @@ class ProgressView:
                 history.popleft()
             t0, finished0, tokens0 = history[0]
             span = now - t0
-            lines.append(TeacherLine(
-                teacher=name, done=s.completed, failed=s.failed, in_flight=s.in_flight, cap=s.cap,
-                req_per_s=(finished - finished0) / span if span > 0 else 0.0,
-                tokens_per_s=(tokens - tokens0) / span if span > 0 else 0.0,
-                http_429=s.http_429, retries=s.retries,
-                usd=cost_usd(self.prices.get(name), s.input_tokens, s.output_tokens),
-            ))
+            lines.append(
+                TeacherLine(
+                    teacher=name,
+                    done=s.completed,
+                    failed=s.failed,
+                    in_flight=s.in_flight,
+                    cap=s.cap,
+                    req_per_s=(finished - finished0) / span if span > 0 else 0.0,
+                    tokens_per_s=(tokens - tokens0) / span if span > 0 else 0.0,
+                    http_429=s.http_429,
+                    retries=s.retries,
+                    usd=cost_usd(self.prices.get(name), s.input_tokens, s.output_tokens),
+                )
+            )
         return lines
 
     def _samples(self) -> list[tuple[str, int, int, int | None]]:
@@ -123,8 +130,14 @@ class ProgressView:
             teachers.add_column(header, justify="left" if header == "teacher" else "right")
         for line in self.snapshot():
             teachers.add_row(
-                line.teacher, f"{line.done:,}", f"{line.failed:,}", f"{line.in_flight}/{line.cap:.0f}",
-                f"{line.req_per_s:.1f}", f"{line.tokens_per_s:,.0f}", f"{line.http_429:,}", f"{line.retries:,}",
+                line.teacher,
+                f"{line.done:,}",
+                f"{line.failed:,}",
+                f"{line.in_flight}/{line.cap:.0f}",
+                f"{line.req_per_s:.1f}",
+                f"{line.tokens_per_s:,.0f}",
+                f"{line.http_429:,}",
+                f"{line.retries:,}",
                 _usd(line.usd),
             )
         samples = Table(title="Samples", title_justify="left")
@@ -146,8 +159,9 @@ class ProgressView:
         ]
         return "; ".join(parts)
 
-    async def run(self, console: Console | None = None, *, refresh_per_s: float = 4.0,
-                  log_every_s: float = 10.0) -> None:
+    async def run(
+        self, console: Console | None = None, *, refresh_per_s: float = 4.0, log_every_s: float = 10.0
+    ) -> None:
         """Show the display until cancelled: rich Live on a terminal, else a log line every `log_every_s`.
 
         When cancelled it draws (or logs) the final figures once more, then re-raises.

@@ -20,8 +20,38 @@ import msgspec
 from accounting.calibration import SampleCalls
 
 # t(0.95, df) for df = 1..30, two-sided 90%; beyond 30 the Cornish-Fisher series below is exact to 1e-3.
-_T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771, 1.761, 1.753,
-        1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706, 1.703, 1.701, 1.699, 1.697)
+_T95 = (
+    6.314,
+    2.920,
+    2.353,
+    2.132,
+    2.015,
+    1.943,
+    1.895,
+    1.860,
+    1.833,
+    1.812,
+    1.796,
+    1.782,
+    1.771,
+    1.761,
+    1.753,
+    1.746,
+    1.740,
+    1.734,
+    1.729,
+    1.725,
+    1.721,
+    1.717,
+    1.714,
+    1.711,
+    1.708,
+    1.706,
+    1.703,
+    1.701,
+    1.699,
+    1.697,
+)
 _Z95 = 1.6448536
 
 
@@ -74,8 +104,11 @@ def estimate_count(hits: int, examined: int, population: int) -> Total:
     z2 = _Z95**2
     centre = (share + z2 / (2 * n)) / (1 + z2 / n)
     half = _Z95 / (1 + z2 / n) * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
-    return Total(value=population * share, low=population * max(centre - half, hits / population),
-                 high=population * min(centre + half, 1 - (examined - hits) / population))
+    return Total(
+        value=population * share,
+        low=population * max(centre - half, hits / population),
+        high=population * min(centre + half, 1 - (examined - hits) / population),
+    )
 
 
 class Pilot(msgspec.Struct, kw_only=True):

@@ -112,6 +112,7 @@ def teacher_prices(teacher: TeacherSection) -> Prices | None:
         return None
     return Prices(in_per_mtok=float(in_price), out_per_mtok=float(out_price), source=source)
 
+
 def cost_usd(prices: Prices | None, input_tokens: int, output_tokens: int) -> float | None:
     """USD for one call's reported usage; None when the price is unknown."""
     if prices is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.calls import ProviderName
     from adapters.client import ChatClient
+    from core.calls import ProviderName
 
 __all__ = ["ChatClient", "make_client"]
 

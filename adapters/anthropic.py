@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from adapters.classify import chat_result, decode_success, no_text
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from core.errors import Unusable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -96,8 +96,11 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     input_tokens = output_tokens = None
     if usage is not None:
         # Cached prompt tokens are reported apart; the prompt is all three together.
-        parts = (reported_tokens(usage.input_tokens), reported_tokens(usage.cache_creation_input_tokens, null=0),
-                 reported_tokens(usage.cache_read_input_tokens, null=0))
+        parts = (
+            reported_tokens(usage.input_tokens),
+            reported_tokens(usage.cache_creation_input_tokens, null=0),
+            reported_tokens(usage.cache_read_input_tokens, null=0),
+        )
         input_tokens = None if None in parts else sum(parts)  # type: ignore[arg-type]
         output_tokens = reported_tokens(usage.output_tokens)
     unusable = None
@@ -105,5 +108,6 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
         unusable = Unusable("refused", "model refused (stop_reason=refusal)", http_status=status)
     else:
         unusable = no_text(text, stop_reason, field="stop_reason", truncated_by="max_tokens", status=status)
-    return chat_result(text, stop_reason, input_tokens, output_tokens, unusable, status=status, headers=headers,
-                       latency_s=latency_s)
+    return chat_result(
+        text, stop_reason, input_tokens, output_tokens, unusable, status=status, headers=headers, latency_s=latency_s
+    )

@@ -144,7 +144,11 @@ def malformed(body: bytes, exc: msgspec.DecodeError, status: int = 200) -> Retry
 
 
 def decode_success(
-    status: int, headers: Mapping[str, str], body: bytes, decoder: msgspec.json.Decoder, *,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    decoder: msgspec.json.Decoder,
+    *,
     after_s: float | None = None,
 ):
     """The decoded body of a 2xx; else the classified error for the status, or Retryable for a garbled body.
@@ -162,7 +166,6 @@ def decode_success(
         raise malformed(body, exc, status) from None
 
 
-
 def no_text(text: str | None, finish_reason: str, *, field: str, truncated_by: str, status: int) -> Unusable | None:
     """None when the answer has text; else `Unusable` "truncated" when max_tokens ended it, "empty" otherwise.
 
@@ -172,14 +175,22 @@ def no_text(text: str | None, finish_reason: str, *, field: str, truncated_by: s
     if text:
         return None
     if finish_reason == truncated_by:
-        return Unusable("truncated", f"max_tokens reached before any text ({field}={finish_reason})",
-                        http_status=status)
+        return Unusable(
+            "truncated", f"max_tokens reached before any text ({field}={finish_reason})", http_status=status
+        )
     return Unusable("empty", f"empty answer ({field}={finish_reason})", http_status=status)
 
 
 def chat_result(
-    text: str | None, finish_reason: str, input_tokens: int | None, output_tokens: int | None,
-    unusable: Unusable | None, *, status: int, headers: Mapping[str, str], latency_s: float,
+    text: str | None,
+    finish_reason: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    unusable: Unusable | None,
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    latency_s: float,
 ) -> ChatResult:
     """The result of a decoded 2xx answer; raises `unusable`, with the usage when both counts were reported.
 
@@ -203,6 +214,7 @@ def chat_result(
         http_status=status,
     )
 
+
 def shorten(text: str) -> str:
     """`text` on one line, at most MAX_DETAIL_CHARS characters."""
     text = " ".join(text.split())
@@ -214,9 +226,7 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 409, 429) or status >= 500
 
 
-def error_for(
-    status: int, headers: Mapping[str, str], detail: str, *, after_s: float | None = None
-) -> CommitteeError:
+def error_for(status: int, headers: Mapping[str, str], detail: str, *, after_s: float | None = None) -> CommitteeError:
     """The exception a non-2xx response stands for.
 
     `detail` is the provider's message (see `error_detail`); `after_s` is a delay the
@@ -339,10 +349,13 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
     """
     get = headers.get
     # Anthropic's own headers first: they alone tell input and output limits apart.
-    if any(get(f"anthropic-ratelimit-{kind}-limit") is not None
-           for kind in ("requests", "tokens", "input-tokens", "output-tokens")):
+    if any(
+        get(f"anthropic-ratelimit-{kind}-limit") is not None
+        for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+    ):
         return _read_limits(
-            lambda field, kind: get(f"anthropic-ratelimit-{kind}-{field}"), _rfc3339_in_s,
+            lambda field, kind: get(f"anthropic-ratelimit-{kind}-{field}"),
+            _rfc3339_in_s,
             # https://docs.anthropic.com/en/api/rate-limits#response-headers
             limit_input_tokens=_int(get("anthropic-ratelimit-input-tokens-limit")),
             limit_output_tokens=_int(get("anthropic-ratelimit-output-tokens-limit")),

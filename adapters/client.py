@@ -55,9 +55,7 @@ def adapter_for(provider: str) -> Adapter:
     try:
         return ADAPTERS[provider]  # type: ignore[return-value]
     except KeyError:
-        raise ConfigError(
-            f"unknown provider {provider!r}; use one of: {', '.join(sorted(ADAPTERS))}"
-        ) from None
+        raise ConfigError(f"unknown provider {provider!r}; use one of: {', '.join(sorted(ADAPTERS))}") from None
 
 
 def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
@@ -127,8 +125,17 @@ class ChatClient:
     exception text.
     """
 
-    __slots__ = ("provider", "name", "base_url", "max_connections", "_adapter", "_api_key", "_session",
-                 "_urls", "_timeouts")
+    __slots__ = (
+        "_adapter",
+        "_api_key",
+        "_session",
+        "_timeouts",
+        "_urls",
+        "base_url",
+        "max_connections",
+        "name",
+        "provider",
+    )
 
     def __init__(
         self,
@@ -148,8 +155,11 @@ class ChatClient:
         self._session: aiohttp.ClientSession | None = None
         url = URL(self.base_url)
         if api_key and url.scheme == "http" and not _is_loopback(url.host):
-            log.warning("teacher %r: its API key is sent unencrypted over plain http:// to %s; use https://",
-                        self.name, url.host)
+            log.warning(
+                "teacher %r: its API key is sent unencrypted over plain http:// to %s; use https://",
+                self.name,
+                url.host,
+            )
         # Built once per model and per timeout: yarl parsing is a visible cost at 2,000 req/s.
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -223,8 +233,10 @@ class ChatClient:
         # Before a connection was had, nothing was sent: aiohttp's ConnectionTimeoutError
         # is also an asyncio.TimeoutError, so it is caught first.
         except aiohttp.ConnectionTimeoutError:
-            raise Retryable(f"no connection to {self.base_url} within {timeout_s * _CONNECT_SHARE:g}s "
-                            "(connecting or waiting for a pooled one)") from None
+            raise Retryable(
+                f"no connection to {self.base_url} within {timeout_s * _CONNECT_SHARE:g}s "
+                "(connecting or waiting for a pooled one)"
+            ) from None
         except asyncio.TimeoutError:
             raise Retryable(f"timeout after {timeout_s:g}s", possibly_billed=True) from None
         except aiohttp.ClientConnectorError as exc:
@@ -232,14 +244,17 @@ class ChatClient:
         except aiohttp.ServerDisconnectedError:
             raise Retryable(f"connection to {self.base_url} closed before a response", possibly_billed=True) from None
         except aiohttp.ClientPayloadError:
-            raise Retryable(f"connection to {self.base_url} broke while reading the response",
-                            possibly_billed=True) from None
+            raise Retryable(
+                f"connection to {self.base_url} broke while reading the response", possibly_billed=True
+            ) from None
         except aiohttp.ClientOSError as exc:
-            raise Retryable(f"connection to {self.base_url} failed ({exc.strerror or type(exc).__name__})",
-                            possibly_billed=True) from None
+            raise Retryable(
+                f"connection to {self.base_url} failed ({exc.strerror or type(exc).__name__})", possibly_billed=True
+            ) from None
         except aiohttp.ClientError as exc:
-            raise Retryable(f"HTTP exchange with {self.base_url} failed ({type(exc).__name__})",
-                            possibly_billed=True) from None
+            raise Retryable(
+                f"HTTP exchange with {self.base_url} failed ({type(exc).__name__})", possibly_billed=True
+            ) from None
         try:
             return adapter.decode(status, headers, raw, time.monotonic() - start)
         except CommitteeError as exc:

@@ -10,16 +10,14 @@ from collections.abc import Mapping
 
 import msgspec
 
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
 from adapters.classify import chat_result, decode_success, error_detail, no_text, parse_duration_s
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
 from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 # Finish reasons that mean the answer was withheld; asking again gets the same.
-BLOCKED_FINISH_REASONS = frozenset(
-    {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"}
-)
+BLOCKED_FINISH_REASONS = frozenset({"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"})
 
 
 class Part(msgspec.Struct):
@@ -154,21 +152,24 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     text = ""
     finish_reason = "STOP"
     if feedback is not None and feedback.blockReason:
-        unusable = Unusable("filtered", f"prompt blocked by the provider (blockReason={feedback.blockReason})",
-                            http_status=status)
+        unusable = Unusable(
+            "filtered", f"prompt blocked by the provider (blockReason={feedback.blockReason})", http_status=status
+        )
     elif not response.candidates:
         # Every field is optional here, so a 200 carrying an error object decodes too.
         detail = error_detail(body) if body.lstrip().startswith(b'{"error"') else None
-        raise Retryable(f"HTTP {status} carrying an error: {detail}" if detail else "response has no candidates",
-                        http_status=status)
+        raise Retryable(
+            f"HTTP {status} carrying an error: {detail}" if detail else "response has no candidates", http_status=status
+        )
     else:
         candidate = response.candidates[0]
         finish_reason = candidate.finishReason or "STOP"
         parts = candidate.content.parts if candidate.content else []
         text = "".join(p.text for p in parts if not p.thought)
         if finish_reason in BLOCKED_FINISH_REASONS:
-            unusable = Unusable("filtered", f"answer withheld by the provider (finishReason={finish_reason})",
-                                http_status=status)
+            unusable = Unusable(
+                "filtered", f"answer withheld by the provider (finishReason={finish_reason})", http_status=status
+            )
         else:
             unusable = no_text(text, finish_reason, field="finishReason", truncated_by="MAX_TOKENS", status=status)
     input_tokens = output_tokens = None
@@ -176,5 +177,6 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
         input_tokens = reported_tokens(usage.promptTokenCount)
         outputs = (reported_tokens(usage.candidatesTokenCount), reported_tokens(usage.thoughtsTokenCount))
         output_tokens = None if None in outputs else sum(outputs)  # type: ignore[arg-type]
-    return chat_result(text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers,
-                       latency_s=latency_s)
+    return chat_result(
+        text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers, latency_s=latency_s
+    )

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from adapters.classify import chat_result, decode_success, no_text, shorten
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -100,11 +100,15 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     unusable = None
     if finish_reason == "content_filter":
         # Even partial text is withheld material: it stopped where the filter cut it.
-        unusable = Unusable("filtered", "answer stopped by the provider's content filter "
-                            "(finish_reason=content_filter)", http_status=status)
+        unusable = Unusable(
+            "filtered",
+            "answer stopped by the provider's content filter (finish_reason=content_filter)",
+            http_status=status,
+        )
     elif choice.message.refusal:
         unusable = Unusable("refused", shorten(f"model refused: {choice.message.refusal}"), http_status=status)
     else:
         unusable = no_text(text, finish_reason, field="finish_reason", truncated_by="length", status=status)
-    return chat_result(text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers,
-                       latency_s=latency_s)
+    return chat_result(
+        text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers, latency_s=latency_s
+    )

@@ -48,8 +48,7 @@ async def sequential(
 ) -> None:
     """One call at a time, each retried until it completes or runs out of attempts."""
     for request in requests:
-        await _call_with_simple_retries(client, request, timeout_s=timeout_s, max_attempts=max_attempts,
-                                        record=record)
+        await _call_with_simple_retries(client, request, timeout_s=timeout_s, max_attempts=max_attempts, record=record)
 
 
 async def gather(
@@ -66,7 +65,8 @@ async def gather(
 
     async def one(request: ChatRequest) -> None:
         async with semaphore:
-            await _call_with_simple_retries(client, request, timeout_s=timeout_s, max_attempts=max_attempts,
-                                            record=record)
+            await _call_with_simple_retries(
+                client, request, timeout_s=timeout_s, max_attempts=max_attempts, record=record
+            )
 
     await asyncio.gather(*(one(r) for r in requests))

@@ -24,22 +24,29 @@ from rich.console import Console
 
 from emulator import EmulatorSpec, run_emulator
 from emulator.fair_script import FairScript
-
 from stages.context import RunContext, load_run_config
 from stages.forecast import dry_run, pilot_dry_run
 from stages.job import run_job
 from tasks import load_split
 
-TEACHERS = [("gpt", "openai", "model-gpt"), ("gemini", "gemini", "model-gemini"), ("claude", "anthropic", "model-claude")]
+TEACHERS = [
+    ("gpt", "openai", "model-gpt"),
+    ("gemini", "gemini", "model-gemini"),
+    ("claude", "anthropic", "model-claude"),
+]
 
 
 def _config(tmp: Path, emu, mistakes: Path) -> RunContext:
-    lines = ['[run]\nname = "forecast"\nout_dir = "run"\nseed = 731\n',
-             f'[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes}"\n']
+    lines = [
+        '[run]\nname = "forecast"\nout_dir = "run"\nseed = 731\n',
+        f'[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes}"\n',
+    ]
     for name, provider, model in TEACHERS:
-        lines.append(f'[[teachers]]\nname = "{name}"\nprovider = "{provider}"\nmodel = "{model}"\n'
-                     f'base_url = "{emu.base_url(provider)}"\napi_key_env = "COMMITTEE_BENCH_KEY"\nrpm = 60000\n'
-                     "max_tokens = 1024\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n")
+        lines.append(
+            f'[[teachers]]\nname = "{name}"\nprovider = "{provider}"\nmodel = "{model}"\n'
+            f'base_url = "{emu.base_url(provider)}"\napi_key_env = "COMMITTEE_BENCH_KEY"\nrpm = 60000\n'
+            "max_tokens = 1024\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n"
+        )
     path = tmp / "run.toml"
     path.write_text("\n".join(lines))
     return RunContext(path, load_run_config(path), progress=False)
@@ -62,11 +69,20 @@ async def measure(pilot: int, long: float, short: float) -> dict[str, float | No
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         mistakes = tmp / "svamp.json"
-        mistakes.write_text(json.dumps([
-            {"id": int(q.id), "question": q.question, "gold_answer": q.gold,
-             "student_wrong_pred": "I am not sure. The answer is 3.", "student_wrong_final_answer": "3"}
-            for q in questions
-        ]))
+        mistakes.write_text(
+            json.dumps(
+                [
+                    {
+                        "id": int(q.id),
+                        "question": q.question,
+                        "gold_answer": q.gold,
+                        "student_wrong_pred": "I am not sure. The answer is 3.",
+                        "student_wrong_final_answer": "3",
+                    }
+                    for q in questions
+                ]
+            )
+        )
         async with run_emulator(EmulatorSpec(), script) as emu:
             ctx = _config(tmp, emu, mistakes)
             defaults = dry_run(ctx, console=quiet)
@@ -75,8 +91,15 @@ async def measure(pilot: int, long: float, short: float) -> dict[str, float | No
             (tmp / "other").mkdir()
             learned = dry_run(_config(tmp / "other", emu, mistakes), calibrate_from=ctx.out_dir, console=quiet)
         paid = _paid(ctx.out_dir)
-    return {"paid": paid, "defaults": defaults.usd, "pilot": fc.usd, "pilot_low": fc.usd_low,
-            "pilot_high": fc.usd_high, "pilot_spent": fc.pilot_usd, "calibrated": learned.usd}
+    return {
+        "paid": paid,
+        "defaults": defaults.usd,
+        "pilot": fc.usd,
+        "pilot_low": fc.usd_low,
+        "pilot_high": fc.usd_high,
+        "pilot_spent": fc.pilot_usd,
+        "calibrated": learned.usd,
+    }
 
 
 def main() -> None:
@@ -89,8 +112,10 @@ def main() -> None:
     paid = r["paid"]
     print(f"run paid ${paid:.4f}")
     print(f"defaults         ${r['defaults']:.4f}  {r['defaults'] / paid:.3f}x")
-    print(f"pilot of {args.pilot:<7} ${r['pilot']:.4f}  {r['pilot'] / paid:.3f}x  90% ${r['pilot_low']:.4f}"
-          f"-${r['pilot_high']:.4f}  (the pilot itself paid ${r['pilot_spent']:.4f})")
+    print(
+        f"pilot of {args.pilot:<7} ${r['pilot']:.4f}  {r['pilot'] / paid:.3f}x  90% ${r['pilot_low']:.4f}"
+        f"-${r['pilot_high']:.4f}  (the pilot itself paid ${r['pilot_spent']:.4f})"
+    )
     print(f"calibrate-from   ${r['calibrated']:.4f}  {r['calibrated'] / paid:.3f}x")
 
 

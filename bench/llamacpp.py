@@ -20,8 +20,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from emulator.process import stop_process
 from core.children import die_with_parent
+from emulator.process import stop_process
 from student.models import smollm2_gguf
 
 
@@ -31,8 +31,19 @@ def llamacpp_installed() -> bool:
 
 def server_command(port: int, *, n_ctx: int = 2048, threads: int = 2) -> list[str]:
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(smollm2_gguf()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(threads),
     ]
 
 
@@ -50,8 +61,13 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
     port = port or _free_port()
     # The server logs a lot while loading: into a file, since an unread pipe fills up and stalls it.
     log_file = tempfile.TemporaryFile()
-    proc = subprocess.Popen(server_command(port), stdout=subprocess.DEVNULL, stderr=log_file,
-                            preexec_fn=die_with_parent(), start_new_session=True)  # noqa: PLW1509 - it only calls prctl
+    proc = subprocess.Popen(
+        server_command(port),
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+        preexec_fn=die_with_parent(),
+        start_new_session=True,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + start_timeout_s
@@ -73,8 +89,9 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.llamacpp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.llamacpp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     with serve_llamacpp(args.port) as url:

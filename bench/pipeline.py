@@ -22,16 +22,16 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
-from emulator.fair_script import FairScript
 from bench.throughput import rate_bound_s
 from core.config import load_config
-from store.calls import Store
+from core.records import Mistake, Question
+from emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
+from emulator.fair_script import FairScript
 from stages.context import RunContext
 from stages.sources import as_questions
 from stages.teach import list_producer, run_teach
+from store.calls import Store
 from tasks import load_split
-from core.records import Mistake, Question
 
 _PROVIDERS = ("openai", "gemini", "anthropic")
 _SHARED_SVAMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "svamp"
@@ -63,16 +63,25 @@ def questions(n: int) -> list[Question]:
 
 def mistakes_of(qs: list[Question]) -> list[Mistake]:
     return [
-        Mistake(id=q.id, task=q.task, question=q.question, gold_answer=q.gold,
-                student_answer="Adding everything up, the answer is 3.", student_final_answer="3")
+        Mistake(
+            id=q.id,
+            task=q.task,
+            question=q.question,
+            gold_answer=q.gold,
+            student_answer="Adding everything up, the answer is 3.",
+            student_final_answer="3",
+        )
         for q in qs
     ]
 
 
-def write_config(tmp: Path, n_teachers: int, rpm: list[float], tpm: list[float | None], in_flight: int,
-                 emu, mistakes_file: Path) -> Path:
-    lines = ['[run]\nname = "bench"\nout_dir = "run"\n',
-             f'[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes_file}"\n']
+def write_config(
+    tmp: Path, n_teachers: int, rpm: list[float], tpm: list[float | None], in_flight: int, emu, mistakes_file: Path
+) -> Path:
+    lines = [
+        '[run]\nname = "bench"\nout_dir = "run"\n',
+        f'[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes_file}"\n',
+    ]
     for i in range(n_teachers):
         provider = _PROVIDERS[i % 3]
         lines.append(
@@ -88,8 +97,16 @@ def write_config(tmp: Path, n_teachers: int, rpm: list[float], tpm: list[float |
 
 
 def authors_json(mistakes: list[Mistake], path: Path) -> Path:
-    rows = [{"id": int(m.id), "question": m.question, "gold_answer": m.gold_answer,
-             "student_wrong_pred": m.student_answer, "student_wrong_final_answer": "3"} for m in mistakes]
+    rows = [
+        {
+            "id": int(m.id),
+            "question": m.question,
+            "gold_answer": m.gold_answer,
+            "student_wrong_pred": m.student_answer,
+            "student_wrong_final_answer": "3",
+        }
+        for m in mistakes
+    ]
     path.write_bytes(msgspec.json.encode(rows))
     return path
 
@@ -110,14 +127,14 @@ async def measure(args: argparse.Namespace) -> PipelineRun:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         async with run_emulator(spec, FairScript(qs)) as emu:
-            cfg_path = write_config(tmp_path, n_t, rpm, tpm, args.max_in_flight, emu,
-                                    authors_json(mistakes, tmp_path / "m.json"))
+            cfg_path = write_config(
+                tmp_path, n_t, rpm, tpm, args.max_in_flight, emu, authors_json(mistakes, tmp_path / "m.json")
+            )
             ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
             ctx.prepare()
             async with Store.open(ctx.store_path) as store:
                 start = time.perf_counter()
-                await run_teach(ctx, {"svamp": list_producer(mistakes)}, questions=as_questions(mistakes),
-                                store=store)
+                await run_teach(ctx, {"svamp": list_producer(mistakes)}, questions=as_questions(mistakes), store=store)
                 wall = time.perf_counter() - start
             stats = emu.stats()
     per_teacher = {}
@@ -133,15 +150,22 @@ async def measure(args: argparse.Namespace) -> PipelineRun:
     # The last sample's rationale and then its review cannot overlap.
     bound += 2 * args.latency_ms / 1000
     return PipelineRun(
-        mistakes=args.mistakes, teachers=n_t, calls=stats.total.completed, wall_s=wall, bound_s=bound,
-        efficiency=bound / wall, http_429=stats.total.rejected_429, duplicates=stats.total.duplicates,
+        mistakes=args.mistakes,
+        teachers=n_t,
+        calls=stats.total.completed,
+        wall_s=wall,
+        bound_s=bound,
+        efficiency=bound / wall,
+        http_429=stats.total.rejected_429,
+        duplicates=stats.total.duplicates,
         per_teacher=per_teacher,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mistakes", type=int, default=300)
     parser.add_argument("--teachers", type=int, default=3)
     parser.add_argument("--rpm", type=float, nargs="+", default=[600, 450, 300], help="per teacher, cycled")
@@ -155,8 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"teach stage: {result.mistakes} mistakes x {result.teachers} teachers")
     for col in ("calls", "wall_s", "bound_s", "efficiency", "http_429", "duplicates"):
         table.add_column(col, justify="right")
-    table.add_row(str(result.calls), f"{result.wall_s:.1f}", f"{result.bound_s:.1f}", f"{result.efficiency:.3f}",
-                  str(result.http_429), str(result.duplicates))
+    table.add_row(
+        str(result.calls),
+        f"{result.wall_s:.1f}",
+        f"{result.bound_s:.1f}",
+        f"{result.efficiency:.3f}",
+        str(result.http_429),
+        str(result.duplicates),
+    )
     Console().print(table)
     if args.json:
         args.json.write_bytes(msgspec.json.format(msgspec.json.encode(result), indent=2))

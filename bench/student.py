@@ -125,8 +125,11 @@ async def bench(args: argparse.Namespace) -> Report:
                 eval_tokens_per_s=eval_backend.tokens / eval_wall_s,
             )
         )
-        print(f"batch {batch_size}: exam {exam.correct}/{exam.n} in {exam.wall_s:.0f}s, "
-              f"eval {e.correct}/{e.n} in {eval_wall_s:.0f}s", flush=True)
+        print(
+            f"batch {batch_size}: exam {exam.correct}/{exam.n} in {exam.wall_s:.0f}s, "
+            f"eval {e.correct}/{e.n} in {eval_wall_s:.0f}s",
+            flush=True,
+        )
     await loaded.close()
     return Report(
         model=args.model,
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of the paper's sampling")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument(
-        "--data", default=str(SHARED_SVAMP) if SHARED_SVAMP.is_dir() else "demo",
+        "--data",
+        default=str(SHARED_SVAMP) if SHARED_SVAMP.is_dir() else "demo",
         help="SVAMP folder, or 'demo' for the 40+40 questions in tasks/demo_data",
     )
     parser.add_argument("--seed", type=int, default=731)

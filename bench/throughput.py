@@ -56,9 +56,9 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from core.calls import ChatRequest, ChatResult, Message, ProviderName
 from adapters.client import ChatClient
 from bench import baselines
+from core.calls import ChatRequest, ChatResult, Message, ProviderName
 from emulator import (
     AnswerRequest,
     Billing,
@@ -214,18 +214,23 @@ def wire_of(teacher: int, wire: str) -> ProviderName:
 
 def request_content_key(provider: ProviderName, request: ChatRequest) -> str:
     """The emulator's `content_key` of `request` sent over `provider`'s wire."""
-    return content_key(AnswerRequest(
-        provider=provider, model=request.model, messages=[(m.role, m.content) for m in request.messages],
-        max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-    ))
+    return content_key(
+        AnswerRequest(
+            provider=provider,
+            model=request.model,
+            messages=[(m.role, m.content) for m in request.messages],
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+    )
 
 
 def billed_unrecorded(server: EmulatorStats, tally: Tally, mode: Mode) -> int:
     """Requests the emulator billed that the client has no record of (see the module docstring)."""
     if mode != "engine":
         return max(server.total.billed_requests - tally.billed - tally.possibly_billed, 0)
-    return sum(n for m in server.models.values() for key, n in m.billed_keys.items()
-               if key not in tally.recorded_keys)
+    return sum(n for m in server.models.values() for key, n in m.billed_keys.items() if key not in tally.recorded_keys)
 
 
 # --- the bound ------------------------------------------------------------------------------
@@ -267,9 +272,7 @@ def bound_s(
         unused = s.max_tokens - output_tokens
         headroom = capacity - (input_tokens + s.max_tokens)
         if unused > 0 and not s.no_tpm_refund:
-            bounds["tpm-reserve"] = (
-                math.inf if headroom <= 0 else requests * mean_s * unused / headroom
-            )
+            bounds["tpm-reserve"] = math.inf if headroom <= 0 else requests * mean_s * unused / headroom
     binding = max(bounds, key=bounds.__getitem__)
     bound = bounds[binding]
     if s.overload and bound > s.overload[0]:
@@ -364,8 +367,9 @@ async def drive_engine(s: Settings, url: str, concurrency: int, questions: list[
                 result = outcome.result
                 if result is not None or outcome.unusable is not None or tab.possibly_attempts:
                     tally.recorded_keys.add(request_content_key(provider, request))
-                tally.record(result is not None, outcome.elapsed_s, result.output_tokens if result else 0,
-                             outcome.retries)
+                tally.record(
+                    result is not None, outcome.elapsed_s, result.output_tokens if result else 0, outcome.retries
+                )
                 if outcome.error and len(tally.errors) < 5:
                     tally.errors.append(outcome.error)
 
@@ -374,8 +378,13 @@ async def drive_engine(s: Settings, url: str, concurrency: int, questions: list[
         for k in range(s.providers):
             provider = wire_of(k, s.wire)
             client = await stack.enter_async_context(
-                ChatClient(provider, api_key="bench", base_url=base_url(url, provider),
-                           max_connections=concurrency, name=model_name(k))
+                ChatClient(
+                    provider,
+                    api_key="bench",
+                    base_url=base_url(url, provider),
+                    max_connections=concurrency,
+                    name=model_name(k),
+                )
             )
             lanes.append(Lane(model_name(k), WithoutRateHeaders(client) if s.no_rate_headers else client, limits))
         async with anyio.create_task_group() as tg:
@@ -394,23 +403,37 @@ async def drive_baseline(
     s: Settings, mode: Mode, url: str, concurrency: int, questions: list[str], tally: Tally
 ) -> None:
     """The naive clients, one per teacher, all teachers at once."""
-    async with AsyncExitStack() as stack:
-        async with anyio.create_task_group() as tg:
-            for k in range(s.providers):
-                provider = wire_of(k, s.wire)
-                client = await stack.enter_async_context(
-                    ChatClient(provider, api_key="bench", base_url=base_url(url, provider),
-                               max_connections=concurrency, name=model_name(k))
+    async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
+        for k in range(s.providers):
+            provider = wire_of(k, s.wire)
+            client = await stack.enter_async_context(
+                ChatClient(
+                    provider,
+                    api_key="bench",
+                    base_url=base_url(url, provider),
+                    max_connections=concurrency,
+                    name=model_name(k),
                 )
-                total = s.sequential_requests if mode == "sequential" else s.requests
-                requests = teacher_requests(questions, k, s.providers, total, s.max_tokens)
-                if mode == "sequential":
-                    tg.start_soon(lambda c=client, r=requests: baselines.sequential(
-                        c, r, timeout_s=s.timeout_s, max_attempts=s.max_attempts, record=tally.record))
-                else:
-                    tg.start_soon(lambda c=client, r=requests: baselines.gather(
-                        c, r, concurrency=concurrency, timeout_s=s.timeout_s, max_attempts=s.max_attempts,
-                        record=tally.record))
+            )
+            total = s.sequential_requests if mode == "sequential" else s.requests
+            requests = teacher_requests(questions, k, s.providers, total, s.max_tokens)
+            if mode == "sequential":
+                tg.start_soon(
+                    lambda c=client, r=requests: baselines.sequential(
+                        c, r, timeout_s=s.timeout_s, max_attempts=s.max_attempts, record=tally.record
+                    )
+                )
+            else:
+                tg.start_soon(
+                    lambda c=client, r=requests: baselines.gather(
+                        c,
+                        r,
+                        concurrency=concurrency,
+                        timeout_s=s.timeout_s,
+                        max_attempts=s.max_attempts,
+                        record=tally.record,
+                    )
+                )
 
 
 async def one_run(
@@ -485,8 +508,11 @@ async def run_all(s: Settings, url: str) -> list[RunResult]:
     async with aiohttp.ClientSession() as session:
         for mode, concurrency in plan:
             result = await one_run(s, mode, url, concurrency, questions, session)
-            print(f"  {mode} C={concurrency}: {result.completed}/{result.requests} in {result.wall_s:.1f} s, "
-                  f"efficiency {result.efficiency:.3f}", file=sys.stderr)
+            print(
+                f"  {mode} C={concurrency}: {result.completed}/{result.requests} in {result.wall_s:.1f} s, "
+                f"efficiency {result.efficiency:.3f}",
+                file=sys.stderr,
+            )
             results.append(result)
     return results
 
@@ -507,19 +533,59 @@ def print_table(s: Settings, results: list[RunResult], load: str) -> None:
     limits = f"rpm={s.rpm or '-'} tpm={s.tpm or '-'}"
     if (s.client_rpm, s.client_tpm) != (s.rpm, s.tpm):
         limits += f" (engine told rpm={s.client_rpm or '-'} tpm={s.client_tpm or '-'})"
-    table = Table(title=f"API concurrency: {s.providers} teacher(s), {limits}, "
-                        f"latency {s.latency_ms:g} ms sigma {s.latency_sigma:g}; {load}")
-    columns = ("mode", "C", "requests", "done", "failed", "lost", "dup", "billed unrec.", "wall s", "req/s",
-               "out tok/s", "p50 ms", "p95 ms", "p99 ms", "429s", "5xx", "retries", "bound s", "binds", "efficiency",
-               "cpu ms/call")
+    table = Table(
+        title=f"API concurrency: {s.providers} teacher(s), {limits}, "
+        f"latency {s.latency_ms:g} ms sigma {s.latency_sigma:g}; {load}"
+    )
+    columns = (
+        "mode",
+        "C",
+        "requests",
+        "done",
+        "failed",
+        "lost",
+        "dup",
+        "billed unrec.",
+        "wall s",
+        "req/s",
+        "out tok/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "429s",
+        "5xx",
+        "retries",
+        "bound s",
+        "binds",
+        "efficiency",
+        "cpu ms/call",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("mode", "binds") else "right")
     for r in results:
-        table.add_row(r.mode, str(r.concurrency), str(r.requests), str(r.completed), str(r.failed),
-                      str(r.lost), str(r.duplicated), str(r.billed_unrecorded), f"{r.wall_s:.2f}",
-                      f"{r.req_per_s:.1f}", f"{r.out_tokens_per_s:.0f}", f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}",
-                      f"{r.p99_ms:.0f}", str(r.http_429), str(r.overloaded), str(r.retries), f"{r.bound_s:.2f}",
-                      r.binding, f"{r.efficiency:.3f}", f"{r.cpu_ms_per_call:.2f}")
+        table.add_row(
+            r.mode,
+            str(r.concurrency),
+            str(r.requests),
+            str(r.completed),
+            str(r.failed),
+            str(r.lost),
+            str(r.duplicated),
+            str(r.billed_unrecorded),
+            f"{r.wall_s:.2f}",
+            f"{r.req_per_s:.1f}",
+            f"{r.out_tokens_per_s:.0f}",
+            f"{r.p50_ms:.0f}",
+            f"{r.p95_ms:.0f}",
+            f"{r.p99_ms:.0f}",
+            str(r.http_429),
+            str(r.overloaded),
+            str(r.retries),
+            f"{r.bound_s:.2f}",
+            r.binding,
+            f"{r.efficiency:.3f}",
+            f"{r.cpu_ms_per_call:.2f}",
+        )
     # Wide enough for every column when the output is a file or a pipe.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     print(f"peak RSS of the engine process: {max(r.peak_rss_mb for r in results):.0f} MB")
@@ -578,20 +644,35 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None, Path | No
     p.add_argument("--timeout-s", type=float, default=10.0)
     p.add_argument("--max-attempts", type=int, default=6)
     p.add_argument("--baseline", nargs="+", choices=("sequential", "gather"), default=[])
-    p.add_argument("--sequential-requests", type=int,
-                   help="requests for the (slow) sequential baseline (default: --requests)")
-    p.add_argument("--wire", choices=(*WIRES, "mixed"), default="openai",
-                   help="provider wire format (mixed: teachers take turns)")
-    p.add_argument("--no-rate-headers", action="store_true",
-                   help="hide the rate-limit headers from the engine (it must adapt from 429s alone)")
-    p.add_argument("--quota-requests", type=int,
-                   help="the first teacher's account runs out after this many billed requests")
-    p.add_argument("--overload", type=float, nargs=2, metavar=("START_S", "DURATION_S"),
-                   help="an overload burst: every request in this window gets the provider's 503/529")
-    p.add_argument("--no-tpm-refund", action="store_true",
-                   help="TPM charged prompt + max_tokens and never refunded (Azure OpenAI's way)")
-    p.add_argument("--bill-abandoned", action="store_true",
-                   help="bill calls the client gave up on (timeouts), as the providers do")
+    p.add_argument(
+        "--sequential-requests", type=int, help="requests for the (slow) sequential baseline (default: --requests)"
+    )
+    p.add_argument(
+        "--wire", choices=(*WIRES, "mixed"), default="openai", help="provider wire format (mixed: teachers take turns)"
+    )
+    p.add_argument(
+        "--no-rate-headers",
+        action="store_true",
+        help="hide the rate-limit headers from the engine (it must adapt from 429s alone)",
+    )
+    p.add_argument(
+        "--quota-requests", type=int, help="the first teacher's account runs out after this many billed requests"
+    )
+    p.add_argument(
+        "--overload",
+        type=float,
+        nargs=2,
+        metavar=("START_S", "DURATION_S"),
+        help="an overload burst: every request in this window gets the provider's 503/529",
+    )
+    p.add_argument(
+        "--no-tpm-refund",
+        action="store_true",
+        help="TPM charged prompt + max_tokens and never refunded (Azure OpenAI's way)",
+    )
+    p.add_argument(
+        "--bill-abandoned", action="store_true", help="bill calls the client gave up on (timeouts), as the providers do"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write a PNG of throughput and p95 against concurrency here")
@@ -603,17 +684,34 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None, Path | No
     if a.quota_requests is not None and a.quota_requests < 0:
         p.error("--quota-requests must be >= 0")
     settings = Settings(
-        requests=a.requests, rpm=a.rpm, tpm=a.tpm, burst_s=a.burst_s, latency_ms=a.latency_ms,
-        latency_sigma=a.latency_sigma, ms_per_token=a.ms_per_token, fail_rate=a.fail_rate,
-        reset_rate=a.reset_rate, hang_rate=a.hang_rate, hang_s=a.hang_s or 3 * a.timeout_s,
-        concurrency=a.concurrency, providers=a.providers,
+        requests=a.requests,
+        rpm=a.rpm,
+        tpm=a.tpm,
+        burst_s=a.burst_s,
+        latency_ms=a.latency_ms,
+        latency_sigma=a.latency_sigma,
+        ms_per_token=a.ms_per_token,
+        fail_rate=a.fail_rate,
+        reset_rate=a.reset_rate,
+        hang_rate=a.hang_rate,
+        hang_s=a.hang_s or 3 * a.timeout_s,
+        concurrency=a.concurrency,
+        providers=a.providers,
         client_rpm=a.client_rpm if a.client_rpm is not None else a.rpm,
         client_tpm=a.client_tpm if a.client_tpm is not None else a.tpm,
-        max_tokens=a.max_tokens, output_tokens=a.output_tokens, timeout_s=a.timeout_s,
-        max_attempts=a.max_attempts, baseline=a.baseline,
-        sequential_requests=a.sequential_requests or a.requests, wire=a.wire,
-        no_rate_headers=a.no_rate_headers, seed=a.seed, quota_requests=a.quota_requests, overload=a.overload,
-        no_tpm_refund=a.no_tpm_refund, bill_abandoned=a.bill_abandoned,
+        max_tokens=a.max_tokens,
+        output_tokens=a.output_tokens,
+        timeout_s=a.timeout_s,
+        max_attempts=a.max_attempts,
+        baseline=a.baseline,
+        sequential_requests=a.sequential_requests or a.requests,
+        wire=a.wire,
+        no_rate_headers=a.no_rate_headers,
+        seed=a.seed,
+        quota_requests=a.quota_requests,
+        overload=a.overload,
+        no_tpm_refund=a.no_tpm_refund,
+        bill_abandoned=a.bill_abandoned,
     )
     return settings, a.json, a.plot
 

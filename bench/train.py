@@ -158,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=["full", "lora"],
-                        help="full fine-tuning, LoRA ([train.lora] with the default target modules), or both")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["full", "lora"],
+        choices=["full", "lora"],
+        help="full fine-tuning, LoRA ([train.lora] with the default target modules), or both",
+    )
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
     parser.add_argument("--mode", default="full", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results here")

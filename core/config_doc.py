@@ -31,12 +31,18 @@ SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[review]", ReviewSection, "Peer review, the options beyond the paper, and the spending cap."),
     ("[student]", StudentSection, "The student model and how it generates at exam and eval."),
     ("[train]", TrainSection, "The DeepSpeed ZeRO fine-tune (defaults are the paper's)."),
-    ("[train.lora]", LoraSection, "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop, instead of full "
-                                  "fine-tuning."),
-    ("[dpo]", DpoSection, "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage "
-                          "after SFT."),
+    (
+        "[train.lora]",
+        LoraSection,
+        "Optional: LoRA adapters (PEFT) in the same DeepSpeed loop, instead of full fine-tuning.",
+    ),
+    (
+        "[dpo]",
+        DpoSection,
+        "Preference pairs from peer review (`preferences.jsonl`) and the optional DPO stage after SFT.",
+    ),
     ("[hub]", HubSection, "Optional: `hf_dataset/` export with a dataset card, model cards, and pushes to the Hub."),
-    ("[emulator]", EmulatorSection, "Optional: serve teachers whose base_url is \"emulator\" locally."),
+    ("[emulator]", EmulatorSection, 'Optional: serve teachers whose base_url is "emulator" locally.'),
 ]
 
 DESCRIPTIONS: dict[str, str] = {
@@ -46,10 +52,10 @@ DESCRIPTIONS: dict[str, str] = {
     "their code does; prompts/paper/) or a folder with the committee set's template files in your wording.",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
     "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
-                  "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
+    "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
     "datasets.task": "gsm8k, svamp, strategyqa or logiqa.",
     "datasets.source": "A folder laid out like shared/data/<task>, `hf:<dataset>[:config]` (needs `datasets` "
-                       "and a network), or `demo` (the SVAMP questions shipped in the repo).",
+    "and a network), or `demo` (the SVAMP questions shipped in the repo).",
     "datasets.limit": "At most this many exam questions (train split), or imported mistakes.",
     "datasets.test_limit": "At most this many eval questions (test split).",
     "datasets.mistakes": "Import mistakes (the FAIR authors' *_false_round0.json format) instead of the exam.",
@@ -70,15 +76,15 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.timeout_s": "Per-attempt timeout.",
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
     "datasets.grader": "`committee` (tasks/answers.py: answer phrases, numeric comparison) or `authors` (the FAIR "
-                       "authors' extraction and string comparison, to compare with the paper like for like).",
+    "authors' extraction and string comparison, to compare with the paper like for like).",
     "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT "
-                               "only).",
+    "only).",
     "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
-                     "`strict = true`, i.e. mean > 3).",
+    "`strict = true`, i.e. mean > 3).",
     "review.peer_review": "false: the committee without peer review (every rationale accepted, no review calls).",
     "review.single_teacher": "A teacher's name: that teacher alone, without review (the authors' `--teacher X`).",
     "review.threshold": "Accept a rationale when the mean of its valid peer scores is >= this (paper 4.0; "
-                        "the authors' code: 3 with `strict`).",
+    "the authors' code: 3 with `strict`).",
     "review.skip_decided": "Skip reviews whose score can no longer change the decision (reviews then go one by one).",
     "review.skip_wrong_answer": "Reject, without reviews, rationales whose final answer disagrees with the gold one.",
     "review.max_usd": "Spending cap: no new call starts once spent + in-flight worst case reaches it.",
@@ -93,7 +99,7 @@ DESCRIPTIONS: dict[str, str] = {
     "student.max_new_tokens": "Exam/eval answer length cap (paper: 512).",
     "student.greedy": "Greedy decoding instead of sampling.",
     "student.prompt_format": "`chat` (the tokenizer's template), `instruction` (the paper's ### layout), or "
-                             "`auto` (chat when the tokenizer has a template); used at exam, training and eval alike.",
+    "`auto` (chat when the tokenizer has a template); used at exam, training and eval alike.",
     "student.dtype": "Weights dtype for generation; auto = bf16 on CUDA, fp32 on CPU.",
     "student.tensor_parallel_size": "vllm: GPUs per model.",
     "student.gpu_memory_utilization": "vllm: share of GPU memory to use.",
@@ -111,9 +117,9 @@ DESCRIPTIONS: dict[str, str] = {
     "train.warmup_ratio": "Linear warmup share of the steps, then `lr_schedule` (paper: 0.03).",
     "train.lr_schedule": "After warmup: `constant` (the authors' runs), `linear` decay to 0, or `cosine` to 0.",
     "train.truncation_side": "`left`: cut the prompt's head and keep the response; `right`: cut the sequence's "
-                             "tail at max_length (the authors' data.py).",
+    "tail at max_length (the authors' data.py).",
     "train.per_dataset": "One student per benchmark (the paper): `out_dir/models/<task>/`, each trained on its "
-                         "own records and evaluated on its own test split.",
+    "own records and evaluated on its own test split.",
     "train.max_length": "Tokens per sequence, cut as `truncation_side` says (paper: 512).",
     "train.max_grad_norm": "Gradient clipping (paper: 0.3).",
     "train.alpha": "Loss weight: alpha * CE(feedback) + (1 - alpha) * CE(rationale) (paper: 0.5).",
@@ -130,14 +136,14 @@ DESCRIPTIONS: dict[str, str] = {
     "train.deepspeed_config": "A DeepSpeed JSON whose keys override the generated config.",
     "train.lora": "LoRA adapters instead of full fine-tuning; see `[train.lora]`.",
     "train.quantization": "`4bit` loads the frozen base in 4-bit NF4 (QLoRA; needs `[train.lora]`, CUDA and "
-                          "bitsandbytes).",
+    "bitsandbytes).",
     "train.lora.r": "Adapter rank.",
     "train.lora.alpha": "LoRA scaling numerator (the update is scaled by alpha / r).",
     "train.lora.dropout": "Dropout on the adapters' input.",
     "train.lora.target_modules": "Leaf names of the linear layers to adapt (a name that matches nothing is an error "
-                                 "listing the model's).",
+    "listing the model's).",
     "train.lora.merge": "Also save the merged model: `model/` then holds full weights and `model/adapter/` the "
-                        "adapter; otherwise `model/` is the adapter alone.",
+    "adapter; otherwise `model/` is the adapter alone.",
     "dpo.enabled": "Run the `dpo` stage after training in `--stage all` (`--stage dpo` runs it anyway).",
     "dpo.min_margin": "A pair needs chosen mean score - rejected mean score >= this (and > 0).",
     "dpo.beta": "DPO temperature: how far the policy may move from the reference (TRL's default 0.1).",
@@ -148,9 +154,9 @@ DESCRIPTIONS: dict[str, str] = {
     "dpo.grad_accum": "Gradient accumulation steps.",
     "dpo.warmup_ratio": "Linear warmup share of the steps, then linear decay.",
     "hub.export_dataset": "Write `out_dir/hf_dataset/` (a `datasets` DatasetDict with a dataset card) at the report "
-                          "stage; needs `pip install datasets`.",
+    "stage; needs `pip install datasets`.",
     "hub.push": "Push the dataset (`dataset_repo`) and the trained model (`model_repo`) at the report stage; "
-                "untested here (no Hub access).",
+    "untested here (no Hub access).",
     "hub.dataset_repo": "Hub repo id of the dataset, e.g. `me/committee-svamp`.",
     "hub.model_repo": "Hub repo id of the trained student (`out_dir/model`).",
     "hub.token_env": "Environment variable holding the Hub token (never the token itself).",
@@ -178,8 +184,12 @@ def _plain(t: msgspec.inspect.Type) -> str:
     if isinstance(t, msgspec.inspect.LiteralType):
         return " \\| ".join(f"`{v}`" for v in t.values)
     return {
-        msgspec.inspect.StrType: "str", msgspec.inspect.IntType: "int", msgspec.inspect.FloatType: "float",
-        msgspec.inspect.BoolType: "bool", msgspec.inspect.NoneType: "none", msgspec.inspect.StructType: "table",
+        msgspec.inspect.StrType: "str",
+        msgspec.inspect.IntType: "int",
+        msgspec.inspect.FloatType: "float",
+        msgspec.inspect.BoolType: "bool",
+        msgspec.inspect.NoneType: "none",
+        msgspec.inspect.StructType: "table",
     }.get(type(t), type(t).__name__.removesuffix("Type").lower())
 
 

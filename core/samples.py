@@ -8,6 +8,7 @@ import msgspec
 
 from core.config import ReviewSection, TaskName
 
+
 class DecisionSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The `[review]` settings a sample was decided with; a rerun with others decides it again."""
 

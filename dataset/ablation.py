@@ -13,9 +13,9 @@ import sqlite3
 
 import msgspec
 
+from accounting.ledger import stage_ledger
 from core.config import Config
 from core.errors import ConfigError
-from accounting.ledger import stage_ledger
 from core.samples import DecidedSample
 
 
@@ -55,9 +55,7 @@ def restrict(sample: DecidedSample, variant: Variant) -> DecidedSample:
     if variant.peer_review and variant.single_teacher is None:
         return sample
     keep = (lambda teacher: teacher == variant.single_teacher) if variant.single_teacher else (lambda teacher: True)
-    rationales = [
-        msgspec.structs.replace(r, accepted=bool(r.text)) for r in sample.rationales if keep(r.teacher)
-    ]
+    rationales = [msgspec.structs.replace(r, accepted=bool(r.text)) for r in sample.rationales if keep(r.teacher)]
     feedback = [f for f in sample.feedback if keep(f.teacher)]
     missing = [m for m in sample.missing if not m.startswith("review:") and keep(m.split(":", 1)[1])]
     included = not missing and any(r.accepted for r in rationales) and any(f.text for f in feedback)

@@ -22,8 +22,8 @@ from core.errors import DataError
 from core.jsonl import decode_lines
 from core.samples import DecidedSample, RationaleOutcome
 from prompts import template
-from prompts.student import instruction_name
 from prompts.messages import format_question
+from prompts.student import instruction_name
 
 
 class Message(msgspec.Struct, frozen=True):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import msgspec
 
+from core.records import TrainRecord
 from core.samples import DecidedSample
 from prompts.sets import PromptSet, prompt_set
-from core.records import TrainRecord
 
 _decode_sample = msgspec.json.Decoder(DecidedSample).decode
 
@@ -130,4 +130,3 @@ def _write_lines(path: Path, lines: list[bytes]) -> None:
             fh.write(line)
             fh.write(b"\n")
     tmp.replace(path)
-

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import msgspec
 
+from core.errors import CommitteeError
 from emulator.process import READY_PREFIX
 from emulator.server import run_emulator
 from emulator.spec import EmulatorSpec
-from core.errors import CommitteeError
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import msgspec
 
-from emulator.spec import AnswerFn, AnswerRequest, EmulatorSpec
-from emulator.tokens import count_tokens, fit_tokens
 from core.errors import ConfigError, DataError
 from core.jsonl import decode_lines
+from emulator.spec import AnswerFn, AnswerRequest, EmulatorSpec
+from emulator.tokens import count_tokens, fit_tokens
 
 # Words of the short echo given when `output_tokens` is not set.
 SHORT_ECHO_WORDS = 12
@@ -52,9 +52,7 @@ def canned(answers: list[CannedAnswer], output_tokens: int | None, ask: AnswerRe
     """The first canned answer matching the model and the last user message, else an echo."""
     last_user = ask.last_user_text()
     for answer in answers:
-        if (answer.model is None or answer.model == ask.model) and (
-            answer.match is None or answer.match in last_user
-        ):
+        if (answer.model is None or answer.model == ask.model) and (answer.match is None or answer.match in last_user):
             return answer.text
     return echo(ask, output_tokens)
 
@@ -80,6 +78,4 @@ def answer_fn_for(spec: EmulatorSpec) -> AnswerFn:
         return partial(canned, load_canned(Path(source)), spec.output_tokens)
     if ":" in source:
         return import_answer_fn(source)
-    raise ConfigError(
-        f"emulator answers {source!r}: use 'echo', a path to a .jsonl file, or 'package.module:function'"
-    )
+    raise ConfigError(f"emulator answers {source!r}: use 'echo', a path to a .jsonl file, or 'package.module:function'")

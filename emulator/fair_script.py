@@ -22,15 +22,15 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 
 import prompts
-from prompts import Templates
-from prompts.sets import PAPER_FOLDER
+from accounting.forecast import DEFAULT_OUTPUT_TOKENS
+from core.records import Question
 from emulator.spec import AnswerRequest
 from emulator.tokens import count_tokens
-from accounting.forecast import DEFAULT_OUTPUT_TOKENS
+from prompts import Templates
 from prompts.messages import format_question
+from prompts.sets import PAPER_FOLDER
 from tasks import extract_answer, is_correct
 from tasks.answers import LETTERS
-from core.records import Question
 
 _PAPER = Templates(PAPER_FOLDER, verbatim=True)
 
@@ -91,8 +91,14 @@ def recognise(prompt: str) -> tuple[str, str, dict[str, str]] | None:
 class FairScript:
     """An emulator answer function playing a committee of teachers of different quality."""
 
-    def __init__(self, questions: Sequence[Question] = (), *, seed: int = 0,
-                 lengths: Mapping[str, float] = DEFAULT_OUTPUT_TOKENS, scale: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        questions: Sequence[Question] = (),
+        *,
+        seed: int = 0,
+        lengths: Mapping[str, float] = DEFAULT_OUTPUT_TOKENS,
+        scale: Mapping[str, float] | None = None,
+    ):
         self._gold = {format_question(q).strip(): (q.task, q.gold) for q in questions}
         self._seed = seed
         # Answers as long as the dry-run forecast assumes (give or take 20%), so a
@@ -136,12 +142,20 @@ class FairScript:
             return self._padded(
                 "The student's reasoning goes wrong at the first calculation: the quantities in the question "
                 "are combined with the wrong operation.",
-                f" Redo that step carefully; the correct answer is {gold}.", "feedback", request.model, prompt,
+                f" Redo that step carefully; the correct answer is {gold}.",
+                "feedback",
+                request.model,
+                prompt,
             )
         task = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}[fam]
         score = self.review_score(request.model, task, fields["rationale"].strip(), _gold_value(fam, gold))
-        return self._padded("The rationale was checked step by step against the hint.", f" Score: [{score}]",
-                            "review", request.model, prompt)
+        return self._padded(
+            "The rationale was checked step by step against the hint.",
+            f" Score: [{score}]",
+            "review",
+            request.model,
+            prompt,
+        )
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
         task, gold = self._gold.get(question, ("", ""))

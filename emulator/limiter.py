@@ -28,7 +28,7 @@ _EPSILON = 1e-9
 class TokenBucket:
     """One limit dimension: `capacity` units, refilled at `rate_per_s`; `limit` is what headers report."""
 
-    __slots__ = ("limit", "rate_per_s", "capacity", "level", "_stamp", "_clock")
+    __slots__ = ("_clock", "_stamp", "capacity", "level", "limit", "rate_per_s")
 
     def __init__(self, limit_per_min: float, burst_s: float, min_capacity: float, clock: Callable[[], float]):
         self.limit = limit_per_min
@@ -97,7 +97,7 @@ class ModelLimiter:
     limits say TPM is never refunded (Azure).
     """
 
-    __slots__ = ("requests", "tokens", "input", "output", "day", "refunds", "dialect")
+    __slots__ = ("day", "dialect", "input", "output", "refunds", "requests", "tokens")
 
     def __init__(self, limits: ModelLimits, clock: Callable[[], float]):
         def bucket(per_minute: float | None, burst_s: float, min_capacity: float) -> TokenBucket | None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import msgspec
 
-from emulator.spec import EmulatorSpec
 from core.children import die_with_parent, stop_group
+from emulator.spec import EmulatorSpec
 
 READY_PREFIX = "emulator listening on "
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def start_emulator_process(spec: EmulatorSpec, *, start_timeout_s: float = 30.0)
                 stderr=stderr,
                 env=env,
                 text=True,
-                preexec_fn=die_with_parent(),  # noqa: PLW1509 - it only calls prctl
+                preexec_fn=die_with_parent(),
                 start_new_session=True,
             )
         try:
@@ -72,4 +72,4 @@ def _read_url(child: subprocess.Popen[str], stderr_path: Path, timeout_s: float)
         child.wait()
         error = stderr_path.read_text(errors="replace").strip().splitlines()
         raise RuntimeError(f"emulator process did not start: {error[-1] if error else line.strip() or 'no output'}")
-    return line[len(READY_PREFIX):].strip()
+    return line[len(READY_PREFIX) :].strip()

@@ -273,9 +273,7 @@ def _json_response(status: int, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-def _error_response(
-    wire: Wire, kind: str, message: str, limiter: ModelLimiter | None = None
-) -> web.Response:
+def _error_response(wire: Wire, kind: str, message: str, limiter: ModelLimiter | None = None) -> web.Response:
     status, body = wire.error(kind, message)  # type: ignore[arg-type]
     headers = limiter.headers(anthropic=wire.provider == "anthropic") if limiter is not None else None
     return web.Response(status=status, body=body, headers=headers, content_type="application/json")

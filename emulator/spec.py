@@ -99,7 +99,16 @@ class Faults(_Spec):
 
 
 FAULT_KINDS = (
-    "error", "reset", "hang", "malformed", "empty", "filtered", "refusal", "truncated", "error_200", "no_usage"
+    "error",
+    "reset",
+    "hang",
+    "malformed",
+    "empty",
+    "filtered",
+    "refusal",
+    "truncated",
+    "error_200",
+    "no_usage",
 )
 
 

@@ -57,9 +57,7 @@ _key_encoder = msgspec.json.Encoder()
 
 def content_key(ask: AnswerRequest) -> str:
     """sha256 (first 128 bits, hex) of the canonical JSON of provider, model, messages and sampling."""
-    canonical = _key_encoder.encode(
-        (ask.provider, ask.model, ask.messages, ask.temperature, ask.top_p, ask.max_tokens)
-    )
+    canonical = _key_encoder.encode((ask.provider, ask.model, ask.messages, ask.temperature, ask.top_p, ask.max_tokens))
     return hashlib.sha256(canonical).hexdigest()[:32]
 
 

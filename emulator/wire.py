@@ -137,12 +137,18 @@ class OpenAIWire:
     def quota_error(self, model: str, quota: int) -> tuple[int, bytes]:
         """429 insufficient_quota: the same status as a rate limit, and no retry will help
         (https://platform.openai.com/docs/guides/error-codes/api-errors)."""
-        return 429, _encoder.encode({"error": {
-            "message": "You exceeded your current quota, please check your plan and billing details. For more "
-                       "information on this error, read the docs: "
-                       "https://platform.openai.com/docs/guides/error-codes/api-errors.",
-            "type": "insufficient_quota", "param": None, "code": "insufficient_quota",
-        }})
+        return 429, _encoder.encode(
+            {
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details. For more "
+                    "information on this error, read the docs: "
+                    "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            }
+        )
 
     def overloaded_error(self) -> tuple[int, bytes]:
         """503 "The server is overloaded or not ready yet." (the error-codes guide above)."""
@@ -242,29 +248,39 @@ class GeminiWire:
         """429 RESOURCE_EXHAUSTED with a per-day QuotaFailure, as a free tier's daily request
         quota answers (https://ai.google.dev/gemini-api/docs/rate-limits). Like the real one it
         also carries a RetryInfo, which a client must not take for a short wait."""
-        return 429, _encoder.encode({"error": {
-            "code": 429,
-            "message": "You exceeded your current quota, please check your plan and billing details. For more "
-                       "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
-            "status": "RESOURCE_EXHAUSTED",
-            "details": [
-                {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [{
-                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                        "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
-                        "quotaDimensions": {"location": "global", "model": model},
-                        "quotaValue": str(quota),
-                    }],
-                },
-                {
-                    "@type": "type.googleapis.com/google.rpc.Help",
-                    "links": [{"description": "Learn more about Gemini API quotas",
-                               "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}],
-                },
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "22s"},
-            ],
-        }})
+        return 429, _encoder.encode(
+            {
+                "error": {
+                    "code": 429,
+                    "message": "You exceeded your current quota, please check your plan and billing details. For more "
+                    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                            "violations": [
+                                {
+                                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                    "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                                    "quotaDimensions": {"location": "global", "model": model},
+                                    "quotaValue": str(quota),
+                                }
+                            ],
+                        },
+                        {
+                            "@type": "type.googleapis.com/google.rpc.Help",
+                            "links": [
+                                {
+                                    "description": "Learn more about Gemini API quotas",
+                                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                                }
+                            ],
+                        },
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "22s"},
+                    ],
+                }
+            }
+        )
 
     def overloaded_error(self) -> tuple[int, bytes]:
         """503 UNAVAILABLE "The model is overloaded." (the troubleshooting page above)."""
@@ -344,8 +360,9 @@ class AnthropicWire:
         elif finish == "truncated":
             # Extended thinking used the whole max_tokens: a thinking block and no text block.
             # https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
-            content = [{"type": "thinking", "thinking": "Let me work through this step by step...",
-                        "signature": "emulator"}]
+            content = [
+                {"type": "thinking", "thinking": "Let me work through this step by step...", "signature": "emulator"}
+            ]
         document: dict[str, object] = {
             "id": f"msg_emu{next(_ids)}",
             "type": "message",
@@ -384,10 +401,18 @@ class AnthropicWire:
 # https://platform.openai.com/docs/api-reference/chat/object: finish_reason is stop, length or
 # content_filter ("omitted content due to a flag from our content filters"); a refusal ends with stop.
 _OPENAI_FINISH: dict[str, str] = {
-    "stop": "stop", "length": "length", "filtered": "content_filter", "refusal": "stop", "truncated": "length"
+    "stop": "stop",
+    "length": "length",
+    "filtered": "content_filter",
+    "refusal": "stop",
+    "truncated": "length",
 }
 _ANTHROPIC_STOP: dict[str, str] = {
-    "stop": "end_turn", "length": "max_tokens", "filtered": "refusal", "refusal": "refusal", "truncated": "max_tokens"
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "filtered": "refusal",
+    "refusal": "refusal",
+    "truncated": "max_tokens",
 }
 
 Wire = OpenAIWire | GeminiWire | AnthropicWire

@@ -25,7 +25,7 @@ DEFAULT_THRESHOLD = 3
 class Breaker:
     """Counts account errors in a row; `open` (with `cause`) once `threshold` is reached."""
 
-    __slots__ = ("threshold", "in_a_row", "cause", "open")
+    __slots__ = ("cause", "in_a_row", "open", "threshold")
 
     def __init__(self, threshold: int = DEFAULT_THRESHOLD):
         if threshold < 1:

@@ -34,7 +34,7 @@ CostFn = Callable[[int, int], "float | None"]
 class Budget:
     """Spent, possibly billed and reserved USD against an optional cap."""
 
-    __slots__ = ("max_usd", "spent_usd", "possibly_usd", "reserved_usd", "reached", "_holders", "_changed")
+    __slots__ = ("_changed", "_holders", "max_usd", "possibly_usd", "reached", "reserved_usd", "spent_usd")
 
     def __init__(self, max_usd: float | None, *, spent_usd: float = 0.0, possibly_usd: float = 0.0):
         self.max_usd = max_usd
@@ -106,8 +106,18 @@ class CallTab:
     whatever the outcome, cancellation included.
     """
 
-    __slots__ = ("budget", "worst_usd", "cost_usd", "input_tokens", "output_tokens", "usd", "possibly_usd",
-                 "possibly_attempts", "usage_estimated", "_held")
+    __slots__ = (
+        "_held",
+        "budget",
+        "cost_usd",
+        "input_tokens",
+        "output_tokens",
+        "possibly_attempts",
+        "possibly_usd",
+        "usage_estimated",
+        "usd",
+        "worst_usd",
+    )
 
     def __init__(self, budget: Budget | None = None, *, worst_usd: float = 0.0, cost_usd: CostFn | None = None):
         self.budget = budget

@@ -24,7 +24,7 @@ class Aimd:
     (False, 32.0)
     """
 
-    __slots__ = ("value", "ceiling", "floor", "factor", "step", "events", "_epoch")
+    __slots__ = ("_epoch", "ceiling", "events", "factor", "floor", "step", "value")
 
     def __init__(self, ceiling: float, *, floor: float, factor: float, step: float):
         if not 0 < factor < 1:

@@ -41,10 +41,6 @@ import anyio
 import msgspec
 
 from core.calls import ChatRequest, ChatResult, plausible_tokens
-from engine.backoff import retry_delay_s
-from engine.breaker import Breaker
-from engine.budget import CallTab
-from engine.concurrency import Aimd
 from core.config import TeacherSection
 from core.errors import (
     AccountError,
@@ -54,6 +50,10 @@ from core.errors import (
     Unusable,
     UnusableKind,
 )
+from engine.backoff import retry_delay_s
+from engine.breaker import Breaker
+from engine.budget import CallTab
+from engine.concurrency import Aimd
 from engine.limiter import Clock, TokenBucket
 from engine.tokens import estimate_request_tokens, estimate_tokens
 
@@ -254,8 +254,13 @@ class Lane:
         def end(status: Literal["failed", "skipped"], error: str) -> CallOutcome:
             stats.failed += status == "failed"
             return CallOutcome(
-                status=status, attempts=attempts, retries=max(attempts - 1, 0), http_429=http_429, error=error,
-                elapsed_s=self._clock() - started, unusable=unusable[-1].kind if unusable else None,
+                status=status,
+                attempts=attempts,
+                retries=max(attempts - 1, 0),
+                http_429=http_429,
+                error=error,
+                elapsed_s=self._clock() - started,
+                unusable=unusable[-1].kind if unusable else None,
                 http_status=http_status,
             )
 
@@ -303,21 +308,30 @@ class Lane:
                 after_s = answer.after_s
                 if after_s is not None:
                     after_s = min(after_s, self.limits.overload_backoff_cap_s)
-                delay_s = retry_delay_s(overload_attempts, after_s, base_s=self.limits.backoff_base_s,
-                                        cap_s=self.limits.overload_backoff_cap_s, rng=self._rng)
+                delay_s = retry_delay_s(
+                    overload_attempts,
+                    after_s,
+                    base_s=self.limits.backoff_base_s,
+                    cap_s=self.limits.overload_backoff_cap_s,
+                    rng=self._rng,
+                )
                 horizon_s = overload_since + self.limits.overload_retry_s - self._clock()
                 delay_s = max(min(delay_s, horizon_s), 0.0)
             else:
                 delay_s = retry_delay_s(
                     max(attempts - overload_attempts, 1),
                     answer.after_s if isinstance(answer, Retryable) else None,
-                    base_s=self.limits.backoff_base_s, cap_s=self.limits.backoff_cap_s, rng=self._rng,
+                    base_s=self.limits.backoff_base_s,
+                    cap_s=self.limits.backoff_cap_s,
+                    rng=self._rng,
                 )
             await anyio.sleep(delay_s)
 
     def _breaker_error(self) -> str:
-        return (f"teacher {self.name!r}: {self.breaker.cause}, calls to it stopped (not sent); "
-                "top up the account or fix the key, then rerun the same command to resume")
+        return (
+            f"teacher {self.name!r}: {self.breaker.cause}, calls to it stopped (not sent); "
+            "top up the account or fix the key, then rerun the same command to resume"
+        )
 
     def _give_up(
         self,
@@ -334,14 +348,18 @@ class Lane:
         reason = " ".join(str(error).split())
         if isinstance(error, Unusable):
             if error.kind == "truncated":
-                return (f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}) "
-                        f"in teacher {self.name!r}'s [[teachers]] section, then rerun")
+                return (
+                    f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}) "
+                    f"in teacher {self.name!r}'s [[teachers]] section, then rerun"
+                )
             if len(unusable) >= _UNUSABLE_ANSWERS[error.kind]:
                 return f"teacher {self.name!r}: {len(unusable)} billed answers without usable text, the last {reason}"
             return None
         if isinstance(error, AccountError):
-            return (f"teacher {self.name!r}: {error.cause} ({reason}); "
-                    "top up the account or fix the key, then rerun the same command to resume")
+            return (
+                f"teacher {self.name!r}: {error.cause} ({reason}); "
+                "top up the account or fix the key, then rerun the same command to resume"
+            )
         if isinstance(error, Permanent):
             return f"teacher {self.name!r}: {reason}"
         assert isinstance(error, Retryable)
@@ -350,8 +368,10 @@ class Lane:
         if error.overloaded:
             assert overload_since is not None
             if self._clock() - overload_since > self.limits.overload_retry_s:
-                return (f"teacher {self.name!r}: provider overloaded for over "
-                        f"{self.limits.overload_retry_s:g} s: {reason}; rerun later to resume")
+                return (
+                    f"teacher {self.name!r}: provider overloaded for over "
+                    f"{self.limits.overload_retry_s:g} s: {reason}; rerun later to resume"
+                )
             return None
         if error.after_s is not None and error.after_s > self.limits.max_retry_after_s:
             return (
@@ -403,8 +423,9 @@ class Lane:
                     error = Permanent(f"unexpected {type(exc).__name__}: {exc}")
                     self._on_failure(error, seq, charged)
                     return error
-                if result.usage_reported and not (plausible_tokens(result.input_tokens)
-                                                  and plausible_tokens(result.output_tokens)):
+                if result.usage_reported and not (
+                    plausible_tokens(result.input_tokens) and plausible_tokens(result.output_tokens)
+                ):
                     # The adapters drop garbled usage already; a client that does not must
                     # not put negative or absurd money in the tab or the store either.
                     log.warning("teacher %r: implausible usage reported; estimating it", self.name)
@@ -432,8 +453,9 @@ class Lane:
                 tab.abandoned()
             self._release()
 
-    def _bill_unusable(self, answer: Unusable, request: ChatRequest, estimate: int, tab: CallTab,
-                       charged: float) -> None:
+    def _bill_unusable(
+        self, answer: Unusable, request: ChatRequest, estimate: int, tab: CallTab, charged: float
+    ) -> None:
         self.stats.unusable += 1
         if plausible_tokens(answer.input_tokens) and plausible_tokens(answer.output_tokens):
             assert answer.input_tokens is not None and answer.output_tokens is not None
@@ -554,9 +576,7 @@ class Lane:
         if info is None:
             return
         if info.limit_requests and _per_minute(info.limit_requests, info.remaining_requests, info.reset_requests_s):
-            self._rpm, self._rate = self._lower(
-                self._rpm, self._rate, info.limit_requests, _START_FILL_REQUESTS
-            )
+            self._rpm, self._rate = self._lower(self._rpm, self._rate, info.limit_requests, _START_FILL_REQUESTS)
         limit_tokens = info.limit_tokens
         if info.limit_input_tokens and info.limit_output_tokens:
             # Anthropic limits input and output apart and its "tokens" headers report the
@@ -564,11 +584,10 @@ class Lane:
             limit_tokens = info.limit_input_tokens + info.limit_output_tokens
         elif info.limit_input_tokens or info.limit_output_tokens:
             limit_tokens = None
-        if limit_tokens and _per_minute(limit_tokens, info.remaining_tokens if limit_tokens == info.limit_tokens
-                                        else None, info.reset_tokens_s):
-            self._tpm, self._token_rate = self._lower(
-                self._tpm, self._token_rate, limit_tokens, _START_FILL_TOKENS
-            )
+        if limit_tokens and _per_minute(
+            limit_tokens, info.remaining_tokens if limit_tokens == info.limit_tokens else None, info.reset_tokens_s
+        ):
+            self._tpm, self._token_rate = self._lower(self._tpm, self._token_rate, limit_tokens, _START_FILL_TOKENS)
         self._publish_rates()
 
     def _publish_rates(self) -> None:
@@ -582,8 +601,12 @@ class Lane:
             log.info("teacher %r: provider reports a limit of %g per minute; adopting it", self.name, reported)
             return self._bucket(reported, start_fill)
         if reported < rate.ceiling:
-            log.info("teacher %r: provider reports a limit of %g per minute, below the configured %g; adopting it",
-                     self.name, reported, rate.ceiling)
+            log.info(
+                "teacher %r: provider reports a limit of %g per minute, below the configured %g; adopting it",
+                self.name,
+                reported,
+                rate.ceiling,
+            )
             rate.lower_ceiling(reported)
             rate.step = rate.ceiling * _RATE_STEP_FRACTION
             bucket.set_rate(rate.value)
@@ -633,8 +656,9 @@ class Lane:
                 # would refill during the pause and release a burst into more 429s.
                 bucket.drain(pause_s)
         self._publish_rates()
-        log.info("teacher %r: rate limited; in-flight cap now %d, pausing %.2f s", self.name,
-                 int(self._cap.value), pause_s)
+        log.info(
+            "teacher %r: rate limited; in-flight cap now %d, pausing %.2f s", self.name, int(self._cap.value), pause_s
+        )
 
 
 def _per_minute(limit: int, remaining: int | None, reset_s: float | None) -> bool:

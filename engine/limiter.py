@@ -25,7 +25,7 @@ Clock = Callable[[], float]
 class TokenBucket:
     """Continuous-refill bucket; the level may go negative (debt) after a late charge."""
 
-    __slots__ = ("per_minute", "burst_s", "rate_per_s", "capacity", "_level", "_stamp", "_clock")
+    __slots__ = ("_clock", "_level", "_stamp", "burst_s", "capacity", "per_minute", "rate_per_s")
 
     def __init__(
         self,

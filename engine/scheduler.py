@@ -21,13 +21,13 @@ from anyio.abc import ObjectReceiveStream
 
 from core.calls import Message
 from core.config import ReviewSection, Stage
-from engine.review import decided, mean_score, passes
+from core.records import Mistake
 from core.samples import DecidedSample, FeedbackOutcome, RationaleOutcome, decision_settings
-from store.calls import CallRow, Store
+from engine.review import decided, mean_score, passes
 from engine.teacher import Teacher
 from prompts.sets import PromptSet, prompt_set
+from store.calls import CallRow, Store
 from tasks import extract_answer, is_correct, parse_score
-from core.records import Mistake
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ class Committee:
         # Rationale and feedback lists keep the teachers' config order whatever
         # order the answers came in, so reruns give identical lines.
         sample.missing.sort()
-        sample.included = not sample.missing and any(r.accepted for r in sample.rationales) and any(
-            f.text for f in sample.feedback
+        sample.included = (
+            not sample.missing and any(r.accepted for r in sample.rationales) and any(f.text for f in sample.feedback)
         )
         return sample
 
@@ -147,7 +147,10 @@ class Committee:
         async def review(reviewer: Teacher) -> None:
             reply = await reviewer.ask(
                 self._messages("review", m, reviewer, rationale=answer.text),
-                dataset=m.task, sample_id=m.id, stage="review", target=teacher.name,
+                dataset=m.task,
+                sample_id=m.id,
+                stage="review",
+                target=teacher.name,
             )
             if reply.text is None:
                 self._failed(m, missing, f"review:{reviewer.name}->{teacher.name}", reviewer, reply.error)
@@ -178,8 +181,16 @@ class Committee:
     async def _skip(self, m: Mistake, reviewer: Teacher, target: Teacher, out: RationaleOutcome, why: str) -> None:
         out.skipped[reviewer.name] = why  # type: ignore[assignment]
         await self.store.add_call(
-            CallRow(key="", dataset=m.task, sample_id=m.id, teacher=reviewer.name, stage="review",
-                    target=target.name, status="skipped", error=why)
+            CallRow(
+                key="",
+                dataset=m.task,
+                sample_id=m.id,
+                teacher=reviewer.name,
+                stage="review",
+                target=target.name,
+                status="skipped",
+                error=why,
+            )
         )
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import anyio
 
 from core.calls import ChatRequest, Message
-from engine.budget import Budget, CallTab
 from core.config import Stage, TeacherSection
-from store.calls import CallRow, Store, request_key
+from engine.budget import Budget, CallTab
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
+from store.calls import CallRow, Store, request_key
 
 CostFn = Callable[[int, int], "float | None"]
 
@@ -36,7 +36,7 @@ class Answer:
 
 
 class _Pending:
-    __slots__ = ("done", "answer")
+    __slots__ = ("answer", "done")
 
     def __init__(self) -> None:
         self.done = anyio.Event()

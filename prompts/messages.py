@@ -5,9 +5,9 @@ from __future__ import annotations
 import prompts
 from core.calls import Message
 from core.config import Stage, TaskName
+from core.records import Mistake, Question
 from tasks.answers import LETTERS
 from tasks.family import family
-from core.records import Mistake, Question
 
 
 def format_question(q: Question | Mistake) -> str:

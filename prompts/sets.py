@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Protocol, Union
 from core.calls import Message
 from core.config import Config, Stage, TaskName
 from core.errors import ConfigError
+from core.records import Mistake, Question, TrainRecord
 from prompts import BUILTIN, Templates
+from prompts.messages import format_question, teacher_messages, template_name
 from prompts.student import (
     ChatTokenizer,
     PromptFormat,
@@ -35,8 +37,6 @@ from prompts.student import (
 )
 from tasks.answers import LETTERS
 from tasks.family import family
-from prompts.messages import format_question, teacher_messages, template_name
-from core.records import Mistake, Question, TrainRecord
 
 if TYPE_CHECKING:
     from core.samples import DecidedSample

@@ -34,9 +34,7 @@ def resolve_format(setting: Literal["auto", "chat", "instruction"], tokenizer: C
     return setting
 
 
-def _wrap(
-    tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_text: str, templates: Templates
-) -> str:
+def _wrap(tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_text: str, templates: Templates) -> str:
     if fmt == "chat":
         content = f"{instruction}\n\n{input_text}"
         return tokenizer.apply_chat_template(

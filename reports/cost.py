@@ -21,9 +21,7 @@ import msgspec
 from rich.console import Console
 
 from accounting import ledger
-from dataset.writer import decode_samples, picked_teacher
 from core.samples import DecidedSample
-from store.calls import sample_bodies
 from core.tables import (
     Table,
     fmt_num,
@@ -33,6 +31,8 @@ from core.tables import (
     to_markdown,
     to_rich,
 )
+from dataset.writer import decode_samples, picked_teacher
+from store.calls import sample_bodies
 
 STORE_FILE = "store.sqlite"
 
@@ -174,9 +174,19 @@ def dataset_cost(conn: sqlite3.Connection, task: str, seed: int = 731) -> Datase
         task=task,
         rows=[
             CostRow(
-                teacher=r.teacher, stage=r.stage, calls=r.calls, failed=r.failed, retries=r.retries,
-                input_tokens=r.input_tokens, output_tokens=r.output_tokens, usd=r.usd, http_429=r.http_429,
-                cached=r.cached, skipped=r.skipped, possibly_usd=r.possibly_usd, unusable=r.unusable,
+                teacher=r.teacher,
+                stage=r.stage,
+                calls=r.calls,
+                failed=r.failed,
+                retries=r.retries,
+                input_tokens=r.input_tokens,
+                output_tokens=r.output_tokens,
+                usd=r.usd,
+                http_429=r.http_429,
+                cached=r.cached,
+                skipped=r.skipped,
+                possibly_usd=r.possibly_usd,
+                unusable=r.unusable,
                 usage_estimated=r.usage_estimated,
             )
             for r in stage_rows
@@ -220,44 +230,101 @@ def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = No
 
 def cost_tables(section: DatasetCost) -> list[Table]:
     """A dataset's cost figures as tables: teacher x stage, acceptance (Table 4), tokens per sample (Table 5)."""
-    head = ["teacher", "stage", "calls", "failed", "retries", "429s", "cached", "skipped", "input tok", "output tok",
-            "USD", "possibly billed USD"]
+    head = [
+        "teacher",
+        "stage",
+        "calls",
+        "failed",
+        "retries",
+        "429s",
+        "cached",
+        "skipped",
+        "input tok",
+        "output tok",
+        "USD",
+        "possibly billed USD",
+    ]
     rows = [
-        [r.teacher, r.stage, fmt_num(r.calls), fmt_num(r.failed), fmt_num(r.retries), fmt_num(r.http_429),
-         fmt_num(r.cached), _fmt_skipped(r.skipped), fmt_num(r.input_tokens), fmt_num(r.output_tokens), fmt_usd(r.usd),
-         fmt_usd(r.possibly_usd)]
+        [
+            r.teacher,
+            r.stage,
+            fmt_num(r.calls),
+            fmt_num(r.failed),
+            fmt_num(r.retries),
+            fmt_num(r.http_429),
+            fmt_num(r.cached),
+            _fmt_skipped(r.skipped),
+            fmt_num(r.input_tokens),
+            fmt_num(r.output_tokens),
+            fmt_usd(r.usd),
+            fmt_usd(r.possibly_usd),
+        ]
         for r in section.rows
     ]
     t = section.total
-    rows.append(["total", "", fmt_num(t.calls), fmt_num(t.failed), fmt_num(t.retries), fmt_num(t.http_429),
-                 fmt_num(t.cached), fmt_num(t.skipped), fmt_num(t.input_tokens), fmt_num(t.output_tokens),
-                 fmt_usd(t.usd), fmt_usd(t.possibly_usd)])
+    rows.append(
+        [
+            "total",
+            "",
+            fmt_num(t.calls),
+            fmt_num(t.failed),
+            fmt_num(t.retries),
+            fmt_num(t.http_429),
+            fmt_num(t.cached),
+            fmt_num(t.skipped),
+            fmt_num(t.input_tokens),
+            fmt_num(t.output_tokens),
+            fmt_usd(t.usd),
+            fmt_usd(t.possibly_usd),
+        ]
+    )
     notes = [
         f"{section.included} of {section.samples} decided samples included; "
         f"{fmt_usd(section.usd_per_included) if section.included else '-'} per included sample.",
         f"Skip options saved {section.saved.calls} review calls ({fmt_usd(section.saved.usd)} estimated).",
     ]
     if t.possibly_usd:
-        notes.append(f"Possibly billed: the worst case of attempts sent and never answered (timeouts, resets, "
-                     f"cancellations), {fmt_usd(t.possibly_usd)}; providers may bill them, the cap counts them.")
+        notes.append(
+            f"Possibly billed: the worst case of attempts sent and never answered (timeouts, resets, "
+            f"cancellations), {fmt_usd(t.possibly_usd)}; providers may bill them, the cap counts them."
+        )
     if t.unusable:
-        notes.append(f"{t.unusable} calls ended on an answer billed without usable text (filtered, refused, "
-                     "truncated or empty); their tokens are in the USD column.")
+        notes.append(
+            f"{t.unusable} calls ended on an answer billed without usable text (filtered, refused, "
+            "truncated or empty); their tokens are in the USD column."
+        )
     if t.usage_estimated:
         notes.append(f"{t.usage_estimated} calls came back without usage; their tokens are our estimate.")
     if section.missing_calls:
         notes.append(f"{section.missing_calls} calls failed or were not sent; rerun the same config to send them.")
     if section.stopped_at_budget:
         notes.append("The spending cap (review.max_usd) stopped this dataset before it finished.")
-    calls = Table(title=f"{section.task}: teacher calls and cost", headers=head, rows=rows, note=" ".join(notes),
-                  text_columns=2)
+    calls = Table(
+        title=f"{section.task}: teacher calls and cost", headers=head, rows=rows, note=" ".join(notes), text_columns=2
+    )
     accept = Table(
         title=f"{section.task}: acceptance per teacher (paper's Table 4)",
-        headers=["teacher", "rationales", "accepted", "rate", "accepted in included", "share of included",
-                 "picked (Table 4)", "picked share"],
+        headers=[
+            "teacher",
+            "rationales",
+            "accepted",
+            "rate",
+            "accepted in included",
+            "share of included",
+            "picked (Table 4)",
+            "picked share",
+        ],
         rows=[
-            [name, fmt_num(a.rationales), fmt_num(a.accepted), fmt_pct(a.rate), fmt_num(a.accepted_in_included),
-             fmt_pct(a.share_of_included), fmt_num(a.picked), fmt_pct(a.picked_share)]
+            [
+                name,
+                fmt_num(a.rationales),
+                fmt_num(a.accepted),
+                fmt_pct(a.rate),
+                fmt_num(a.accepted_in_included),
+                fmt_pct(a.share_of_included),
+                fmt_num(a.picked),
+                fmt_pct(a.picked_share),
+            ]
             for name, a in section.acceptance.items()
         ],
         note="Table 4 as the paper counts it: `picked` is the teacher of the one rationale each included sample "
@@ -268,8 +335,12 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         title=f"{section.task}: output tokens per sample (paper's Table 5)",
         headers=["teacher", "without review", "with review", "ratio"],
         rows=[
-            [name, fmt_num(v.without_review), fmt_num(v.with_review),
-             f"{v.with_review / v.without_review:.2f}x" if v.without_review else "-"]
+            [
+                name,
+                fmt_num(v.without_review),
+                fmt_num(v.with_review),
+                f"{v.with_review / v.without_review:.2f}x" if v.without_review else "-",
+            ]
             for name, v in section.tokens_per_sample.items()
         ],
         note="Table 5's definition: output tokens a teacher generates per sample; `without review` = its rationale "
@@ -290,8 +361,10 @@ def write_cost_report(report: CostReport, out_dir: Path) -> tuple[Path, Path]:
     md_path = out_dir / "cost_report.md"
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
     sections = [to_markdown(t) for s in report.datasets for t in cost_tables(s)]
-    sections.append(f"Total: {fmt_usd(report.total_usd)} billed, {fmt_usd(report.possibly_usd)} possibly billed. "
-                    f"Generated {report.generated_at}.\n")
+    sections.append(
+        f"Total: {fmt_usd(report.total_usd)} billed, {fmt_usd(report.possibly_usd)} possibly billed. "
+        f"Generated {report.generated_at}.\n"
+    )
     md_path.write_text(join_markdown("Cost report", sections), encoding="utf-8")
     return json_path, md_path
 

@@ -57,11 +57,21 @@ def check_forecast(fc: Forecast, conn: sqlite3.Connection) -> list[ForecastCheck
     for ds in fc.datasets:
         for r in ds.rows:
             calls, usd = actual.get((r.dataset, r.teacher, r.stage), (0, 0.0))
-            rows.append(ForecastCheckRow(
-                dataset=r.dataset, teacher=r.teacher, stage=r.stage, source=r.source, forecast_calls=r.calls,
-                actual_calls=calls, forecast_usd=r.usd, usd_low=r.usd_low, usd_high=r.usd_high, actual_usd=usd,
-                usd_ratio=usd / r.usd if usd is not None and r.usd else None,
-            ))
+            rows.append(
+                ForecastCheckRow(
+                    dataset=r.dataset,
+                    teacher=r.teacher,
+                    stage=r.stage,
+                    source=r.source,
+                    forecast_calls=r.calls,
+                    actual_calls=calls,
+                    forecast_usd=r.usd,
+                    usd_low=r.usd_low,
+                    usd_high=r.usd_high,
+                    actual_usd=usd,
+                    usd_ratio=usd / r.usd if usd is not None and r.usd else None,
+                )
+            )
     return rows
 
 
@@ -75,11 +85,34 @@ def forecast_check_table(rows: list[ForecastCheckRow]) -> Table:
     paid = sum(r.actual_usd or 0.0 for r in rows)
     return Table(
         title="Forecast (forecast.json) against actual, per dataset x teacher x stage",
-        headers=["dataset", "teacher", "stage", "source", "calls fc", "calls", "USD fc", "USD fc 90%", "USD",
-                 "USD / fc"],
+        headers=[
+            "dataset",
+            "teacher",
+            "stage",
+            "source",
+            "calls fc",
+            "calls",
+            "USD fc",
+            "USD fc 90%",
+            "USD",
+            "USD / fc",
+        ],
         text_columns=4,
-        rows=[[r.dataset, r.teacher, r.stage, r.source, fmt_num(r.forecast_calls), fmt_num(r.actual_calls),
-               fmt_usd(r.forecast_usd), interval(r), fmt_usd(r.actual_usd), fmt_pct(r.usd_ratio)] for r in rows],
+        rows=[
+            [
+                r.dataset,
+                r.teacher,
+                r.stage,
+                r.source,
+                fmt_num(r.forecast_calls),
+                fmt_num(r.actual_calls),
+                fmt_usd(r.forecast_usd),
+                interval(r),
+                fmt_usd(r.actual_usd),
+                fmt_pct(r.usd_ratio),
+            ]
+            for r in rows
+        ],
         note=f"Forecast {fmt_usd(forecast)}, paid {fmt_usd(paid)}"
-             + (f" ({fmt_pct(paid / forecast)} of the forecast)." if forecast else "."),
+        + (f" ({fmt_pct(paid / forecast)} of the forecast)." if forecast else "."),
     )

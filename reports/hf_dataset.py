@@ -96,7 +96,7 @@ def dataset_card(cfg: Config, report: RunReport, sizes: dict[str, int]) -> str:
     }
     lines = ["---", card_yaml(header), "---", "", f"# {header['pretty_name']}", ""]
     lines += [
-        "Reasoning data distilled with FAIR (Li et al., ACL Findings 2025, \"Learning from Committee\"): a student "
+        'Reasoning data distilled with FAIR (Li et al., ACL Findings 2025, "Learning from Committee"): a student '
         "model sat an exam; each mistake got a rationale and feedback from every teacher, and each rationale was "
         "peer-reviewed by the other teachers (accepted at a mean score "
         f"{'>' if cfg.review.strict else '>='} {cfg.review.threshold}).",
@@ -124,9 +124,7 @@ def dataset_card(cfg: Config, report: RunReport, sizes: dict[str, int]) -> str:
         cost = section.cost
         if cost is None:
             continue
-        accept = ", ".join(
-            f"{t} {a.rate:.0%}" for t, a in sorted(cost.acceptance.items()) if a.rate is not None
-        )
+        accept = ", ".join(f"{t} {a.rate:.0%}" for t, a in sorted(cost.acceptance.items()) if a.rate is not None)
         lines.append(f"| {section.task} | {cost.samples} | {cost.included} | {_usd(cost.total.usd)} | "
                      f"{_usd(cost.usd_per_included)} | {accept or 'n/a'} |")  # fmt: skip
     lines += ["", "## Sources and licences", ""]

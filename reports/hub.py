@@ -78,7 +78,7 @@ def _push(cfg: Config, dataset_dir: Path | None, model_dir: Path | None) -> None
             api.create_repo(hub.model_repo, private=hub.private, exist_ok=True)
             api.upload_folder(folder_path=str(model_dir), repo_id=hub.model_repo)
             log.info("pushed the model to %s", hub.model_repo)
-    except Exception as exc:  # noqa: BLE001 - network, auth and Hub errors all mean "not pushed; the files are here"
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
             f"[hub].push failed ({first}); the files are in {cfg.out_dir}; check the network and ${hub.token_env}, "

@@ -35,16 +35,22 @@ def write_model_card(cfg: Config, report: RunReport, model_dir: Path) -> Path:
     }
     if cfg.hub.dataset_repo:
         header["datasets"] = [cfg.hub.dataset_repo]
-    objective = "DPO on peer-review preference pairs, after SFT" if model_dir.name == "model_dpo" else (
-        "FAIR's joint loss: alpha * CE(feedback) + (1 - alpha) * CE(rationale)"
+    objective = (
+        "DPO on peer-review preference pairs, after SFT"
+        if model_dir.name == "model_dpo"
+        else ("FAIR's joint loss: alpha * CE(feedback) + (1 - alpha) * CE(rationale)")
     )
     lines = ["---", card_yaml(header), "---", "", f"# {cfg.run.name}: {model_dir.name}", ""]
     lines += [
         f"`{base}` distilled with FAIR (Li et al., ACL Findings 2025) from a committee of "
         f"{', '.join(t.model for t in cfg.teachers) or 'teachers'}. Objective: {objective}.",
         "",
-        "Weights: " + ("a LoRA adapter (load with `peft.AutoPeftModelForCausalLM`)." if adapter else
-                       "full weights (`transformers.AutoModelForCausalLM`, vLLM)."),  # fmt: skip
+        "Weights: "
+        + (
+            "a LoRA adapter (load with `peft.AutoPeftModelForCausalLM`)."
+            if adapter
+            else "full weights (`transformers.AutoModelForCausalLM`, vLLM)."
+        ),  # fmt: skip
         "",
         "## Data",
         "",

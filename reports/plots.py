@@ -12,9 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: report runs happen on headless machines
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from accounting.ledger import Series  # noqa: E402
+from accounting.ledger import Series
 
 
 def _save(fig, path: Path) -> Path:
@@ -34,8 +34,13 @@ def plot_call_rate(rates: Mapping[str, Series], rpm: Mapping[str, float | None],
         (line,) = ax.plot(series.t_s, series.values, label=teacher)
         limit = rpm.get(teacher)
         if limit:
-            ax.axhline(limit / 60.0, color=line.get_color(), linestyle="--", linewidth=1,
-                       label=f"{teacher} limit ({limit:g} rpm)")
+            ax.axhline(
+                limit / 60.0,
+                color=line.get_color(),
+                linestyle="--",
+                linewidth=1,
+                label=f"{teacher} limit ({limit:g} rpm)",
+            )
     ax.set_xlabel("seconds since the run started")
     ax.set_ylabel("calls per second")
     ax.set_title("Teacher calls per second")

@@ -26,12 +26,18 @@ from rich.console import Console
 
 from accounting import ledger
 from core.config import Config
+from core.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
 from reports.cost import (
-    STORE_FILE, BudgetStop, CostReport, DatasetCost, build_cost_report, cost_tables, ledger_connection,
+    STORE_FILE,
+    BudgetStop,
+    CostReport,
+    DatasetCost,
+    build_cost_report,
+    cost_tables,
+    ledger_connection,
     write_cost_report,
 )
 from reports.forecast_check import ForecastCheckRow, check_forecast, forecast_check_table, read_forecast
-from core.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +164,11 @@ def _train_summary(rows: Sequence[_LogLine]) -> TrainSummary | None:
     speeds = [r.tokens_per_s for r in rows if r.tokens_per_s is not None]
     losses = [r.loss for r in rows if r.loss is not None]
     return TrainSummary(
-        steps=rows[-1].step, epochs=rows[-1].epoch, first_loss=losses[0] if losses else None,
-        last_loss=losses[-1] if losses else None, mean_tokens_per_s=sum(speeds) / len(speeds) if speeds else None,
+        steps=rows[-1].step,
+        epochs=rows[-1].epoch,
+        first_loss=losses[0] if losses else None,
+        last_loss=losses[-1] if losses else None,
+        mean_tokens_per_s=sum(speeds) / len(speeds) if speeds else None,
     )
 
 
@@ -169,11 +178,20 @@ def _teacher_rates(conn: sqlite3.Connection, cfg: Config | None) -> list[Teacher
     for name, use in sorted(ledger.teacher_usage(conn).items()):
         t = limits.get(name)
         rpm, tpm = (t.rpm, t.tpm) if t is not None else (None, None)
-        out.append(TeacherRate(
-            teacher=name, calls=use.calls, requests=use.requests, busy_s=use.busy_s,
-            requests_per_min=use.requests_per_min, tokens_per_min=use.tokens_per_min, rpm=rpm, tpm=tpm,
-            rpm_used=use.requests_per_min / rpm if rpm else None, tpm_used=use.tokens_per_min / tpm if tpm else None,
-        ))
+        out.append(
+            TeacherRate(
+                teacher=name,
+                calls=use.calls,
+                requests=use.requests,
+                busy_s=use.busy_s,
+                requests_per_min=use.requests_per_min,
+                tokens_per_min=use.tokens_per_min,
+                rpm=rpm,
+                tpm=tpm,
+                rpm_used=use.requests_per_min / rpm if rpm else None,
+                tpm_used=use.tokens_per_min / tpm if tpm else None,
+            )
+        )
     return out
 
 
@@ -202,7 +220,8 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
     try:
         costs = (
             {s.task: s for s in build_cost_report(conn, tasks, cfg.run.seed if cfg else 731).datasets}
-            if conn is not None else {}
+            if conn is not None
+            else {}
         )
         teachers = _teacher_rates(conn, cfg) if conn is not None else []
         walls = ledger.stage_walls(conn) if conn is not None else []
@@ -221,12 +240,18 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         mine = [e for e in evals if e.task == task]
         after = [e for e in mine if e.checkpoint != BASE_CHECKPOINT]
         mistakes, source = _count_mistakes(out_dir, task, costs.get(task))
-        sections.append(DatasetReport(
-            task=task, mistakes=mistakes, mistakes_source=source, cost=costs.get(task), evals=mine,
-            before=next((e for e in mine if e.checkpoint == BASE_CHECKPOINT), None),
-            # The SFT model is the method's "after"; a later DPO model has its own row in the eval table.
-            after=next((e for e in after if e.checkpoint == "model"), after[-1] if after else None),
-        ))
+        sections.append(
+            DatasetReport(
+                task=task,
+                mistakes=mistakes,
+                mistakes_source=source,
+                cost=costs.get(task),
+                evals=mine,
+                before=next((e for e in mine if e.checkpoint == BASE_CHECKPOINT), None),
+                # The SFT model is the method's "after"; a later DPO model has its own row in the eval table.
+                after=next((e for e in after if e.checkpoint == "model"), after[-1] if after else None),
+            )
+        )
     if not evals:
         notes.append("No eval.json: accuracy before and after training is not measured yet (run --stage eval).")
     train = _train_summary(read_train_log(out_dir / "train_log.jsonl"))
@@ -239,8 +264,15 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
     return RunReport(
         run=cfg.run.name if cfg is not None else out_dir.name,
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        total_usd=total, datasets=sections, teachers=teachers, stage_walls=walls, budget=budget, train=train,
-        plots={}, notes=notes, forecast=forecast,
+        total_usd=total,
+        datasets=sections,
+        teachers=teachers,
+        stage_walls=walls,
+        budget=budget,
+        train=train,
+        plots={},
+        notes=notes,
+        forecast=forecast,
     )
 
 
@@ -275,8 +307,10 @@ def draw_plots(report: RunReport, out_dir: Path, cfg: Config | None = None) -> N
     drawn = {
         "calls_per_s": (plots.plot_call_rate(rates, rpm, folder / "calls_per_s.png"), "no teacher calls"),
         "cumulative_usd": (plots.plot_cumulative_usd(spend, folder / "cumulative_usd.png"), "no priced calls"),
-        "train_loss": (plots.plot_train_loss([r.step for r in log_rows], curves, folder / "train_loss.png"),
-                       "no training log"),
+        "train_loss": (
+            plots.plot_train_loss([r.step for r in log_rows], curves, folder / "train_loss.png"),
+            "no training log",
+        ),
         "accuracy": (plots.plot_accuracy(accuracy, folder / "accuracy.png"), "no eval results"),
     }
     for name, (path, why) in drawn.items():
@@ -304,48 +338,101 @@ def report_tables(report: RunReport) -> list[Table]:
         tables.append(Table(title=f"{s.task}: summary", headers=["", "value"], rows=summary))
         if c is not None:
             tables += cost_tables(c)
-        tables.append(Table(
-            title=f"{s.task}: student accuracy (95% Wilson interval)",
-            headers=["checkpoint", "model", "n", "correct", "accuracy", "interval"],
-            text_columns=2,
-            rows=[[e.checkpoint, e.model, fmt_num(e.n), fmt_num(e.correct), fmt_pct(e.accuracy),
-                   f"{fmt_pct(e.ci_low)} - {fmt_pct(e.ci_high)}"] for e in s.evals],
-            note=_accuracy_note(s),
-        ))
+        tables.append(
+            Table(
+                title=f"{s.task}: student accuracy (95% Wilson interval)",
+                headers=["checkpoint", "model", "n", "correct", "accuracy", "interval"],
+                text_columns=2,
+                rows=[
+                    [
+                        e.checkpoint,
+                        e.model,
+                        fmt_num(e.n),
+                        fmt_num(e.correct),
+                        fmt_pct(e.accuracy),
+                        f"{fmt_pct(e.ci_low)} - {fmt_pct(e.ci_high)}",
+                    ]
+                    for e in s.evals
+                ],
+                note=_accuracy_note(s),
+            )
+        )
     if len(report.datasets) > 1:
         # Side by side: with [train] per_dataset each row's trained student is that benchmark's own (models/<task>/).
-        tables.append(Table(
-            title="Students side by side: accuracy before and after training",
-            headers=["dataset", "base", "trained", "change"],
-            rows=[[s.task, fmt_pct(s.before.accuracy) if s.before else "-",
-                   fmt_pct(s.after.accuracy) if s.after else "-",
-                   f"{100 * (s.after.accuracy - s.before.accuracy):+.1f} pts" if s.before and s.after else "-"]
-                  for s in report.datasets],
-        ))
-    tables.append(Table(
-        title="Wall time per stage",
-        headers=["stage", "dataset", "wall", "finished"],
-        text_columns=2,
-        rows=[[w.stage, w.dataset or "all", fmt_duration(w.wall_s), "yes" if w.finished else "no (killed?)"]
-              for w in report.stage_walls],
-    ))
-    tables.append(Table(
-        title="Teachers against their rate limits (over each one's busy time)",
-        headers=["teacher", "calls", "requests", "busy", "req/min", "limit rpm", "of rpm", "tok/min", "limit tpm",
-                 "of tpm"],
-        rows=[[t.teacher, fmt_num(t.calls), fmt_num(t.requests), fmt_duration(t.busy_s), fmt_num(t.requests_per_min),
-               fmt_num(t.rpm), fmt_pct(t.rpm_used), fmt_num(t.tokens_per_min, 0), fmt_num(t.tpm, 0),
-               fmt_pct(t.tpm_used)] for t in report.teachers],
-    ))
+        tables.append(
+            Table(
+                title="Students side by side: accuracy before and after training",
+                headers=["dataset", "base", "trained", "change"],
+                rows=[
+                    [
+                        s.task,
+                        fmt_pct(s.before.accuracy) if s.before else "-",
+                        fmt_pct(s.after.accuracy) if s.after else "-",
+                        f"{100 * (s.after.accuracy - s.before.accuracy):+.1f} pts" if s.before and s.after else "-",
+                    ]
+                    for s in report.datasets
+                ],
+            )
+        )
+    tables.append(
+        Table(
+            title="Wall time per stage",
+            headers=["stage", "dataset", "wall", "finished"],
+            text_columns=2,
+            rows=[
+                [w.stage, w.dataset or "all", fmt_duration(w.wall_s), "yes" if w.finished else "no (killed?)"]
+                for w in report.stage_walls
+            ],
+        )
+    )
+    tables.append(
+        Table(
+            title="Teachers against their rate limits (over each one's busy time)",
+            headers=[
+                "teacher",
+                "calls",
+                "requests",
+                "busy",
+                "req/min",
+                "limit rpm",
+                "of rpm",
+                "tok/min",
+                "limit tpm",
+                "of tpm",
+            ],
+            rows=[
+                [
+                    t.teacher,
+                    fmt_num(t.calls),
+                    fmt_num(t.requests),
+                    fmt_duration(t.busy_s),
+                    fmt_num(t.requests_per_min),
+                    fmt_num(t.rpm),
+                    fmt_pct(t.rpm_used),
+                    fmt_num(t.tokens_per_min, 0),
+                    fmt_num(t.tpm, 0),
+                    fmt_pct(t.tpm_used),
+                ]
+                for t in report.teachers
+            ],
+        )
+    )
     if report.forecast:
         tables.append(forecast_check_table(report.forecast))
     if report.train is not None:
         tr = report.train
-        tables.append(Table(title="Training", headers=["", "value"], rows=[
-            ["optimizer steps", fmt_num(tr.steps)], ["epochs", fmt_num(tr.epochs, 2)],
-            ["loss first -> last", f"{fmt_num(tr.first_loss, 3)} -> {fmt_num(tr.last_loss, 3)}"],
-            ["mean tokens/s", fmt_num(tr.mean_tokens_per_s)],
-        ]))
+        tables.append(
+            Table(
+                title="Training",
+                headers=["", "value"],
+                rows=[
+                    ["optimizer steps", fmt_num(tr.steps)],
+                    ["epochs", fmt_num(tr.epochs, 2)],
+                    ["loss first -> last", f"{fmt_num(tr.first_loss, 3)} -> {fmt_num(tr.last_loss, 3)}"],
+                    ["mean tokens/s", fmt_num(tr.mean_tokens_per_s)],
+                ],
+            )
+        )
     return tables
 
 
@@ -362,8 +449,10 @@ def _closing_lines(report: RunReport) -> list[str]:
         b = report.budget
         where = f" at {dt.datetime.fromtimestamp(b.at, dt.timezone.utc).isoformat(timespec='seconds')}" if b.at else ""
         spent = f" with {fmt_usd(b.body.get('spent_usd'))} spent of {fmt_usd(b.body.get('max_usd'))}" if b.body else ""
-        lines.append(f"The spending cap stopped new calls{where}{spent}; {b.skipped_calls} calls were not sent. "
-                     "Raise review.max_usd and rerun to finish.")
+        lines.append(
+            f"The spending cap stopped new calls{where}{spent}; {b.skipped_calls} calls were not sent. "
+            "Raise review.max_usd and rerun to finish."
+        )
     lines += report.notes
     return lines
 
@@ -400,8 +489,9 @@ def run_report(out_dir: Path, cfg: Config | None = None, console: Console | None
     report = build_run_report(out_dir, cfg)
     costs = [s.cost for s in report.datasets if s.cost is not None]
     if costs:
-        write_cost_report(CostReport(datasets=costs, total_usd=report.total_usd, generated_at=report.generated_at),
-                          out_dir)
+        write_cost_report(
+            CostReport(datasets=costs, total_usd=report.total_usd, generated_at=report.generated_at), out_dir
+        )
     draw_plots(report, out_dir, cfg)
     write_run_report(report, out_dir)
     if console is not None:

@@ -22,6 +22,9 @@ import anyio
 import msgspec
 from rich.console import Console
 
+from core.config import Config
+from core.errors import CommitteeError, ConfigError
+from core.tables import Table, fmt_num, fmt_pct, fmt_usd, to_markdown, to_rich
 from dataset.ablation import (
     Variant,
     paper_variants,
@@ -29,16 +32,13 @@ from dataset.ablation import (
     restrict,
     variant_usd,
 )
-from core.config import Config
 from dataset.writer import decode_samples, write_outputs
-from core.errors import CommitteeError, ConfigError
-from store.calls import open_db, sample_bodies
 from prompts.sets import prompt_set
-from core.tables import Table, fmt_num, fmt_pct, fmt_usd, to_markdown, to_rich
 from stages.context import RunContext, load_run_config
 from stages.exam import load_student, open_answers
 from stages.job import run_job
 from stages.sources import test_questions
+from store.calls import open_db, sample_bodies
 from student.evaluate import EvalEntry, EvalFile, run_eval
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,10 @@ def _train_variant(ctx: RunContext, cfg: Config, variant: Variant) -> dict[str, 
     vcfg = variant_config(cfg, variant)
     Path(vcfg.run.out_dir).mkdir(parents=True, exist_ok=True)
     counts = write_outputs(
-        by_task, Path(vcfg.run.out_dir), seed=cfg.run.seed, keep_all=cfg.review.keep_all_accepted,
+        by_task,
+        Path(vcfg.run.out_dir),
+        seed=cfg.run.seed,
+        keep_all=cfg.review.keep_all_accepted,
         prompts=prompt_set(cfg.run.prompts),
     )
     if sum(counts.values()):
@@ -96,8 +99,14 @@ async def _eval_variant(ctx: RunContext, cfg: Config, variant: Variant) -> dict[
             fmt = resolve_format(cfg.student.prompt_format, backend.tokenizer)
             for d in cfg.datasets:
                 result = await run_eval(
-                    test_questions(d), backend, answers, fmt, checkpoint=variant.name, model=cfg.student.model,
-                    prompts=prompt_set(cfg.run.prompts), grader=d.grader,
+                    test_questions(d),
+                    backend,
+                    answers,
+                    fmt,
+                    checkpoint=variant.name,
+                    model=cfg.student.model,
+                    prompts=prompt_set(cfg.run.prompts),
+                    grader=d.grader,
                 )
                 entries[d.task] = result.entry
         finally:
@@ -128,15 +137,22 @@ async def run_ablations(ctx: RunContext, variants: list[Variant]) -> list[Ablati
     try:
         for variant in variants:
             if variant.name == "fair":
-                included = {d.task: sum(s.included for s in decode_samples(sample_bodies(conn, d.task)))
-                            for d in ctx.cfg.datasets}
+                included = {
+                    d.task: sum(s.included for s in decode_samples(sample_bodies(conn, d.task)))
+                    for d in ctx.cfg.datasets
+                }
                 evals = _fair_evals(ctx)
             else:
                 included = _train_variant(ctx, ctx.cfg, variant)
                 evals = await _eval_variant(ctx, ctx.cfg, variant)
             rows += [
-                AblationRow(variant=variant.name, task=d.task, included=included.get(d.task, 0),
-                            usd=variant_usd(conn, d.task, variant), eval=evals.get(d.task))
+                AblationRow(
+                    variant=variant.name,
+                    task=d.task,
+                    included=included.get(d.task, 0),
+                    usd=variant_usd(conn, d.task, variant),
+                    eval=evals.get(d.task),
+                )
                 for d in ctx.cfg.datasets
             ]
     finally:
@@ -152,9 +168,14 @@ def ablation_table(rows: list[AblationRow]) -> Table:
         headers=["variant", "dataset", "accuracy", "95% interval", "USD", "included samples"],
         text_columns=2,
         rows=[
-            [r.variant, r.task, fmt_pct(r.eval.accuracy) if r.eval else "not trained",
-             f"{fmt_pct(r.eval.ci_low)}-{fmt_pct(r.eval.ci_high)}" if r.eval else "", fmt_usd(r.usd),
-             fmt_num(r.included)]
+            [
+                r.variant,
+                r.task,
+                fmt_pct(r.eval.accuracy) if r.eval else "not trained",
+                f"{fmt_pct(r.eval.ci_low)}-{fmt_pct(r.eval.ci_high)}" if r.eval else "",
+                fmt_usd(r.usd),
+                fmt_num(r.included),
+            ]
             for r in rows
         ],
         note="USD: what the variant's own calls cost (a single teacher: its rationales and feedback; no review: "
@@ -183,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_run_config(args.config)
-        variants = paper_variants(cfg) if args.variants is None else [
-            parse_variant(v.strip(), cfg) for v in args.variants.split(",") if v.strip()
-        ]
+        variants = (
+            paper_variants(cfg)
+            if args.variants is None
+            else [parse_variant(v.strip(), cfg) for v in args.variants.split(",") if v.strip()]
+        )
         anyio.run(run_ablations, RunContext(args.config.resolve(), cfg, progress=False), variants)
     except CommitteeError as exc:
         print(f"error: {exc}", file=sys.stderr)

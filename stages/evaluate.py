@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prompts.student import resolve_format
 from prompts.sets import prompt_set
+from prompts.student import resolve_format
 from stages.context import RunContext
 from stages.exam import load_student, open_answers
 from stages.sources import test_questions
@@ -50,10 +50,18 @@ async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
                 fmt = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
                 for task in its_tasks:
                     qs = questions[task]
-                    results.append(await run_eval(
-                        qs, backend, answers, fmt, checkpoint=checkpoint, model=ctx.cfg.student.model,
-                        prompts=prompt_set(ctx.cfg.run.prompts), grader=graders[task],
-                    ))
+                    results.append(
+                        await run_eval(
+                            qs,
+                            backend,
+                            answers,
+                            fmt,
+                            checkpoint=checkpoint,
+                            model=ctx.cfg.student.model,
+                            prompts=prompt_set(ctx.cfg.run.prompts),
+                            grader=graders[task],
+                        )
+                    )
             finally:
                 await backend.close()
     write_eval_json(ctx.out_dir / "eval.json", results)

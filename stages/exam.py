@@ -14,15 +14,15 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from core.config import DatasetSection
-from prompts.student import PromptFormat, resolve_format
+from core.records import Mistake, Question
 from prompts.sets import prompt_set
+from prompts.student import PromptFormat, resolve_format
 from stages.context import RunContext
 from stages.sources import train_questions
 from stages.teach import Producer
 from student import StudentBackend, make_backend
 from student.answers_store import AnswersStore
 from student.exam import ExamSummary, run_exam
-from core.records import Mistake, Question
 
 
 def exam_file(out_dir: Path, task: str) -> Path:
@@ -53,12 +53,17 @@ class Exam:
         self.summaries: dict[str, ExamSummary] = {}
         self._turn = anyio.Lock()
 
-    async def run(self, d: DatasetSection, questions: Sequence[Question],
-                  send: MemoryObjectSendStream[Mistake] | None) -> ExamSummary:
+    async def run(
+        self, d: DatasetSection, questions: Sequence[Question], send: MemoryObjectSendStream[Mistake] | None
+    ) -> ExamSummary:
         """Examine one dataset (waiting for the student to be free); closes `send` when done."""
         async with self._turn:
             summary = await run_exam(
-                questions, self.backend, self.answers, self.fmt, send=send,
+                questions,
+                self.backend,
+                self.answers,
+                self.fmt,
+                send=send,
                 prompts=prompt_set(self.ctx.cfg.run.prompts),
                 grader=d.grader,
                 mistakes_path=exam_file(self.ctx.out_dir, d.task),

@@ -28,20 +28,20 @@ import anyio
 from rich.console import Console
 
 from accounting.calibration import History, open_run_store, pilot_samples, read_history
-from core.config import DatasetSection, effective_batch_warning
-from dataset.writer import decode_samples
-from core.errors import ConfigError
 from accounting.forecast import STAGES, Forecast, forecast, print_forecast
-from accounting.pilot import Pilot, Total, estimate_count
 from accounting.ledger import committed_usd
-from store.calls import Store, open_db, sample_bodies
-from reports.run_report import open_teacher_ledger
+from accounting.pilot import Pilot, Total, estimate_count
+from core.config import DatasetSection, effective_batch_warning
+from core.errors import ConfigError
+from core.records import Mistake, Question
 from core.tables import fmt_usd
+from dataset.writer import decode_samples
 from prompts.sets import prompt_set
+from reports.run_report import open_teacher_ledger
 from stages.context import RunContext
 from stages.sources import as_questions, exam_mistakes, mistakes_for_teach, train_questions
 from stages.teach import list_producer, run_teach
-from core.records import Mistake, Question
+from store.calls import Store, open_db, sample_bodies
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,9 @@ def _histories(ctx: RunContext, calibrate_from: Path | None) -> list[History]:
     return out
 
 
-def dry_run(ctx: RunContext, *, mistake_rate: float = 1.0, calibrate_from: Path | None = None,
-            console: Console | None = None) -> Forecast:
+def dry_run(
+    ctx: RunContext, *, mistake_rate: float = 1.0, calibrate_from: Path | None = None, console: Console | None = None
+) -> Forecast:
     """Print (and return) the forecast; sends nothing and writes only forecast.json into an existing run dir."""
     history = _histories(ctx, calibrate_from)
     fc = forecast(ctx.cfg, _work(ctx), mistake_rate=mistake_rate, history=history)
@@ -101,8 +102,10 @@ def student_plan(ctx: RunContext) -> list[str]:
     base = cfg.student.model
     warning = effective_batch_warning(cfg.train)
     if cfg.train.per_dataset:
-        lines = [f"student {d.task}: {base} -> {ctx.out_dir / 'models' / d.task} (its own records, its own test split)"
-                 for d in cfg.datasets]
+        lines = [
+            f"student {d.task}: {base} -> {ctx.out_dir / 'models' / d.task} (its own records, its own test split)"
+            for d in cfg.datasets
+        ]
     else:
         tasks = ", ".join(d.task for d in cfg.datasets)
         lines = [f"student: {base} -> {ctx.out_dir / 'model'} (the union of {tasks})"]
@@ -121,8 +124,9 @@ def _draw(items: Sequence[Mistake], n: int, seed: int, task: str) -> list[Mistak
     return [m for i, m in enumerate(items) if i in picked]
 
 
-async def pilot_dry_run(ctx: RunContext, n: int, *, calibrate_from: Path | None = None,
-                        console: Console | None = None) -> Forecast:
+async def pilot_dry_run(
+    ctx: RunContext, n: int, *, calibrate_from: Path | None = None, console: Console | None = None
+) -> Forecast:
     """Send the whole FAIR graph for `n` mistakes per dataset, then print (and return) the extrapolated forecast.
 
     Raises ConfigError, before anything is sent, when the pilot's own worst case
@@ -142,15 +146,17 @@ async def pilot_dry_run(ctx: RunContext, n: int, *, calibrate_from: Path | None 
     samples: dict[str, list[Mistake]] = {}
     for d in cfg.datasets:
         if n > len(mistakes[d.task]):
-            console.print(f"--pilot {n}: {d.task} has only {len(mistakes[d.task])} mistakes; "
-                          "the pilot uses all of them")
+            console.print(
+                f"--pilot {n}: {d.task} has only {len(mistakes[d.task])} mistakes; the pilot uses all of them"
+            )
         samples[d.task] = _draw(mistakes[d.task], n, cfg.run.seed, d.task)
 
     _check_pilot_cap(ctx, n, samples)
     async with Store.open(ctx.store_path) as store:
         questions = [q for ms in samples.values() for q in as_questions(ms)]
-        result = await run_teach(ctx, {t: list_producer(ms) for t, ms in samples.items()}, questions=questions,
-                                 store=store)
+        result = await run_teach(
+            ctx, {t: list_producer(ms) for t, ms in samples.items()}, questions=questions, store=store
+        )
         decided = {t: _complete(store.sample_bodies(t)) for t in samples}
     for line in result.problems():
         console.print(f"pilot incomplete: {line}")
@@ -163,8 +169,10 @@ async def pilot_dry_run(ctx: RunContext, n: int, *, calibrate_from: Path | None 
             if not ms:
                 continue  # no mistakes at all: nothing to teach, nothing to forecast
             if not ids:
-                raise ConfigError(f"--pilot {n}: no pilot sample of {task} was decided completely, so there is "
-                                  "nothing to extrapolate from; see the lines above, then rerun")
+                raise ConfigError(
+                    f"--pilot {n}: no pilot sample of {task} was decided completely, so there is "
+                    "nothing to extrapolate from; see the lines above, then rerun"
+                )
             pilots[task] = Pilot(task=task, sample_ids=ids, calls=pilot_samples(conn, task, ids))
     finally:
         conn.close()
@@ -223,7 +231,7 @@ async def _exam_until(
                 examined = 0
                 chunk = max(n, ctx.cfg.student.batch_size)
                 while len(found) < n and examined < len(order):
-                    batch = order[examined:examined + chunk]
+                    batch = order[examined : examined + chunk]
                     examined += len(batch)
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=len(batch))
                     await run_exam(
@@ -232,8 +240,9 @@ async def _exam_until(
                     async with recv:
                         found += [m async for m in recv]
                 expected = estimate_count(len(found), examined, len(questions))
-                log.info("pilot exam of %s: %d mistakes in %d of %d questions", d.task, len(found), examined,
-                         len(questions))
+                log.info(
+                    "pilot exam of %s: %d mistakes in %d of %d questions", d.task, len(found), examined, len(questions)
+                )
                 out[d.task] = (found, expected)
     finally:
         await backend.close()

@@ -15,8 +15,6 @@ from functools import partial
 from typing import Literal
 
 from dataset.preferences import write_preferences
-from store.calls import Store
-from trainer.experiment_log import check_loggers
 from reports.hub import check_hub
 from stages.context import RunContext
 from stages.evaluate import run_eval_stage
@@ -26,6 +24,8 @@ from stages.sources import as_questions, mistakes_for_teach, train_questions
 from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files
 from stages.teachers import check_teachers
 from stages.terminate import Terminated, stop_on_sigterm
+from store.calls import Store
+from trainer.experiment_log import check_loggers
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from reports.hub import share
-from reports.teach_log import log_teach_metrics
 from reports.run_report import run_report
+from reports.teach_log import log_teach_metrics
 from stages.context import RunContext
 
 

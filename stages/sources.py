@@ -9,8 +9,8 @@ import msgspec
 from core.config import DatasetSection
 from core.errors import ConfigError
 from core.jsonl import decode_lines
-from tasks import import_mistakes, load_split
 from core.records import Mistake, Question
+from tasks import import_mistakes, load_split
 
 
 def train_questions(d: DatasetSection) -> list[Question]:

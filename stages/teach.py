@@ -17,18 +17,18 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
-from engine.budget import Budget
-from dataset.writer import decode_samples, write_outputs
 from accounting.ledger import committed_usd
-from accounting.pricing import teacher_prices
 from accounting.live import ProgressView
+from accounting.pricing import teacher_prices
+from core.records import Mistake, Question
 from core.samples import DecidedSample
+from dataset.writer import decode_samples, write_outputs
+from engine.budget import Budget
 from engine.scheduler import Committee, TeachCounters, teach_dataset
-from store.calls import Store
 from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.teachers import open_teachers
-from core.records import Mistake, Question
+from store.calls import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,10 @@ class TeachResult:
         lines = []
         for task, c in self.counters.items():
             if c.incomplete:
-                lines.append(f"{task}: {c.incomplete} samples ended with failed or unsent calls "
-                             f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those")
+                lines.append(
+                    f"{task}: {c.incomplete} samples ended with failed or unsent calls "
+                    f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those"
+                )
                 lines += [f"{task}: {error}" for error in c.errors.values()]
             if c.not_started:
                 lines.append(f"{task}: {c.not_started} mistakes not started because the spending cap was reached")
@@ -75,7 +77,8 @@ def complete_ids(store: Store, task: str, committee: Committee) -> frozenset[str
     """
     teachers = [t.name for t in committee.asked]
     return frozenset(
-        s.id for s in decode_samples(store.sample_bodies(task))
+        s.id
+        for s in decode_samples(store.sample_bodies(task))
         if not s.missing and s.decided_with == committee.settings and [r.teacher for r in s.rationales] == teachers
     )
 
@@ -116,17 +119,29 @@ async def run_teach(
                 for task, produce in producers.items():
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
                     tg.start_soon(produce, send)
-                    tg.start_soon(partial(
-                        teach_dataset, committee, recv, limiter=limiter, done_ids=complete_ids(store, task, committee),
-                        on_decided=store_sample, counters=result.counters[task],
-                        budget_reached=lambda: budget.reached,
-                    ))
+                    tg.start_soon(
+                        partial(
+                            teach_dataset,
+                            committee,
+                            recv,
+                            limiter=limiter,
+                            done_ids=complete_ids(store, task, committee),
+                            on_decided=store_sample,
+                            counters=result.counters[task],
+                            budget_reached=lambda: budget.reached,
+                        )
+                    )
             outer.cancel_scope.cancel()
         if budget.reached:
-            stopped = {task: {"not_started": c.not_started, "incomplete": c.incomplete}
-                       for task, c in result.counters.items()}
-            await store.add_event("budget_reached", msgspec.json.encode(
-                {"max_usd": cfg.review.max_usd, "spent_usd": budget.spent_usd, "datasets": stopped}))
+            stopped = {
+                task: {"not_started": c.not_started, "incomplete": c.incomplete} for task, c in result.counters.items()
+            }
+            await store.add_event(
+                "budget_reached",
+                msgspec.json.encode(
+                    {"max_usd": cfg.review.max_usd, "spent_usd": budget.spent_usd, "datasets": stopped}
+                ),
+            )
         await store.add_event("stage_end", msgspec.json.encode({"stage": "teach"}))
     result.budget_reached = budget.reached
     result.spent_usd = budget.spent_usd
@@ -137,6 +152,9 @@ def write_dataset_files(ctx: RunContext, store: Store) -> dict[str, int]:
     """Rebuild dataset.jsonl and train.jsonl from the store; train records per task."""
     by_task = {d.task: decode_samples(store.sample_bodies(d.task)) for d in ctx.cfg.datasets}
     return write_outputs(
-        by_task, ctx.out_dir, seed=ctx.cfg.run.seed, keep_all=ctx.cfg.review.keep_all_accepted,
+        by_task,
+        ctx.out_dir,
+        seed=ctx.cfg.run.seed,
+        keep_all=ctx.cfg.review.keep_all_accepted,
         prompts=prompt_set(ctx.cfg.run.prompts),
     )

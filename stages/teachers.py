@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from adapters import make_client
-from engine.budget import Budget
-from core.config import Config, ConfigError, TeacherSection, api_key
-from engine.lane import Lane, lane_limits
 from accounting.pricing import cost_usd, teacher_prices
-from store.calls import Store
+from adapters import make_client
+from core.config import Config, ConfigError, TeacherSection, api_key
+from core.records import Question
+from engine.budget import Budget
+from engine.lane import Lane, lane_limits
 from engine.teacher import Teacher
 from engine.tokens import estimate_tokens
-from core.records import Question
+from store.calls import Store
 
 EMULATOR_KEY = "emulator-key"
 

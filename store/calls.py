@@ -199,8 +199,7 @@ class Store:
         if pending is not None:
             return pending[0]
         cur = self._conn.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE key = ? AND status = 'completed' "
-            "ORDER BY seq DESC LIMIT 1",
+            f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE key = ? AND status = 'completed' ORDER BY seq DESC LIMIT 1",
             (key,),
         )
         row = cur.fetchone()

@@ -1,10 +1,10 @@
 """The student: inference backends (vllm | hf | openai), exam and eval.
 
-    backend = make_backend(cfg.student, seed=cfg.run.seed)
-    fmt = resolve_format(cfg.student.prompt_format, backend.tokenizer)
-    with AnswersStore.open(out_dir / "store.sqlite") as store:
-        summary = await run_exam(questions, backend, store, fmt, send=send, mistakes_path=...)
-    await backend.close()
+backend = make_backend(cfg.student, seed=cfg.run.seed)
+fmt = resolve_format(cfg.student.prompt_format, backend.tokenizer)
+with AnswersStore.open(out_dir / "store.sqlite") as store:
+    summary = await run_exam(questions, backend, store, fmt, send=send, mistakes_path=...)
+await backend.close()
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 from core.config import GraderName
+from core.records import Mistake, Question
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat
 from student.answers_store import AnswerSlot, AnswersStore, StoredAnswer, prompt_sha
 from student.backend import StudentBackend
 from tasks import extract_answer, is_correct
 from tasks.authors_grader import as_committee_answer, authors_correct, authors_final_answer
-from core.records import Mistake, Question
 
 
 def grade(question: Question, text: str, sha: str, grader: GraderName = "committee") -> StoredAnswer:

@@ -102,8 +102,18 @@ class AnswersStore:
         """Store `answers` in one transaction, replacing older answers to the same questions."""
         now = time.time()
         rows = [
-            (slot.task, slot.split, a.question_id, slot.model, slot.fingerprint, a.prompt_sha, a.text,
-             a.final_answer, int(a.correct), now)
+            (
+                slot.task,
+                slot.split,
+                a.question_id,
+                slot.model,
+                slot.fingerprint,
+                a.prompt_sha,
+                a.text,
+                a.final_answer,
+                int(a.correct),
+                now,
+            )
             for a in answers
         ]
         if not rows:

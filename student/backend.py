@@ -45,9 +45,7 @@ class Sampling(msgspec.Struct, frozen=True, kw_only=True):
         # Greedy decoding ignores the sampling knobs and the seed: drop them, so
         # flipping temperature under greedy does not redo identical answers.
         fields = (
-            {"greedy": True, "max_new_tokens": self.max_new_tokens}
-            if self.greedy
-            else msgspec.structs.asdict(self)
+            {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.greedy else msgspec.structs.asdict(self)
         )
         blob = msgspec.json.encode([fields, list(extra)], order="sorted")
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -18,13 +18,13 @@ import msgspec
 
 from core.config import GraderName
 from core.errors import DataError
+from core.records import Mistake, Question
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
 from student.backend import StudentBackend
 from student.exam import mistake_line
-from core.records import Mistake, Question
 
 BASE = "base"
 _Z95 = 1.959963984540054

@@ -18,12 +18,12 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from core.config import GraderName
+from core.records import Mistake, Question
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
 from student.answering import answer_all, as_mistake
 from student.answers_store import AnswersStore
 from student.backend import StudentBackend
-from core.records import Mistake, Question
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ async def run_exam(
         wall_s=wall_s,
         questions_per_s=generated / wall_s if generated and wall_s > 0 else 0.0,
     )
-    log.info("exam: %d questions, %d correct, %d mistakes, %d generated in %.1fs", n, correct, mistakes,
-             generated, wall_s)
+    log.info(
+        "exam: %d questions, %d correct, %d mistakes, %d generated in %.1fs", n, correct, mistakes, generated, wall_s
+    )
     return summary

@@ -58,9 +58,7 @@ class HFBackend:
         self._stop_ids = stops
 
     @classmethod
-    def load(
-        cls, model_path: Path | str, *, sampling: Sampling, batch_size: int, dtype: str = "auto"
-    ) -> HFBackend:
+    def load(cls, model_path: Path | str, *, sampling: Sampling, batch_size: int, dtype: str = "auto") -> HFBackend:
         """Load model and tokenizer from a directory or hub id onto CUDA if present, else CPU."""
         import torch
         from transformers import AutoTokenizer

@@ -69,7 +69,7 @@ def hub_snapshot(repo_id: str) -> Path:
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - not cached, in whatever form the hub library says it
+    except Exception as exc:
         log.debug("%s is not in the Hugging Face cache: %s", repo_id, exc)
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         reason = "HF_HUB_OFFLINE is set"
@@ -77,7 +77,7 @@ def hub_snapshot(repo_id: str) -> Path:
         try:
             log.info("downloading %s into the Hugging Face cache (once)", repo_id)
             return Path(snapshot_download(repo_id))
-        except Exception as exc:  # noqa: BLE001 - network, auth and missing repos all mean "cannot download"
+        except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
     raise ConfigError(
         f"[student] model: hub model {repo_id} is not in the Hugging Face cache and cannot be downloaded "

@@ -19,8 +19,8 @@ from collections.abc import AsyncGenerator, Sequence
 
 import anyio
 
-from core.calls import ChatRequest, Message
 from adapters.client import ChatClient
+from core.calls import ChatRequest, Message
 from core.config import StudentSection
 from core.errors import CommitteeError, ConfigError
 from engine.lane import CallOutcome, Lane, LaneLimits

@@ -24,7 +24,9 @@ def parse_source(source: str) -> tuple[str, str | None]:
     """
     name, _, config = source.removeprefix("hf:").partition(":")
     if not name:
-        raise DataError(f"data source {source!r}: write it as 'hf:<dataset name>[:config]', e.g. 'hf:openai/gsm8k:main'")
+        raise DataError(
+            f"data source {source!r}: write it as 'hf:<dataset name>[:config]', e.g. 'hf:openai/gsm8k:main'"
+        )
     return name, config or DEFAULT_CONFIGS.get(name)
 
 
@@ -38,11 +40,13 @@ def records(source: str, split: str) -> Iterator[tuple[int, str, Any]]:
     try:
         datasets = importlib.import_module("datasets")
     except ImportError:
-        raise DataError(f"data source {source!r} needs the Hugging Face datasets package: pip install datasets") from None
+        raise DataError(
+            f"data source {source!r} needs the Hugging Face datasets package: pip install datasets"
+        ) from None
     try:
         rows = datasets.load_dataset(name, config, split=split)
     # `datasets` raises many unrelated types (connection, file-not-found, its own); all mean "cannot load".
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"data source {source!r}: cannot load split {split!r}: {reason}") from None
     for index, row in enumerate(rows):

@@ -21,10 +21,10 @@ import msgspec
 
 from core.config import TaskName
 from core.errors import DataError
+from core.records import Question
 from tasks import hf
 from tasks.answers import LETTERS
 from tasks.family import TASKS
-from core.records import Question
 from tasks.rows import BadRecord, Row, to_question
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def load_split_report(
             questions.append(to_question(task, index, row))
         except BadRecord as exc:
             if on_bad_line == "stop":
-                raise DataError(f"{where}: {exc} (set on_bad_line = \"skip\" to skip bad records)") from None
+                raise DataError(f'{where}: {exc} (set on_bad_line = "skip" to skip bad records)') from None
             log.warning("%s: skipped: %s", where, exc)
             skipped.append(SkippedRecord(where=where, reason=str(exc)))
     if skipped:
@@ -214,7 +214,7 @@ def _logiqa(folder: Path, split: Split) -> Records:
     if not path.is_file() and split == "train":
         raise DataError(
             f"{path}: LogiQA's train split (Train.txt, 7376 questions) is missing from this folder; "
-            f"download it from {LOGIQA_TRAIN_URL} into {folder}, or use source = \"hf:lucasmccabe/logiqa\""
+            f'download it from {LOGIQA_TRAIN_URL} into {folder}, or use source = "hf:lucasmccabe/logiqa"'
         )
     return _logiqa_blocks(_need(path, "logiqa"))
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from core.config import TaskName
 from core.errors import DataError
+from core.records import Mistake
 from tasks.answers import LETTERS, normalize_answer
 from tasks.family import TASKS
-from core.records import Mistake
 
 # What the authors' extractor writes when it found no final answer.
 _NO_ANSWER = "absolute_wrong_final_ans"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from core.config import TaskName
-from tasks.answers import LETTERS, normalize_answer
 from core.records import Question
+from tasks.answers import LETTERS, normalize_answer
 
 Row = Mapping[str, object]
 

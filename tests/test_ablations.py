@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
-from emulator import EmulatorSpec, run_emulator
-from emulator.fair_script import FairScript
-from dataset.ablation import Variant, paper_variants, restrict, variant_usd
 from core.config import load_config
 from core.errors import ConfigError
+from dataset.ablation import Variant, paper_variants, restrict, variant_usd
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split
@@ -52,10 +52,24 @@ async def test_variants_decided_from_the_full_run_match_their_own_runs(tmp_path,
     variants = {v.name: v for v in paper_variants(full_ctx.cfg)}
     assert set(variants) == {"fair", "single_gpt", "single_gemini", "single_claude", "no_review", "alpha_0", "alpha_1"}
     derived = [restrict(s, variants["single_gemini"]) for s in full]
-    strip = [(s.id, s.included, [(r.teacher, r.text, r.accepted) for r in s.rationales],
-              [(f.teacher, f.text) for f in s.feedback]) for s in derived]
-    assert strip == [(s.id, s.included, [(r.teacher, r.text, r.accepted) for r in s.rationales],
-                      [(f.teacher, f.text) for f in s.feedback]) for s in alone]
+    strip = [
+        (
+            s.id,
+            s.included,
+            [(r.teacher, r.text, r.accepted) for r in s.rationales],
+            [(f.teacher, f.text) for f in s.feedback],
+        )
+        for s in derived
+    ]
+    assert strip == [
+        (
+            s.id,
+            s.included,
+            [(r.teacher, r.text, r.accepted) for r in s.rationales],
+            [(f.teacher, f.text) for f in s.feedback],
+        )
+        for s in alone
+    ]
     assert restrict(full[0], variants["alpha_0"]) is full[0]
     conn = sqlite3.connect(full_ctx.store_path)
     try:

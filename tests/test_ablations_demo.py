@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.test_demo import ROOT, small_demo
 
 # One of each kind (a single teacher, no review, an alpha): the whole default set is 7 variants, 6 of them trained.
@@ -28,8 +26,13 @@ def test_the_ablation_set_runs_on_the_demo_and_writes_its_table_and_plot(tmp_pat
     text = text.replace('model = "smollm2-135m-instruct"', f'model = "{tiny_model_dir}"', 1)
     assert str(tiny_model_dir) in text
     cfg.write_text(text)
-    done = subprocess.run([sys.executable, "-m", "stages.ablations", "--config", str(cfg), "--variants", VARIANTS], cwd=ROOT,
-                          capture_output=True, text=True, timeout=2400)
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.ablations", "--config", str(cfg), "--variants", VARIANTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
     rows = json.loads((run / "ablations.json").read_text())
@@ -39,6 +42,9 @@ def test_the_ablation_set_runs_on_the_demo_and_writes_its_table_and_plot(tmp_pat
     assert (run / "plots" / "ablations.png").stat().st_size > 0
     assert "| no_review | svamp |" in (run / "ablations.md").read_text()
     # The whole set bought each teacher answer once: the variants sent nothing.
-    calls = sqlite3.connect(run / "store.sqlite").execute(
-        "SELECT COUNT(*), COUNT(DISTINCT key) FROM calls WHERE status = 'completed'").fetchone()
+    calls = (
+        sqlite3.connect(run / "store.sqlite")
+        .execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM calls WHERE status = 'completed'")
+        .fetchone()
+    )
     assert calls[0] == calls[1]

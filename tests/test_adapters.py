@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 
 from adapters import ChatClient, anthropic, gemini, make_client, openai
-from core.calls import ChatRequest, Message
 from adapters.classify import parse_duration_s, rate_limit_info, retry_after_s
+from core.calls import ChatRequest, Message
+from core.errors import AccountError, ConfigError, Permanent, Retryable, Unusable
 from emulator import (
     EmulatorSpec,
     Faults,
@@ -24,7 +25,6 @@ from emulator import (
     count_prompt_tokens,
     run_emulator,
 )
-from core.errors import AccountError, ConfigError, Permanent, Retryable, Unusable
 
 PROVIDERS = ("openai", "gemini", "anthropic")
 ADAPTERS = {"openai": openai, "gemini": gemini, "anthropic": anthropic}
@@ -77,8 +77,12 @@ async def test_openai_request_on_the_wire() -> None:
 
     async def capture(request: web.Request) -> web.Response:
         seen.update(path=request.path, method=request.method, headers=dict(request.headers), body=await request.json())
-        return web.json_response({"choices": [{"message": {"content": "84"}, "finish_reason": "stop"}],
-                                  "usage": {"prompt_tokens": 30, "completion_tokens": 1}})
+        return web.json_response(
+            {
+                "choices": [{"message": {"content": "84"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 1},
+            }
+        )
 
     async with serve(capture) as url:
         result = await complete_once("openai", url)
@@ -101,9 +105,12 @@ async def test_gemini_request_on_the_wire() -> None:
 
     async def capture(request: web.Request) -> web.Response:
         seen.update(path=request.path, headers=dict(request.headers), body=await request.json())
-        return web.json_response({"candidates": [{"content": {"parts": [{"text": "84"}], "role": "model"},
-                                                  "finishReason": "STOP"}],
-                                  "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 1}})
+        return web.json_response(
+            {
+                "candidates": [{"content": {"parts": [{"text": "84"}], "role": "model"}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 1},
+            }
+        )
 
     async with serve(capture) as url:
         result = await complete_once("gemini", url)
@@ -128,8 +135,13 @@ async def test_anthropic_request_on_the_wire() -> None:
 
     async def capture(request: web.Request) -> web.Response:
         seen.append(dict(path=request.path, headers=dict(request.headers), body=await request.json()))
-        return web.json_response({"content": [{"type": "text", "text": "84"}], "stop_reason": "end_turn",
-                                  "usage": {"input_tokens": 25, "output_tokens": 1, "cache_read_input_tokens": 5}})
+        return web.json_response(
+            {
+                "content": [{"type": "text", "text": "84"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 25, "output_tokens": 1, "cache_read_input_tokens": 5},
+            }
+        )
 
     async with serve(capture) as url:
         result = await complete_once("anthropic", url)
@@ -210,8 +222,10 @@ def test_x_should_retry_header_wins_over_the_status() -> None:
 
 
 def test_gemini_429_delay_comes_from_retry_info_in_the_body() -> None:
-    body = (b'{"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED", "details": '
-            b'[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}]}}')
+    body = (
+        b'{"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED", "details": '
+        b'[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}]}}'
+    )
     with pytest.raises(Retryable, match="RESOURCE_EXHAUSTED: Quota exceeded") as caught:
         gemini.decode(429, {}, body, 0.1)
     assert caught.value.rate_limited and caught.value.after_s == 17.0
@@ -227,22 +241,45 @@ def test_error_detail_is_cut_to_one_short_line() -> None:
 @pytest.mark.parametrize(
     ("provider", "body", "kind", "match"),
     [
-        ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}',
-         "filtered", "content filter"),
-        ("openai", b'{"choices": [{"message": {"content": null, "refusal": "I cannot."}, "finish_reason": "stop"}]}',
-         "refused", "refused: I cannot"),
-        ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "length"}]}', "truncated",
-         "finish_reason=length"),
+        (
+            "openai",
+            b'{"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}',
+            "filtered",
+            "content filter",
+        ),
+        (
+            "openai",
+            b'{"choices": [{"message": {"content": null, "refusal": "I cannot."}, "finish_reason": "stop"}]}',
+            "refused",
+            "refused: I cannot",
+        ),
+        (
+            "openai",
+            b'{"choices": [{"message": {"content": ""}, "finish_reason": "length"}]}',
+            "truncated",
+            "finish_reason=length",
+        ),
         ("openai", b'{"choices": [{"message": {"content": ""}, "finish_reason": "stop"}]}', "empty", "empty answer"),
         ("gemini", b'{"promptFeedback": {"blockReason": "SAFETY"}}', "filtered", "blockReason=SAFETY"),
         ("gemini", b'{"candidates": [{"finishReason": "RECITATION"}]}', "filtered", "finishReason=RECITATION"),
         ("gemini", b'{"candidates": [{"finishReason": "PROHIBITED_CONTENT"}]}', "filtered", "PROHIBITED_CONTENT"),
-        ("gemini", (b'{"candidates": [{"finishReason": "MAX_TOKENS", "content": {"parts": [{"text": "hm", '
-                    b'"thought": true}]}}]}'), "truncated", "MAX_TOKENS"),
+        (
+            "gemini",
+            (
+                b'{"candidates": [{"finishReason": "MAX_TOKENS", "content": {"parts": [{"text": "hm", '
+                b'"thought": true}]}}]}'
+            ),
+            "truncated",
+            "MAX_TOKENS",
+        ),
         ("anthropic", b'{"content": [], "stop_reason": "refusal"}', "refused", "refusal"),
         ("anthropic", b'{"content": [], "stop_reason": "max_tokens"}', "truncated", "stop_reason=max_tokens"),
-        ("anthropic", b'{"content": [{"type": "text", "text": ""}], "stop_reason": "end_turn"}', "empty",
-         "empty answer"),
+        (
+            "anthropic",
+            b'{"content": [{"type": "text", "text": ""}], "stop_reason": "end_turn"}',
+            "empty",
+            "empty answer",
+        ),
     ],
 )
 def test_answers_without_text_are_unusable_not_retryable(provider: str, body: bytes, kind: str, match: str) -> None:
@@ -255,13 +292,27 @@ def test_answers_without_text_are_unusable_not_retryable(provider: str, body: by
 @pytest.mark.parametrize(
     ("provider", "body", "usage"),
     [
-        ("openai", (b'{"choices": [{"message": {"content": null}, "finish_reason": "length"}], '
-                    b'"usage": {"prompt_tokens": 30, "completion_tokens": 64}}'), (30, 64)),
-        ("gemini", (b'{"candidates": [{"finishReason": "SAFETY"}], '
-                    b'"usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 0, "thoughtsTokenCount": 12}}'),
-         (30, 12)),
-        ("anthropic", b'{"content": [], "stop_reason": "refusal", "usage": {"input_tokens": 30, "output_tokens": 3}}',
-         (30, 3)),
+        (
+            "openai",
+            (
+                b'{"choices": [{"message": {"content": null}, "finish_reason": "length"}], '
+                b'"usage": {"prompt_tokens": 30, "completion_tokens": 64}}'
+            ),
+            (30, 64),
+        ),
+        (
+            "gemini",
+            (
+                b'{"candidates": [{"finishReason": "SAFETY"}], '
+                b'"usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 0, "thoughtsTokenCount": 12}}'
+            ),
+            (30, 12),
+        ),
+        (
+            "anthropic",
+            b'{"content": [], "stop_reason": "refusal", "usage": {"input_tokens": 30, "output_tokens": 3}}',
+            (30, 3),
+        ),
     ],
 )
 def test_an_unusable_answer_carries_its_billed_usage(provider: str, body: bytes, usage: tuple[int, int]) -> None:
@@ -387,19 +438,34 @@ def test_retry_after_forms() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.5s", 0.5), ("2m", 120.0),
-     ("", None), ("soon", None), ("-1s", None), ("5x", None)],
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("0.5s", 0.5),
+        ("2m", 120.0),
+        ("", None),
+        ("soon", None),
+        ("-1s", None),
+        ("5x", None),
+    ],
 )
 def test_openai_reset_durations(text: str, seconds: float | None) -> None:
     assert parse_duration_s(text) == seconds
 
 
 def test_openai_rate_limit_headers() -> None:
-    info = rate_limit_info({
-        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
-        "x-ratelimit-reset-requests": "120ms", "x-ratelimit-limit-tokens": "30000",
-        "x-ratelimit-remaining-tokens": "29000", "x-ratelimit-reset-tokens": "2s",
-    })
+    info = rate_limit_info(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "499",
+            "x-ratelimit-reset-requests": "120ms",
+            "x-ratelimit-limit-tokens": "30000",
+            "x-ratelimit-remaining-tokens": "29000",
+            "x-ratelimit-reset-tokens": "2s",
+        }
+    )
     assert info is not None
     assert (info.limit_requests, info.remaining_requests, info.reset_requests_s) == (500, 499, 0.12)
     assert (info.limit_tokens, info.remaining_tokens, info.reset_tokens_s) == (30000, 29000, 2.0)
@@ -407,11 +473,16 @@ def test_openai_rate_limit_headers() -> None:
 
 def test_anthropic_rate_limit_headers() -> None:
     reset = (datetime.now(timezone.utc) + timedelta(seconds=20)).isoformat(timespec="seconds").replace("+00:00", "Z")
-    info = rate_limit_info({
-        "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "49",
-        "anthropic-ratelimit-requests-reset": reset, "anthropic-ratelimit-tokens-limit": "40000",
-        "anthropic-ratelimit-tokens-remaining": "39000", "anthropic-ratelimit-tokens-reset": "not a date",
-    })
+    info = rate_limit_info(
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": reset,
+            "anthropic-ratelimit-tokens-limit": "40000",
+            "anthropic-ratelimit-tokens-remaining": "39000",
+            "anthropic-ratelimit-tokens-reset": "not a date",
+        }
+    )
     assert info is not None
     assert (info.limit_requests, info.remaining_requests, info.limit_tokens) == (50, 49, 40000)
     assert 18.0 <= info.reset_requests_s <= 20.0
@@ -425,17 +496,55 @@ def test_anthropic_rate_limit_headers() -> None:
 @pytest.mark.parametrize(
     ("provider", "status", "body", "cause"),
     [
-        ("openai", 429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
-                                   "code": "insufficient_quota"}}, "out of quota"),
-        ("gemini", 429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota", "details": [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-             "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}},
-         "daily quota exhausted"),
-        ("anthropic", 400, {"type": "error", "error": {"type": "invalid_request_error", "message":
-                            "Your credit balance is too low to access the Anthropic API."}}, "credit balance too low"),
+        (
+            "openai",
+            429,
+            {
+                "error": {
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                }
+            },
+            "out of quota",
+        ),
+        (
+            "gemini",
+            429,
+            {
+                "error": {
+                    "code": 429,
+                    "status": "RESOURCE_EXHAUSTED",
+                    "message": "quota",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                            "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}],
+                        }
+                    ],
+                }
+            },
+            "daily quota exhausted",
+        ),
+        (
+            "anthropic",
+            400,
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "Your credit balance is too low to access the Anthropic API.",
+                },
+            },
+            "credit balance too low",
+        ),
         ("openai", 401, {"error": {"message": "bad key", "type": "invalid_request_error"}}, "API key refused"),
-        ("anthropic", 403, {"type": "error", "error": {"type": "permission_error", "message": "no"}},
-         "API key refused"),
+        (
+            "anthropic",
+            403,
+            {"type": "error", "error": {"type": "permission_error", "message": "no"}},
+            "API key refused",
+        ),
     ],
 )
 def test_account_errors_are_their_own_kind(provider: str, status: int, body: dict, cause: str) -> None:
@@ -445,9 +554,19 @@ def test_account_errors_are_their_own_kind(provider: str, status: int, body: dic
 
 
 def test_a_per_minute_quota_and_a_plain_400_are_not_account_errors() -> None:
-    per_minute = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow down", "details": [
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-         "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}]}]}}
+    per_minute = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "message": "slow down",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}],
+                }
+            ],
+        }
+    }
     with pytest.raises(Retryable) as caught:
         gemini.decode(429, {}, msgspec.json.encode(per_minute), 0.1)
     assert caught.value.rate_limited and not isinstance(caught.value, AccountError)
@@ -456,8 +575,9 @@ def test_a_per_minute_quota_and_a_plain_400_are_not_account_errors() -> None:
     assert not isinstance(caught_400.value, AccountError)
 
 
-@pytest.mark.parametrize(("provider", "status"), [("openai", 503), ("anthropic", 529), ("gemini", 503),
-                                                  ("openai", 502), ("gemini", 504)])
+@pytest.mark.parametrize(
+    ("provider", "status"), [("openai", 503), ("anthropic", 529), ("gemini", 503), ("openai", 502), ("gemini", 504)]
+)
 def test_overload_answers_are_marked_overloaded(provider: str, status: int) -> None:
     with pytest.raises(Retryable) as caught:
         ADAPTERS[provider].decode(status, {}, b'{"error": {"message": "overloaded"}}', 0.1)
@@ -490,8 +610,14 @@ def test_an_answer_without_usage_is_marked() -> None:
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", "1e300", "-5"])
 def test_absurd_rate_limit_headers_are_ignored_not_fatal(value: str) -> None:
-    info = rate_limit_info({"x-ratelimit-limit-requests": value, "x-ratelimit-remaining-requests": value,
-                            "x-ratelimit-limit-tokens": value, "x-ratelimit-reset-requests": f"{value}s"})
+    info = rate_limit_info(
+        {
+            "x-ratelimit-limit-requests": value,
+            "x-ratelimit-remaining-requests": value,
+            "x-ratelimit-limit-tokens": value,
+            "x-ratelimit-reset-requests": f"{value}s",
+        }
+    )
     assert info is not None and info.limit_requests is None and info.limit_tokens is None
     assert info.reset_requests_s is None or info.reset_requests_s >= 0
     anthropic_info = rate_limit_info({"anthropic-ratelimit-requests-limit": value})
@@ -522,9 +648,13 @@ def test_a_retry_after_date_without_a_zone_is_gmt(monkeypatch) -> None:
 
 
 def test_anthropic_input_and_output_token_limits_are_read() -> None:
-    info = rate_limit_info({"anthropic-ratelimit-input-tokens-limit": "40000",
-                            "anthropic-ratelimit-output-tokens-limit": "8000",
-                            "anthropic-ratelimit-tokens-limit": "8000"})
+    info = rate_limit_info(
+        {
+            "anthropic-ratelimit-input-tokens-limit": "40000",
+            "anthropic-ratelimit-output-tokens-limit": "8000",
+            "anthropic-ratelimit-tokens-limit": "8000",
+        }
+    )
     assert info is not None and (info.limit_input_tokens, info.limit_output_tokens) == (40_000, 8_000)
 
 
@@ -573,15 +703,21 @@ _GARBLED = ["-100000000", "1000000000000000000000000000000", "9" * 400, "1e400",
 def _answer_body(provider: str, prompt: str, text: str = "42") -> bytes:
     """A proper answer whose prompt-token figure is `prompt`, raw JSON."""
     if provider == "openai":
-        return (b'{"choices": [{"message": {"content": "%s"}, "finish_reason": "stop"}], '
-                b'"usage": {"prompt_tokens": %s, "completion_tokens": 5}}' % (text.encode(), prompt.encode()))
+        return (
+            b'{"choices": [{"message": {"content": "%s"}, "finish_reason": "stop"}], '
+            b'"usage": {"prompt_tokens": %s, "completion_tokens": 5}}' % (text.encode(), prompt.encode())
+        )
     if provider == "anthropic":
         content = b'[{"type": "text", "text": "%s"}]' % text.encode() if text else b"[]"
-        return (b'{"content": %s, "stop_reason": "end_turn", '
-                b'"usage": {"input_tokens": %s, "output_tokens": 5}}' % (content, prompt.encode()))
+        return b'{"content": %s, "stop_reason": "end_turn", "usage": {"input_tokens": %s, "output_tokens": 5}}' % (
+            content,
+            prompt.encode(),
+        )
     parts = b'[{"text": "%s"}]' % text.encode() if text else b"[]"
-    return (b'{"candidates": [{"content": {"parts": %s}, "finishReason": "STOP"}], '
-            b'"usageMetadata": {"promptTokenCount": %s, "candidatesTokenCount": 5}}' % (parts, prompt.encode()))
+    return (
+        b'{"candidates": [{"content": {"parts": %s}, "finishReason": "STOP"}], '
+        b'"usageMetadata": {"promptTokenCount": %s, "candidatesTokenCount": 5}}' % (parts, prompt.encode())
+    )
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -602,12 +738,18 @@ def test_garbled_usage_of_an_unusable_answer_is_left_for_the_lane_to_estimate(pr
 
 
 def test_plausible_usage_still_decodes_and_anthropic_null_cache_counts_are_zero() -> None:
-    body = (b'{"content": [{"type": "text", "text": "42"}], "stop_reason": "end_turn", "usage": {"input_tokens": 7,'
-            b' "output_tokens": 5, "cache_creation_input_tokens": null, "cache_read_input_tokens": 3}}')
+    body = (
+        b'{"content": [{"type": "text", "text": "42"}], "stop_reason": "end_turn", "usage": {"input_tokens": 7,'
+        b' "output_tokens": 5, "cache_creation_input_tokens": null, "cache_read_input_tokens": 3}}'
+    )
     result = anthropic.decode(200, {}, body, 0.1)
     assert (result.usage_reported, result.input_tokens, result.output_tokens) == (True, 10, 5)
-    result = gemini.decode(200, {}, b'{"candidates": [{"content": {"parts": [{"text": "42"}]}}], '
-                           b'"usageMetadata": {"promptTokenCount": 7}}', 0.1)
+    result = gemini.decode(
+        200,
+        {},
+        b'{"candidates": [{"content": {"parts": [{"text": "42"}]}}], "usageMetadata": {"promptTokenCount": 7}}',
+        0.1,
+    )
     assert (result.usage_reported, result.input_tokens, result.output_tokens) == (True, 7, 0)
 
 

@@ -197,7 +197,12 @@ def test_strategyqa_gold_rationales_in_the_authors_form_extract(shared_data: Pat
 def test_logiqa_options_that_look_like_letters() -> None:
     assert extract_answer("logiqa", "The answer is (B).", options=("B", "C", "D", "E")) == "B"
     assert extract_answer("logiqa", "The answer is: E", options=("B", "C", "D", "E")) == "D"
-    assert extract_answer("logiqa", "Answer: 'A city's GDP is large.'", options=("x y z", "A city's GDP is large", "q r s", "t u v")) == "B"
+    assert (
+        extract_answer(
+            "logiqa", "Answer: 'A city's GDP is large.'", options=("x y z", "A city's GDP is large", "q r s", "t u v")
+        )
+        == "B"
+    )
 
 
 def test_every_logiqa_gold_option_extracts_when_quoted_or_lettered(shared_data: Path) -> None:

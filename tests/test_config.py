@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from core.config import Config, ConfigError, api_key, load_config
-from core.config_doc import SECTIONS, config_keys, reference_markdown, DESCRIPTIONS
+from core.config_doc import DESCRIPTIONS, SECTIONS, config_keys, reference_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = '[run]\nname = "t"\nout_dir = "out"\n[[datasets]]\ntask = "svamp"\n'
@@ -38,7 +38,7 @@ def two_teachers(extra: str = "") -> str:
         (two_teachers().replace('"gemini"', '"openai"'), "would send identical requests"),
         (two_teachers("[review]\nthreshold = 6\n"), "`threshold` must be within 1..5"),
         (two_teachers("[train]\nzero_stage = 4\n"), "`zero_stage` must be 0, 1, 2 or 3"),
-        (BASE + "[[datasets]]\ntask = \"svamp\"\n", "task 'svamp' is listed twice"),
+        (BASE + '[[datasets]]\ntask = "svamp"\n', "task 'svamp' is listed twice"),
         ("[run\nname=", "not valid TOML"),
     ],
 )
@@ -84,7 +84,7 @@ def test_every_key_is_documented_and_readme_is_in_step():
     assert {f.name for f in msgspec.inspect.type_info(Config).fields} == top_level
     readme = (ROOT / "README.md").read_text()
     start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
-    assert readme[readme.index(start) + len(start): readme.index(end)].strip() == reference_markdown().strip(), (
+    assert readme[readme.index(start) + len(start) : readme.index(end)].strip() == reference_markdown().strip(), (
         "README's config reference is stale: regenerate it with `python -m core.config_doc`"
     )
 

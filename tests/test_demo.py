@@ -35,8 +35,13 @@ def small_demo(tmp_path: Path) -> Path:
 
 
 def start(cfg: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "run.py", "--config", str(cfg), "--no-progress"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "run.py", "--config", str(cfg), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout_s: float = 900) -> None:
@@ -86,7 +91,12 @@ def test_demo_survives_sigkill_in_teach_and_train(tmp_path):
 
     # Rerunning a finished run does nothing and costs nothing.
     before = completed_calls(db)
-    again = subprocess.run([sys.executable, "run.py", "--config", str(cfg), "--no-progress"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        [sys.executable, "run.py", "--config", str(cfg), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert completed_calls(db) == before

@@ -40,10 +40,13 @@ async def test_dpo_stage_runs_on_the_demo_and_writes_its_own_model(tmp_path, mon
     pairs = [json.loads(line) for line in (out / "preferences.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen_score"] > p["rejected_score"] for p in pairs)
 
-    cfg.write_text(cfg.read_text() + (
-        '\n[student]\nmodel = "smollm2-135m-instruct"\n\n[train]\nmax_length = 256\n\n'
-        "[dpo]\nmax_steps = 2\nmicro_batch_size = 2\nlr = 1e-5\n"
-    ))
+    cfg.write_text(
+        cfg.read_text()
+        + (
+            '\n[student]\nmodel = "smollm2-135m-instruct"\n\n[train]\nmax_length = 256\n\n'
+            "[dpo]\nmax_steps = 2\nmicro_batch_size = 2\nlr = 1e-5\n"
+        )
+    )
     dpo = run_stage(cfg, "dpo")
     assert dpo.returncode == 0, dpo.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "dpo_log.jsonl").read_text().splitlines()]

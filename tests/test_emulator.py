@@ -12,6 +12,7 @@ import pytest
 
 from adapters import ChatClient
 from core.calls import ChatRequest, Message
+from core.errors import ConfigError, Retryable, Unusable
 from emulator import (
     AnswerRequest,
     EmulatorSpec,
@@ -24,7 +25,6 @@ from emulator import (
     start_emulator_process,
 )
 from emulator.limiter import ModelLimiter, go_duration
-from core.errors import ConfigError, Retryable, Unusable
 
 KEY = "emulator-key"
 PROVIDERS = ("openai", "gemini", "anthropic")
@@ -136,10 +136,13 @@ async def test_429_carries_retry_after_and_rate_limit_headers() -> None:
         assert ok.rate_limit is not None and ok.rate_limit.limit_requests == 60
         assert ok.rate_limit.remaining_requests == 0 and ok.rate_limit.reset_requests_s == 1.0
         body = msgspec.json.encode({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-        async with aiohttp.ClientSession() as session:
-            async with session.post(emu.url + "/v1/chat/completions", data=body,
-                                    headers={"Authorization": "Bearer k"}) as response:
-                status, headers, payload = response.status, response.headers, await response.json()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                emu.url + "/v1/chat/completions", data=body, headers={"Authorization": "Bearer k"}
+            ) as response,
+        ):
+            status, headers, payload = response.status, response.headers, await response.json()
     assert status == 429
     assert (headers["retry-after"], headers["retry-after-ms"]) == ("1", "1000")
     assert headers["x-ratelimit-limit-requests"] == "60" and headers["x-ratelimit-remaining-requests"] == "0"
@@ -176,9 +179,8 @@ async def test_tpm_refund_lets_the_next_request_in_at_once() -> None:
 )
 async def test_missing_auth_header_is_a_provider_shaped_401(provider: str, path: str, error_field) -> None:
     async with run_emulator(EmulatorSpec()) as emu:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(emu.url + path, data=b"{}") as response:
-                status, payload = response.status, await response.json()
+        async with aiohttp.ClientSession() as session, session.post(emu.url + path, data=b"{}") as response:
+            status, payload = response.status, await response.json()
         assert emu.stats().unauthorized == 1
     assert status == 401
     outer, inner = error_field
@@ -198,8 +200,9 @@ async def test_stats_count_tokens_and_duplicates_and_reset_over_http() -> None:
             assert (m.completed, m.duplicates, len(m.completed_keys)) == (3, 1, 2)
             assert sorted(m.completed_keys.values()) == [1, 2]
             assert m.input_tokens == 3 * first.input_tokens - count_tokens("same") + count_tokens("another")
-            async with session.post(emu.url + "/_emulator/reset",
-                                    data=msgspec.json.encode(EmulatorSpec(default_limits=ModelLimits(rpm=1)))):
+            async with session.post(
+                emu.url + "/_emulator/reset", data=msgspec.json.encode(EmulatorSpec(default_limits=ModelLimits(rpm=1)))
+            ):
                 pass
         assert emu.stats().total.received == 0
         await call(emu, "gemini", ask())
@@ -223,8 +226,7 @@ async def test_model_comes_from_the_body_or_the_path() -> None:
 async def test_answer_sources(tmp_path) -> None:
     canned = tmp_path / "answers.jsonl"
     canned.write_text(
-        '{"model": "m2", "match": "capital", "text": "Paris, for m2."}\n'
-        '{"match": "capital", "text": "Paris."}\n'
+        '{"model": "m2", "match": "capital", "text": "Paris, for m2."}\n{"match": "capital", "text": "Paris."}\n'
     )
     async with run_emulator(EmulatorSpec(answers=str(canned))) as emu:
         assert (await call(emu, "openai", ask("The capital of France?"))).text == "Paris."
@@ -239,8 +241,11 @@ async def test_answer_sources(tmp_path) -> None:
         emu.answer_fn = scripted
         result = await call(emu, "anthropic", ask("Hi", max_tokens=4))
     assert (result.text, result.output_tokens, result.finish_reason) == ("one two six ten", 4, "max_tokens")
-    assert seen == [AnswerRequest(provider="anthropic", model="m", messages=[("user", "Hi")], max_tokens=4,
-                                  temperature=0.0, top_p=1.0)]
+    assert seen == [
+        AnswerRequest(
+            provider="anthropic", model="m", messages=[("user", "Hi")], max_tokens=4, temperature=0.0, top_p=1.0
+        )
+    ]
 
 
 @pytest.mark.anyio

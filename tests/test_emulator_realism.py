@@ -56,13 +56,16 @@ def request_of(provider: str, text: str, max_tokens: int, model: str) -> tuple[s
     if provider == "anthropic":
         body = {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
         return "/v1/messages", {"x-api-key": "k"}, msgspec.json.encode(body)
-    body = {"contents": [{"role": "user", "parts": [{"text": text}]}],
-            "generationConfig": {"maxOutputTokens": max_tokens}}
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": text}]}],
+        "generationConfig": {"maxOutputTokens": max_tokens},
+    }
     return f"/v1beta/models/{model}:generateContent", {"x-goog-api-key": "k"}, msgspec.json.encode(body)
 
 
-async def post(emu, provider: str, text: str = QUESTION, *, max_tokens: int = 64, model: str = "m",
-               timeout_s: float = 5.0) -> Reply:
+async def post(
+    emu, provider: str, text: str = QUESTION, *, max_tokens: int = 64, model: str = "m", timeout_s: float = 5.0
+) -> Reply:
     path, headers, body = request_of(provider, text, max_tokens, model)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
         async with session.post(emu.url + path, data=body, headers=headers) as response:
@@ -113,8 +116,11 @@ async def test_after_quota_requests_every_request_gets_the_providers_out_of_quot
 @pytest.mark.anyio
 async def test_unbilled_answers_do_not_spend_the_quota_and_billed_ones_do() -> None:
     for unusable, expected in ((False, [200] * 4), (True, [200, 200, 429, 429])):
-        spec = EmulatorSpec(models={"m": ModelLimits(quota_requests=2)}, faults=Faults(filtered_rate=1.0),
-                            billing=Billing(unusable=unusable))
+        spec = EmulatorSpec(
+            models={"m": ModelLimits(quota_requests=2)},
+            faults=Faults(filtered_rate=1.0),
+            billing=Billing(unusable=unusable),
+        )
         async with run_emulator(spec) as emu:
             assert [(await post(emu, "openai", f"q{i}")).status for i in range(4)] == expected
 
@@ -125,8 +131,11 @@ async def test_unbilled_answers_do_not_spend_the_quota_and_billed_ones_do() -> N
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("provider", "status", "marker"),
-    [("openai", 503, ("type", "server_error")), ("gemini", 503, ("status", "UNAVAILABLE")),
-     ("anthropic", 529, ("type", "overloaded_error"))],
+    [
+        ("openai", 503, ("type", "server_error")),
+        ("gemini", 503, ("status", "UNAVAILABLE")),
+        ("anthropic", 529, ("type", "overloaded_error")),
+    ],
 )
 async def test_an_overload_window_answers_the_providers_overload_error(provider, status, marker) -> None:
     clock = FakeClock()
@@ -198,8 +207,9 @@ async def test_answers_without_text_have_the_providers_finish_reason_and_are_bil
     provider: str, fault: str
 ) -> None:
     for unusable in (False, True):
-        spec = EmulatorSpec(faults=Faults(**{f"{fault}_rate": 1.0}), billing=Billing(unusable=unusable),
-                            output_tokens=20)
+        spec = EmulatorSpec(
+            faults=Faults(**{f"{fault}_rate": 1.0}), billing=Billing(unusable=unusable), output_tokens=20
+        )
         async with run_emulator(spec) as emu:
             reply = await post(emu, provider, max_tokens=48)
             stats = emu.stats().models["m"]
@@ -207,8 +217,12 @@ async def test_answers_without_text_have_the_providers_finish_reason_and_are_bil
         assert reply.status == 200 and usable_text(provider, document) == ""
         assert finish_of(provider, document) == FINISHES[provider][fault]
         assert (stats.completed, stats.faults) == (0, 1)
-        output = {"filtered": 20, "refusal": count_tokens("I'm sorry, but I can't help with that request."),
-                  "truncated": 48, "empty": 0}[fault]
+        output = {
+            "filtered": 20,
+            "refusal": count_tokens("I'm sorry, but I can't help with that request."),
+            "truncated": 48,
+            "empty": 0,
+        }[fault]
         assert billed(stats) == ((1, PROMPT_TOKENS, output) if unusable else (0, 0, 0))
     if provider == "openai" and fault == "refusal":
         assert document["choices"][0]["message"]["content"] is None
@@ -258,8 +272,7 @@ async def test_a_malformed_body_is_billed_only_as_an_unusable_answer() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("abandoned", [False, True])
 async def test_a_client_that_times_out_on_a_hang_is_billed_the_answer_it_would_have_had(abandoned: bool) -> None:
-    spec = EmulatorSpec(faults=Faults(hang_rate=1.0, hang_s=60), billing=Billing(abandoned=abandoned),
-                        output_tokens=30)
+    spec = EmulatorSpec(faults=Faults(hang_rate=1.0, hang_s=60), billing=Billing(abandoned=abandoned), output_tokens=30)
     async with run_emulator(spec) as emu:
         with pytest.raises(TimeoutError):
             await post(emu, "openai", timeout_s=0.2)
@@ -272,8 +285,12 @@ async def test_a_client_that_times_out_on_a_hang_is_billed_the_answer_it_would_h
 @pytest.mark.anyio
 async def test_a_client_that_gives_up_during_a_slow_answer_is_billed_and_its_tpm_comes_back() -> None:
     clock = FakeClock()
-    spec = EmulatorSpec(models={"m": ModelLimits(tpm=6000)}, latency=Latency(median_ms=60_000),
-                        billing=Billing(abandoned=True), output_tokens=10)
+    spec = EmulatorSpec(
+        models={"m": ModelLimits(tpm=6000)},
+        latency=Latency(median_ms=60_000),
+        billing=Billing(abandoned=True),
+        output_tokens=10,
+    )
     async with run_emulator(spec, clock=clock) as emu:
         with pytest.raises(TimeoutError):
             await post(emu, "gemini", max_tokens=80, timeout_s=0.2)
@@ -394,6 +411,9 @@ def test_new_options_are_validated_and_travel_as_json() -> None:
         Overload(start_s=0, duration_s=0)
     with pytest.raises(ValueError, match="`otpm` must be > 0"):
         ModelLimits(otpm=0)
-    spec = EmulatorSpec(models={"m": ModelLimits(quota_requests=5, header_dialect="groq", rpd=100)},
-                        billing=Billing(abandoned=True), overloads=[Overload(start_s=1, duration_s=2, rate=0.5)])
+    spec = EmulatorSpec(
+        models={"m": ModelLimits(quota_requests=5, header_dialect="groq", rpd=100)},
+        billing=Billing(abandoned=True),
+        overloads=[Overload(start_s=1, duration_s=2, rate=0.5)],
+    )
     assert msgspec.json.decode(msgspec.json.encode(spec), type=EmulatorSpec) == spec

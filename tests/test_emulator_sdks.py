@@ -17,8 +17,16 @@ QUESTION = "What is 2 + 2?"
 @pytest.fixture(autouse=True)
 def _no_provider_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # The SDKs read keys and base URLs from the environment: only what a test passes counts.
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN",
-                 "ANTHROPIC_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -58,8 +66,11 @@ async def test_openai_sdk_parses_refusals_filters_and_reasoning_that_ate_max_tok
                 )
         choice = answer.choices[0]
         seen[fault] = (choice.finish_reason, choice.message.content or "", bool(choice.message.refusal))
-    assert seen == {"refusal": ("stop", "", True), "filtered": ("content_filter", "", False),
-                    "truncated": ("length", "", False)}
+    assert seen == {
+        "refusal": ("stop", "", True),
+        "filtered": ("content_filter", "", False),
+        "truncated": ("length", "", False),
+    }
     assert answer.usage.completion_tokens == 32
     assert answer.usage.completion_tokens_details.reasoning_tokens == 32
 

@@ -16,15 +16,15 @@ import msgspec
 import pytest
 
 from core.config import StudentSection
+from core.records import Mistake, Question
+from prompts.messages import format_question
 from prompts.student import resolve_format
 from student import make_backend
 from student.answers_store import AnswersStore
 from student.backend import Sampling
 from student.evaluate import EvalResult, run_eval, wilson_interval, write_eval_json
 from student.exam import run_exam
-from prompts.messages import format_question
 from tasks import load_split
-from core.records import Mistake, Question
 
 
 class StubBackend:
@@ -159,9 +159,8 @@ async def test_answers_of_a_killed_exam_are_kept(tokenizer: object, tmp_path: Pa
             raise RuntimeError("killed")
         return right_on_even(prompt)
 
-    with AnswersStore.open(tmp_path / "store.sqlite") as store:
-        with pytest.raises(RuntimeError):
-            await run_exam(svamp(6), StubBackend(tokenizer, dies_at_q5), store, fmt)
+    with AnswersStore.open(tmp_path / "store.sqlite") as store, pytest.raises(RuntimeError):
+        await run_exam(svamp(6), StubBackend(tokenizer, dies_at_q5), store, fmt)
     with AnswersStore.open(tmp_path / "store.sqlite") as store:
         resumed = StubBackend(tokenizer, right_on_even)
         summary = await run_exam(svamp(6), resumed, store, fmt)
@@ -174,7 +173,11 @@ async def test_logiqa_mistake_carries_context_and_options(
     tokenizer: object, store: AnswersStore, tmp_path: Path
 ) -> None:
     q = Question(
-        id="l1", task="logiqa", question="Which follows?", gold="B", context="All cats sleep.",
+        id="l1",
+        task="logiqa",
+        question="Which follows?",
+        gold="B",
+        context="All cats sleep.",
         options=("Cats fly", "Cats sleep", "Dogs sleep", "None"),
     )
     # Answers A only when the prompt shows the options lettered, as format_question writes them.
@@ -193,8 +196,12 @@ async def test_eval_json_shape_merge_and_wrong_predictions(
     fmt = resolve_format("auto", tokenizer)
     base = await run_eval(svamp(6), StubBackend(tokenizer, right_on_even), store, fmt, checkpoint="base", model="tiny")
     trained = await run_eval(
-        svamp(6), StubBackend(tokenizer, lambda p: "The answer is 2.", model_id="trained"), store, fmt,
-        checkpoint="model", model="tiny",
+        svamp(6),
+        StubBackend(tokenizer, lambda p: "The answer is 2.", model_id="trained"),
+        store,
+        fmt,
+        checkpoint="model",
+        model="tiny",
     )
     path = tmp_path / "eval.json"
     write_eval_json(path, [base])
@@ -272,8 +279,10 @@ def test_exam_stage_alone_on_a_fresh_run_directory(tiny_model_dir: Path, tmp_pat
         '[[datasets]]\ntask = "svamp"\nsource = "demo"\nlimit = 2\n'
         f'[student]\nmodel = "{tiny_model_dir}"\nbackend = "hf"\nbatch_size = 2\nmax_new_tokens = 4\n'
         '[emulator]\nanswers = "fair"\n'
-        + "".join(f'[[teachers]]\nname = "{n}"\nprovider = "openai"\nmodel = "m-{n}"\nbase_url = "emulator"\n'
-                  for n in ("a", "b"))
+        + "".join(
+            f'[[teachers]]\nname = "{n}"\nprovider = "openai"\nmodel = "m-{n}"\nbase_url = "emulator"\n'
+            for n in ("a", "b")
+        )
     )
     assert run.main(["--config", str(cfg), "--stage", "exam", "--no-progress"]) == 0
     assert (tmp_path / "run" / "mistakes.jsonl").exists() and (tmp_path / "run" / "report.md").exists()

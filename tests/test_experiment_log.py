@@ -11,11 +11,11 @@ import pytest
 
 from core.config import RunSection, load_config
 from core.errors import ConfigError
-from reports.teach_log import log_teach_metrics
-from trainer.experiment_log import check_loggers
 from reports.run_report import run_report
+from reports.teach_log import log_teach_metrics
 from tests.test_reports_run import _config
 from tests.test_trainer import write_run
+from trainer.experiment_log import check_loggers
 from trainer.recipe import train
 
 pytest.importorskip("tensorboard")
@@ -32,7 +32,7 @@ def read_events(log_dir: Path):
 
 def test_training_writes_the_named_scalars_and_the_config(tmp_path: Path, tiny_model_dir: Path) -> None:
     path = write_run(tmp_path, tiny_model_dir, max_steps=3)
-    path.write_text(path.read_text().replace('seed = 7\n', 'seed = 7\nlog_to = ["tensorboard"]\n'))
+    path.write_text(path.read_text().replace("seed = 7\n", 'seed = 7\nlog_to = ["tensorboard"]\n'))
     cfg = load_config(path)
     train(cfg)
 

@@ -7,30 +7,38 @@ import json
 import pytest
 from rich.console import Console
 
-from core.config import Config, DatasetSection, ReviewSection, RunSection, TeacherSection
 from accounting.forecast import DEFAULT_OUTPUT_TOKENS, forecast, print_forecast
-from store.calls import CallRow, open_db
+from core.config import Config, DatasetSection, ReviewSection, RunSection, TeacherSection
+from core.records import Mistake, Question
 from engine.tokens import estimate_tokens
 from prompts.messages import teacher_messages
-from core.records import Mistake, Question
+from store.calls import CallRow, open_db
 
 MISTAKES = [
-    Mistake(id=str(i), task="svamp", question=f"Tom has {i + 3} apples and buys {2 * i + 5} more. How many now?",
-            gold_answer=str(3 * i + 8), student_answer=f"He has {i} apples. The answer is {i}.",
-            student_final_answer=str(i))
+    Mistake(
+        id=str(i),
+        task="svamp",
+        question=f"Tom has {i + 3} apples and buys {2 * i + 5} more. How many now?",
+        gold_answer=str(3 * i + 8),
+        student_answer=f"He has {i} apples. The answer is {i}.",
+        student_final_answer=str(i),
+    )
     for i in range(5)
 ]
 
 
 def _teacher(name: str, **kw) -> TeacherSection:
-    base = dict(provider="openai", model="gpt-3.5-turbo", api_key_env="K", rpm=60.0, tpm=1_000_000.0,
-                max_in_flight=8)
+    base = dict(provider="openai", model="gpt-3.5-turbo", api_key_env="K", rpm=60.0, tpm=1_000_000.0, max_in_flight=8)
     return TeacherSection(name=name, **{**base, **kw})
 
 
 def _config(teachers: list[TeacherSection], max_usd: float | None = None) -> Config:
-    return Config(run=RunSection(name="t", out_dir="/nonexistent"), datasets=[DatasetSection(task="svamp")],
-                  teachers=teachers, review=ReviewSection(max_usd=max_usd))
+    return Config(
+        run=RunSection(name="t", out_dir="/nonexistent"),
+        datasets=[DatasetSection(task="svamp")],
+        teachers=teachers,
+        review=ReviewSection(max_usd=max_usd),
+    )
 
 
 def _hand_prompt(stage: str, m: Mistake) -> int:
@@ -84,12 +92,21 @@ def test_tpm_and_in_flight_bounds_and_the_slowest_teacher_sets_the_wall():
 def test_measured_output_lengths_from_a_store_replace_the_defaults(tmp_path):
     conn = open_db(tmp_path / "store.sqlite")
     for i, tout in enumerate((70, 90)):
-        row = CallRow(key=f"k{i}", dataset="svamp", sample_id=str(i), teacher="a", stage="rationale",
-                      status="completed", output_tokens=tout)
-        conn.execute("INSERT INTO calls (key, dataset, sample_id, teacher, stage, target, status, attempts, retries, "
-                     "http_429, input_tokens, output_tokens, latency_s, finished_at) "
-                     "VALUES (?, ?, ?, ?, ?, '', ?, 1, 0, 0, 0, ?, 0, 0)",
-                     (row.key, row.dataset, row.sample_id, row.teacher, row.stage, row.status, row.output_tokens))
+        row = CallRow(
+            key=f"k{i}",
+            dataset="svamp",
+            sample_id=str(i),
+            teacher="a",
+            stage="rationale",
+            status="completed",
+            output_tokens=tout,
+        )
+        conn.execute(
+            "INSERT INTO calls (key, dataset, sample_id, teacher, stage, target, status, attempts, retries, "
+            "http_429, input_tokens, output_tokens, latency_s, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, '', ?, 1, 0, 0, 0, ?, 0, 0)",
+            (row.key, row.dataset, row.sample_id, row.teacher, row.stage, row.status, row.output_tokens),
+        )
     # b is another model: a's measured lengths say nothing about it
     fc = forecast(_config([_teacher("a"), _teacher("b", model="other-model")]), {"svamp": MISTAKES}, store=conn)
     rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
@@ -146,12 +163,25 @@ def test_a_pilot_is_scaled_to_the_dataset_and_an_unknown_price_stays_unknown():
     from accounting.pilot import Pilot
 
     def calls(sid: str, teacher: str, usd: float | None) -> list[SampleCalls]:
-        return [SampleCalls(sample_id=sid, teacher=teacher, stage=stage, calls=1, input_tokens=100,
-                            output_tokens=10 * (1 + int(sid)), usd=usd, latency_s=2.0)
-                for stage in ("rationale", "feedback", "review")]
+        return [
+            SampleCalls(
+                sample_id=sid,
+                teacher=teacher,
+                stage=stage,
+                calls=1,
+                input_tokens=100,
+                output_tokens=10 * (1 + int(sid)),
+                usd=usd,
+                latency_s=2.0,
+            )
+            for stage in ("rationale", "feedback", "review")
+        ]
 
-    pilot = Pilot(task="svamp", sample_ids=["0", "1"],
-                  calls=[c for sid in "01" for c in calls(sid, "a", 0.01) + calls(sid, "b", None)])
+    pilot = Pilot(
+        task="svamp",
+        sample_ids=["0", "1"],
+        calls=[c for sid in "01" for c in calls(sid, "a", 0.01) + calls(sid, "b", None)],
+    )
     teachers = [_teacher("a", rpm=None, max_in_flight=1), _teacher("b", model="my-model")]
     fc = forecast(_config(teachers), {"svamp": MISTAKES}, pilots={"svamp": pilot})
     (ds,) = fc.datasets
@@ -172,15 +202,20 @@ def test_history_matches_teachers_by_model_across_names(tmp_path):
     from accounting.calibration import open_run_store, read_history
 
     conn = open_db(tmp_path / "store.sqlite")
-    conn.execute("INSERT INTO events (at, kind, body) VALUES (0, 'teachers', ?)",
-                 (msgspec.json.encode({"old-name": "my-model"}),))
-    conn.execute("INSERT INTO calls (key, dataset, sample_id, teacher, stage, target, status, attempts, retries, "
-                 "http_429, input_tokens, output_tokens, latency_s, finished_at) "
-                 "VALUES ('k', 'svamp', '0', 'old-name', 'feedback', '', 'completed', 1, 0, 0, 0, 42, 1.5, 0)")
+    conn.execute(
+        "INSERT INTO events (at, kind, body) VALUES (0, 'teachers', ?)",
+        (msgspec.json.encode({"old-name": "my-model"}),),
+    )
+    conn.execute(
+        "INSERT INTO calls (key, dataset, sample_id, teacher, stage, target, status, attempts, retries, "
+        "http_429, input_tokens, output_tokens, latency_s, finished_at) "
+        "VALUES ('k', 'svamp', '0', 'old-name', 'feedback', '', 'completed', 1, 0, 0, 0, 42, 1.5, 0)"
+    )
     conn.close()
     history = read_history(open_run_store(tmp_path), "store of x")
-    fc = forecast(_config([_teacher("new-name", model="my-model"), _teacher("b")]), {"svamp": MISTAKES},
-                  history=[history])
+    fc = forecast(
+        _config([_teacher("new-name", model="my-model"), _teacher("b")]), {"svamp": MISTAKES}, history=[history]
+    )
     rows = {(r.teacher, r.stage): r for r in fc.datasets[0].rows}
     assert rows[("new-name", "feedback")].output_tokens == 42 * len(MISTAKES)
     assert rows[("new-name", "feedback")].source == "store of x" and rows[("b", "feedback")].source == "defaults"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.records import Question
 from student.answering import grade
 from tasks import extract_answer
 from tasks.authors_grader import authors_correct, authors_final_answer
-from core.records import Question
 
 
 @pytest.mark.parametrize(
@@ -52,8 +52,14 @@ def test_authors_compare_strings_where_we_compare_numbers() -> None:
     assert not grade(q, "The answer is 72.0", "sha", "authors").correct
     assert grade(q, "so 72 clips", "sha", "authors").correct
     assert authors_correct("logiqa", "1", "B") and not authors_correct("logiqa", None, "B")
-    lq = Question(id="1", task="logiqa", question="What follows?", gold="B", context="c",
-                  options=("It rained.", "It did not rain.", "x", "y"))
+    lq = Question(
+        id="1",
+        task="logiqa",
+        question="What follows?",
+        gold="B",
+        context="c",
+        options=("It rained.", "It did not rain.", "x", "y"),
+    )
     answer = grade(lq, "Answer: It did not rain.\nRationale: ...", "sha", "authors")
     assert answer.correct and answer.final_answer == "B"
 

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from functools import partial
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from core.calls import ChatRequest, ChatResult, Message, RateLimitInfo
-from engine.budget import Budget, CallTab
 from core.errors import AccountError, Permanent, Retryable, Unusable
+from engine.budget import Budget, CallTab
 from engine.lane import CallOutcome, Lane, LaneLimits
 
 REQUEST = ChatRequest(model="m", messages=(Message("user", "What is 6 times 7?"),), max_tokens=500)
@@ -20,8 +21,14 @@ Behaviour = Callable[[int], "ChatResult | Exception"]
 
 
 def ok(output_tokens: int = 5, rate_limit: RateLimitInfo | None = None) -> ChatResult:
-    return ChatResult(text="42", input_tokens=20, output_tokens=output_tokens, finish_reason="stop",
-                      latency_s=0.01, rate_limit=rate_limit)
+    return ChatResult(
+        text="42",
+        input_tokens=20,
+        output_tokens=output_tokens,
+        finish_reason="stop",
+        latency_s=0.01,
+        rate_limit=rate_limit,
+    )
 
 
 class FakeClient:
@@ -43,7 +50,7 @@ class FakeClient:
             self.all_entered.set()
         if self.hold is not None:
             await self.hold.wait()
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         answer = self.behaviour(n)
         if isinstance(answer, Exception):
             raise answer
@@ -115,8 +122,7 @@ async def test_unexpected_client_error_fails_the_call_not_the_lane() -> None:
 @pytest.mark.anyio
 async def test_a_burst_of_429s_is_one_congestion_event() -> None:
     hold = anyio.Event()
-    client = FakeClient(lambda n: Retryable("HTTP 429", after_s=0.01, rate_limited=True) if n < 8 else ok(),
-                        hold=hold)
+    client = FakeClient(lambda n: Retryable("HTTP 429", after_s=0.01, rate_limited=True) if n < 8 else ok(), hold=hold)
     client.expect_entered = 8
     lane = Lane("t", client, LaneLimits(max_in_flight=8, **FAST))
     outcomes = []
@@ -254,8 +260,9 @@ PRICED = dict(cost_usd=lambda i, o: i * 1e-6 + o * 2e-6)
 
 
 def unusable(kind, output_tokens: int | None = 500) -> Unusable:
-    return Unusable(kind, f"no text ({kind})", input_tokens=20 if output_tokens is not None else None,
-                    output_tokens=output_tokens)
+    return Unusable(
+        kind, f"no text ({kind})", input_tokens=20 if output_tokens is not None else None, output_tokens=output_tokens
+    )
 
 
 @pytest.mark.anyio
@@ -264,8 +271,12 @@ async def test_a_truncated_answer_is_billed_not_retried_and_names_max_tokens() -
     lane = Lane("gpt", client, LaneLimits(**FAST))
     tab = CallTab(**PRICED)
     outcome = await lane.call(REQUEST, tab=tab)
-    assert (outcome.status, outcome.unusable, outcome.http_status, len(client.started)) == ("failed", "truncated",
-                                                                                             200, 1)
+    assert (outcome.status, outcome.unusable, outcome.http_status, len(client.started)) == (
+        "failed",
+        "truncated",
+        200,
+        1,
+    )
     assert outcome.error is not None and "max_tokens" in outcome.error and "'gpt'" in outcome.error
     assert (tab.input_tokens, tab.output_tokens) == (20, 500)
     assert tab.usd == pytest.approx(20e-6 + 1000e-6)
@@ -286,8 +297,14 @@ async def test_a_filtered_answer_is_sampled_once_more_and_both_are_billed() -> N
 
 @pytest.mark.anyio
 async def test_usage_missing_is_estimated_not_free() -> None:
-    answer = ChatResult(text="The answer is 42.", input_tokens=0, output_tokens=0, finish_reason="stop",
-                        latency_s=0.01, usage_reported=False)
+    answer = ChatResult(
+        text="The answer is 42.",
+        input_tokens=0,
+        output_tokens=0,
+        finish_reason="stop",
+        latency_s=0.01,
+        usage_reported=False,
+    )
     tab = CallTab(**PRICED)
     outcome = await Lane("t", FakeClient(lambda n: answer), LaneLimits(**FAST)).call(REQUEST, tab=tab)
     assert outcome.status == "completed" and tab.usage_estimated
@@ -371,8 +388,9 @@ async def test_a_call_waits_while_in_flight_worst_cases_are_in_the_way() -> None
 @pytest.mark.anyio
 async def test_account_errors_open_the_breaker_and_queued_calls_fail_unsent() -> None:
     hold = anyio.Event()
-    client = FakeClient(lambda n: AccountError("HTTP 429: insufficient_quota", cause="out of quota",
-                                               http_status=429), hold=hold)
+    client = FakeClient(
+        lambda n: AccountError("HTTP 429: insufficient_quota", cause="out of quota", http_status=429), hold=hold
+    )
     client.expect_entered = 4
     lane = Lane("gpt", client, LaneLimits(max_in_flight=4, **FAST))
     outcomes: list[CallOutcome] = []
@@ -394,8 +412,9 @@ async def test_account_errors_open_the_breaker_and_queued_calls_fail_unsent() ->
 
 @pytest.mark.anyio
 async def test_overload_is_retried_beyond_max_attempts_and_slows_the_lane() -> None:
-    client = FakeClient(lambda n: Retryable("HTTP 529: overloaded", overloaded=True, http_status=529)
-                        if n < 8 else ok())
+    client = FakeClient(
+        lambda n: Retryable("HTTP 529: overloaded", overloaded=True, http_status=529) if n < 8 else ok()
+    )
     lane = Lane("t", client, LaneLimits(max_attempts=3, overload_backoff_cap_s=0.002, **FAST))
     outcome = await lane.call(REQUEST)
     assert outcome.status == "completed" and outcome.attempts == 9
@@ -411,8 +430,12 @@ async def test_overload_gives_up_after_its_horizon() -> None:
             now[0] += 100.0
             raise Retryable("HTTP 503: overloaded", overloaded=True, http_status=503)
 
-    lane = Lane("t", Overloaded(lambda n: ok()), LaneLimits(overload_retry_s=300, overload_backoff_cap_s=0.002,
-                                                          **FAST), clock=lambda: now[0])
+    lane = Lane(
+        "t",
+        Overloaded(lambda n: ok()),
+        LaneLimits(overload_retry_s=300, overload_backoff_cap_s=0.002, **FAST),
+        clock=lambda: now[0],
+    )
     outcome = await lane.call(REQUEST)
     assert outcome.status == "failed" and outcome.attempts == 5 and outcome.http_status == 503
     assert outcome.error is not None and "overloaded for over 300 s" in outcome.error
@@ -421,8 +444,14 @@ async def test_overload_gives_up_after_its_horizon() -> None:
 @pytest.mark.anyio
 async def test_a_per_day_request_limit_is_not_adopted_as_rpm() -> None:
     # Groq: x-ratelimit-limit-requests is requests per DAY; 1 used, 6 s to refill it.
-    groq = RateLimitInfo(limit_requests=14_400, remaining_requests=14_399, reset_requests_s=6.0,
-                         limit_tokens=6_000, remaining_tokens=5_900, reset_tokens_s=1.0)
+    groq = RateLimitInfo(
+        limit_requests=14_400,
+        remaining_requests=14_399,
+        reset_requests_s=6.0,
+        limit_tokens=6_000,
+        remaining_tokens=5_900,
+        reset_tokens_s=1.0,
+    )
     lane = Lane("t", FakeClient(lambda n: ok(rate_limit=groq)), LaneLimits(**FAST))
     await lane.call(REQUEST)
     assert (lane.stats.rpm, lane.stats.tpm) == (None, 6_000)
@@ -450,8 +479,13 @@ async def test_anthropic_split_token_limits_are_not_read_as_one_tpm() -> None:
 
 
 def _usage(input_tokens: int, output_tokens: int) -> ChatResult:
-    return ChatResult(text="The answer is 42.", input_tokens=input_tokens, output_tokens=output_tokens,
-                      finish_reason="stop", latency_s=0.01)
+    return ChatResult(
+        text="The answer is 42.",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason="stop",
+        latency_s=0.01,
+    )
 
 
 @pytest.mark.anyio
@@ -481,8 +515,9 @@ async def test_a_prompt_far_over_the_estimate_costs_the_tpm_bucket_at_most_one_b
 async def test_an_overload_with_a_long_retry_after_is_retried_not_a_quota() -> None:
     # Before: Retry-After 120 s > max_retry_after_s failed the call at once as a quota.
     slept: list[float] = []
-    client = FakeClient(lambda n: Retryable("HTTP 503", after_s=120, overloaded=True, http_status=503)
-                        if n < 2 else ok())
+    client = FakeClient(
+        lambda n: Retryable("HTTP 503", after_s=120, overloaded=True, http_status=503) if n < 2 else ok()
+    )
     lane = Lane("t", client, LaneLimits(max_retry_after_s=60, overload_backoff_cap_s=0.002, **FAST))
     real_sleep = anyio.sleep
 
@@ -516,8 +551,12 @@ async def test_the_overload_clock_restarts_after_another_answer() -> None:
                 raise script[n]
             return ok()
 
-    lane = Lane("t", Scripted(lambda n: ok()), LaneLimits(overload_retry_s=300, max_attempts=6,
-                                                        overload_backoff_cap_s=0.002, **FAST), clock=lambda: now[0])
+    lane = Lane(
+        "t",
+        Scripted(lambda n: ok()),
+        LaneLimits(overload_retry_s=300, max_attempts=6, overload_backoff_cap_s=0.002, **FAST),
+        clock=lambda: now[0],
+    )
     outcome = await lane.call(REQUEST)
     assert outcome.status == "completed" and outcome.attempts == 7
 

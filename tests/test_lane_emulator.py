@@ -6,15 +6,17 @@ import anyio
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from core.calls import ChatRequest, ChatResult, Message
 from adapters.client import ChatClient
+from core.calls import ChatRequest, ChatResult, Message
 from emulator import EmulatorSpec, Faults, Latency, ModelLimits, run_emulator
 from engine.lane import CallOutcome, Lane, LaneLimits
 
 
 def requests(n: int, model: str = "m") -> list[ChatRequest]:
-    return [ChatRequest(model=model, messages=(Message("user", f"question {i}: what is {i} + {i}?"),),
-                        max_tokens=64) for i in range(n)]
+    return [
+        ChatRequest(model=model, messages=(Message("user", f"question {i}: what is {i} + {i}?"),), max_tokens=64)
+        for i in range(n)
+    ]
 
 
 async def drive(lane: Lane, batch: list[ChatRequest], workers: int) -> list[CallOutcome]:

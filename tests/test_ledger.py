@@ -9,21 +9,47 @@ import pytest
 
 from accounting import ledger
 from core.samples import DecidedSample, RationaleOutcome
-from store.calls import CallRow, Store, open_db
 from reports.cost import build_cost_report
+from store.calls import CallRow, Store, open_db
 
 pytestmark = pytest.mark.anyio
 
 T0 = 1_700_000_000.0
 
 
-def _call(teacher: str, stage: str, sample: str = "1", *, dataset: str = "svamp", target: str = "",
-          status: str = "completed", tin: int = 100, tout: int = 50, usd: float | None = 0.001,
-          retries: int = 0, h429: int = 0, error: str | None = None, at: float = 0.0, attempts: int = 1) -> CallRow:
+def _call(
+    teacher: str,
+    stage: str,
+    sample: str = "1",
+    *,
+    dataset: str = "svamp",
+    target: str = "",
+    status: str = "completed",
+    tin: int = 100,
+    tout: int = 50,
+    usd: float | None = 0.001,
+    retries: int = 0,
+    h429: int = 0,
+    error: str | None = None,
+    at: float = 0.0,
+    attempts: int = 1,
+) -> CallRow:
     return CallRow(
-        key=f"{dataset}:{sample}:{teacher}:{stage}:{target}:{at}", dataset=dataset, sample_id=sample,
-        teacher=teacher, stage=stage, target=target, status=status, attempts=attempts, retries=retries,
-        http_429=h429, input_tokens=tin, output_tokens=tout, usd=usd, latency_s=0.5, error=error,
+        key=f"{dataset}:{sample}:{teacher}:{stage}:{target}:{at}",
+        dataset=dataset,
+        sample_id=sample,
+        teacher=teacher,
+        stage=stage,
+        target=target,
+        status=status,
+        attempts=attempts,
+        retries=retries,
+        http_429=h429,
+        input_tokens=tin,
+        output_tokens=tout,
+        usd=usd,
+        latency_s=0.5,
+        error=error,
         finished_at=T0 + at + 1,
     )
 
@@ -33,8 +59,15 @@ def _rationale(teacher: str, accepted: bool, text: str | None = "r") -> Rational
 
 
 def _sample(sid: str, rationales: list[RationaleOutcome], included: bool) -> DecidedSample:
-    return DecidedSample(id=sid, task="svamp", question="q", gold_answer="1", student_answer="2",
-                         rationales=rationales, included=included)
+    return DecidedSample(
+        id=sid,
+        task="svamp",
+        question="q",
+        gold_answer="1",
+        student_answer="2",
+        rationales=rationales,
+        included=included,
+    )
 
 
 ROWS = [
@@ -74,8 +107,10 @@ async def _store(path, rows=ROWS, samples=SAMPLES, events=()):
             await store.add_sample(s.task, s.id, i, msgspec.json.encode(s))
     conn = open_db(path / "store.sqlite")
     # Inserted directly: the store stamps events with the wall clock, the tests need fixed times.
-    conn.executemany("INSERT INTO events (at, kind, body) VALUES (?, ?, ?)",
-                     [(T0 + at, kind, json.dumps(body).encode()) for kind, body, at in events])
+    conn.executemany(
+        "INSERT INTO events (at, kind, body) VALUES (?, ?, ?)",
+        [(T0 + at, kind, json.dumps(body).encode()) for kind, body, at in events],
+    )
     return conn
 
 
@@ -85,15 +120,26 @@ def _by(rows, teacher, stage):
 
 
 def _billed(teacher=None, stage=None):
-    return [r for r in ROWS if r.status in ("completed", "failed")
-            and (teacher is None or r.teacher == teacher) and (stage is None or r.stage == stage)]
+    return [
+        r
+        for r in ROWS
+        if r.status in ("completed", "failed")
+        and (teacher is None or r.teacher == teacher)
+        and (stage is None or r.stage == stage)
+    ]
 
 
 async def test_stage_ledger_equals_hand_sums(tmp_path):
     conn = await _store(tmp_path)
     rows = ledger.stage_ledger(conn, "svamp")
     assert [(r.teacher, r.stage) for r in rows] == [
-        ("a", "rationale"), ("a", "feedback"), ("a", "review"), ("b", "rationale"), ("b", "feedback"), ("b", "review")]
+        ("a", "rationale"),
+        ("a", "feedback"),
+        ("a", "review"),
+        ("b", "rationale"),
+        ("b", "feedback"),
+        ("b", "review"),
+    ]
     b_rat = _by(rows, "b", "rationale")
     assert (b_rat.calls, b_rat.failed, b_rat.retries, b_rat.http_429) == (2, 1, 7, 2)
     assert b_rat.input_tokens == 110 + 95 and b_rat.output_tokens == 60 + 55
@@ -165,11 +211,17 @@ async def test_billed_money_counts_on_every_row_that_sent_an_attempt(tmp_path):
     # skipped after a timed-out attempt: both were paid for (or may have been).
     rows = [
         _call("a", "rationale", "1", tin=100, tout=40, usd=0.002, at=0),
-        msgspec.structs.replace(_call("b", "rationale", "1", status="cancelled", tin=80, tout=512, usd=0.0011,
-                                      error="cancelled", at=1), possibly_usd=0.0015, possibly_attempts=1,
-                                unusable="truncated"),
-        msgspec.structs.replace(_call("a", "feedback", "1", status="skipped", tin=0, tout=0, usd=0.0,
-                                      error="budget", at=2), possibly_usd=0.0012, possibly_attempts=1),
+        msgspec.structs.replace(
+            _call("b", "rationale", "1", status="cancelled", tin=80, tout=512, usd=0.0011, error="cancelled", at=1),
+            possibly_usd=0.0015,
+            possibly_attempts=1,
+            unusable="truncated",
+        ),
+        msgspec.structs.replace(
+            _call("a", "feedback", "1", status="skipped", tin=0, tout=0, usd=0.0, error="budget", at=2),
+            possibly_usd=0.0012,
+            possibly_attempts=1,
+        ),
     ]
     conn = await _store(tmp_path, rows=rows, samples=[])
     total = ledger.totals(ledger.stage_ledger(conn, "svamp"))

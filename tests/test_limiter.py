@@ -134,8 +134,10 @@ def test_prompt_estimate_is_close_to_the_emulator_count(shared_data) -> None:
     mean_abs = sum(abs(e) for e in errors) / len(errors)
     worst = max(abs(e) for e in errors)
     bias = sum(errors) / len(errors)
-    print(f"prompt estimate vs emulator on {len(errors)} requests: "
-          f"mean |err| {mean_abs:.1%}, worst {worst:.1%}, bias {bias:+.1%}")
+    print(
+        f"prompt estimate vs emulator on {len(errors)} requests: "
+        f"mean |err| {mean_abs:.1%}, worst {worst:.1%}, bias {bias:+.1%}"
+    )
     assert mean_abs < 0.05
     assert worst < 0.25
     assert abs(bias) < 0.02

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.calls import ChatRequest, Message
 from adapters.client import ChatClient
 from bench.llamacpp import llamacpp_installed, serve_llamacpp
+from core.calls import ChatRequest, Message
 
 pytestmark = [
     pytest.mark.slow,
@@ -19,8 +19,10 @@ async def test_openai_adapter_against_llamacpp():
     with serve_llamacpp() as base_url:
         async with ChatClient("openai", api_key="local", base_url=base_url, max_connections=2) as client:
             request = ChatRequest(
-                model="smollm2", messages=(Message("user", "What is 2 + 3? Answer with a number."),),
-                temperature=0.0, max_tokens=24,
+                model="smollm2",
+                messages=(Message("user", "What is 2 + 3? Answer with a number."),),
+                temperature=0.0,
+                max_tokens=24,
             )
             result = await client.complete(request, timeout_s=120)
     assert result.text.strip()

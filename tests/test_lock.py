@@ -34,7 +34,8 @@ async def test_a_second_run_on_a_busy_run_directory_is_refused_at_once(tmp_path,
             started = time.monotonic()
             proc = await anyio.run_process(
                 [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"],
-                cwd=ROOT, check=False,
+                cwd=ROOT,
+                check=False,
             )
             elapsed = time.monotonic() - started
             # A dry run sends nothing and only reads the store: it needs no lock.
@@ -50,10 +51,17 @@ async def test_a_second_run_on_a_busy_run_directory_is_refused_at_once(tmp_path,
 
 def test_the_lock_dies_with_its_holder(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         ("import time; from pathlib import Path; from stages.lock import hold_run_dir\n"
-          f"with hold_run_dir(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(600)")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time; from pathlib import Path; from stages.lock import hold_run_dir\n"
+                f"with hold_run_dir(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(600)"
+            ),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

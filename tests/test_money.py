@@ -14,10 +14,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from emulator import EmulatorSpec, Latency, run_emulator
-from emulator.spec import Billing, Faults, ModelLimits, Overload
-from emulator.fair_script import FairScript
 from core.config import load_config
+from emulator import EmulatorSpec, Latency, run_emulator
+from emulator.fair_script import FairScript
+from emulator.spec import Billing, Faults, ModelLimits, Overload
 from reports.cost import build_cost_report, ledger_connection
 from stages.context import RunContext
 from stages.job import run_job
@@ -63,8 +63,15 @@ def key(monkeypatch):
 
 
 async def test_the_cost_report_is_what_the_provider_billed_answers_without_text_included(tmp_path, questions):
-    faults = Faults(filtered_rate=0.04, refusal_rate=0.04, truncated_rate=0.03, empty_rate=0.03,
-                    error_rate=0.03, error_200_rate=0.03, reset_rate=0.02)
+    faults = Faults(
+        filtered_rate=0.04,
+        refusal_rate=0.04,
+        truncated_rate=0.03,
+        empty_rate=0.03,
+        error_rate=0.03,
+        error_200_rate=0.03,
+        reset_rate=0.02,
+    )
     spec = EmulatorSpec(latency=Latency(median_ms=2), faults=faults, billing=Billing(unusable=True), seed=5)
     async with run_emulator(spec, FairScript(questions)) as emu:
         ctx, _ = await teach(tmp_path, emu, questions)
@@ -88,8 +95,9 @@ async def test_the_cost_report_is_what_the_provider_billed_answers_without_text_
 
 async def test_abandoned_requests_are_covered_by_the_possibly_billed_column(tmp_path, questions):
     faults = Faults(hang_rate=0.03, hang_s=30.0, malformed_rate=0.03)
-    spec = EmulatorSpec(latency=Latency(median_ms=2), faults=faults, billing=Billing(abandoned=True, unusable=True),
-                        seed=7)
+    spec = EmulatorSpec(
+        latency=Latency(median_ms=2), faults=faults, billing=Billing(abandoned=True, unusable=True), seed=7
+    )
     async with run_emulator(spec, FairScript(questions)) as emu:
         ctx, result = await teach(tmp_path, emu, questions[:40], teacher_extra="timeout_s = 0.5\n")
         stats = emu.stats().total
@@ -189,7 +197,8 @@ async def test_a_rerun_with_the_cap_counts_what_earlier_runs_may_have_been_bille
     report = cost_report(ctx)
     assert report.possibly_usd > 0
     async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
-        _, result = await teach(tmp_path, emu, questions[:10],
-                                max_usd=(report.total_usd or 0) + report.possibly_usd * 0.5)
+        _, result = await teach(
+            tmp_path, emu, questions[:10], max_usd=(report.total_usd or 0) + report.possibly_usd * 0.5
+        )
         assert emu.stats().total.received == 0
     assert result.budget_reached

@@ -18,20 +18,33 @@ FIXTURES = Path(__file__).parent / "data" / "paper_prompts" / "records.json"
 def _authors_logiqa_mistakes(path: Path) -> Path:
     """LogiQA mistakes in the authors' *_false_round0.json form (their train split is not in ../shared/data)."""
     rows = json.loads(FIXTURES.read_text("utf-8"))["logiqa"]
-    path.write_text(json.dumps([
-        {"id": i, "context": r["context"], "question": r["query"], "options": r["options"],
-         "gold_answer": str(r["correct_option"]), "student_wrong_pred": r["student"],
-         "student_wrong_final_answer": "ABSOLUTE_WRONG_FINAL_ANS"}
-        for i, r in enumerate(rows)
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": i,
+                    "context": r["context"],
+                    "question": r["query"],
+                    "options": r["options"],
+                    "gold_answer": str(r["correct_option"]),
+                    "student_wrong_pred": r["student"],
+                    "student_wrong_final_answer": "ABSOLUTE_WRONG_FINAL_ANS",
+                }
+                for i, r in enumerate(rows)
+            ]
+        )
+    )
     return path
 
 
 def test_paper_dry_run_offline_lists_four_students(tmp_path: Path, shared_data: Path) -> None:
     text = (ROOT / "configs" / "paper.toml").read_text()
     text = text.replace('out_dir = "../runs/paper"', f'out_dir = "{tmp_path / "run"}"')
-    for task, hf in (("gsm8k", "hf:openai/gsm8k:main"), ("svamp", "hf:ChilleD/SVAMP"),
-                     ("strategyqa", "hf:ChilleD/StrategyQA")):
+    for task, hf in (
+        ("gsm8k", "hf:openai/gsm8k:main"),
+        ("svamp", "hf:ChilleD/SVAMP"),
+        ("strategyqa", "hf:ChilleD/StrategyQA"),
+    ):
         text = text.replace(f'source = "{hf}"', f'source = "{shared_data / task}"\nlimit = 20')
     mistakes = _authors_logiqa_mistakes(tmp_path / "Llama-2-7b-chat-hf_logiQA_false_round0.json")
     logiqa = f'source = "{shared_data / "logiqa"}"\nmistakes = "{mistakes}"'

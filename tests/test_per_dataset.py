@@ -17,8 +17,9 @@ from trainer.recipe import train
 
 def _two_task_run(tmp_path: Path, model: Path) -> Path:
     path = write_run(tmp_path, model, max_steps=2, per_dataset=True)
-    text = path.read_text().replace('[[datasets]]\ntask = "svamp"\n', '[[datasets]]\ntask = "svamp"\n\n'
-                                    '[[datasets]]\ntask = "gsm8k"\n')
+    text = path.read_text().replace(
+        '[[datasets]]\ntask = "svamp"\n', '[[datasets]]\ntask = "svamp"\n\n[[datasets]]\ntask = "gsm8k"\n'
+    )
     path.write_text(text)
     svamp = make_records(8)
     gsm8k = [msgspec.structs.replace(r, id=f"g{r.id}", task="gsm8k") for r in make_records(6)]

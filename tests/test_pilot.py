@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from emulator import EmulatorSpec, run_emulator
-from emulator.fair_script import FairScript
 from core.config import load_config
 from core.errors import ConfigError
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
 from stages.context import RunContext
 from stages.forecast import dry_run, pilot_dry_run
 from stages.job import run_job
@@ -124,9 +124,11 @@ def test_calibrate_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     import run
 
     cfg = tmp_path / "run.toml"
-    cfg.write_text('[run]\nname = "t"\nout_dir = "run"\n[[datasets]]\ntask = "svamp"\nsource = "demo"\n'
-                   '[[teachers]]\nname = "a"\nprovider = "openai"\nmodel = "gpt-4o-mini"\napi_key_env = "K"\n'
-                   '[[teachers]]\nname = "b"\nprovider = "openai"\nmodel = "gpt-4o"\napi_key_env = "K"\n')
+    cfg.write_text(
+        '[run]\nname = "t"\nout_dir = "run"\n[[datasets]]\ntask = "svamp"\nsource = "demo"\n'
+        '[[teachers]]\nname = "a"\nprovider = "openai"\nmodel = "gpt-4o-mini"\napi_key_env = "K"\n'
+        '[[teachers]]\nname = "b"\nprovider = "openai"\nmodel = "gpt-4o"\napi_key_env = "K"\n'
+    )
     (tmp_path / "empty").mkdir()
     code = run.main(["--config", str(cfg), "--dry-run", "--calibrate-from", str(tmp_path / "empty")])
     err = capsys.readouterr().err.strip()

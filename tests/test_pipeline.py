@@ -14,18 +14,22 @@ import anyio
 import msgspec
 import pytest
 
+from core.config import load_config
+from core.samples import DecidedSample
 from emulator import EmulatorSpec, Latency, run_emulator
 from emulator.fair_script import FairScript
-from core.config import load_config
 from engine.review import accepted as paper_rule
-from core.samples import DecidedSample
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split
 
 pytestmark = pytest.mark.anyio
 
-TEACHERS = [("gpt", "openai", "model-gpt"), ("gemini", "gemini", "model-gemini"), ("claude", "anthropic", "model-claude")]
+TEACHERS = [
+    ("gpt", "openai", "model-gpt"),
+    ("gemini", "gemini", "model-gemini"),
+    ("claude", "anthropic", "model-claude"),
+]
 
 
 def authors_file(path: Path, task: str, questions) -> Path:
@@ -33,14 +37,22 @@ def authors_file(path: Path, task: str, questions) -> Path:
     rows = []
     for q in questions:
         gold = {"svamp": q.gold, "strategyqa": f"{q.gold}.\tSome facts."}[task]
-        rows.append({"id": int(q.id), "question": q.question, "gold_answer": gold,
-                     "student_wrong_pred": "I am not sure. The answer is 3.", "student_wrong_final_answer": "3"})
+        rows.append(
+            {
+                "id": int(q.id),
+                "question": q.question,
+                "gold_answer": gold,
+                "student_wrong_pred": "I am not sure. The answer is 3.",
+                "student_wrong_final_answer": "3",
+            }
+        )
     path.write_text(json.dumps(rows))
     return path
 
 
-def write_config(tmp: Path, emu, files: dict[str, Path], *, urls: dict[str, str] | None = None,
-                 teacher_extra: str = "", **review) -> Path:
+def write_config(
+    tmp: Path, emu, files: dict[str, Path], *, urls: dict[str, str] | None = None, teacher_extra: str = "", **review
+) -> Path:
     lines = ['[run]\nname = "t"\nout_dir = "run"\nseed = 731\n']
     for task, f in files.items():
         lines.append(f'[[datasets]]\ntask = "{task}"\nmistakes = "{f}"\n')
@@ -89,8 +101,9 @@ async def test_decisions_follow_the_paper_rule(tmp_path, monkeypatch, real_quest
     n_accepted = n_included = 0
     for s in samples:
         for r in s.rationales:
-            expected = {rev: script.review_score(model[rev], s.task, r.text, s.gold_answer)
-                        for rev in model if rev != r.teacher}
+            expected = {
+                rev: script.review_score(model[rev], s.task, r.text, s.gold_answer) for rev in model if rev != r.teacher
+            }
             assert r.scores == expected
             assert r.accepted == paper_rule(expected.values(), threshold)
             n_accepted += r.accepted
@@ -254,8 +267,10 @@ async def test_dry_run_forecast_is_within_15_percent_of_the_run(tmp_path, monkey
         await run_job(ctx, "teach")
     report = json.loads((ctx.out_dir / "cost_report.json").read_text())
     measured = {k: sum(r[k] for r in report["datasets"][0]["rows"]) for k in ("calls", "input_tokens", "output_tokens")}
-    predicted = {"calls": forecast.calls,
-                 "input_tokens": sum(r.input_tokens for d in forecast.datasets for r in d.rows),
-                 "output_tokens": sum(r.output_tokens for d in forecast.datasets for r in d.rows)}
+    predicted = {
+        "calls": forecast.calls,
+        "input_tokens": sum(r.input_tokens for d in forecast.datasets for r in d.rows),
+        "output_tokens": sum(r.output_tokens for d in forecast.datasets for r in d.rows),
+    }
     for key, value in measured.items():
         assert abs(predicted[key] - value) <= 0.15 * value, (key, predicted[key], value)

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from core.errors import DataError
-from dataset.preferences import load_preferences, preference_pairs, write_preferences
 from core.samples import DecidedSample, RationaleOutcome
+from dataset.preferences import load_preferences, preference_pairs, write_preferences
 
 
 def sample(sample_id: str, means: dict[str, float | None], *, failed: tuple[str, ...] = ()) -> DecidedSample:

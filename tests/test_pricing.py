@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import TeacherSection
 from accounting.pricing import Prices, cost_usd, table_prices, teacher_prices
+from core.config import TeacherSection
 
 
 def test_table_prices_match_exact_then_dated_prefix():

@@ -6,16 +6,18 @@ import logging
 from types import SimpleNamespace
 
 import anyio
+import anyio.lowlevel
 import pytest
 from rich.console import Console
 
-from accounting.pricing import Prices
 from accounting.live import ProgressView
+from accounting.pricing import Prices
 
 
 def _lane(**kw) -> SimpleNamespace:
-    base = dict(started=0, completed=0, failed=0, in_flight=0, cap=8.0, http_429=0, retries=0, input_tokens=0,
-                output_tokens=0)
+    base = dict(
+        started=0, completed=0, failed=0, in_flight=0, cap=8.0, http_429=0, retries=0, input_tokens=0, output_tokens=0
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -23,8 +25,12 @@ def _view(now: list[float]) -> tuple[ProgressView, SimpleNamespace, SimpleNamesp
     a, b = _lane(), _lane()
     counts = SimpleNamespace(received=10, decided=4)
     view = ProgressView(
-        {"a": a, "b": b}, prices={"a": Prices(in_per_mtok=1.0, out_per_mtok=2.0, source="t"), "b": None},
-        datasets={"svamp": counts}, totals={"svamp": 50}, window_s=5.0, clock=lambda: now[0],
+        {"a": a, "b": b},
+        prices={"a": Prices(in_per_mtok=1.0, out_per_mtok=2.0, source="t"), "b": None},
+        datasets={"svamp": counts},
+        totals={"svamp": 50},
+        window_s=5.0,
+        clock=lambda: now[0],
     )
     return view, a, b
 
@@ -67,7 +73,7 @@ async def test_without_a_terminal_it_logs_a_final_line_when_cancelled(caplog):
     with caplog.at_level(logging.INFO, logger="accounting.live"):
         async with anyio.create_task_group() as tg:
             tg.start_soon(view.run, console)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             tg.cancel_scope.cancel()
     assert any("progress (final): a 7 done" in r.getMessage() for r in caplog.records)
 
@@ -79,6 +85,6 @@ async def test_on_a_terminal_it_draws_until_cancelled():
     console = Console(record=True, force_terminal=True, width=160)
     async with anyio.create_task_group() as tg:
         tg.start_soon(view.run, console)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()
     assert "Teachers" in console.export_text()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
+from core.records import Mistake, Question, TrainRecord
 from prompts.sets import CommitteePrompts, PaperPrompts, check_templates, prompt_set
 from tasks.loaders import load_split
-from core.records import Mistake, Question, TrainRecord
 from tasks.rows import to_question
 
 # The authors' strings (all_prompts.py, MIT, Copyright (c) 2025 Zhuochun), as PAPER_PROMPTS.md gives them.
@@ -114,8 +114,15 @@ def _question(task: str, index: int, row: dict) -> Question:
 
 def _mistake(q: Question, student: str) -> Mistake:
     return Mistake(
-        id=q.id, task=q.task, question=q.question, gold_answer=q.gold, student_answer=student,
-        student_final_answer=None, context=q.context, options=q.options, gold_text=q.gold_text,
+        id=q.id,
+        task=q.task,
+        question=q.question,
+        gold_answer=q.gold,
+        student_answer=student,
+        student_final_answer=None,
+        context=q.context,
+        options=q.options,
+        gold_text=q.gold_text,
     )
 
 
@@ -142,8 +149,15 @@ def test_paper_set_matches_the_authors_composition(case: int) -> None:
         assert got["review"] == [*head, ("user", expected["review"])]
 
     record = TrainRecord(
-        id=m.id, task=m.task, question=paper.record_question(m), student_answer=student, feedback="f",
-        rationale="r", context=m.context, options=m.options, gold_answer=m.gold_answer,
+        id=m.id,
+        task=m.task,
+        question=paper.record_question(m),
+        student_answer=student,
+        feedback="f",
+        rationale="r",
+        context=m.context,
+        options=m.options,
+        gold_answer=m.gold_answer,
     )
     assert paper.rationale_prompt(tok, "instruction", record) == expected["train_rationale"]
     assert paper.feedback_prompt(tok, "instruction", record) == expected["train_feedback"]
@@ -154,10 +168,19 @@ def test_imported_mistakes_keep_the_authors_gold_hint(tmp_path: Path) -> None:
 
     stored = "false.\tPenguins are flightless birds. The moon has no air."
     path = tmp_path / "m.json"
-    path.write_text(json.dumps([{
-        "id": 4, "question": "Could a penguin fly to the moon?", "gold_answer": stored,
-        "student_wrong_pred": "True.", "student_wrong_final_answer": "true",
-    }]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 4,
+                    "question": "Could a penguin fly to the moon?",
+                    "gold_answer": stored,
+                    "student_wrong_pred": "True.",
+                    "student_wrong_final_answer": "true",
+                }
+            ]
+        )
+    )
     (m,) = import_mistakes("strategyqa", path)
     (msg,) = prompt_set("paper").teacher_messages("feedback", m)
     assert msg.content == FB.format("Could a penguin fly to the moon?", "True.", stored)
@@ -212,8 +235,8 @@ def test_paper_set_ships_every_template_and_the_authors_notice() -> None:
 @pytest.mark.parametrize("task", ["svamp", "gsm8k", "strategyqa"])
 def test_scripted_teachers_answer_the_paper_set(task: str) -> None:
     """The emulator's scripted committee plays the paper set too, so the demo runs offline with it."""
-    from emulator.spec import AnswerRequest
     from emulator.fair_script import FairScript
+    from emulator.spec import AnswerRequest
     from tasks import parse_score
 
     task_cases = [(i, row, s) for i, (t, row, s) in enumerate(c for c in _cases() if c[0] == task)]
@@ -225,10 +248,15 @@ def test_scripted_teachers_answer_the_paper_set(task: str) -> None:
 
     def ask(stage: str, rationale: str | None = None) -> str:
         msgs = paper.teacher_messages(stage, m, rationale=rationale, system=True)  # type: ignore[arg-type]
-        return script(AnswerRequest(
-            provider="openai", model="gpt", messages=[(x.role, x.content) for x in msgs], max_tokens=512,
-            temperature=0.8,
-        ))
+        return script(
+            AnswerRequest(
+                provider="openai",
+                model="gpt",
+                messages=[(x.role, x.content) for x in msgs],
+                max_tokens=512,
+                temperature=0.8,
+            )
+        )
 
     rationale = ask("rationale")
     assert "The answer is" in rationale

@@ -23,8 +23,13 @@ def test_demo_runs_end_to_end_with_the_paper_prompts(tmp_path: Path) -> None:
     cfg = small_demo(tmp_path)
     text = cfg.read_text()
     cfg.write_text(text.replace("seed = 731\n", 'seed = 731\nprompts = "paper"\n', 1))
-    done = subprocess.run([sys.executable, "run.py", "--config", str(cfg), "--no-progress"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(
+        [sys.executable, "run.py", "--config", str(cfg), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
     records = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import prompts
+from core.records import Mistake
 from prompts.messages import format_question, teacher_messages, template_name
 from tasks import extract_answer, family, parse_score
-from core.records import Mistake
 
 MISTAKES = {
     "gsm8k": Mistake(
@@ -72,7 +72,9 @@ def test_rationale_prompt_asks_for_the_line_the_extractor_reads(task: str) -> No
 
 def test_logiqa_question_shows_context_and_lettered_options() -> None:
     (msg,) = teacher_messages("rationale", MISTAKES["logiqa"])
-    assert "Four districts surround the park.\nWhich can be derived?\nA. North park\nB. Southwest leisure" in msg.content
+    assert (
+        "Four districts surround the park.\nWhich can be derived?\nA. North park\nB. Southwest leisure" in msg.content
+    )
     assert "D. Southeast business" in msg.content
 
 

@@ -27,10 +27,28 @@ async def test_cost_report_files_have_the_agreed_shape(tmp_path):
     data = json.loads((tmp_path / "cost_report.json").read_text())
     assert set(data) >= {"datasets", "total_usd", "generated_at"}
     (ds,) = data["datasets"]
-    assert set(ds) >= {"task", "rows", "total", "samples", "included", "usd_per_included", "acceptance",
-                       "tokens_per_sample", "saved", "stopped_at_budget"}
-    assert set(ds["rows"][0]) >= {"teacher", "stage", "calls", "failed", "retries", "input_tokens",
-                                  "output_tokens", "usd"}
+    assert set(ds) >= {
+        "task",
+        "rows",
+        "total",
+        "samples",
+        "included",
+        "usd_per_included",
+        "acceptance",
+        "tokens_per_sample",
+        "saved",
+        "stopped_at_budget",
+    }
+    assert set(ds["rows"][0]) >= {
+        "teacher",
+        "stage",
+        "calls",
+        "failed",
+        "retries",
+        "input_tokens",
+        "output_tokens",
+        "usd",
+    }
     assert set(ds["acceptance"]["a"]) >= {"rationales", "accepted", "rate", "share_of_included"}
     assert set(ds["tokens_per_sample"]["b"]) == {"without_review", "with_review"}
     assert ds["samples"] == 3 and ds["included"] == 2 and ds["stopped_at_budget"] is True
@@ -55,8 +73,12 @@ async def test_cost_report_of_an_empty_store(tmp_path):
 
 async def test_budget_event_naming_datasets_marks_only_those(tmp_path):
     rows = [r for r in ROWS if r.error != "budget"] + [_call("a", "rationale", "1", dataset="gsm8k")]
-    conn = await _store(tmp_path, rows=rows, samples=[],
-                        events=[("budget_reached", {"max_usd": 1.0, "datasets": {"gsm8k": {"not_started": 4}}}, 30)])
+    conn = await _store(
+        tmp_path,
+        rows=rows,
+        samples=[],
+        events=[("budget_reached", {"max_usd": 1.0, "datasets": {"gsm8k": {"not_started": 4}}}, 30)],
+    )
     report = build_cost_report(conn)
     stopped = {d.task: d.stopped_at_budget for d in report.datasets}
     assert stopped == {"svamp": False, "gsm8k": True}  # svamp's one failed call is not the cap's doing

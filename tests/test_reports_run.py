@@ -16,10 +16,15 @@ pytestmark = pytest.mark.anyio
 
 
 def _config(out_dir) -> Config:
-    teachers = [TeacherSection(name=n, provider="openai", model="gpt-3.5-turbo", api_key_env="K", rpm=60.0,
-                               tpm=6000.0) for n in "ab"]
-    return Config(run=RunSection(name="demo", out_dir=str(out_dir)),
-                  datasets=[DatasetSection(task="svamp"), DatasetSection(task="gsm8k")], teachers=teachers)
+    teachers = [
+        TeacherSection(name=n, provider="openai", model="gpt-3.5-turbo", api_key_env="K", rpm=60.0, tpm=6000.0)
+        for n in "ab"
+    ]
+    return Config(
+        run=RunSection(name="demo", out_dir=str(out_dir)),
+        datasets=[DatasetSection(task="svamp"), DatasetSection(task="gsm8k")],
+        teachers=teachers,
+    )
 
 
 async def test_partial_run_killed_in_teach_still_reports(tmp_path):
@@ -43,17 +48,34 @@ async def test_partial_run_killed_in_teach_still_reports(tmp_path):
 
 
 async def test_finished_run_has_accuracy_training_and_rate_limits(tmp_path):
-    await _store(tmp_path, events=[("stage_start", {"stage": "teach"}, -1), ("stage_end", {"stage": "teach"}, 20),
-                                   ("budget_reached", {"max_usd": 0.02, "spent_usd": 0.019}, 14)])
+    await _store(
+        tmp_path,
+        events=[
+            ("stage_start", {"stage": "teach"}, -1),
+            ("stage_end", {"stage": "teach"}, 20),
+            ("budget_reached", {"max_usd": 0.02, "spent_usd": 0.019}, 14),
+        ],
+    )
     (tmp_path / "exam").mkdir()
     (tmp_path / "exam" / "mistakes_svamp.jsonl").write_text('{"id": "1"}\n{"id": "2"}\n{"id": "3"}\n{"id": "4"}\n')
-    evals = [dict(task="svamp", model="m", checkpoint="base", n=100, correct=40, accuracy=0.40, ci_low=0.31,
-                  ci_high=0.50),
-             dict(task="svamp", model="m", checkpoint="final", n=100, correct=55, accuracy=0.55, ci_low=0.45,
-                  ci_high=0.64)]
+    evals = [
+        dict(task="svamp", model="m", checkpoint="base", n=100, correct=40, accuracy=0.40, ci_low=0.31, ci_high=0.50),
+        dict(task="svamp", model="m", checkpoint="final", n=100, correct=55, accuracy=0.55, ci_low=0.45, ci_high=0.64),
+    ]
     (tmp_path / "eval.json").write_text(json.dumps({"evals": evals}))
-    log = [dict(step=s, epoch=s / 4, loss=2.0 / s, loss_feedback=2.1 / s, loss_rationale=1.9 / s, lr=1e-5,
-                grad_norm=1.0, tokens_per_s=100.0) for s in range(1, 5)]
+    log = [
+        dict(
+            step=s,
+            epoch=s / 4,
+            loss=2.0 / s,
+            loss_feedback=2.1 / s,
+            loss_rationale=1.9 / s,
+            lr=1e-5,
+            grad_norm=1.0,
+            tokens_per_s=100.0,
+        )
+        for s in range(1, 5)
+    ]
     (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log) + '{"step": 5, "lo')
     report = run_report(tmp_path, _config(tmp_path))
     assert set(report.plots) == {"calls_per_s", "cumulative_usd", "train_loss", "accuracy"}

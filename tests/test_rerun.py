@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config import load_config
 from emulator import EmulatorSpec, run_emulator
 from emulator.fair_script import FairScript
-from core.config import load_config
 from engine.review import accepted as paper_rule
 from stages.context import RunContext
 from stages.job import NOTHING_TO_TRAIN, run_job

@@ -40,8 +40,10 @@ def test_decided_agrees_with_brute_force(threshold, strict):
     for n_known in range(0, 4):
         for known in itertools.product(outcomes, repeat=n_known):
             for pending in range(0, 3):
-                finals = {accepted(list(known) + list(rest), threshold, strict)
-                          for rest in itertools.product(outcomes, repeat=pending)}
+                finals = {
+                    accepted(list(known) + list(rest), threshold, strict)
+                    for rest in itertools.product(outcomes, repeat=pending)
+                }
                 verdict = decided(list(known), pending, threshold, strict)
                 if len(finals) == 1:
                     assert verdict == finals.pop(), (known, pending, threshold, strict)

@@ -41,8 +41,9 @@ async def test_sigterm_mid_teach_saves_everything_and_a_rerun_reaches_the_same_d
         mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
         (tmp_path / "ref").mkdir()
         (tmp_path / "term").mkdir()
-        ref = await anyio.run_process(_teach(write_config(tmp_path / "ref", emu, {"svamp": mistakes})),
-                                      cwd=ROOT, check=False)
+        ref = await anyio.run_process(
+            _teach(write_config(tmp_path / "ref", emu, {"svamp": mistakes})), cwd=ROOT, check=False
+        )
         assert ref.returncode == 0, ref.stderr.decode()
         reference = (tmp_path / "ref" / "run" / "dataset.jsonl").read_bytes()
         emu.reset_stats()
@@ -87,10 +88,17 @@ def _gone(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_the_emulator_process_dies_with_a_sigkilled_parent():
     parent = subprocess.Popen(
-        [sys.executable, "-c",
-         ("import time; from emulator import EmulatorSpec, start_emulator_process\n"
-          "with start_emulator_process(EmulatorSpec()) as url:\n    print(url, flush=True); time.sleep(600)")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time; from emulator import EmulatorSpec, start_emulator_process\n"
+                "with start_emulator_process(EmulatorSpec()) as url:\n    print(url, flush=True); time.sleep(600)"
+            ),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert parent.stdout is not None and parent.stdout.readline().startswith("http://127.0.0.1:")

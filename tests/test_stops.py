@@ -41,7 +41,7 @@ def test_stop_group_waits_for_the_group_after_its_leader_dies(tmp_path: Path) ->
     marker = tmp_path / "checkpoint"
     leader = subprocess.Popen(
         [sys.executable, "-c", _GROUP, str(marker)], stdout=subprocess.PIPE, text=True,
-        start_new_session=True, preexec_fn=die_with_parent(),  # noqa: PLW1509
+        start_new_session=True, preexec_fn=die_with_parent(),
     )  # fmt: skip
     assert leader.stdout is not None and leader.stdout.readline() == "ready\n"
     stop_group(leader, timeout_s=60.0)

@@ -24,8 +24,18 @@ def test_request_key_changes_with_content_and_params():
 
 
 def _row(key: str, status: str = "completed", text: str = "answer") -> CallRow:
-    return CallRow(key=key, dataset="svamp", sample_id="1", teacher="a", stage="rationale", status=status,
-                   text=text, input_tokens=3, output_tokens=5, usd=0.01)
+    return CallRow(
+        key=key,
+        dataset="svamp",
+        sample_id="1",
+        teacher="a",
+        stage="rationale",
+        status=status,
+        text=text,
+        input_tokens=3,
+        output_tokens=5,
+        usd=0.01,
+    )
 
 
 async def test_completed_lookup_survives_reopen(tmp_path):
@@ -96,9 +106,23 @@ async def test_an_old_run_directory_is_migrated_and_resumes(tmp_path):
     async with Store.open(db) as store:
         hit = store.completed("k")
         assert hit is not None and hit.text == "old answer" and hit.possibly_usd == 0 and hit.http_status is None
-        await store.add_call(CallRow(key="k2", dataset="svamp", sample_id="2", teacher="a", stage="rationale",
-                                     status="failed", input_tokens=7, output_tokens=9, usd=0.02, http_status=200,
-                                     possibly_usd=0.5, possibly_attempts=1, unusable="truncated"))
+        await store.add_call(
+            CallRow(
+                key="k2",
+                dataset="svamp",
+                sample_id="2",
+                teacher="a",
+                stage="rationale",
+                status="failed",
+                input_tokens=7,
+                output_tokens=9,
+                usd=0.02,
+                http_status=200,
+                possibly_usd=0.5,
+                possibly_attempts=1,
+                unusable="truncated",
+            )
+        )
     conn = open_db(db)
     row = conn.execute("SELECT http_status, possibly_usd, possibly_attempts, unusable FROM calls WHERE key = 'k2'")
     assert row.fetchone() == (200, 0.5, 1, "truncated")

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from emulator.server import run_emulator
-from emulator.spec import AnswerRequest, EmulatorSpec
 from core.config import StudentSection
 from core.errors import CommitteeError, ConfigError
+from core.records import Question
+from emulator.server import run_emulator
+from emulator.spec import AnswerRequest, EmulatorSpec
 from prompts.student import question_prompt, resolve_format
 from student import default_backend, make_backend
 from student.answers_store import AnswerSlot, AnswersStore
 from student.backend import Sampling
 from student.exam import run_exam
-from student.openai_backend import OpenAIBackend
 from student.models import SMOLLM2, convert_smollm2, resolve_model
+from student.openai_backend import OpenAIBackend
 from student.vllm_backend import vllm_usable
 from tasks import load_split
-from core.records import Question
 
 QUESTIONS = [
     "Tom has 3 apples.",
@@ -187,7 +187,11 @@ async def test_openai_backend_keeps_answers_before_a_failed_call(tmp_path: Path)
     questions = apple_questions(7)
     async with run_emulator(EmulatorSpec(), fail_on_five) as emu:
         backend = OpenAIBackend(
-            base_url=emu.base_url("openai"), model="m", api_key="k", sampling=Sampling(), max_in_flight=4,
+            base_url=emu.base_url("openai"),
+            model="m",
+            api_key="k",
+            sampling=Sampling(),
+            max_in_flight=4,
             max_attempts=1,
         )
         with AnswersStore.open(tmp_path / "store.sqlite") as store:

@@ -26,7 +26,9 @@ from tasks import load_split, load_split_report
         ("strategyqa", "strategyqa", (1603, 687)),
     ],
 )
-def test_every_record_of_the_real_splits_loads(shared_data: Path, task: str, folder: str, sizes: tuple[int, int]) -> None:
+def test_every_record_of_the_real_splits_loads(
+    shared_data: Path, task: str, folder: str, sizes: tuple[int, int]
+) -> None:
     # on_bad_line="stop" (the default): one unreadable gold answer would raise.
     for split, size in zip(("train", "test"), sizes):
         questions = load_split(task, str(shared_data / folder), split)  # type: ignore[arg-type]
@@ -70,7 +72,9 @@ def test_strategyqa_recipe_equals_the_kard_split(shared_data: Path, tmp_path: Pa
     train = load_split("strategyqa", str(full), "train", limit=2)
     assert train[0].question == "Is Mixed martial arts totally original from Roman Colosseum games?"
     assert train[0].gold_text  # the facts, joined
-    assert load_split("strategyqa", str(full), "test", limit=1)[0].question.startswith("Was ship that recovered Apollo 13")
+    assert load_split("strategyqa", str(full), "test", limit=1)[0].question.startswith(
+        "Was ship that recovered Apollo 13"
+    )
 
 
 def test_logiqa_test_split_and_a_user_supplied_train_file(shared_data: Path, tmp_path: Path) -> None:
@@ -292,7 +296,11 @@ def test_hf_column_mapping(fake_datasets: dict[str, object]) -> None:
     assert sqa.gold == "false" and sqa.gold_text.startswith("MMA draws")
 
     (logi,) = load_split("logiqa", "hf:lucasmccabe/logiqa:default", "train")
-    assert (logi.gold, logi.options[1], logi.context) == ("A", "Which lives longer?", "Continuous exposure to fluorescent light helps hamsters.")
+    assert (logi.gold, logi.options[1], logi.context) == (
+        "A",
+        "Which lives longer?",
+        "Continuous exposure to fluorescent light helps hamsters.",
+    )
     assert fake_datasets["lucasmccabe/logiqa"] == ("default", "train")
 
 

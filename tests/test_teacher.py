@@ -11,11 +11,11 @@ from aiohttp import web
 
 from adapters import ChatClient
 from core.calls import Message
-from engine.budget import Budget
 from core.config import TeacherSection
+from engine.budget import Budget
 from engine.lane import CallOutcome, Lane, LaneLimits
-from store.calls import Store
 from engine.teacher import Teacher
+from store.calls import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -48,15 +48,26 @@ async def test_a_skipped_call_keeps_its_billed_row_when_cancelled_there(tmp_path
     db = tmp_path / "store.sqlite"
     async with Store.open(db) as store:
         with anyio.CancelScope() as scope:
-            teacher = Teacher(SECTION, BilledThenSkipped(scope), store=store, budget=Budget(10.0),
-                              cost_usd=_cost_usd, estimate_tokens=len)
+            teacher = Teacher(
+                SECTION,
+                BilledThenSkipped(scope),
+                store=store,
+                budget=Budget(10.0),
+                cost_usd=_cost_usd,
+                estimate_tokens=len,
+            )
             await teacher.ask(QUESTION, dataset="d", sample_id="1", stage="rationale")
     assert _rows(db) == [("skipped", 1000, 500, pytest.approx(0.002), 0)]
 
 
-@pytest.mark.parametrize("usage", [b'{"prompt_tokens": 20, "completion_tokens": -100000000}',
-                                   b'{"prompt_tokens": 1000000000000000000000000000000, "completion_tokens": 5}',
-                                   b'{"prompt_tokens": null, "completion_tokens": 5}'])
+@pytest.mark.parametrize(
+    "usage",
+    [
+        b'{"prompt_tokens": 20, "completion_tokens": -100000000}',
+        b'{"prompt_tokens": 1000000000000000000000000000000, "completion_tokens": 5}',
+        b'{"prompt_tokens": null, "completion_tokens": 5}',
+    ],
+)
 async def test_garbled_usage_is_estimated_and_the_row_committed(tmp_path, usage: bytes):
     # Before: negative money (-199.99 USD past the cap), an OverflowError rolling back the
     # writer's batch, or (null) a billed answer retried and bought again.
@@ -64,8 +75,11 @@ async def test_garbled_usage_is_estimated_and_the_row_committed(tmp_path, usage:
 
     async def answer(request: web.Request) -> web.Response:
         answers.append(request)
-        return web.Response(content_type="application/json", body=b'{"choices": [{"message": {"content": '
-                            b'"The answer is 42."}, "finish_reason": "stop"}], "usage": %s}' % usage)
+        return web.Response(
+            content_type="application/json",
+            body=b'{"choices": [{"message": {"content": '
+            b'"The answer is 42."}, "finish_reason": "stop"}], "usage": %s}' % usage,
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", answer)
@@ -78,8 +92,7 @@ async def test_garbled_usage_is_estimated_and_the_row_committed(tmp_path, usage:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
         async with ChatClient("openai", api_key="k", base_url=url) as client, Store.open(db) as store:
             lane = Lane("t", client, LaneLimits(tpm=60_000))
-            teacher = Teacher(SECTION, lane, store=store, budget=Budget(1.0), cost_usd=_cost_usd,
-                              estimate_tokens=len)
+            teacher = Teacher(SECTION, lane, store=store, budget=Budget(1.0), cost_usd=_cost_usd, estimate_tokens=len)
             got = await teacher.ask(QUESTION, dataset="d", sample_id="1", stage="rationale")
     finally:
         await runner.cleanup()

@@ -136,9 +136,7 @@ def test_checkpoints_from_other_inputs_are_not_resumed(tmp_path: Path, tiny_mode
     assert train(cfg).resumed_from_step == 0
 
 
-@pytest.mark.parametrize(
-    ("launcher", "stage"), [("torchrun", 2), pytest.param("deepspeed", 3, marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize(("launcher", "stage"), [("torchrun", 2), pytest.param("deepspeed", 3, marks=pytest.mark.slow)])
 def test_two_cpu_processes_train_and_save_one_model(
     tmp_path: Path, tiny_model_dir: Path, launcher: str, stage: int
 ) -> None:
@@ -288,7 +286,8 @@ def test_sigterm_stops_training_at_a_step_boundary_with_a_checkpoint(
 
 @pytest.mark.parametrize(
     # The deepspeed runner dies at once on SIGTERM, leaving its workers saving in its process group.
-    "launcher", ["torchrun", pytest.param("deepspeed", marks=pytest.mark.slow)]
+    "launcher",
+    ["torchrun", pytest.param("deepspeed", marks=pytest.mark.slow)],
 )
 def test_sigterm_stops_launched_workers_at_a_step_boundary(tmp_path: Path, tiny_model_dir: Path, launcher: str) -> None:
     import os
@@ -298,8 +297,9 @@ def test_sigterm_stops_launched_workers_at_a_step_boundary(tmp_path: Path, tiny_
     from trainer.launch import launch
 
     # 64 records / (micro-batch 2 x 2 ranks x grad-accum 2): 8 steps an epoch, and a checkpoint only at its end.
-    path = write_run(tmp_path, tiny_model_dir, records=64, max_steps=200, num_processes=2, zero_stage=2,
-                     launcher=launcher)
+    path = write_run(
+        tmp_path, tiny_model_dir, records=64, max_steps=200, num_processes=2, zero_stage=2, launcher=launcher
+    )
     cfg = load_config(path)
     log_path = cfg.out_dir / "train_log.jsonl"
     done = threading.Event()

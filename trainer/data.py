@@ -18,10 +18,10 @@ import torch
 from core.config import TruncationSide
 from core.errors import ConfigError, DataError
 from core.jsonl import decode_lines
+from core.records import TrainRecord
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, response_suffix
 from student.backend import encode_prompt
-from core.records import TrainRecord
 from trainer.loss import IGNORE_INDEX
 
 # A global micro-batch's worth of samples times this many is sorted by length at once:

@@ -27,11 +27,11 @@ import torch
 from core.config import Config, TrainSection
 from dataset.preferences import PreferencePair, load_preferences, write_preferences
 from prompts.student import PromptFormat, question_prompt, response_suffix
-from trainer.experiment_log import ExperimentLog
 from student.backend import encode_prompt
 from student.models import is_adapter_dir
 from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, rank_batches
 from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
+from trainer.experiment_log import ExperimentLog
 from trainer.recipe import (
     StepMeter,
     TrainResult,
@@ -100,9 +100,7 @@ def tokenize_preferences(
             [p.chosen[-1].content + suffix, p.rejected[-1].content + suffix], add_special_tokens=False
         )["input_ids"]
         out.append(
-            PrefSeqs(
-                fit_sequence(prompt, chosen, max_length, stats), fit_sequence(prompt, rejected, max_length, stats)
-            )
+            PrefSeqs(fit_sequence(prompt, chosen, max_length, stats), fit_sequence(prompt, rejected, max_length, stats))
         )
     return out, stats
 
@@ -110,9 +108,7 @@ def tokenize_preferences(
 def _forward_logprobs(model, seqs: list[PrefSeqs], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Summed response log-probs of (chosen, rejected) for `seqs`, and the batch's token count."""
     batch = collate_rows([s.chosen for s in seqs] + [s.rejected for s in seqs], len(seqs), pad_id)
-    logits = model(
-        input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
-    ).logits
+    logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
     logprobs = sequence_logprobs(logits, batch.labels.to(device))
     return logprobs[: len(seqs)], logprobs[len(seqs) :], batch.n_tokens
 
@@ -158,8 +154,13 @@ def train_dpo(cfg: Config, *, stop: list[int] | None = None) -> TrainResult:
 
 def _stopped(by: str, step: int, total_steps: int, model_out: Path) -> TrainResult:
     # DPO runs are short next to SFT and keep no mid-run checkpoints: a rerun starts over.
-    log.warning("DPO stopped by %s at step %d of %d; DPO keeps no mid-run checkpoint, so nothing was saved: rerun "
-                "to start it over", by, step, total_steps)
+    log.warning(
+        "DPO stopped by %s at step %d of %d; DPO keeps no mid-run checkpoint, so nothing was saved: rerun "
+        "to start it over",
+        by,
+        step,
+        total_steps,
+    )
     return TrainResult(model_dir=str(model_out), steps=step, stopped_early=True, stopped_by=by)
 
 
@@ -197,9 +198,11 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     last_loss: float | None = None
     meter = StepMeter()  # loss, reward accuracy, reward margin, tokens over one step
     xlog = ExperimentLog.open(cfg, "dpo", enabled=ctx.rank == 0)
-    with progress_bar(ctx.rank == 0, "dpo") as progress, xlog, (
-        log_path.open("w") if ctx.rank == 0 else open(os.devnull, "w")
-    ) as log_file:
+    with (
+        progress_bar(ctx.rank == 0, "dpo") as progress,
+        xlog,
+        log_path.open("w") if ctx.rank == 0 else open(os.devnull, "w") as log_file,
+    ):
         task = progress.add_task("dpo", total=total_steps, loss=0.0, lr=0.0, tps=0.0)
         while step < total_steps:
             mine = rank_batches(epoch_batches(epoch), ctx.rank, world)

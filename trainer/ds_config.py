@@ -110,7 +110,7 @@ def build_optimizer(model: torch.nn.Module, train: TrainSection) -> torch.optim.
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         return DeepSpeedCPUAdam(groups, lr=train.lr, adamw_mode=True)
-    except Exception as exc:  # noqa: BLE001 - the JIT build fails in many ways; all mean "cannot offload"
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"offload needs DeepSpeedCPUAdam, which could not be built ({first}); "

@@ -20,9 +20,9 @@ from typing import Protocol
 
 import msgspec
 
+from accounting.ledger import Series
 from core.config import Config, LoggerName
 from core.errors import ConfigError
-from accounting.ledger import Series
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class _WandB:
 class ExperimentLog:
     """The loggers `[run] log_to` names, for one job (`train`, `dpo` or `teach`); none means every call is a no-op.
 
-        with ExperimentLog.open(cfg, "train", enabled=rank == 0) as xlog:
-            xlog.scalars("train", {"loss": 1.2, "lr": 1e-5}, step=1)
+    with ExperimentLog.open(cfg, "train", enabled=rank == 0) as xlog:
+        xlog.scalars("train", {"loss": 1.2, "lr": 1e-5}, step=1)
     """
 
     __slots__ = ("_sinks",)

@@ -146,8 +146,11 @@ def launch(
     # error), and a SIGTERM from the kernel if run.py dies outright: no worker outlives the run.
     # SIGTERM, not SIGKILL, so the launcher can stop its workers in turn.
     launcher = subprocess.Popen(
-        command, cwd=_REPO, env=env, start_new_session=True,
-        preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - it only calls prctl
+        command,
+        cwd=_REPO,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
     )
     forwarded: list[int] = []
     try:

@@ -20,6 +20,7 @@ from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
 def check_lora_setup(train: TrainSection) -> None:
     """Everything about `[train.lora]` and `quantization` that can fail without loading a model."""
     check_peft(train)

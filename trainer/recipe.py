@@ -40,7 +40,6 @@ from core.config import Config, LoraSection, TrainSection, effective_batch_warni
 from core.errors import CommitteeError, ConfigError, DataError
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
-from trainer.experiment_log import ExperimentLog, check_loggers
 from student.models import load_causal_lm
 from trainer.data import (
     Pair,
@@ -53,6 +52,7 @@ from trainer.data import (
     tokenize_pairs,
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
+from trainer.experiment_log import ExperimentLog, check_loggers
 from trainer.launch import RUN_PID_ENV, on_stop_signals
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
@@ -499,11 +499,11 @@ class StepStats(msgspec.Struct, frozen=True):
 class StepMeter:
     """Sums three numbers and the token count over one optimizer step's micro-batches, then over ranks.
 
-        meter.add(loss, a, b, n_tokens)                   # each micro-batch
-        stats = meter.end_step(stop, device, ga * world)  # each optimizer step, on every rank
+    meter.add(loss, a, b, n_tokens)                   # each micro-batch
+    stats = meter.end_step(stop, device, ga * world)  # each optimizer step, on every rank
     """
 
-    __slots__ = ("_window", "_tick")
+    __slots__ = ("_tick", "_window")
 
     def __init__(self) -> None:
         self._window = torch.zeros(4, dtype=torch.float64)
@@ -636,8 +636,9 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     by = stopped_during_setup(stop, engine.device)
     if by:
         where = f"resume from the checkpoint at step {resumed_from}" if resumed_from else "train from the start"
-        log.warning("training stopped by %s during setup, before any step, so no checkpoint was saved; rerun to %s",
-                    by, where)
+        log.warning(
+            "training stopped by %s during setup, before any step, so no checkpoint was saved; rerun to %s", by, where
+        )
         return TrainResult(model_dir=str(model_out), resumed_from_step=resumed_from, stopped_early=True,
                            stopped_by=by, checkpoint_step=resumed_from or None)  # fmt: skip
 
@@ -657,9 +658,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     meter = StepMeter()  # loss, feedback, rationale, tokens over one step
     progress = progress_bar(enabled=ctx.rank == 0)
     xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
-    with progress, xlog, (
-        log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w")
-    ) as log_file:
+    with progress, xlog, log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w") as log_file:
         task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
         while state.global_step < total_steps:
             mine = rank_batches(epoch_batches(state.epoch), ctx.rank, world)
@@ -701,8 +700,13 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                     _save_checkpoint(engine, ckpt_dir, state, print_, ctx.rank)
                 if stopping:
                     by = stop_name(stop)
-                    log.warning("training stopped by %s at step %d of %d; checkpoint saved at step %d: rerun to "
-                                "resume from it", by, state.global_step, total_steps, state.global_step)
+                    log.warning(
+                        "training stopped by %s at step %d of %d; checkpoint saved at step %d: rerun to resume from it",
+                        by,
+                        state.global_step,
+                        total_steps,
+                        state.global_step,
+                    )
                     return TrainResult(
                         model_dir=str(model_out), steps=state.global_step - resumed_from,
                         resumed_from_step=resumed_from, stopped_early=True, stopped_by=by,
@@ -749,8 +753,10 @@ def stop_on_signals() -> Iterator[list[int]]:
         if received and signum == signal.SIGINT:
             raise KeyboardInterrupt
         received.append(signum)
-        log.warning("%s: stopping at the end of this optimizer step, or once setup ends (Ctrl-C again stops now)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s: stopping at the end of this optimizer step, or once setup ends (Ctrl-C again stops now)",
+            signal.Signals(signum).name,
+        )
 
     with on_stop_signals(handler):
         yield received
