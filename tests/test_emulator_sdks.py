@@ -8,9 +8,9 @@ import pytest
 from emulator import EmulatorSpec, Faults, ModelLimits, run_emulator
 
 KEY = "emulator-key"
-# One request in the bucket, refilled in 0.1 s: the second call of a pair gets a 429 with
-# retry-after-ms 100, which every SDK below honours before its retry.
-ONE_AT_A_TIME = ModelLimits(rpm=600, burst_s=0.1)
+# One request in the bucket, refilled in 2 s: the second call of a pair, sent at once, gets a 429
+# with a retry-after every SDK below honours before its retry (2 s leaves room for a loaded machine).
+ONE_AT_A_TIME = ModelLimits(rpm=30, burst_s=2.0)
 QUESTION = "What is 2 + 2?"
 
 
@@ -121,7 +121,7 @@ async def test_anthropic_sdk_parses_refusals_and_thinking_that_ate_max_tokens() 
 
 
 def _genai_client(genai, types, url: str, api_version: str):
-    retry = types.HttpRetryOptions(attempts=4, initial_delay=0.1, max_delay=0.5)
+    retry = types.HttpRetryOptions(attempts=5, initial_delay=1.0, max_delay=2.5)
     options = types.HttpOptions(base_url=url, api_version=api_version, retry_options=retry)
     return genai.Client(api_key=KEY, http_options=options)
 
