@@ -90,6 +90,6 @@ async def _open_teacher(stack: AsyncExitStack, t: TeacherSection, emulator, stor
         lane,
         store=store,
         budget=budget,
-        cost_usd=lambda i, o, p=prices: cost_usd(p, i, o),
+        cost_usd=lambda i, o, detail, p=prices: cost_usd(p, i, o, detail),
         estimate_tokens=estimate_tokens,
     )
