@@ -11,6 +11,8 @@ an honest blank.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 from datetime import date, timedelta
 
@@ -18,6 +20,8 @@ import msgspec
 
 from core.calls import NO_DETAIL, UsageDetail
 from core.config import TeacherSection
+
+log = logging.getLogger(__name__)
 
 
 class Prices(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,6 +111,14 @@ _TABLE: dict[str, _Row] = {
     "qwen/qwen2.5-72b-instruct": _Row(1.2, 1.2),
     "qwen/qwen2.5-72b-instruct-turbo": _Row(1.2, 1.2),
 }
+
+
+@functools.cache
+def warn_if_stale(today: date) -> None:
+    """Log `stale_table_warning` once per process (a run checks its teachers more than once)."""
+    warning = stale_table_warning(today)
+    if warning is not None:
+        log.warning("%s", warning)
 
 
 def stale_table_warning(today: date) -> str | None:
