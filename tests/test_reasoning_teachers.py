@@ -333,3 +333,60 @@ def test_price_table_is_dated_and_says_once_when_stale() -> None:
     warning = stale_table_warning(PRICES_CHECKED + timedelta(days=200))
     assert warning is not None and PRICES_CHECKED.isoformat() in warning and "\n" not in warning
     assert teacher_prices(_teacher("openai", "my-own-model")) is None  # unknown stays unknown
+
+
+@pytest.mark.anyio
+async def test_a_teach_run_with_reasoning_teachers_bills_and_reports_their_thinking(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from accounting.pricing import table_prices
+    from emulator.fair_script import FairScript
+    from reports.cost import build_cost_report, ledger_connection
+    from stages.job import run_job
+    from tasks import load_split
+    from tests.test_pipeline import authors_file
+
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "sk-test-secret")
+    questions = load_split("svamp", "demo", "train")[:12]
+    mistakes = authors_file(tmp_path / "svamp.json", "svamp", questions)
+    models = {
+        "o4mini": ("openai", "o4-mini"),
+        "gemini": ("gemini", "gemini-2.5-flash"),
+        "claude": ("anthropic", "claude-sonnet-4-5"),
+    }
+    async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
+        text = f'[run]\nname = "t"\nout_dir = "run"\n[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes}"\n'
+        for name, (provider, model) in models.items():
+            text += (
+                f'[[teachers]]\nname = "{name}"\nprovider = "{provider}"\nmodel = "{model}"\nreasoning = "low"\n'
+                f'base_url = "{emu.base_url(provider)}"\napi_key_env = "COMMITTEE_TEST_KEY"\n'
+            )
+        cfg_path = tmp_path / "run.toml"
+        cfg_path.write_text(text)
+        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+        await run_job(ctx, "teach")
+        stats = emu.stats().models
+    conn = ledger_connection(ctx.out_dir / "store.sqlite")
+    try:
+        report = build_cost_report(conn)
+    finally:
+        conn.close()
+    rows = report.datasets[0].rows
+    expected_usd = 0.0
+    for name, (_, model) in models.items():
+        mine = [r for r in rows if r.teacher == name]
+        billed = stats[model]
+        assert billed.billed_reasoning_tokens > 0
+        assert sum(r.output_tokens for r in mine) == billed.billed_output_tokens
+        if name != "claude":  # Anthropic reports no split: ours is an estimate
+            assert sum(r.reasoning_tokens for r in mine) == billed.billed_reasoning_tokens
+        prices = table_prices(model)
+        assert prices is not None
+        expected_usd += (
+            billed.billed_input_tokens * prices.in_per_mtok + billed.billed_output_tokens * prices.out_per_mtok
+        ) / 1e6
+        reasoning_usd = sum(r.reasoning_usd for r in mine)
+        assert reasoning_usd == pytest.approx(sum(r.reasoning_tokens for r in mine) * prices.out_per_mtok / 1e6)
+    assert report.total_usd == pytest.approx(expected_usd, rel=1e-6)
+    total = report.datasets[0].total
+    assert 0 < total.reasoning_usd < total.usd
