@@ -348,8 +348,10 @@ class Lane:
         reason = " ".join(str(error).split())
         if isinstance(error, Unusable):
             if error.kind == "truncated":
+                # A reasoning model's thinking shares the limit: a lower effort frees room as well.
+                thinking = " or lower `reasoning`" if request.reasoning is not None else ""
                 return (
-                    f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}) "
+                    f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}){thinking} "
                     f"in teacher {self.name!r}'s [[teachers]] section, then rerun"
                 )
             if len(unusable) >= _UNUSABLE_ANSWERS[error.kind]:
