@@ -70,7 +70,8 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.max_in_flight": "Cap on concurrent calls; shrinks on 429s and grows back (AIMD).",
     "teachers.price_in_per_mtok": "USD per million input tokens; overrides the built-in price table.",
     "teachers.price_out_per_mtok": "USD per million output tokens (reasoning tokens too); overrides the price table.",
-    "teachers.price_cached_in_per_mtok": "USD per million cached prompt tokens; default the table's, else the input price.",
+    "teachers.price_cached_in_per_mtok": "USD per million cached prompt tokens; default: the table's, else the "
+    "input price.",
     "teachers.price_cache_write_per_mtok": "USD per million prompt tokens written to Anthropic's cache; as above.",
     "teachers.temperature": "Sampling temperature (paper: 0.8, the default where the model takes it); an error on "
     "models that refuse it (o-series, GPT-5, Claude while thinking).",
