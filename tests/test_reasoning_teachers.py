@@ -389,4 +389,4 @@ async def test_a_teach_run_with_reasoning_teachers_bills_and_reports_their_think
         assert reasoning_usd == pytest.approx(sum(r.reasoning_tokens for r in mine) * prices.out_per_mtok / 1e6)
     assert report.total_usd == pytest.approx(expected_usd, rel=1e-6)
     total = report.datasets[0].total
-    assert 0 < total.reasoning_usd < total.usd
+    assert total.usd is not None and 0 < total.reasoning_usd < total.usd
