@@ -53,13 +53,19 @@ class _Row(msgspec.Struct, frozen=True, array_like=True):
     batch_out_per_mtok: float | None = None
 
 
-# The day the table's current models were last checked against the providers' price pages:
-# developers.openai.com/api/docs/pricing (and its model pages, e.g. /api/docs/models/gpt-5-nano),
-# platform.claude.com/docs/en/about-claude/pricing (cache writes: the 5-minute rate),
-# ai.google.dev/gemini-api/docs/pricing (Standard tier, prompts up to 200k tokens).
-# Batch is half of standard at all three. Older rows were checked 2025-06 on openai.com/api/pricing,
-# anthropic.com/pricing and, for open-weight models, together.ai/pricing (serverless); gemini-1.0-pro
-# as last listed before retirement. Prices change: a config's `price_*_per_mtok` always wins.
+# The day the table's current models were last checked, and where (stored copies of the pages, read
+# with the project's search tool; the providers' own pages first):
+# - Anthropic: https://platform.claude.com/docs/en/about-claude/pricing (base input, 5-minute cache
+#   writes, cache hits, output; batch is half: https://docs.anthropic.com/en/docs/build-with-claude/batch-processing);
+# - OpenAI: https://developers.openai.com/api/docs/pricing and its model pages
+#   (https://developers.openai.com/api/docs/models/gpt-5-nano: input, cached input, output, batch half),
+#   cross-checked with https://chatgptpricing-akr.pages.dev/api-pricing (which quotes that page);
+# - Gemini: https://ai.google.dev/gemini-api/docs/pricing (Standard tier, prompts up to 200k tokens;
+#   cached input 10% of input, batch half), as quoted by https://deploybase.ai/articles/gemini-2.5-pricing
+#   and https://hivebook.wiki/wiki/gemini-2-5-google-s-multimodal-flagship-family.
+# Older rows were checked 2025-06 on openai.com/api/pricing, anthropic.com/pricing and, for open-weight
+# models, together.ai/pricing (serverless); gemini-1.0-pro as last listed before retirement.
+# Prices change: a config's `price_*_per_mtok` always wins.
 PRICES_CHECKED = date(2026, 11, 30)
 # A table older than this is said to be so, once per run.
 STALE_AFTER = timedelta(days=183)
@@ -92,9 +98,11 @@ _TABLE: dict[str, _Row] = {
     "gemini-1.5-flash-8b": _Row(0.0375, 0.15),
     "gemini-1.5-pro": _Row(1.25, 5.0),
     # Anthropic: cache reads 0.1x input, 5-minute cache writes 1.25x input.
+    "claude-opus-4-6": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-5": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-1": _Row(15.0, 75.0, 1.5, 18.75, 7.5, 37.5),
     "claude-opus-4": _Row(15.0, 75.0, 1.5, 18.75, 7.5, 37.5),
+    "claude-sonnet-4-6": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
     "claude-sonnet-4-5": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
     "claude-sonnet-4": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
     "claude-3-7-sonnet": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
