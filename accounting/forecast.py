@@ -193,7 +193,8 @@ def forecast(
     expected output tokens per call come from `output_tokens` (per stage), else
     the first of `history` (then `store`, this run's own) that measured the same
     teacher model, task and stage, else the defaults; each is capped at the
-    teacher's `max_tokens`. `latency_s` overrides the seconds per call. `messages`
+    teacher's output limit (`max_tokens` plus any thinking budget), and defaults
+    get the teacher's expected thinking tokens on top. `latency_s` overrides the seconds per call. `messages`
     and `estimate` default to the ones the run uses (its prompt set's teacher messages,
     `engine.tokens.estimate_request_tokens`).
     """
@@ -213,7 +214,8 @@ def forecast(
                 break
         if value is None:
             value, source = DEFAULT_OUTPUT_TOKENS[stage], "defaults"
-        return min(float(value), float(teacher.max_tokens)), source
+        # A measured length holds any thinking, which the output limit covers on top of max_tokens.
+        return min(float(value), float(teacher_request(teacher, ()).output_limit)), source
 
     sections: list[DatasetForecast] = []
     # Per teacher: calls, tokens and output tokens still to send, for the wall time.
