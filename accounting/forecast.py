@@ -39,6 +39,7 @@ from accounting.calibration import History, read_history
 from accounting.pilot import Pilot, Total, extrapolate
 from accounting.pricing import cost_usd, teacher_prices
 from core.calls import ChatRequest, Message
+from core.capabilities import reasoning_tokens_estimate, teacher_request
 from core.config import Config, Stage, TeacherSection
 from core.records import Mistake, Question
 from core.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
@@ -76,6 +77,8 @@ class ForecastRow(msgspec.Struct, kw_only=True):
     source: str = "defaults"
     usd_low: float | None = None
     usd_high: float | None = None
+    # Expected thinking tokens, inside `output_tokens` (billed as output).
+    reasoning_tokens: int = 0
 
 
 class DatasetForecast(msgspec.Struct, kw_only=True):
@@ -150,14 +153,7 @@ def _prompt_tokens(
         mistake = _as_mistake(item)
         for stage in STAGES:
             msgs = tuple(messages(stage, mistake, rationale="" if stage == "review" else None))
-            request = ChatRequest(
-                model=teacher.model,
-                messages=msgs,
-                temperature=teacher.temperature,
-                top_p=teacher.top_p,
-                max_tokens=teacher.max_tokens,
-            )
-            sums[stage] += estimate(request)
+            sums[stage] += estimate(teacher_request(teacher, msgs))
         if isinstance(item, Question):
             sums["feedback"] += _ASSUMED_STUDENT_ANSWER_TOKENS
     return sums
@@ -197,7 +193,8 @@ def forecast(
     expected output tokens per call come from `output_tokens` (per stage), else
     the first of `history` (then `store`, this run's own) that measured the same
     teacher model, task and stage, else the defaults; each is capped at the
-    teacher's `max_tokens`. `latency_s` overrides the seconds per call. `messages`
+    teacher's output limit (`max_tokens` plus any thinking budget), and defaults
+    get the teacher's expected thinking tokens on top. `latency_s` overrides the seconds per call. `messages`
     and `estimate` default to the ones the run uses (its prompt set's teacher messages,
     `engine.tokens.estimate_request_tokens`).
     """
@@ -217,7 +214,8 @@ def forecast(
                 break
         if value is None:
             value, source = DEFAULT_OUTPUT_TOKENS[stage], "defaults"
-        return min(float(value), float(teacher.max_tokens)), source
+        # A measured length holds any thinking, which the output limit covers on top of max_tokens.
+        return min(float(value), float(teacher_request(teacher, ()).output_limit)), source
 
     sections: list[DatasetForecast] = []
     # Per teacher: calls, tokens and output tokens still to send, for the wall time.
@@ -304,7 +302,9 @@ def _estimated_section(
             calls = n * per_item
             tin = prompt[stage] * scale * per_item + (n * others_rationale if stage == "review" else 0)
             out_per_call, source = expected_out(task, teacher, stage)
-            tout = calls * out_per_call
+            # A store's measured output already holds the thinking; defaults and given lengths are the visible answer.
+            thinking = calls * reasoning_tokens_estimate(teacher) if source in ("defaults", "given") else 0
+            tout = calls * out_per_call + thinking
             rows.append(
                 ForecastRow(
                     dataset=task,
@@ -315,6 +315,7 @@ def _estimated_section(
                     output_tokens=round(tout),
                     usd=cost_usd(prices, round(tin), round(tout)),
                     source=source,
+                    reasoning_tokens=round(thinking),
                 )
             )
     return _dataset_section(task, n, assumed, rows)
@@ -455,6 +456,7 @@ def forecast_tables(fc: Forecast) -> list[Table]:
                     fmt_num(r.calls),
                     fmt_num(r.input_tokens),
                     fmt_num(r.output_tokens),
+                    fmt_num(r.reasoning_tokens),
                     fmt_usd(r.usd),
                     _interval(r.usd_low, r.usd_high),
                 ]
@@ -469,6 +471,7 @@ def forecast_tables(fc: Forecast) -> list[Table]:
                 fmt_num(ds.calls),
                 fmt_num(ds.input_tokens),
                 fmt_num(ds.output_tokens),
+                fmt_num(sum(r.reasoning_tokens for r in ds.rows)),
                 fmt_usd(ds.usd),
                 _interval(ds.usd_low, ds.usd_high),
             ]
@@ -482,7 +485,18 @@ def forecast_tables(fc: Forecast) -> list[Table]:
     tables.append(
         Table(
             title="Dry run: the full run's calls",
-            headers=["dataset", "teacher", "stage", "source", "calls", "input tok", "output tok", "USD", "USD 90%"],
+            headers=[
+                "dataset",
+                "teacher",
+                "stage",
+                "source",
+                "calls",
+                "input tok",
+                "output tok",
+                "of which reasoning",
+                "USD",
+                "USD 90%",
+            ],
             rows=rows,
             note=note,
             text_columns=4,

@@ -58,6 +58,11 @@ class StageLedger(msgspec.Struct, kw_only=True):
     # Calls whose last answer was billed without usable text, and rows whose usage we estimated.
     unusable: int = 0
     usage_estimated: int = 0
+    # Inside output_tokens (and `usd`): thinking; inside input_tokens: cache reads and writes.
+    reasoning_tokens: int = 0
+    reasoning_usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class Totals(msgspec.Struct, kw_only=True):
@@ -75,6 +80,10 @@ class Totals(msgspec.Struct, kw_only=True):
     possibly_usd: float = 0.0
     unusable: int = 0
     usage_estimated: int = 0
+    reasoning_tokens: int = 0
+    reasoning_usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class Slot(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,7 +177,11 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
         f"SUM(CASE WHEN {_CHARGED} THEN input_tokens ELSE 0 END), "
         f"SUM(CASE WHEN {_CHARGED} THEN output_tokens ELSE 0 END), "
         f"SUM(CASE WHEN {_CHARGED} THEN COALESCE(usd, 0) ELSE 0 END), SUM({_UNPRICED}), "
-        "SUM(possibly_usd), SUM(unusable IS NOT NULL), SUM(usage_estimated) "
+        "SUM(possibly_usd), SUM(unusable IS NOT NULL), SUM(usage_estimated), "
+        f"SUM(CASE WHEN {_CHARGED} THEN reasoning_tokens ELSE 0 END), "
+        f"SUM(CASE WHEN {_CHARGED} THEN reasoning_usd ELSE 0 END), "
+        f"SUM(CASE WHEN {_CHARGED} THEN cache_read_tokens ELSE 0 END), "
+        f"SUM(CASE WHEN {_CHARGED} THEN cache_write_tokens ELSE 0 END) "
         f"FROM calls WHERE {where} GROUP BY dataset, teacher, stage",
         args,
     )
@@ -188,6 +201,10 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
         possibly,
         unusable,
         estimated,
+        reasoning,
+        reasoning_usd,
+        cache_read,
+        cache_write,
     ) in cur:
         rows[(ds, teacher, stage)] = StageLedger(
             dataset=ds,
@@ -204,6 +221,10 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
             possibly_usd=possibly,
             unusable=unusable,
             usage_estimated=estimated,
+            reasoning_tokens=reasoning,
+            reasoning_usd=reasoning_usd,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
         )
     cur = conn.execute(
         f"SELECT dataset, teacher, stage, COALESCE(error, ''), COUNT(*) FROM ({_latest_rows(where)}) "
@@ -233,6 +254,10 @@ def totals(rows: list[StageLedger]) -> Totals:
         out.possibly_usd += r.possibly_usd
         out.unusable += r.unusable
         out.usage_estimated += r.usage_estimated
+        out.reasoning_tokens += r.reasoning_tokens
+        out.reasoning_usd += r.reasoning_usd
+        out.cache_read_tokens += r.cache_read_tokens
+        out.cache_write_tokens += r.cache_write_tokens
     return out
 
 

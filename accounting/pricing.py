@@ -11,64 +11,134 @@ an honest blank.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+from datetime import date, timedelta
 
 import msgspec
 
+from core.calls import NO_DETAIL, UsageDetail
 from core.config import TeacherSection
+
+log = logging.getLogger(__name__)
 
 
 class Prices(msgspec.Struct, frozen=True, kw_only=True):
-    """USD per million input and output tokens, and where the figures came from."""
+    """USD per million tokens, and where the figures came from.
+
+    Cached prompt tokens (cache reads) and Anthropic's cache writes have their own rates;
+    where none is known they are billed at the input rate (never less than they may cost).
+    Reasoning tokens are output tokens and cost the output rate. The batch rates are for
+    the batch APIs (none used yet).
+    """
 
     in_per_mtok: float
     out_per_mtok: float
+    cached_in_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    batch_in_per_mtok: float | None = None
+    batch_out_per_mtok: float | None = None
     source: str
 
 
-# USD per million tokens (input, output), list prices checked 2025-06 on the
-# providers' pages: openai.com/api/pricing, ai.google.dev/gemini-api/docs/pricing
-# (prompts up to 128k tokens; gemini-1.0-pro as last listed before retirement),
-# anthropic.com/pricing, and for open-weight models the hosted price on
-# together.ai/pricing (serverless). Prices change: a config's
-# `price_in_per_mtok` / `price_out_per_mtok` always wins over this table.
-_TABLE: dict[str, tuple[float, float]] = {
-    # OpenAI
-    "gpt-3.5-turbo": (0.5, 1.5),
-    "gpt-4": (30.0, 60.0),
-    "gpt-4-turbo": (10.0, 30.0),
-    "gpt-4o": (2.5, 10.0),
-    "gpt-4o-mini": (0.15, 0.6),
-    "gpt-4.1": (2.0, 8.0),
-    "gpt-4.1-mini": (0.4, 1.6),
-    "gpt-4.1-nano": (0.1, 0.4),
-    "o3-mini": (1.1, 4.4),
-    "o4-mini": (1.1, 4.4),
-    # Google
-    "gemini-1.0-pro": (0.5, 1.5),
-    "gemini-pro": (0.5, 1.5),
-    "gemini-1.5-flash": (0.075, 0.3),
-    "gemini-1.5-flash-8b": (0.0375, 0.15),
-    "gemini-1.5-pro": (1.25, 5.0),
-    "gemini-2.0-flash": (0.1, 0.4),
-    "gemini-2.0-flash-lite": (0.075, 0.3),
-    "gemini-2.5-flash": (0.3, 2.5),
-    "gemini-2.5-pro": (1.25, 10.0),
-    # Anthropic
-    "claude-3-haiku": (0.25, 1.25),
-    "claude-3-5-haiku": (0.8, 4.0),
-    "claude-3-5-sonnet": (3.0, 15.0),
-    "claude-3-7-sonnet": (3.0, 15.0),
-    "claude-sonnet-4": (3.0, 15.0),
-    "claude-3-opus": (15.0, 75.0),
+class _Row(msgspec.Struct, frozen=True, array_like=True):
+    """One table row: input, output, cached input, cache write, batch input, batch output (USD per Mtok)."""
+
+    in_per_mtok: float
+    out_per_mtok: float
+    cached_in_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    batch_in_per_mtok: float | None = None
+    batch_out_per_mtok: float | None = None
+
+
+# The day the table's current models were last checked, and where (stored copies of the pages, read
+# with the project's search tool; the providers' own pages first):
+# - Anthropic: https://platform.claude.com/docs/en/about-claude/pricing (base input, 5-minute cache
+#   writes, cache hits, output; batch is half: https://docs.anthropic.com/en/docs/build-with-claude/batch-processing);
+# - OpenAI: https://developers.openai.com/api/docs/pricing and its model pages
+#   (https://developers.openai.com/api/docs/models/gpt-5-nano: input, cached input, output, batch half),
+#   cross-checked with https://chatgptpricing-akr.pages.dev/api-pricing (which quotes that page);
+# - Gemini: https://ai.google.dev/gemini-api/docs/pricing (Standard tier, prompts up to 200k tokens;
+#   cached input 10% of input, batch half), as quoted by https://deploybase.ai/articles/gemini-2.5-pricing
+#   and https://hivebook.wiki/wiki/gemini-2-5-google-s-multimodal-flagship-family.
+# Older rows were checked 2025-06 on openai.com/api/pricing, anthropic.com/pricing and, for open-weight
+# models, together.ai/pricing (serverless); gemini-1.0-pro as last listed before retirement.
+# Prices change: a config's `price_*_per_mtok` always wins.
+PRICES_CHECKED = date(2026, 11, 30)
+# A table older than this is said to be so, once per run.
+STALE_AFTER = timedelta(days=183)
+
+_TABLE: dict[str, _Row] = {
+    # OpenAI: reasoning models (o-series, GPT-5 family) bill reasoning tokens as output.
+    "gpt-5": _Row(1.25, 10.0, 0.125, None, 0.625, 5.0),
+    "gpt-5-mini": _Row(0.25, 2.0, 0.025, None, 0.125, 1.0),
+    "gpt-5-nano": _Row(0.05, 0.4, 0.005, None, 0.025, 0.2),
+    "o3": _Row(2.0, 8.0, 0.5, None, 1.0, 4.0),
+    "o4-mini": _Row(1.1, 4.4, 0.275, None, 0.55, 2.2),
+    "o3-mini": _Row(1.1, 4.4, 0.55, None, 0.55, 2.2),
+    "gpt-4.1": _Row(2.0, 8.0, 0.5, None, 1.0, 4.0),
+    "gpt-4.1-mini": _Row(0.4, 1.6, 0.1, None, 0.2, 0.8),
+    "gpt-4.1-nano": _Row(0.1, 0.4, 0.025, None, 0.05, 0.2),
+    "gpt-4o": _Row(2.5, 10.0, 1.25, None, 1.25, 5.0),
+    "gpt-4o-mini": _Row(0.15, 0.6, 0.075, None, 0.075, 0.3),
+    "gpt-3.5-turbo": _Row(0.5, 1.5),
+    "gpt-4": _Row(30.0, 60.0),
+    "gpt-4-turbo": _Row(10.0, 30.0),
+    # Google: thinking tokens are output tokens; cached content is inside the prompt count.
+    "gemini-2.5-pro": _Row(1.25, 10.0, 0.125, None, 0.625, 5.0),
+    "gemini-2.5-flash": _Row(0.3, 2.5, 0.03, None, 0.15, 1.25),
+    "gemini-2.5-flash-lite": _Row(0.1, 0.4, 0.01, None, 0.05, 0.2),
+    "gemini-2.0-flash": _Row(0.1, 0.4, 0.025, None, 0.05, 0.2),
+    "gemini-2.0-flash-lite": _Row(0.075, 0.3),
+    "gemini-1.0-pro": _Row(0.5, 1.5),
+    "gemini-pro": _Row(0.5, 1.5),
+    "gemini-1.5-flash": _Row(0.075, 0.3),
+    "gemini-1.5-flash-8b": _Row(0.0375, 0.15),
+    "gemini-1.5-pro": _Row(1.25, 5.0),
+    # Anthropic: cache reads 0.1x input, 5-minute cache writes 1.25x input.
+    "claude-opus-4-6": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
+    "claude-opus-4-5": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
+    "claude-opus-4-1": _Row(15.0, 75.0, 1.5, 18.75, 7.5, 37.5),
+    "claude-opus-4": _Row(15.0, 75.0, 1.5, 18.75, 7.5, 37.5),
+    "claude-sonnet-4-6": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
+    "claude-sonnet-4-5": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
+    "claude-sonnet-4": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
+    "claude-3-7-sonnet": _Row(3.0, 15.0, 0.3, 3.75, 1.5, 7.5),
+    "claude-haiku-4-5": _Row(1.0, 5.0, 0.1, 1.25, 0.5, 2.5),
+    "claude-3-5-haiku": _Row(0.8, 4.0, 0.08, 1.0, 0.4, 2.0),
+    "claude-3-haiku": _Row(0.25, 1.25, 0.03, 0.3, 0.125, 0.625),
+    "claude-3-5-sonnet": _Row(3.0, 15.0),
+    "claude-3-opus": _Row(15.0, 75.0),
     # Open weights, hosted (Together serverless)
-    "mistralai/mixtral-8x7b-instruct-v0.1": (0.6, 0.6),
-    "meta-llama/llama-3.3-70b-instruct": (0.88, 0.88),
-    "meta-llama/llama-3.3-70b-instruct-turbo": (0.88, 0.88),
-    "meta-llama/meta-llama-3.1-8b-instruct-turbo": (0.18, 0.18),
-    "qwen/qwen2.5-72b-instruct": (1.2, 1.2),
-    "qwen/qwen2.5-72b-instruct-turbo": (1.2, 1.2),
+    "mistralai/mixtral-8x7b-instruct-v0.1": _Row(0.6, 0.6),
+    "meta-llama/llama-3.3-70b-instruct": _Row(0.88, 0.88),
+    "meta-llama/llama-3.3-70b-instruct-turbo": _Row(0.88, 0.88),
+    "meta-llama/meta-llama-3.1-8b-instruct-turbo": _Row(0.18, 0.18),
+    "qwen/qwen2.5-72b-instruct": _Row(1.2, 1.2),
+    "qwen/qwen2.5-72b-instruct-turbo": _Row(1.2, 1.2),
 }
+
+
+@functools.cache
+def warn_if_stale(today: date) -> None:
+    """Log `stale_table_warning` once per process (a run checks its teachers more than once)."""
+    warning = stale_table_warning(today)
+    if warning is not None:
+        log.warning("%s", warning)
+
+
+def stale_table_warning(today: date) -> str | None:
+    """A one-line warning when the price table was checked more than six months before `today`, else None."""
+    if today - PRICES_CHECKED <= STALE_AFTER:
+        return None
+    return (
+        f"the built-in price table was last checked on {PRICES_CHECKED.isoformat()}, over six months ago: "
+        "its USD figures may be out of date; set price_in_per_mtok / price_out_per_mtok (and the cached "
+        "prices) on your [[teachers]] to be sure"
+    )
+
 
 # Version suffixes providers append to a model family's name: dates
 # (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022, ...-preview-05-20), short
@@ -87,8 +157,7 @@ def table_prices(model: str) -> Prices | None:
     name = model.strip().lower().removeprefix("models/")
     while True:
         if name in _TABLE:
-            in_price, out_price = _TABLE[name]
-            return Prices(in_per_mtok=in_price, out_per_mtok=out_price, source=f"table:{name}")
+            return Prices(**msgspec.structs.asdict(_TABLE[name]), source=f"table:{name}")
         stripped = _VERSION_SUFFIX.sub("", name)
         if stripped == name:
             return None
@@ -98,23 +167,48 @@ def table_prices(model: str) -> Prices | None:
 def teacher_prices(teacher: TeacherSection) -> Prices | None:
     """A teacher's prices: the config's figures where given, the table's for the rest.
 
-    None when either the input or the output price is known from neither.
+    None when either the input or the output price is known from neither. The table's
+    cached and batch rates go with its input and output rates; a config that sets its
+    own input price and no cached price pays the input rate for cached tokens.
     """
     table = table_prices(teacher.model)
     in_price = teacher.price_in_per_mtok
     out_price = teacher.price_out_per_mtok
     source = "config"
+    table_part = None
     if table is not None and (in_price is None or out_price is None):
         source = table.source if in_price is None and out_price is None else f"config+{table.source}"
+        table_part = table if in_price is None else None
         in_price = table.in_per_mtok if in_price is None else in_price
         out_price = table.out_per_mtok if out_price is None else out_price
     if in_price is None or out_price is None:
         return None
-    return Prices(in_per_mtok=float(in_price), out_per_mtok=float(out_price), source=source)
+    cached, write = teacher.price_cached_in_per_mtok, teacher.price_cache_write_per_mtok
+    return Prices(
+        in_per_mtok=float(in_price),
+        out_per_mtok=float(out_price),
+        cached_in_per_mtok=cached if cached is not None else table_part and table_part.cached_in_per_mtok,
+        cache_write_per_mtok=write if write is not None else table_part and table_part.cache_write_per_mtok,
+        batch_in_per_mtok=table.batch_in_per_mtok if table is not None and source.startswith("table") else None,
+        batch_out_per_mtok=table.batch_out_per_mtok if table is not None and source.startswith("table") else None,
+        source=source,
+    )
 
 
-def cost_usd(prices: Prices | None, input_tokens: int, output_tokens: int) -> float | None:
-    """USD for one call's reported usage; None when the price is unknown."""
+def cost_usd(
+    prices: Prices | None, input_tokens: int, output_tokens: int, detail: UsageDetail = NO_DETAIL
+) -> float | None:
+    """USD for one call's reported usage; None when the price is unknown.
+
+    `detail`'s cached and cache-write tokens lie inside `input_tokens` and are billed at
+    their own rates; its reasoning tokens lie inside `output_tokens` (same rate).
+    """
     if prices is None:
         return None
-    return (input_tokens * prices.in_per_mtok + output_tokens * prices.out_per_mtok) / 1e6
+    cached, written = detail.cache_read_tokens, detail.cache_write_tokens
+    cached_rate = prices.cached_in_per_mtok if prices.cached_in_per_mtok is not None else prices.in_per_mtok
+    write_rate = prices.cache_write_per_mtok if prices.cache_write_per_mtok is not None else prices.in_per_mtok
+    fresh = max(0, input_tokens - cached - written)
+    return (
+        fresh * prices.in_per_mtok + cached * cached_rate + written * write_rate + output_tokens * prices.out_per_mtok
+    ) / 1e6

@@ -11,11 +11,18 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.classify import chat_result, decode_success, no_text
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, UsageDetail, reported_tokens
 from core.errors import Unusable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
+
+
+class Thinking(msgspec.Struct):
+    """Extended thinking: https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking"""
+
+    budget_tokens: int
+    type: str = "enabled"
 
 
 class MessagesRequest(msgspec.Struct, omit_defaults=True):
@@ -23,14 +30,17 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True):
 
     model: str
     messages: list[Message]
+    # Thinking included: `budget_tokens` must stay below it.
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
+    thinking: Thinking | None = None
     # Left out at its default 1.0: recent Claude models reject temperature and top_p together.
     top_p: float | None = None
 
 
 class _ContentBlock(msgspec.Struct):
+    # `thinking` and `redacted_thinking` blocks come before the answer; only `text` is the answer.
     type: str
     text: str = ""
 
@@ -56,19 +66,35 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(MessagesResponse)
 
 
+def request_body(request: ChatRequest) -> MessagesRequest:
+    """The body for `request`: extended thinking when it has a budget, whose tokens count in
+    `max_tokens` (so the visible answer keeps all of `request.max_tokens`)."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    budget = request.reasoning.budget_tokens if request.reasoning is not None else 0
+    return MessagesRequest(
+        model=request.model,
+        messages=[m for m in request.messages if m.role != "system"],
+        max_tokens=request.output_limit,
+        system=system or None,
+        temperature=request.temperature,
+        thinking=Thinking(budget_tokens=budget) if budget else None,
+        top_p=request.top_p if request.top_p != 1.0 else None,
+    )
+
+
 def encode(request: ChatRequest) -> bytes:
     """The JSON body for `request`; several system messages are joined by blank lines."""
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    return _encoder.encode(
-        MessagesRequest(
-            model=request.model,
-            messages=[m for m in request.messages if m.role != "system"],
-            max_tokens=request.max_tokens,
-            system=system or None,
-            temperature=request.temperature,
-            top_p=request.top_p if request.top_p != 1.0 else None,
-        )
-    )
+    return _encoder.encode(request_body(request))
+
+
+def _thinking_tokens(response: MessagesResponse, text: str, output_tokens: int | None) -> int:
+    """Thinking tokens of an answer, estimated: Anthropic bills them inside `output_tokens` and reports
+    no split (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking, "Pricing"), and
+    Claude 4 returns a summary, not the billed thinking. So: output minus the visible text at ~4
+    characters a token, when a thinking block came back."""
+    if output_tokens is None or not any(b.type in ("thinking", "redacted_thinking") for b in response.content):
+        return 0
+    return max(0, output_tokens - -(-len(text) // 4))
 
 
 def url(base_url: str, model: str) -> str:
@@ -94,8 +120,10 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     text = "".join(block.text for block in response.content if block.type == "text")
     usage = response.usage
     input_tokens = output_tokens = None
+    detail = None
     if usage is not None:
-        # Cached prompt tokens are reported apart; the prompt is all three together.
+        # Cached prompt tokens are reported apart, not inside input_tokens; the prompt is all three together.
+        # https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#tracking-cache-performance
         parts = (
             reported_tokens(usage.input_tokens),
             reported_tokens(usage.cache_creation_input_tokens, null=0),
@@ -103,11 +131,24 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
         )
         input_tokens = None if None in parts else sum(parts)  # type: ignore[arg-type]
         output_tokens = reported_tokens(usage.output_tokens)
+        detail = UsageDetail(
+            reasoning_tokens=_thinking_tokens(response, text, output_tokens),
+            cache_write_tokens=parts[1] or 0,
+            cache_read_tokens=parts[2] or 0,
+        )
     unusable = None
     if stop_reason == "refusal":
         unusable = Unusable("refused", "model refused (stop_reason=refusal)", http_status=status)
     else:
         unusable = no_text(text, stop_reason, field="stop_reason", truncated_by="max_tokens", status=status)
     return chat_result(
-        text, stop_reason, input_tokens, output_tokens, unusable, status=status, headers=headers, latency_s=latency_s
+        text,
+        stop_reason,
+        input_tokens,
+        output_tokens,
+        unusable,
+        status=status,
+        headers=headers,
+        latency_s=latency_s,
+        detail=detail,
     )

@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 
 import msgspec
 
-from core.calls import ChatResult, RateLimitInfo
+from core.calls import NO_DETAIL, ChatResult, RateLimitInfo, UsageDetail
 from core.errors import AccountError, CommitteeError, Permanent, Retryable, Unusable
 
 # The provider (or its gateway) has no capacity now: OpenAI and Gemini answer 503, Anthropic
@@ -191,16 +191,20 @@ def chat_result(
     status: int,
     headers: Mapping[str, str],
     latency_s: float,
+    detail: UsageDetail | None = None,
 ) -> ChatResult:
     """The result of a decoded 2xx answer; raises `unusable`, with the usage when both counts were reported.
 
     Usage counts as reported only when both are (`None` is missing or implausible); otherwise the
     result carries 0 and 0 with `usage_reported=False`, so the caller bills its estimate.
+    `detail` (reasoning, cached tokens) goes with the usage, clamped to lie inside it.
     """
     usage_reported = input_tokens is not None and output_tokens is not None
+    detail = _within(detail, input_tokens, output_tokens) if usage_reported and detail is not None else NO_DETAIL  # type: ignore[arg-type]
     if unusable is not None:
         if usage_reported:
             unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
+            unusable.detail = detail
         raise unusable
     assert text is not None
     return ChatResult(
@@ -212,6 +216,17 @@ def chat_result(
         rate_limit=rate_limit_info(headers),
         usage_reported=usage_reported,
         http_status=status,
+        detail=detail,
+    )
+
+
+def _within(detail: UsageDetail, input_tokens: int, output_tokens: int) -> UsageDetail:
+    """`detail` with each part cut to the total it lies in: a provider's slip must not bill more than it reported."""
+    cache_read = min(detail.cache_read_tokens, input_tokens)
+    return UsageDetail(
+        reasoning_tokens=min(detail.reasoning_tokens, output_tokens),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=min(detail.cache_write_tokens, input_tokens - cache_read),
     )
 
 

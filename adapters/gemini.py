@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.classify import chat_result, decode_success, error_detail, no_text, parse_duration_s
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, reported_tokens
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, UsageDetail, reported_tokens
 from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -29,10 +29,18 @@ class Content(msgspec.Struct, omit_defaults=True):
     role: str | None = None
 
 
+class ThinkingConfig(msgspec.Struct):
+    """https://ai.google.dev/api/generate-content#ThinkingConfig; 0 turns thinking off where the model allows."""
+
+    thinkingBudget: int
+
+
 class GenerationConfig(msgspec.Struct, omit_defaults=True):
     temperature: float | None = None
     topP: float | None = None
+    # Thoughts count against it too: https://ai.google.dev/gemini-api/docs/thinking
     maxOutputTokens: int | None = None
+    thinkingConfig: ThinkingConfig | None = None
 
 
 class GenerateContentRequest(msgspec.Struct, omit_defaults=True):
@@ -63,8 +71,10 @@ class _UsageMetadata(msgspec.Struct):
     # Zero counts are left out of the JSON, hence the defaults.
     promptTokenCount: msgspec.Raw = ZERO_TOKENS
     candidatesTokenCount: msgspec.Raw = ZERO_TOKENS
-    # Gemini 2.5 bills thinking tokens as output but counts them apart.
+    # Gemini 2.5 bills thinking tokens as output but counts them apart, not in candidatesTokenCount.
     thoughtsTokenCount: msgspec.Raw = ZERO_TOKENS
+    # Inside promptTokenCount: https://ai.google.dev/api/generate-content#UsageMetadata
+    cachedContentTokenCount: msgspec.Raw = ZERO_TOKENS
 
 
 class _PromptFeedback(msgspec.Struct):
@@ -98,19 +108,27 @@ _error_decoder = msgspec.json.Decoder(_ErrorBody)
 _ROLES = {"user": "user", "assistant": "model"}
 
 
-def encode(request: ChatRequest) -> bytes:
-    """The JSON body for `request`; several system messages are joined into one instruction."""
+def request_body(request: ChatRequest) -> GenerateContentRequest:
+    """The body for `request`: a thinking budget when it has one (0: off), added to `maxOutputTokens`
+    because thoughts count against it."""
     system = [Part(m.content) for m in request.messages if m.role == "system"]
     contents = [Content([Part(m.content)], _ROLES[m.role]) for m in request.messages if m.role != "system"]
-    return _encoder.encode(
-        GenerateContentRequest(
-            contents=contents,
-            systemInstruction=Content(system) if system else None,
-            generationConfig=GenerationConfig(
-                temperature=request.temperature, topP=request.top_p, maxOutputTokens=request.max_tokens
-            ),
-        )
+    reasoning = request.reasoning
+    return GenerateContentRequest(
+        contents=contents,
+        systemInstruction=Content(system) if system else None,
+        generationConfig=GenerationConfig(
+            temperature=request.temperature,
+            topP=request.top_p,
+            maxOutputTokens=request.output_limit,
+            thinkingConfig=ThinkingConfig(reasoning.budget_tokens) if reasoning is not None else None,
+        ),
     )
+
+
+def encode(request: ChatRequest) -> bytes:
+    """The JSON body for `request`; several system messages are joined into one instruction."""
+    return _encoder.encode(request_body(request))
 
 
 def url(base_url: str, model: str) -> str:
@@ -173,10 +191,22 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
         else:
             unusable = no_text(text, finish_reason, field="finishReason", truncated_by="MAX_TOKENS", status=status)
     input_tokens = output_tokens = None
+    detail = None
     if usage is not None:
         input_tokens = reported_tokens(usage.promptTokenCount)
         outputs = (reported_tokens(usage.candidatesTokenCount), reported_tokens(usage.thoughtsTokenCount))
         output_tokens = None if None in outputs else sum(outputs)  # type: ignore[arg-type]
+        detail = UsageDetail(
+            reasoning_tokens=outputs[1] or 0, cache_read_tokens=reported_tokens(usage.cachedContentTokenCount) or 0
+        )
     return chat_result(
-        text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers, latency_s=latency_s
+        text,
+        finish_reason,
+        input_tokens,
+        output_tokens,
+        unusable,
+        status=status,
+        headers=headers,
+        latency_s=latency_s,
+        detail=detail,
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.classify import chat_result, decode_success, no_text, shorten
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
+from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, UsageDetail, reported_tokens
 from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -23,9 +23,11 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
 
     messages: tuple[Message, ...]
     model: str
-    # `max_tokens`, not `max_completion_tokens`: every OpenAI-compatible server takes it,
-    # while OpenAI's reasoning models (o-series) only take the newer name.
+    # Reasoning models (o-series, GPT-5 family) take only `max_completion_tokens`, which also
+    # covers their reasoning tokens; every OpenAI-compatible server takes `max_tokens`.
+    max_completion_tokens: int | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None
     temperature: float | None = None
     top_p: float | None = None
 
@@ -40,10 +42,22 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
+class _PromptDetails(msgspec.Struct):
+    # Inside prompt_tokens: https://platform.openai.com/docs/guides/prompt-caching
+    cached_tokens: msgspec.Raw = ZERO_TOKENS
+
+
+class _CompletionDetails(msgspec.Struct):
+    # Inside completion_tokens, billed as output: https://platform.openai.com/docs/guides/reasoning
+    reasoning_tokens: msgspec.Raw = ZERO_TOKENS
+
+
 class _Usage(msgspec.Struct):
     # Raw, read by `reported_tokens`: a garbled figure must not cost us the answer.
     prompt_tokens: msgspec.Raw = ZERO_TOKENS
     completion_tokens: msgspec.Raw = ZERO_TOKENS
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
 
 
 class ChatCompletion(msgspec.Struct):
@@ -57,16 +71,33 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ChatCompletion)
 
 
+def request_body(request: ChatRequest) -> ChatCompletionRequest:
+    """The body for `request`, shaped for its model: the token-limit field it takes (with the
+    reasoning allowance on top), its reasoning effort, sampling only where it is accepted."""
+    limit = request.output_limit
+    completion_field = request.token_field == "max_completion_tokens"
+    return ChatCompletionRequest(
+        messages=request.messages,
+        model=request.model,
+        max_completion_tokens=limit if completion_field else None,
+        max_tokens=None if completion_field else limit,
+        reasoning_effort=request.reasoning.effort if request.reasoning is not None else None,
+        temperature=request.temperature,
+        top_p=request.top_p,
+    )
+
+
 def encode(request: ChatRequest) -> bytes:
     """The JSON body for `request`."""
-    return _encoder.encode(
-        ChatCompletionRequest(
-            messages=request.messages,
-            model=request.model,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-        )
+    return _encoder.encode(request_body(request))
+
+
+def usage_detail(usage: _Usage) -> UsageDetail:
+    """Reasoning and cached prompt tokens of a usage object (garbled figures count as 0)."""
+    prompt, completion = usage.prompt_tokens_details, usage.completion_tokens_details
+    return UsageDetail(
+        reasoning_tokens=(reported_tokens(completion.reasoning_tokens, null=0) or 0) if completion else 0,
+        cache_read_tokens=(reported_tokens(prompt.cached_tokens, null=0) or 0) if prompt else 0,
     )
 
 
@@ -110,5 +141,13 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     else:
         unusable = no_text(text, finish_reason, field="finish_reason", truncated_by="length", status=status)
     return chat_result(
-        text, finish_reason, input_tokens, output_tokens, unusable, status=status, headers=headers, latency_s=latency_s
+        text,
+        finish_reason,
+        input_tokens,
+        output_tokens,
+        unusable,
+        status=status,
+        headers=headers,
+        latency_s=latency_s,
+        detail=usage_detail(usage) if usage is not None else None,
     )

@@ -19,14 +19,43 @@ class Message(msgspec.Struct, frozen=True):
     content: str
 
 
+class Reasoning(msgspec.Struct, frozen=True, kw_only=True):
+    """How much a reasoning model may think, resolved from a teacher's `reasoning` (core/capabilities.py).
+
+    `effort`: OpenAI's `reasoning_effort` (None where the provider takes a budget).
+    `budget_tokens`: Anthropic's `thinking.budget_tokens`, Gemini's `thinkingBudget` (0: thinking
+    off); for an effort, the thinking allowance added to the token limit.
+    """
+
+    effort: str | None = None
+    budget_tokens: int = 0
+
+
+TokenLimitField = Literal["max_tokens", "max_completion_tokens"]
+
+
 class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One chat completion request, the same for every provider."""
+    """One chat completion request, the same for every provider.
+
+    `max_tokens` is the visible answer; an adapter whose API counts thinking in the same
+    limit adds `reasoning.budget_tokens` to it (`output_limit`). `temperature` / `top_p`
+    None: not sent (the model rejects them). The fields after `max_tokens` are left out of
+    the store's content key at their defaults, so keys of plain requests never change.
+    """
 
     model: str
     messages: tuple[Message, ...]
-    temperature: float = 0.8
-    top_p: float = 1.0
+    temperature: float | None = 0.8
+    top_p: float | None = 1.0
     max_tokens: int = 512
+    # OpenAI's o-series and GPT-5 family take only the newer `max_completion_tokens`.
+    token_field: TokenLimitField = "max_tokens"
+    reasoning: Reasoning | None = None
+
+    @property
+    def output_limit(self) -> int:
+        """Output tokens the request may bill: the visible answer plus any thinking budget."""
+        return self.max_tokens + (self.reasoning.budget_tokens if self.reasoning is not None else 0)
 
 
 class RateLimitInfo(msgspec.Struct, kw_only=True):
@@ -44,6 +73,22 @@ class RateLimitInfo(msgspec.Struct, kw_only=True):
     limit_output_tokens: int | None = None
 
 
+class UsageDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of a call's usage shown or priced apart; each lies inside `input_tokens` or `output_tokens`.
+
+    `reasoning_tokens` (inside output, billed at the output rate; Anthropic does not report
+    it apart, its adapter estimates it), `cache_read_tokens` (inside input, billed at the
+    cached-input rate), `cache_write_tokens` (inside input, Anthropic's cache writes).
+    """
+
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+NO_DETAIL = UsageDetail()
+
+
 class ChatResult(msgspec.Struct, kw_only=True):
     """A successful completion: text, provider-reported usage, finish reason, latency.
 
@@ -59,6 +104,7 @@ class ChatResult(msgspec.Struct, kw_only=True):
     rate_limit: RateLimitInfo | None = None
     usage_reported: bool = True
     http_status: int = 200
+    detail: UsageDetail = NO_DETAIL
 
 
 # No chat call comes near this many tokens; a usage figure past it is garbled, and

@@ -16,7 +16,8 @@ from typing import Literal
 
 import msgspec
 
-from core.calls import ProviderName
+from core.calls import ProviderName, TokenLimitField
+from core.capabilities import ReasoningControl, check_teacher, teacher_request
 from core.errors import ConfigError
 
 TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
@@ -74,9 +75,25 @@ class TeacherSection(_Section):
     max_in_flight: int = 64
     price_in_per_mtok: float | None = None
     price_out_per_mtok: float | None = None
-    temperature: float = 0.8
-    top_p: float = 1.0
+    # Cached prompt tokens (OpenAI cached, Anthropic cache reads, Gemini cached content) and
+    # Anthropic's cache writes; the price table's figures when unset.
+    price_cached_in_per_mtok: float | None = None
+    price_cache_write_per_mtok: float | None = None
+    # Unset: 0.8 and 1.0 where the model takes them, nothing where it refuses them (core/capabilities.py).
+    temperature: float | None = None
+    top_p: float | None = None
+    # The visible answer; a thinking budget comes on top (see `reasoning`).
     max_tokens: int = 512
+    # "low" | "medium" | "high" | a thinking budget in tokens | "off"; unset: the model's entry in
+    # core/capabilities.py (OpenAI medium, Gemini 2.5 Pro/Flash medium, Claude off).
+    reasoning: Literal["low", "medium", "high", "off"] | int | None = None
+    # Thinking tokens expected per call, for --dry-run; unset: the capability table's figure.
+    reasoning_tokens_estimate: int | None = None
+    # Overrides of the capability table for a model it does not know (or knows wrong).
+    accepts_sampling: bool | None = None
+    max_tokens_field: TokenLimitField | None = None
+    reasoning_control: ReasoningControl | None = None
+    min_thinking_budget: int | None = None
     timeout_s: float = 120.0
     max_attempts: int = 6
     # The authors sent their GPT teacher a system message and the others none.
@@ -95,6 +112,10 @@ class TeacherSection(_Section):
             raise ValueError(f"`max_tokens` must be >= 1, got {self.max_tokens}")
         if self.max_attempts < 1:
             raise ValueError(f"`max_attempts` must be >= 1, got {self.max_attempts}")
+        try:
+            check_teacher(self)
+        except ValueError as exc:
+            raise ValueError(f"teacher {self.name!r}: {exc}") from None
 
 
 class ReviewSection(_Section):
@@ -344,7 +365,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for t in cfg.teachers:
         # The store keys answers by content, so two teachers sending identical requests
         # would share one set of answers: the committee would be one teacher twice.
-        same = (t.provider, t.model, t.temperature, t.top_p, t.max_tokens)
+        same = (t.provider, teacher_request(t, ()))
         if same in seen:
             raise ConfigError(
                 f"{path}: $.teachers: teachers {seen[same]!r} and {t.name!r} would send identical requests "

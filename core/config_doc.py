@@ -69,10 +69,22 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.tpm": "Tokens per minute (prompt estimate + max_tokens at admission, reconciled with usage).",
     "teachers.max_in_flight": "Cap on concurrent calls; shrinks on 429s and grows back (AIMD).",
     "teachers.price_in_per_mtok": "USD per million input tokens; overrides the built-in price table.",
-    "teachers.price_out_per_mtok": "USD per million output tokens; overrides the built-in price table.",
-    "teachers.temperature": "Sampling temperature (paper: 0.8).",
-    "teachers.top_p": "Nucleus sampling (paper: 1.0).",
-    "teachers.max_tokens": "Output token cap per call (paper: 512).",
+    "teachers.price_out_per_mtok": "USD per million output tokens (reasoning tokens too); overrides the price table.",
+    "teachers.price_cached_in_per_mtok": "USD per million cached prompt tokens; default: the table's, else the "
+    "input price.",
+    "teachers.price_cache_write_per_mtok": "USD per million prompt tokens written to Anthropic's cache; as above.",
+    "teachers.temperature": "Sampling temperature (paper: 0.8, the default where the model takes it); an error on "
+    "models that refuse it (o-series, GPT-5, Claude while thinking).",
+    "teachers.top_p": "Nucleus sampling (paper: 1.0, the default where the model takes it); refused like temperature.",
+    "teachers.max_tokens": "Visible-answer token cap per call (paper: 512); a thinking budget is added on top.",
+    "teachers.reasoning": "low, medium, high, a thinking budget in tokens, or off; unset: the capability table's "
+    "default (core/capabilities.py). An error on a model without reasoning.",
+    "teachers.reasoning_tokens_estimate": "Thinking tokens per call the dry run expects; default from the "
+    "capability table for the effort.",
+    "teachers.accepts_sampling": "Override: whether the model takes temperature/top_p.",
+    "teachers.max_tokens_field": "Override: max_tokens or max_completion_tokens (openai).",
+    "teachers.reasoning_control": "Override: none, effort (reasoning_effort) or budget (thinking budget).",
+    "teachers.min_thinking_budget": "Override: the smallest thinking budget the model takes.",
     "teachers.timeout_s": "Per-attempt timeout.",
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
     "datasets.grader": "`committee` (tasks/answers.py: answer phrases, numeric comparison) or `authors` (the FAIR "

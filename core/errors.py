@@ -9,7 +9,10 @@ what, where, and what to do. No message ever carries an API key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from core.calls import UsageDetail
 
 UnusableKind = Literal["filtered", "refused", "truncated", "empty"]
 
@@ -75,7 +78,8 @@ class Unusable(CommitteeError):
     `kind`: `filtered` (content filter / safety), `refused` (the model declined),
     `truncated` (max_tokens reached before any text, as when thinking eats the
     budget), `empty` (no text, no stated reason). `input_tokens`/`output_tokens` are
-    the provider-reported usage, None when it reported none.
+    the provider-reported usage, None when it reported none; `detail` its reasoning and
+    cached parts (a `core.calls.UsageDetail`, None: none reported).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Unusable(CommitteeError):
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.http_status = http_status
+        self.detail: UsageDetail | None = None
 
 
 class ConfigError(CommitteeError):

@@ -26,11 +26,13 @@ import msgspec
 from aiohttp import web
 
 from emulator.answers import answer_fn_for
+from emulator.caching import PromptCache
 from emulator.limiter import ModelLimiter
+from emulator.reasoning import Rejected, thinking_tokens
 from emulator.spec import FAULT_KINDS, AnswerFn, AnswerRequest, EmulatorSpec
 from emulator.stats import EmulatorStats, ModelStats, content_key, snapshot
 from emulator.tokens import count_prompt_tokens, count_tokens, fit_tokens
-from emulator.wire import REFUSAL_TEXT, WIRES, Finish, Wire
+from emulator.wire import REFUSAL_TEXT, WIRES, Finish, Usage, Wire
 
 # Faults after which the model never ran: nothing to bill, all of max_tokens refunded.
 _NOT_RUN = frozenset(("error", "error_200", "reset"))
@@ -55,6 +57,7 @@ class Emulator:
         self._committed: dict[str, int] = {}
         self._unauthorized = 0
         self._bad_requests = 0
+        self._cache = PromptCache()
 
     def _configure(self, spec: EmulatorSpec) -> None:
         self.spec = spec
@@ -82,6 +85,7 @@ class Emulator:
         self._models = {}
         self._committed = {}
         self._unauthorized = self._bad_requests = 0
+        self._cache = PromptCache()
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -108,6 +112,10 @@ class Emulator:
         body = await request.read()
         try:
             ask = wire.parse(body, path_model)
+        except Rejected as exc:
+            # A parameter the model refuses: 400 before the model runs, never billed.
+            self._bad_requests += 1
+            return _json_response(*wire.rejected(exc))
         except (msgspec.DecodeError, ValueError) as exc:
             self._bad_requests += 1
             return _error_response(wire, "invalid", f"invalid request body: {exc}")
@@ -152,7 +160,15 @@ class Emulator:
             _reset_connection(request)
             return web.Response(status=500)  # never written: the connection is gone
 
-        text, finish, output_tokens = self._answer(ask, fault)
+        text, finish, output_tokens, thinking = self._answer(ask, fault)
+        cache_read, cache_write = self._cached(wire, ask)
+        billed = Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            thinking=thinking,
+            cache_read=cache_read,
+            cache_write=cache_write,
+        )
         billable = fault in _PROPER or self.spec.billing.unusable
         if billable:
             self._committed[model] = self._committed.get(model, 0) + 1
@@ -168,17 +184,17 @@ class Emulator:
             stats.abandoned += 1
             if billable and self.spec.billing.abandoned:
                 stats.abandoned_billed += 1
-                _bill(stats, ask, input_tokens, output_tokens)
+                _bill(stats, ask, billed)
             elif billable:
                 self._committed[model] -= 1
             if limiter is not None:
                 limiter.refund_tokens(ask.max_tokens - output_tokens)
             raise
-        body = wire.answer(ask, text, finish, input_tokens, output_tokens, usage=fault != "no_usage")
+        body = wire.answer(ask, text, finish, billed, usage=fault != "no_usage")
         if fault == "malformed":
             body = body[: len(body) // 2]
         if billable:
-            _bill(stats, ask, input_tokens, output_tokens)
+            _bill(stats, ask, billed)
         if fault in _PROPER:
             stats.completed += 1
             stats.input_tokens += input_tokens
@@ -192,20 +208,33 @@ class Emulator:
         headers = limiter.headers(anthropic=wire.provider == "anthropic") if limiter is not None else None
         return web.Response(body=body, headers=headers, content_type="application/json")
 
-    def _answer(self, ask: AnswerRequest, fault: str | None) -> tuple[str, Finish, int]:
-        """The text, how it ended, and the output tokens billed for it."""
+    def _answer(self, ask: AnswerRequest, fault: str | None) -> tuple[str, Finish, int, int]:
+        """The text, how it ended, the output tokens billed for it, and how many of those were thinking."""
         if fault == "empty":
-            return "", "stop", 0
+            return "", "stop", 0, 0
         if fault == "truncated":
-            return "", "truncated", ask.max_tokens
+            return "", "truncated", ask.max_tokens, ask.max_tokens
         if fault == "refusal":
-            return "", "refusal", min(count_tokens(REFUSAL_TEXT), ask.max_tokens)
+            return "", "refusal", min(count_tokens(REFUSAL_TEXT), ask.max_tokens), 0
+        thinking = thinking_tokens(ask.thinks, ask.effort, ask.thinking_budget, self.spec.thinking_tokens)
+        if thinking >= ask.max_tokens:
+            # The thinking used the whole output limit: no text, all of it billed.
+            return "", "truncated", ask.max_tokens, ask.max_tokens
         answer_fn = self.answer_fn or self._spec_answer_fn
-        text, output_tokens, truncated = fit_tokens(answer_fn(ask), ask.max_tokens)
+        text, output_tokens, truncated = fit_tokens(answer_fn(ask), ask.max_tokens - thinking)
         if fault == "filtered":
             # Filtered after the model wrote it: its tokens are billed, none is shown.
-            return "", "filtered", output_tokens
-        return text, "length" if truncated else "stop", output_tokens
+            return "", "filtered", output_tokens + thinking, thinking
+        return text, "length" if truncated else "stop", output_tokens + thinking, thinking
+
+    def _cached(self, wire: Wire, ask: AnswerRequest) -> tuple[int, int]:
+        """(cache read, cache write) prompt tokens of a request the model runs (emulator/caching.py)."""
+        if wire.provider != "anthropic":
+            return self._cache.implicit(ask.model, ask.messages), 0
+        if ask.cache_breakpoint is None:
+            return 0, 0
+        prefix, tokens = ask.cache_breakpoint
+        return self._cache.explicit(ask.model, prefix, tokens, min_tokens=2048 if "haiku" in ask.model else 1024)
 
     def _overloaded(self) -> bool:
         elapsed_s = self._clock() - self._started
@@ -216,7 +245,7 @@ class Emulator:
 
     def _draw_fault(self) -> str | None:
         draw = self._fault_rng.random()
-        for edge, fault in zip(self._fault_edges, FAULT_KINDS):
+        for edge, fault in zip(self._fault_edges, FAULT_KINDS, strict=True):
             if draw < edge:
                 return fault
         return None
@@ -261,12 +290,15 @@ class Emulator:
         return app
 
 
-def _bill(stats: ModelStats, ask: AnswerRequest, input_tokens: int, output_tokens: int) -> None:
+def _bill(stats: ModelStats, ask: AnswerRequest, billed: Usage) -> None:
     stats.billed_requests += 1
     key = content_key(ask)
     stats.billed_keys[key] = stats.billed_keys.get(key, 0) + 1
-    stats.billed_input_tokens += input_tokens
-    stats.billed_output_tokens += output_tokens
+    stats.billed_input_tokens += billed.input_tokens
+    stats.billed_output_tokens += billed.output_tokens
+    stats.billed_reasoning_tokens += billed.thinking
+    stats.billed_cache_read_tokens += billed.cache_read
+    stats.billed_cache_write_tokens += billed.cache_write
 
 
 def _json_response(status: int, body: bytes) -> web.Response:

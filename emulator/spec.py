@@ -159,6 +159,8 @@ class EmulatorSpec(_Spec):
     seed: int = 0
     # Echo answers this many tokens long when set (before max_tokens truncation).
     output_tokens: int | None = None
+    # Tokens a reasoning model thinks per answer at medium effort (emulator/reasoning.py).
+    thinking_tokens: int = 400
 
     def limits_for(self, model: str) -> ModelLimits:
         """The limits `model` is held to."""
@@ -174,6 +176,13 @@ class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int
     temperature: float
     top_p: float = 1.0
+    # A reasoning model (emulator/reasoning.py): it thinks, at `effort`, within `thinking_budget`
+    # (None: no budget of its own); `max_tokens` then covers thinking and answer together.
+    thinks: bool = False
+    effort: str | None = None
+    thinking_budget: int | None = None
+    # Anthropic: the prompt up to its last cache_control breakpoint, and that prefix's tokens.
+    cache_breakpoint: tuple[str, int] | None = None
 
     def last_user_text(self) -> str:
         """The text of the last user message ("" when there is none)."""

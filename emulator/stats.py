@@ -35,6 +35,10 @@ class ModelStats(msgspec.Struct, kw_only=True):
     billed_requests: int = 0
     billed_input_tokens: int = 0
     billed_output_tokens: int = 0
+    # Parts of the billed tokens: thinking (in output), cache reads and writes (in input).
+    billed_reasoning_tokens: int = 0
+    billed_cache_read_tokens: int = 0
+    billed_cache_write_tokens: int = 0
     abandoned: int = 0
     abandoned_billed: int = 0
     quota_refused: int = 0

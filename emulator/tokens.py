@@ -36,6 +36,15 @@ def count_prompt_tokens(messages: Iterable[tuple[str, str]]) -> int:
     return total
 
 
+def prompt_pieces(messages: Iterable[tuple[str, str]]) -> list[str]:
+    """The prompt as a token sequence, each message led by a marker of its role (for prefix caching)."""
+    pieces: list[str] = []
+    for role, text in messages:
+        pieces.append(f"<{role}>")
+        pieces.extend(_TOKEN.findall(text))
+    return pieces
+
+
 def fit_tokens(text: str, max_tokens: int) -> tuple[str, int, bool]:
     """`text` cut after its first `max_tokens` tokens: (text, its token count, whether it was cut)."""
     pieces = _TOKEN.findall(text)

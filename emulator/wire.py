@@ -22,10 +22,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from itertools import count
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
+from emulator.caching import breakpoint_tokens
+from emulator.reasoning import Rejected, check_anthropic, check_gemini, check_openai, gemini_thinks, openai_reasoning
 from emulator.spec import AnswerRequest
 
 ErrorKind = Literal["auth", "invalid", "not_found", "rate_limit", "server", "unavailable"]
@@ -35,6 +37,9 @@ Finish = Literal["stop", "length", "filtered", "refusal", "truncated"]
 
 # What OpenAI puts in message.refusal; its tokens are the output billed for a refusal.
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
+
+# What an Anthropic answer shows of its thinking (Claude 4 returns a summary, billed in full).
+_THINKING_BLOCK = {"type": "thinking", "thinking": "Let me work through this step by step...", "signature": "emulator"}
 
 # Used when a request leaves max tokens out (Anthropic requires it).
 DEFAULT_MAX_TOKENS = 4096
@@ -46,6 +51,18 @@ _ids = count(1)
 class _TextPart(msgspec.Struct):
     type: str = "text"
     text: str = ""
+    # Anthropic prompt caching: a breakpoint after this block.
+    cache_control: dict | None = None
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """What one answer bills: prompt and output tokens, the thinking inside the output, the cached prompt parts."""
+
+    input_tokens: int
+    output_tokens: int
+    thinking: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
 
 
 def _text(content: str | list[_TextPart] | None) -> str:
@@ -71,13 +88,14 @@ class _OpenAIRequest(msgspec.Struct):
     max_completion_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    reasoning_effort: str | None = None
     stream: bool = False
 
 
 class OpenAIWire:
     provider = "openai"
     _decoder = msgspec.json.Decoder(_OpenAIRequest)
-    _errors = {
+    _errors: ClassVar[dict[str, tuple[int, str, str | None]]] = {
         "auth": (401, "invalid_request_error", "invalid_api_key"),
         "invalid": (400, "invalid_request_error", None),
         "not_found": (404, "invalid_request_error", "model_not_found"),
@@ -94,6 +112,7 @@ class OpenAIWire:
         req = self._decoder.decode(body)
         if req.stream:
             raise ValueError("stream=true is not supported by the emulator")
+        check_openai(req.model, req.max_tokens, req.temperature, req.top_p, req.reasoning_effort)
         return AnswerRequest(
             provider=self.provider,
             model=req.model,
@@ -101,11 +120,12 @@ class OpenAIWire:
             max_tokens=req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
+            thinks=openai_reasoning(req.model),
+            effort=req.reasoning_effort,
         )
 
-    def answer(
-        self, ask: AnswerRequest, text: str, finish: Finish, input_tokens: int, output_tokens: int, usage: bool = True
-    ) -> bytes:
+    def answer(self, ask: AnswerRequest, text: str, finish: Finish, billed: Usage, usage: bool = True) -> bytes:
+        input_tokens, output_tokens = billed.input_tokens, billed.output_tokens
         message: dict[str, object] = {"role": "assistant", "content": text, "refusal": None}
         finish_reason = _OPENAI_FINISH[finish]
         if finish == "refusal":
@@ -127,10 +147,12 @@ class OpenAIWire:
                 "completion_tokens": output_tokens,
                 "total_tokens": input_tokens + output_tokens,
             }
-            if finish == "truncated":
+            if finish == "truncated" or billed.thinking:
                 # Reasoning tokens are billed as completion tokens and never shown:
                 # https://platform.openai.com/docs/guides/reasoning#allocating-space-for-reasoning
-                counts["completion_tokens_details"] = {"reasoning_tokens": output_tokens}
+                counts["completion_tokens_details"] = {"reasoning_tokens": billed.thinking or output_tokens}
+            if billed.cache_read:
+                counts["prompt_tokens_details"] = {"cached_tokens": billed.cache_read}
             document["usage"] = counts
         return _encoder.encode(document)
 
@@ -158,6 +180,12 @@ class OpenAIWire:
         status, error_type, code = self._errors[kind]
         return status, _encoder.encode({"error": {"message": message, "type": error_type, "param": None, "code": code}})
 
+    def rejected(self, exc: Rejected) -> tuple[int, bytes]:
+        """400 invalid_request_error naming the parameter, as OpenAI refuses one."""
+        return 400, _encoder.encode(
+            {"error": {"message": exc.message, "type": "invalid_request_error", "param": exc.param, "code": exc.code}}
+        )
+
 
 # --- Gemini generateContent ----------------------------------------------------------------------
 
@@ -167,10 +195,16 @@ class _GeminiContent(msgspec.Struct):
     role: str | None = None
 
 
+class _ThinkingConfig(msgspec.Struct):
+    thinkingBudget: int | None = None
+    includeThoughts: bool = False
+
+
 class _GeminiConfig(msgspec.Struct):
     temperature: float | None = None
     topP: float | None = None
     maxOutputTokens: int | None = None
+    thinkingConfig: _ThinkingConfig | None = None
 
 
 class _GeminiRequest(msgspec.Struct):
@@ -182,10 +216,13 @@ class _GeminiRequest(msgspec.Struct):
     generation_config: _GeminiConfig | None = None
 
 
+_FREE_TIER_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+
+
 class GeminiWire:
     provider = "gemini"
     _decoder = msgspec.json.Decoder(_GeminiRequest)
-    _errors = {
+    _errors: ClassVar[dict[str, tuple[int, str]]] = {
         "auth": (401, "UNAUTHENTICATED"),
         "invalid": (400, "INVALID_ARGUMENT"),
         "not_found": (404, "NOT_FOUND"),
@@ -204,18 +241,23 @@ class GeminiWire:
         config = req.generationConfig or req.generation_config or _GeminiConfig()
         messages = [("system", _text(system.parts))] if system else []
         messages += [("assistant" if c.role == "model" else "user", _text(c.parts)) for c in req.contents]
+        model = path_model or ""
+        budget = config.thinkingConfig.thinkingBudget if config.thinkingConfig else None
+        check_gemini(model, budget)
         return AnswerRequest(
             provider=self.provider,
-            model=path_model or "",
+            model=model,
             messages=messages,
             max_tokens=config.maxOutputTokens or DEFAULT_MAX_TOKENS,
             temperature=1.0 if config.temperature is None else config.temperature,
             top_p=1.0 if config.topP is None else config.topP,
+            # Unset or -1: dynamic thinking, the model's own budget.
+            thinks=gemini_thinks(model) and budget != 0,
+            thinking_budget=None if budget in (None, -1) else budget,
         )
 
-    def answer(
-        self, ask: AnswerRequest, text: str, finish: Finish, input_tokens: int, output_tokens: int, usage: bool = True
-    ) -> bytes:
+    def answer(self, ask: AnswerRequest, text: str, finish: Finish, billed: Usage, usage: bool = True) -> bytes:
+        input_tokens, output_tokens = billed.input_tokens, billed.output_tokens
         candidate: dict[str, object] = {"index": 0}
         counts: dict[str, object] = {"promptTokenCount": input_tokens}
         if finish in ("filtered", "refusal"):
@@ -236,7 +278,13 @@ class GeminiWire:
         else:
             candidate["content"] = {"parts": [{"text": text}], "role": "model"}
             candidate["finishReason"] = "MAX_TOKENS" if finish == "length" else "STOP"
-            counts["candidatesTokenCount"] = output_tokens
+            # Thoughts are billed as output but counted apart from the candidates:
+            # https://ai.google.dev/gemini-api/docs/thinking#pricing
+            counts["candidatesTokenCount"] = output_tokens - billed.thinking
+            if billed.thinking:
+                counts["thoughtsTokenCount"] = billed.thinking
+        if billed.cache_read:
+            counts["cachedContentTokenCount"] = billed.cache_read
         counts["totalTokenCount"] = input_tokens + output_tokens
         document: dict[str, object] = {"candidates": [candidate]}
         if usage:
@@ -260,7 +308,7 @@ class GeminiWire:
                             "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                             "violations": [
                                 {
-                                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                    "quotaMetric": _FREE_TIER_METRIC,
                                     "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
                                     "quotaDimensions": {"location": "global", "model": model},
                                     "quotaValue": str(quota),
@@ -296,6 +344,10 @@ class GeminiWire:
             ]
         return status, _encoder.encode({"error": error})
 
+    def rejected(self, exc: Rejected) -> tuple[int, bytes]:
+        """400 INVALID_ARGUMENT with the refusal's text."""
+        return self.error("invalid", exc.message)
+
 
 # --- Anthropic Messages --------------------------------------------------------------------------
 
@@ -305,6 +357,11 @@ class _AnthropicMessage(msgspec.Struct):
     content: str | list[_TextPart]
 
 
+class _AnthropicThinking(msgspec.Struct):
+    type: str = "enabled"
+    budget_tokens: int = 0
+
+
 class _AnthropicRequest(msgspec.Struct):
     model: str
     messages: list[_AnthropicMessage]
@@ -312,13 +369,22 @@ class _AnthropicRequest(msgspec.Struct):
     system: str | list[_TextPart] | None = None
     temperature: float | None = None
     top_p: float | None = None
+    thinking: _AnthropicThinking | None = None
     stream: bool = False
+
+
+def _blocks(role: str, content: str | list[_TextPart] | None) -> list[tuple[str, str, bool]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [(role, content, False)]
+    return [(role, part.text, part.cache_control is not None) for part in content if part.type == "text"]
 
 
 class AnthropicWire:
     provider = "anthropic"
     _decoder = msgspec.json.Decoder(_AnthropicRequest)
-    _errors = {
+    _errors: ClassVar[dict[str, tuple[int, str]]] = {
         "auth": (401, "authentication_error"),
         "invalid": (400, "invalid_request_error"),
         "not_found": (404, "not_found_error"),
@@ -337,8 +403,11 @@ class AnthropicWire:
         req = self._decoder.decode(body)
         if req.stream:
             raise ValueError("stream=true is not supported by the emulator")
+        budget = req.thinking.budget_tokens if req.thinking is not None and req.thinking.type == "enabled" else None
+        check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p)
         messages = [("system", _text(req.system))] if req.system else []
         messages += [(m.role, _text(m.content)) for m in req.messages]
+        blocks = _blocks("system", req.system) + [b for m in req.messages for b in _blocks(m.role, m.content)]
         return AnswerRequest(
             provider=self.provider,
             model=req.model,
@@ -346,12 +415,17 @@ class AnthropicWire:
             max_tokens=req.max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
+            thinks=budget is not None,
+            thinking_budget=budget,
+            cache_breakpoint=breakpoint_tokens(blocks),
         )
 
-    def answer(
-        self, ask: AnswerRequest, text: str, finish: Finish, input_tokens: int, output_tokens: int, usage: bool = True
-    ) -> bytes:
+    def answer(self, ask: AnswerRequest, text: str, finish: Finish, billed: Usage, usage: bool = True) -> bytes:
+        input_tokens, output_tokens = billed.input_tokens, billed.output_tokens
         content: list[dict[str, str]] = [{"type": "text", "text": text}] if text else []
+        if billed.thinking and finish in ("stop", "length"):
+            # Thinking comes first, as a block of its own.
+            content.insert(0, _THINKING_BLOCK)
         if finish in ("filtered", "refusal"):
             # Anthropic has no content filter: its classifiers stop the answer with
             # stop_reason "refusal", billed for the output up to there:
@@ -360,9 +434,7 @@ class AnthropicWire:
         elif finish == "truncated":
             # Extended thinking used the whole max_tokens: a thinking block and no text block.
             # https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
-            content = [
-                {"type": "thinking", "thinking": "Let me work through this step by step...", "signature": "emulator"}
-            ]
+            content = [_THINKING_BLOCK]
         document: dict[str, object] = {
             "id": f"msg_emu{next(_ids)}",
             "type": "message",
@@ -373,11 +445,12 @@ class AnthropicWire:
             "stop_sequence": None,
         }
         if usage:
+            # Cache reads and writes are reported apart from input_tokens, not inside it.
             document["usage"] = {
-                "input_tokens": input_tokens,
+                "input_tokens": input_tokens - billed.cache_read - billed.cache_write,
                 "output_tokens": output_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": billed.cache_write,
+                "cache_read_input_tokens": billed.cache_read,
             }
         return _encoder.encode(document)
 
@@ -396,6 +469,10 @@ class AnthropicWire:
     def error(self, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> tuple[int, bytes]:
         status, error_type = self._errors[kind]
         return status, _encoder.encode({"type": "error", "error": {"type": error_type, "message": message}})
+
+    def rejected(self, exc: Rejected) -> tuple[int, bytes]:
+        """400 invalid_request_error with the refusal's text."""
+        return self.error("invalid", exc.message)
 
 
 # https://platform.openai.com/docs/api-reference/chat/object: finish_reason is stop, length or

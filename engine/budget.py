@@ -27,8 +27,11 @@ from typing import Literal
 
 import anyio
 
+from core.calls import NO_DETAIL, UsageDetail
+
 Verdict = Literal["reserved", "wait", "refused"]
-CostFn = Callable[[int, int], "float | None"]
+# USD of (input tokens, output tokens, their reasoning and cached parts); None: price unknown.
+CostFn = Callable[[int, int, UsageDetail], "float | None"]
 
 
 class Budget:
@@ -109,11 +112,15 @@ class CallTab:
     __slots__ = (
         "_held",
         "budget",
+        "cache_read_tokens",
+        "cache_write_tokens",
         "cost_usd",
         "input_tokens",
         "output_tokens",
         "possibly_attempts",
         "possibly_usd",
+        "reasoning_tokens",
+        "reasoning_usd",
         "usage_estimated",
         "usd",
         "worst_usd",
@@ -125,6 +132,11 @@ class CallTab:
         self.cost_usd = cost_usd
         self.input_tokens = 0
         self.output_tokens = 0
+        # Parts of the tokens above, priced or shown apart (core.calls.UsageDetail).
+        self.reasoning_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.reasoning_usd = 0.0
         # None once any billed attempt had no known price.
         self.usd: float | None = 0.0
         self.possibly_usd = 0.0
@@ -139,12 +151,19 @@ class CallTab:
             self._held = self.worst_usd
         return verdict
 
-    def billed(self, input_tokens: int, output_tokens: int, *, estimated: bool = False) -> None:
+    def billed(
+        self, input_tokens: int, output_tokens: int, *, detail: UsageDetail = NO_DETAIL, estimated: bool = False
+    ) -> None:
         """The attempt was answered and billed for this usage (`estimated`: the provider reported none)."""
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
+        self.reasoning_tokens += detail.reasoning_tokens
+        self.cache_read_tokens += detail.cache_read_tokens
+        self.cache_write_tokens += detail.cache_write_tokens
         self.usage_estimated |= estimated
-        cost = self.cost_usd(input_tokens, output_tokens) if self.cost_usd is not None else 0.0
+        cost = self.cost_usd(input_tokens, output_tokens, detail) if self.cost_usd is not None else 0.0
+        if detail.reasoning_tokens and self.cost_usd is not None:
+            self.reasoning_usd += self.cost_usd(0, detail.reasoning_tokens, NO_DETAIL) or 0.0
         self.usd = None if self.usd is None or cost is None else self.usd + cost
         self._settle(cost)
 

@@ -40,7 +40,7 @@ from typing import Literal, Protocol
 import anyio
 import msgspec
 
-from core.calls import ChatRequest, ChatResult, plausible_tokens
+from core.calls import NO_DETAIL, ChatRequest, ChatResult, plausible_tokens
 from core.config import TeacherSection
 from core.errors import (
     AccountError,
@@ -348,8 +348,10 @@ class Lane:
         reason = " ".join(str(error).split())
         if isinstance(error, Unusable):
             if error.kind == "truncated":
+                # A reasoning model's thinking shares the limit: a lower effort frees room as well.
+                thinking = " or lower `reasoning`" if request.reasoning is not None else ""
                 return (
-                    f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}) "
+                    f"teacher {self.name!r}: {reason}; raise `max_tokens` (now {request.max_tokens}){thinking} "
                     f"in teacher {self.name!r}'s [[teachers]] section, then rerun"
                 )
             if len(unusable) >= _UNUSABLE_ANSWERS[error.kind]:
@@ -389,7 +391,8 @@ class Lane:
 
         The slot is released and the tab settled whatever happens, cancellation included.
         """
-        admitted = await self._admit(estimate + request.max_tokens, tab)
+        # The provider counts the whole output limit, thinking budget included.
+        admitted = await self._admit(estimate + request.output_limit, tab)
         if admitted is None:
             return None
         seq, charged = admitted
@@ -432,7 +435,7 @@ class Lane:
                     result.usage_reported, result.input_tokens, result.output_tokens = False, 0, 0
                 if result.usage_reported:
                     used = result.input_tokens + result.output_tokens
-                    tab.billed(result.input_tokens, result.output_tokens)
+                    tab.billed(result.input_tokens, result.output_tokens, detail=result.detail)
                 else:
                     # Billed all the same: estimate rather than book it as free.
                     output = estimate_tokens(result.text)
@@ -460,10 +463,10 @@ class Lane:
         if plausible_tokens(answer.input_tokens) and plausible_tokens(answer.output_tokens):
             assert answer.input_tokens is not None and answer.output_tokens is not None
             used = answer.input_tokens + answer.output_tokens
-            tab.billed(answer.input_tokens, answer.output_tokens)
+            tab.billed(answer.input_tokens, answer.output_tokens, detail=answer.detail or NO_DETAIL)
         else:
-            # No usage reported: a truncated answer used all of max_tokens, the others none we can see.
-            output = request.max_tokens if answer.kind == "truncated" else 0
+            # No usage reported: a truncated answer used all of its output limit, the others none we can see.
+            output = request.output_limit if answer.kind == "truncated" else 0
             used = estimate + output
             tab.billed(estimate, output, estimated=True)
         self.breaker.record_success()

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 import anyio
 
-from core.calls import ChatRequest, Message
+from core.calls import NO_DETAIL, ChatRequest, Message
+from core.capabilities import teacher_request
 from core.config import Stage, TeacherSection
-from engine.budget import Budget, CallTab
+from engine.budget import Budget, CallTab, CostFn
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
 from store.calls import CallRow, Store, request_key
-
-CostFn = Callable[[int, int], "float | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +65,19 @@ class Teacher:
         self._pending: dict[str, _Pending] = {}
 
     def request(self, messages: tuple[Message, ...]) -> ChatRequest:
-        """The request this teacher sends for `messages`, with its sampling settings."""
-        s = self.section
-        return ChatRequest(
-            model=s.model, messages=messages, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens
-        )
+        """The request this teacher sends for `messages`, shaped for its model (core/capabilities.py)."""
+        return teacher_request(self.section, messages)
 
     def worst_case_usd(self, request: ChatRequest) -> float:
         """The most one attempt at `request` can cost: its prompt (estimated, with a
-        margin) and all of max_tokens. An abandoned attempt is booked at this."""
+        margin) and all of its output limit (max_tokens and any thinking budget). An
+        abandoned attempt is booked at this."""
         prompt = REPLY_OVERHEAD_TOKENS + sum(
             MESSAGE_OVERHEAD_TOKENS + self._estimate(m.content) for m in request.messages
         )
         # The estimate is off by 3 % on average and up to ~23 % on tiny prompts
         # (engine/tokens.py): the margin keeps a worst case from being an underestimate.
-        return self._cost_usd(math.ceil(prompt * _PROMPT_MARGIN), request.max_tokens) or 0.0
+        return self._cost_usd(math.ceil(prompt * _PROMPT_MARGIN), request.output_limit, NO_DETAIL) or 0.0
 
     async def ask(
         self, messages: tuple[Message, ...], *, dataset: str, sample_id: str, stage: Stage, target: str = ""
@@ -178,4 +175,8 @@ def _billed_row(slot: dict, tab: CallTab, **fields) -> CallRow:
         possibly_usd=tab.possibly_usd,
         possibly_attempts=tab.possibly_attempts,
         usage_estimated=tab.usage_estimated,
+        reasoning_tokens=tab.reasoning_tokens,
+        cache_read_tokens=tab.cache_read_tokens,
+        cache_write_tokens=tab.cache_write_tokens,
+        reasoning_usd=tab.reasoning_usd,
     )

@@ -43,7 +43,9 @@ class CostRow(msgspec.Struct, kw_only=True):
     `usd` and the tokens are what the providers reported billing, whatever the call's
     outcome; `possibly_usd` is the worst case (prompt + max_tokens) of attempts sent
     and never answered, which a provider may have billed; `unusable` counts calls
-    whose last answer was billed without usable text.
+    whose last answer was billed without usable text. `reasoning_tokens` are inside
+    `output_tokens` (`reasoning_usd` their part of `usd`), `cache_read_tokens` and
+    `cache_write_tokens` inside `input_tokens`, each priced at its own rate.
     """
 
     teacher: str
@@ -60,6 +62,10 @@ class CostRow(msgspec.Struct, kw_only=True):
     possibly_usd: float = 0.0
     unusable: int = 0
     usage_estimated: int = 0
+    reasoning_tokens: int = 0
+    reasoning_usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class Acceptance(msgspec.Struct, kw_only=True):
@@ -188,6 +194,10 @@ def dataset_cost(conn: sqlite3.Connection, task: str, seed: int = 731) -> Datase
                 possibly_usd=r.possibly_usd,
                 unusable=r.unusable,
                 usage_estimated=r.usage_estimated,
+                reasoning_tokens=r.reasoning_tokens,
+                reasoning_usd=r.reasoning_usd,
+                cache_read_tokens=r.cache_read_tokens,
+                cache_write_tokens=r.cache_write_tokens,
             )
             for r in stage_rows
         ],
@@ -240,8 +250,12 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         "cached",
         "skipped",
         "input tok",
+        "of which cached",
+        "cache writes",
         "output tok",
+        "of which reasoning",
         "USD",
+        "reasoning share",
         "possibly billed USD",
     ]
     rows = [
@@ -255,8 +269,12 @@ def cost_tables(section: DatasetCost) -> list[Table]:
             fmt_num(r.cached),
             _fmt_skipped(r.skipped),
             fmt_num(r.input_tokens),
+            fmt_num(r.cache_read_tokens),
+            fmt_num(r.cache_write_tokens),
             fmt_num(r.output_tokens),
+            fmt_num(r.reasoning_tokens),
             fmt_usd(r.usd),
+            _share(r.reasoning_usd, r.usd),
             fmt_usd(r.possibly_usd),
         ]
         for r in section.rows
@@ -273,8 +291,12 @@ def cost_tables(section: DatasetCost) -> list[Table]:
             fmt_num(t.cached),
             fmt_num(t.skipped),
             fmt_num(t.input_tokens),
+            fmt_num(t.cache_read_tokens),
+            fmt_num(t.cache_write_tokens),
             fmt_num(t.output_tokens),
+            fmt_num(t.reasoning_tokens),
             fmt_usd(t.usd),
+            _share(t.reasoning_usd, t.usd),
             fmt_usd(t.possibly_usd),
         ]
     )
@@ -295,6 +317,14 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         )
     if t.usage_estimated:
         notes.append(f"{t.usage_estimated} calls came back without usage; their tokens are our estimate.")
+    if t.reasoning_tokens:
+        notes.append(
+            f"Reasoning: {fmt_num(t.reasoning_tokens)} thinking tokens, billed as output, "
+            f"{fmt_usd(t.reasoning_usd)} ({_share(t.reasoning_usd, t.usd)} of USD); Anthropic reports no split, "
+            "so its figure is output minus the visible answer, estimated."
+        )
+    if t.cache_read_tokens or t.cache_write_tokens:
+        notes.append("Cached prompt tokens and cache writes are priced at their own rates (accounting/pricing.py).")
     if section.missing_calls:
         notes.append(f"{section.missing_calls} calls failed or were not sent; rerun the same config to send them.")
     if section.stopped_at_budget:
@@ -348,6 +378,11 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         "the samples it wrote a rationale or feedback for (completed calls only, thinking tokens included).",
     )
     return [calls, accept, tokens]
+
+
+def _share(part: float, whole: float | None) -> str:
+    """`part` as a percentage of `whole`; "-" when there is nothing to share or the whole is unknown."""
+    return fmt_pct(part / whole) if whole and part else "-"
 
 
 def _fmt_skipped(skipped: dict[str, int]) -> str:

@@ -22,6 +22,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import anyio
@@ -31,6 +32,7 @@ from accounting.calibration import History, open_run_store, pilot_samples, read_
 from accounting.forecast import STAGES, Forecast, forecast, print_forecast
 from accounting.ledger import committed_usd
 from accounting.pilot import Pilot, Total, estimate_count
+from accounting.pricing import warn_if_stale
 from core.config import DatasetSection, effective_batch_warning
 from core.errors import ConfigError
 from core.records import Mistake, Question
@@ -83,6 +85,7 @@ def dry_run(
 ) -> Forecast:
     """Print (and return) the forecast; sends nothing and writes only forecast.json into an existing run dir."""
     history = _histories(ctx, calibrate_from)
+    warn_if_stale(date.today())
     fc = forecast(ctx.cfg, _work(ctx), mistake_rate=mistake_rate, history=history)
     console = console or Console()
     print_forecast(fc, console, ctx.out_dir)

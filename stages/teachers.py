@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import date
 
-from accounting.pricing import cost_usd, teacher_prices
+from accounting.pricing import cost_usd, teacher_prices, warn_if_stale
 from adapters import make_client
 from core.config import Config, ConfigError, TeacherSection, api_key
 from core.records import Question
@@ -27,6 +28,7 @@ def check_teachers(cfg: Config) -> None:
     """Everything about the teachers that can fail before a call is sent: keys, prices under a cap."""
     if not cfg.teachers:
         raise ConfigError("no [[teachers]] in the config: the teach stage needs at least two")
+    warn_if_stale(date.today())
     for t in cfg.teachers:
         if t.base_url != "emulator":
             api_key(t)
@@ -90,6 +92,6 @@ async def _open_teacher(stack: AsyncExitStack, t: TeacherSection, emulator, stor
         lane,
         store=store,
         budget=budget,
-        cost_usd=lambda i, o, p=prices: cost_usd(p, i, o),
+        cost_usd=lambda i, o, detail, p=prices: cost_usd(p, i, o, detail),
         estimate_tokens=estimate_tokens,
     )

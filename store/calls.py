@@ -55,7 +55,11 @@ CREATE TABLE IF NOT EXISTS calls (
     possibly_usd REAL NOT NULL DEFAULT 0,
     possibly_attempts INTEGER NOT NULL DEFAULT 0,
     usage_estimated INTEGER NOT NULL DEFAULT 0,
-    unusable TEXT
+    unusable TEXT,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_usd REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS calls_key ON calls (key) WHERE status = 'completed';
 CREATE INDEX IF NOT EXISTS calls_slot ON calls (dataset, sample_id);
@@ -88,6 +92,8 @@ class CallRow(msgspec.Struct, frozen=True, kw_only=True):
     came without usage and its tokens are our estimate. `unusable` says why the last
     billed answer had no usable text (filtered, refused, truncated, empty);
     `http_status` is the last response's raw status (None: no response).
+    `reasoning_tokens` lie inside `output_tokens` (`reasoning_usd` is their share of
+    `usd`), `cache_read_tokens` and `cache_write_tokens` inside `input_tokens`.
     """
 
     key: str
@@ -112,6 +118,10 @@ class CallRow(msgspec.Struct, frozen=True, kw_only=True):
     possibly_attempts: int = 0
     usage_estimated: bool = False
     unusable: str | None = None
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_usd: float = 0.0
 
 
 # Columns added since the first release, with their definitions: a run directory
@@ -122,15 +132,28 @@ _ADDED_CALL_COLUMNS = {
     "possibly_attempts": "INTEGER NOT NULL DEFAULT 0",
     "usage_estimated": "INTEGER NOT NULL DEFAULT 0",
     "unusable": "TEXT",
+    "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "cache_read_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "reasoning_usd": "REAL NOT NULL DEFAULT 0",
 }
 
 _COLUMNS = tuple(CallRow.__struct_fields__)
 _INSERT_CALL = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
+# ChatRequest fields added since the first release, with their defaults: left out of the
+# key at those, so a request that uses none of them keeps the key older stores hold.
+_KEY_OPTIONAL = {"token_field": "max_tokens", "reasoning": None}
+
+
 def request_key(provider: str, request: ChatRequest) -> str:
     """Content hash of everything that determines a teacher's answer (never the API key)."""
-    payload = msgspec.json.encode((provider, request))
+    fields = msgspec.structs.asdict(request)
+    for name, default in _KEY_OPTIONAL.items():
+        if fields[name] == default:
+            del fields[name]
+    payload = msgspec.json.encode((provider, fields))
     return hashlib.sha256(payload).hexdigest()
 
 
@@ -203,7 +226,7 @@ class Store:
             (key,),
         )
         row = cur.fetchone()
-        return None if row is None else CallRow(**dict(zip(_COLUMNS, row)))
+        return None if row is None else CallRow(**dict(zip(_COLUMNS, row, strict=True)))
 
     def reused_in(self, key: str, dataset: str, sample_id: str, stage: str, target: str) -> bool:
         """Whether a `cached` row already records this answer in this slot (a sample decided again)."""

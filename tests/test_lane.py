@@ -256,7 +256,7 @@ async def test_a_hung_attempt_times_out_and_is_retried() -> None:
 
 # --- money per attempt, answers without usable text, account errors, overload -------------
 
-PRICED = dict(cost_usd=lambda i, o: i * 1e-6 + o * 2e-6)
+PRICED = dict(cost_usd=lambda i, o, detail: i * 1e-6 + o * 2e-6)
 
 
 def unusable(kind, output_tokens: int | None = 500) -> Unusable:

@@ -106,6 +106,7 @@ async def test_an_old_run_directory_is_migrated_and_resumes(tmp_path):
     async with Store.open(db) as store:
         hit = store.completed("k")
         assert hit is not None and hit.text == "old answer" and hit.possibly_usd == 0 and hit.http_status is None
+        assert (hit.reasoning_tokens, hit.cache_read_tokens, hit.cache_write_tokens, hit.reasoning_usd) == (0, 0, 0, 0)
         await store.add_call(
             CallRow(
                 key="k2",
@@ -121,11 +122,17 @@ async def test_an_old_run_directory_is_migrated_and_resumes(tmp_path):
                 possibly_usd=0.5,
                 possibly_attempts=1,
                 unusable="truncated",
+                reasoning_tokens=9,
+                cache_read_tokens=4,
+                reasoning_usd=0.01,
             )
         )
     conn = open_db(db)
-    row = conn.execute("SELECT http_status, possibly_usd, possibly_attempts, unusable FROM calls WHERE key = 'k2'")
-    assert row.fetchone() == (200, 0.5, 1, "truncated")
+    row = conn.execute(
+        "SELECT http_status, possibly_usd, possibly_attempts, unusable, reasoning_tokens, cache_read_tokens, "
+        "reasoning_usd FROM calls WHERE key = 'k2'"
+    )
+    assert row.fetchone() == (200, 0.5, 1, "truncated", 9, 4, 0.01)
     conn.close()
 
 

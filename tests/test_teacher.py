@@ -23,7 +23,7 @@ SECTION = msgspec.convert({"name": "t", "provider": "openai", "model": "m", "max
 QUESTION = (Message("user", "What is 6 times 7?"),)
 
 
-def _cost_usd(input_tokens: int, output_tokens: int) -> float:
+def _cost_usd(input_tokens: int, output_tokens: int, detail: object = None) -> float:
     return (input_tokens + 2 * output_tokens) / 1e6
 
 

@@ -1,0 +1,82 @@
+"""Prompt caching as the providers report it: cached tokens when a prompt prefix repeats.
+
+- OpenAI caches automatically: prompts of 1024 tokens or more, hits in 128-token steps, and
+  `usage.prompt_tokens_details.cached_tokens` counts them inside `prompt_tokens`
+  (https://platform.openai.com/docs/guides/prompt-caching).
+- Gemini 2.5 caches implicitly, `usageMetadata.cachedContentTokenCount` inside
+  `promptTokenCount` (https://ai.google.dev/gemini-api/docs/caching#implicit-caching); its
+  minimums differ per model (1024 for Flash, more for Pro): the emulator uses OpenAI's rule.
+- Anthropic caches only up to a `cache_control` breakpoint of at least 1024 tokens (2048 for
+  Haiku): the first request writes (`cache_creation_input_tokens`), later ones read
+  (`cache_read_input_tokens`), both outside `input_tokens`
+  (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
+
+Caches are per model and never expire here (the providers keep them 5 minutes or more,
+longer than a test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from emulator.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens, prompt_pieces
+
+MIN_CACHED_TOKENS = 1024
+CACHE_STEP_TOKENS = 128
+
+
+class PromptCache:
+    """Prefixes each model has seen: `implicit` for OpenAI and Gemini, `explicit` for Anthropic breakpoints."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[bytes]] = {}
+
+    def implicit(self, model: str, messages: list[tuple[str, str]]) -> int:
+        """Cached tokens of this prompt (the longest step boundary seen before), remembering its own."""
+        seen = self._seen.setdefault(model, set())
+        pieces = prompt_pieces(messages)
+        digest = hashlib.sha256()
+        cached = 0
+        for end in range(CACHE_STEP_TOKENS, len(pieces) + 1, CACHE_STEP_TOKENS):
+            digest.update("\x00".join(pieces[end - CACHE_STEP_TOKENS : end]).encode())
+            if end < MIN_CACHED_TOKENS:
+                continue
+            key = digest.digest()
+            if key in seen:
+                cached = end
+            else:
+                seen.add(key)
+        return cached
+
+    def explicit(self, model: str, prefix: str, tokens: int, min_tokens: int) -> tuple[int, int]:
+        """(read, written) tokens for a breakpoint whose prefix is `prefix`, `tokens` long."""
+        if tokens < min_tokens:
+            return 0, 0
+        seen = self._seen.setdefault(model, set())
+        key = hashlib.sha256(prefix.encode()).digest()
+        if key in seen:
+            return tokens, 0
+        seen.add(key)
+        return 0, tokens
+
+
+def breakpoint_tokens(blocks: list[tuple[str, str, bool]]) -> tuple[str, int] | None:
+    """The prefix up to the last `cache_control` block of an Anthropic request, and its tokens.
+
+    `blocks`: (role, text, marked) in prompt order (system first); a new role starts a message.
+    """
+    prefix: list[str] = []
+    tokens = 0
+    found: tuple[str, int] | None = None
+    previous = None
+    for role, text, marked in blocks:
+        if role != previous:
+            tokens += MESSAGE_OVERHEAD_TOKENS
+            previous = role
+        prefix.append(f"{role}\x00{text}")
+        tokens += count_tokens(text)
+        if marked:
+            found = ("\x01".join(prefix), tokens)
+    return found
