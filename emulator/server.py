@@ -229,6 +229,14 @@ class Emulator:
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self.handle(request, WIRES["anthropic"], None)
 
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        wire = WIRES["azure"]
+        if wire.has_auth(request.headers) and not request.query.get("api-version"):
+            # Azure refuses a request without its api-version query parameter (the key is checked first).
+            self._bad_requests += 1
+            return _error_response(wire, "invalid", "Missing required query parameter 'api-version'")
+        return await self.handle(request, wire, request.match_info["deployment"])
+
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
         if method != "generateContent":
@@ -253,6 +261,7 @@ class Emulator:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure)
         # google-genai calls /v1beta/... by default and /v1/... with api_version="v1".
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)

@@ -159,6 +159,22 @@ class OpenAIWire:
         return status, _encoder.encode({"error": {"message": message, "type": error_type, "param": None, "code": code}})
 
 
+class AzureWire(OpenAIWire):
+    """Azure OpenAI: the OpenAI body at `{endpoint}/openai/deployments/{deployment}/chat/completions
+    ?api-version=...`, the key in an `api-key` header; the deployment, not the body's `model`,
+    picks the model (https://learn.microsoft.com/en-us/azure/ai-services/openai/reference#chat-completions)."""
+
+    provider = "azure"
+
+    @staticmethod
+    def has_auth(headers: Mapping[str, str]) -> bool:
+        return bool(headers.get("api-key"))
+
+    def parse(self, body: bytes, path_model: str | None) -> AnswerRequest:
+        ask = super().parse(body, path_model)
+        return msgspec.structs.replace(ask, model=path_model or ask.model)
+
+
 # --- Gemini generateContent ----------------------------------------------------------------------
 
 
@@ -416,4 +432,9 @@ _ANTHROPIC_STOP: dict[str, str] = {
 }
 
 Wire = OpenAIWire | GeminiWire | AnthropicWire
-WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "gemini": GeminiWire(), "anthropic": AnthropicWire()}
+WIRES: dict[str, Wire] = {
+    "openai": OpenAIWire(),
+    "gemini": GeminiWire(),
+    "anthropic": AnthropicWire(),
+    "azure": AzureWire(),
+}

@@ -130,7 +130,13 @@ _INSERT_CALL = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?
 
 def request_key(provider: str, request: ChatRequest) -> str:
     """Content hash of everything that determines a teacher's answer (never the API key)."""
-    payload = msgspec.json.encode((provider, request))
+    fields = msgspec.structs.asdict(request)
+    # A cache hint changes what is billed, not the answer. Structured output does change the
+    # answer, but is left out when off so that stores written before it existed keep their keys.
+    del fields["cache_prefix_chars"]
+    if not fields["structured_score"]:
+        del fields["structured_score"]
+    payload = msgspec.json.encode((provider, fields))
     return hashlib.sha256(payload).hexdigest()
 
 
