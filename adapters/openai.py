@@ -12,10 +12,24 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.classify import chat_result, decode_success, no_text, shorten
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
+from core.calls import REVIEW_SCORE_JSON_SCHEMA, ZERO_TOKENS, ChatRequest, ChatResult, Message, reported_tokens
 from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class _JsonSchemaFormat(msgspec.Struct):
+    name: str
+    schema: dict[str, object]
+    strict: bool = True
+
+
+class ResponseFormat(msgspec.Struct):
+    """`response_format: {type: "json_schema", json_schema: {...}}`: structured outputs
+    (https://platform.openai.com/docs/guides/structured-outputs)."""
+
+    json_schema: _JsonSchemaFormat
+    type: str = "json_schema"
 
 
 class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
@@ -26,6 +40,7 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
     # `max_tokens`, not `max_completion_tokens`: every OpenAI-compatible server takes it,
     # while OpenAI's reasoning models (o-series) only take the newer name.
     max_tokens: int | None = None
+    response_format: ResponseFormat | None = None
     temperature: float | None = None
     top_p: float | None = None
 
@@ -64,10 +79,21 @@ def encode(request: ChatRequest) -> bytes:
             messages=request.messages,
             model=request.model,
             max_tokens=request.max_tokens,
+            response_format=score_format(request),
             temperature=request.temperature,
             top_p=request.top_p,
         )
     )
+
+
+def score_format(request: ChatRequest) -> ResponseFormat | None:
+    """The structured-output format of a review score, when the request asks for one.
+
+    The answer's `message.content` is then the `ReviewScore` JSON itself.
+    """
+    if not request.structured_score:
+        return None
+    return ResponseFormat(json_schema=_JsonSchemaFormat(name="review_score", schema=REVIEW_SCORE_JSON_SCHEMA))
 
 
 def url(base_url: str, model: str) -> str:

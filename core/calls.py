@@ -48,6 +48,19 @@ class ReviewScore(msgspec.Struct, frozen=True):
     score: int
 
 
+# `ReviewScore` as a JSON Schema, in the subset OpenAI's strict structured outputs and Anthropic's
+# tool input schemas both accept (every property required, no extra ones).
+REVIEW_SCORE_JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "reasoning": {"type": "string", "description": "A brief check of the rationale against the hint."},
+        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5], "description": "1 wrong, 3 real flaws, 5 sound."},
+    },
+    "required": ["reasoning", "score"],
+    "additionalProperties": False,
+}
+
+
 class HostRoute(msgspec.Struct, frozen=True, kw_only=True):
     """Where an OpenAI-wire request goes beyond `base_url`: the host kind and its extra settings."""
 

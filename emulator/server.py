@@ -30,7 +30,7 @@ from emulator.limiter import ModelLimiter
 from emulator.spec import FAULT_KINDS, AnswerFn, AnswerRequest, EmulatorSpec
 from emulator.stats import EmulatorStats, ModelStats, content_key, snapshot
 from emulator.tokens import count_prompt_tokens, count_tokens, fit_tokens
-from emulator.wire import REFUSAL_TEXT, WIRES, Finish, Wire
+from emulator.wire import REFUSAL_TEXT, WIRES, Finish, Wire, structured_score_text
 
 # Faults after which the model never ran: nothing to bill, all of max_tokens refunded.
 _NOT_RUN = frozenset(("error", "error_200", "reset"))
@@ -201,7 +201,10 @@ class Emulator:
         if fault == "refusal":
             return "", "refusal", min(count_tokens(REFUSAL_TEXT), ask.max_tokens)
         answer_fn = self.answer_fn or self._spec_answer_fn
-        text, output_tokens, truncated = fit_tokens(answer_fn(ask), ask.max_tokens)
+        raw = answer_fn(ask)
+        if ask.structured:
+            raw = structured_score_text(raw)
+        text, output_tokens, truncated = fit_tokens(raw, ask.max_tokens)
         if fault == "filtered":
             # Filtered after the model wrote it: its tokens are billed, none is shown.
             return "", "filtered", output_tokens

@@ -176,6 +176,10 @@ class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int
     temperature: float
     top_p: float = 1.0
+    # The request asked for a structured review score (OpenAI response_format json_schema,
+    # Gemini responseSchema, Anthropic a forced tool, named in `tool_name`).
+    structured: bool = False
+    tool_name: str | None = None
 
     def last_user_text(self) -> str:
         """The text of the last user message ("" when there is none)."""

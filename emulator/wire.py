@@ -64,6 +64,10 @@ class _OpenAIMessage(msgspec.Struct):
     content: str | list[_TextPart] | None = None
 
 
+class _ResponseFormat(msgspec.Struct):
+    type: str = "text"
+
+
 class _OpenAIRequest(msgspec.Struct):
     model: str
     messages: list[_OpenAIMessage]
@@ -72,6 +76,9 @@ class _OpenAIRequest(msgspec.Struct):
     temperature: float | None = None
     top_p: float | None = None
     stream: bool = False
+    # https://platform.openai.com/docs/guides/structured-outputs: `{type: json_schema, json_schema: {...}}`
+    # makes message.content a JSON document of that schema.
+    response_format: _ResponseFormat | None = None
 
 
 class OpenAIWire:
@@ -101,6 +108,7 @@ class OpenAIWire:
             max_tokens=req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
+            structured=req.response_format is not None and req.response_format.type == "json_schema",
         )
 
     def answer(
@@ -187,6 +195,11 @@ class _GeminiConfig(msgspec.Struct):
     temperature: float | None = None
     topP: float | None = None
     maxOutputTokens: int | None = None
+    # https://ai.google.dev/gemini-api/docs/structured-output: responseMimeType application/json with
+    # a responseSchema (or, newer, responseJsonSchema) makes the answer's text a JSON document of it.
+    responseMimeType: str | None = None
+    responseSchema: dict[str, object] | None = None
+    responseJsonSchema: dict[str, object] | None = None
 
 
 class _GeminiRequest(msgspec.Struct):
@@ -227,6 +240,8 @@ class GeminiWire:
             max_tokens=config.maxOutputTokens or DEFAULT_MAX_TOKENS,
             temperature=1.0 if config.temperature is None else config.temperature,
             top_p=1.0 if config.topP is None else config.topP,
+            structured=config.responseMimeType == "application/json"
+            and (config.responseSchema or config.responseJsonSchema) is not None,
         )
 
     def answer(
@@ -321,6 +336,11 @@ class _AnthropicMessage(msgspec.Struct):
     content: str | list[_TextPart]
 
 
+class _ToolChoice(msgspec.Struct):
+    type: str = "auto"
+    name: str | None = None
+
+
 class _AnthropicRequest(msgspec.Struct):
     model: str
     messages: list[_AnthropicMessage]
@@ -329,6 +349,10 @@ class _AnthropicRequest(msgspec.Struct):
     temperature: float | None = None
     top_p: float | None = None
     stream: bool = False
+    # `tool_choice: {type: "tool", name}` forces that tool: the answer is one tool_use block whose
+    # input follows the tool's input_schema, and stop_reason is "tool_use"
+    # (https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use#forcing-tool-use).
+    tool_choice: _ToolChoice | None = None
 
 
 class AnthropicWire:
@@ -355,6 +379,8 @@ class AnthropicWire:
             raise ValueError("stream=true is not supported by the emulator")
         messages = [("system", _text(req.system))] if req.system else []
         messages += [(m.role, _text(m.content)) for m in req.messages]
+        choice = req.tool_choice
+        forced = choice.name if choice is not None and choice.type == "tool" else None
         return AnswerRequest(
             provider=self.provider,
             model=req.model,
@@ -362,12 +388,20 @@ class AnthropicWire:
             max_tokens=req.max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
+            structured=forced is not None,
+            tool_name=forced,
         )
 
     def answer(
         self, ask: AnswerRequest, text: str, finish: Finish, input_tokens: int, output_tokens: int, usage: bool = True
     ) -> bytes:
-        content: list[dict[str, str]] = [{"type": "text", "text": text}] if text else []
+        content: list[dict[str, object]] = [{"type": "text", "text": text}] if text else []
+        stop_reason = _ANTHROPIC_STOP[finish]
+        if ask.tool_name is not None and finish in ("stop", "length"):
+            content = [
+                {"type": "tool_use", "id": f"toolu_emu{next(_ids)}", "name": ask.tool_name, "input": _object(text)}
+            ]
+            stop_reason = "tool_use" if finish == "stop" else stop_reason
         if finish in ("filtered", "refusal"):
             # Anthropic has no content filter: its classifiers stop the answer with
             # stop_reason "refusal", billed for the output up to there:
@@ -385,7 +419,7 @@ class AnthropicWire:
             "role": "assistant",
             "model": ask.model,
             "content": content,
-            "stop_reason": _ANTHROPIC_STOP[finish],
+            "stop_reason": stop_reason,
             "stop_sequence": None,
         }
         if usage:
@@ -412,6 +446,29 @@ class AnthropicWire:
     def error(self, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> tuple[int, bytes]:
         status, error_type = self._errors[kind]
         return status, _encoder.encode({"type": "error", "error": {"type": error_type, "message": message}})
+
+
+def _object(text: str) -> dict[str, object]:
+    """A tool's input: the answer's JSON object, or {} when max_tokens cut it before it closed."""
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def structured_score_text(text: str) -> str:
+    """What constrained decoding makes of an answer asked for a review score: a JSON object
+    with `reasoning` and `score`. Scripted teachers (fair_script.py) write one; any other answer
+    becomes its reasoning, with the last 1..5 digit in it (else 3) as the score."""
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        value = None
+    if isinstance(value, dict) and "score" in value:
+        return text
+    digits = [int(c) for c in text if c in "12345"]
+    return _encoder.encode({"reasoning": text, "score": digits[-1] if digits else 3}).decode()
 
 
 # https://platform.openai.com/docs/api-reference/chat/object: finish_reason is stop, length or

@@ -1,0 +1,116 @@
+"""Structured review scores: each provider's structured-output request, its answer read back,
+and the share of reviews without a valid score with and without `[review] structured`."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from adapters import anthropic, gemini, make_client, openai
+from bench.review_scores import measure
+from core.calls import ChatRequest, Message
+from core.records import Mistake
+from emulator import EmulatorSpec, run_emulator
+from emulator.fair_script import FairScript
+from emulator.spec import AnswerRequest
+from prompts.sets import prompt_set
+from tasks import load_split, parse_score, parse_structured_score, review_score
+
+QUESTIONS = load_split("svamp", "demo", "train")[:1]
+Q = QUESTIONS[0]
+MISTAKE = Mistake(
+    id=Q.id,
+    task="svamp",
+    question=Q.question,
+    gold_answer=Q.gold,
+    student_answer="The answer is 3.",
+    student_final_answer="3",
+)
+RATIONALE = f"Let's think step by step. We add the numbers.\nThe answer is {Q.gold}."
+
+
+def _review(model: str, structured: bool) -> ChatRequest:
+    (message,) = prompt_set("committee").teacher_messages("review", MISTAKE, rationale=RATIONALE)
+    return ChatRequest(model=model, messages=(message,), max_tokens=400, structured_score=structured)
+
+
+def test_each_wire_asks_for_the_score_its_own_way_and_only_when_structured():
+    plain = [msgspec.json.decode(m.encode(_review("m", False))) for m in (openai, gemini, anthropic)]
+    assert "response_format" not in plain[0]
+    assert "responseSchema" not in plain[1]["generationConfig"]
+    assert "tools" not in plain[2] and "tool_choice" not in plain[2]
+
+    body = msgspec.json.decode(openai.encode(_review("m", True)))
+    fmt = body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"]["required"] == ["reasoning", "score"]
+
+    config = msgspec.json.decode(gemini.encode(_review("m", True)))["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    assert config["responseSchema"]["properties"]["score"]["type"] == "INTEGER"
+
+    body = msgspec.json.decode(anthropic.encode(_review("m", True)))
+    assert body["tool_choice"] == {"type": "tool", "name": anthropic.SCORE_TOOL}
+    assert [t["name"] for t in body["tools"]] == [anthropic.SCORE_TOOL]
+    assert body["tools"][0]["input_schema"]["properties"]["score"]["enum"] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["openai", "gemini", "anthropic"])
+async def test_structured_answer_of_each_provider_reads_back_as_the_scripted_score(provider):
+    # This reviewer forgets the brackets every time: free text yields no score, structured output does.
+    script = FairScript(QUESTIONS, forget_brackets={"reviewer": 1.0})
+    expected = script.review_score("reviewer", "svamp", RATIONALE, Q.gold)
+    seen: list[AnswerRequest] = []
+
+    def answer(ask: AnswerRequest) -> str:
+        seen.append(ask)
+        return script(ask)
+
+    async with run_emulator(EmulatorSpec(), answer) as emu:
+        async with make_client(provider, api_key="k", base_url=emu.base_url(provider)) as client:
+            free = await client.complete(_review("reviewer", False), timeout_s=10)
+            structured = await client.complete(_review("reviewer", True), timeout_s=10)
+    assert [a.structured for a in seen] == [False, True]
+    assert (seen[1].tool_name is not None) == (provider == "anthropic")
+    assert parse_score(free.text) is None
+    assert parse_structured_score(structured.text) == expected
+    assert review_score(structured.text, structured=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ('{"reasoning": "fine", "score": 4}', 4),
+        ('{"reasoning": "fine", "score": 7}', None),
+        ('{"reasoning": "fine", "sco', None),  # cut by max_tokens
+        ('{"reasoning": "fine"}', None),
+        ("Sound. [4]", None),
+    ],
+)
+def test_parse_structured_score(text, score):
+    assert parse_structured_score(text) == score
+
+
+@pytest.mark.anyio
+async def test_share_without_a_valid_score_per_reviewer_with_and_without_structured():
+    seen: list[tuple[str, bool]] = []
+    script = FairScript(load_split("svamp", "demo", "train")[:6], forget_brackets={"model-gpt": 1.0})
+
+    def answer(ask: AnswerRequest) -> str:
+        if "peer reviewer" in ask.last_user_text():
+            seen.append((ask.model, ask.structured))
+        return script(ask)
+
+    result = await measure(6, {"gpt": 1.0}, answer)
+    plain = {v.reviewer: v for v in result[False]}
+    structured = {v.reviewer: v for v in result[True]}
+    # gpt always forgets the brackets: none of its free-text reviews has a score; the others all do.
+    assert plain["gpt"].reviews > 0 and plain["gpt"].share == 1.0
+    assert plain["gemini"].share == 0.0 and plain["claude"].share == 0.0
+    assert {v.parsed_by for v in result[False]} == {"brackets"}
+    # Asked through structured output, every review has one.
+    assert all(v.share == 0.0 and v.reviews > 0 and v.parsed_by == "structured" for v in structured.values())
+    # Every review request of the structured run asked for it, none of the other.
+    assert {s for _, s in seen} == {False, True}
+    assert sum(s for _, s in seen) == sum(v.reviews for v in structured.values())
