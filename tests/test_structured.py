@@ -8,7 +8,7 @@ import pytest
 
 from adapters import anthropic, gemini, make_client, openai
 from bench.review_scores import measure
-from core.calls import ChatRequest, Message
+from core.calls import ChatRequest
 from core.records import Mistake
 from emulator import EmulatorSpec, run_emulator
 from emulator.fair_script import FairScript
