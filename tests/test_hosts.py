@@ -6,15 +6,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from adapters import make_client
 from adapters.classify import rate_limit_info
 from adapters.hosts import auth_headers, chat_url
+from bench.forecast_accuracy import write_demo_mistakes
 from core.calls import ChatRequest, HostRoute, Message
 from core.config import ConfigError, load_config
 from emulator import EmulatorSpec, ModelLimits, run_emulator
+from stages.context import RunContext
+from stages.job import run_job
 from stages.teachers import check_teachers
+from tasks import load_split
 
 KEY = "sk-secret-azure-key-123"
 AZURE = HostRoute(host="azure", deployment="team-gpt4o", api_version="2024-10-21")
@@ -160,3 +165,29 @@ def test_structured_scores_on_a_host_without_them_fail_before_any_call(tmp_path,
     assert "teacher 'az'" in message and key in message and "$.teachers[0]" in message and "\n" not in message
     # Without structured the same teacher is fine.
     check_teachers(load_config(_config(tmp_path, teacher)))
+
+
+@pytest.mark.anyio
+async def test_a_run_with_an_azure_teacher_on_the_emulator(tmp_path):
+    questions = load_split("svamp", "demo", "train")[:3]
+    mistakes = write_demo_mistakes(tmp_path / "svamp.json", questions)
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f'[run]\nname = "azure"\nout_dir = "run"\n[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes}"\n'
+        "[emulator]\nlatency_ms = 0\n"
+        '[[teachers]]\nname = "az"\nprovider = "openai"\nmodel = "gpt-4o"\nbase_url = "emulator"\nhost = "azure"\n'
+        'deployment = "team-gpt4o"\napi_version = "2024-10-21"\nprice_in_per_mtok = 1\nprice_out_per_mtok = 1\n'
+        '[[teachers]]\nname = "gem"\nprovider = "gemini"\nmodel = "g"\nbase_url = "emulator"\n'
+        "price_in_per_mtok = 1\nprice_out_per_mtok = 1\n"
+        "[review]\nstructured = true\n"
+    )
+    ctx = RunContext(path, load_config(path), progress=False)
+    result = await run_job(ctx, "teach")
+    assert not result.problems
+    samples = [msgspec.json.decode(line) for line in (ctx.out_dir / "dataset.jsonl").read_bytes().splitlines()]
+    assert len(samples) == 3
+    # The Azure teacher wrote rationales and feedback and reviewed, through its deployment URL.
+    for s in samples:
+        assert not s["missing"]
+        assert {r["teacher"] for r in s["rationales"] if r["text"]} == {"az", "gem"}
+        assert all(score is not None for r in s["rationales"] for score in r["scores"].values())

@@ -67,10 +67,12 @@ async def test_structured_answer_of_each_provider_reads_back_as_the_scripted_sco
         seen.append(ask)
         return script(ask)
 
-    async with run_emulator(EmulatorSpec(), answer) as emu:
-        async with make_client(provider, api_key="k", base_url=emu.base_url(provider)) as client:
-            free = await client.complete(_review("reviewer", False), timeout_s=10)
-            structured = await client.complete(_review("reviewer", True), timeout_s=10)
+    async with (
+        run_emulator(EmulatorSpec(), answer) as emu,
+        make_client(provider, api_key="k", base_url=emu.base_url(provider)) as client,
+    ):
+        free = await client.complete(_review("reviewer", False), timeout_s=10)
+        structured = await client.complete(_review("reviewer", True), timeout_s=10)
     assert [a.structured for a in seen] == [False, True]
     assert (seen[1].tool_name is not None) == (provider == "anthropic")
     assert parse_score(free.text) is None
