@@ -128,7 +128,7 @@ class Committee:
         if answer.text is None:
             self._failed(m, missing, f"rationale:{teacher.name}", teacher, answer.error)
             return
-        out.text = answer.text
+        out.text = rationale = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
         out.answer_correct = is_correct(m.task, out.answer, m.gold_answer)
         if not self.review.peer_review or self.review.single_teacher:
@@ -145,7 +145,7 @@ class Committee:
             return
 
         async def review(reviewer: Teacher) -> None:
-            messages = self._messages("review", m, reviewer, rationale=answer.text)
+            messages = self._messages("review", m, reviewer, rationale=rationale)
             reply = await reviewer.ask(
                 messages,
                 dataset=m.task,
@@ -154,7 +154,7 @@ class Committee:
                 target=teacher.name,
                 structured=self.review.structured,
                 # A reviewer's other reviews of this sample repeat everything before the rationale.
-                shared_prefix_chars=max(messages[-1].content.find(answer.text), 0),
+                shared_prefix_chars=max(messages[-1].content.find(rationale), 0),
             )
             if reply.text is None:
                 self._failed(m, missing, f"review:{reviewer.name}->{teacher.name}", reviewer, reply.error)

@@ -104,9 +104,11 @@ async def open_teachers(
             from emulator import run_emulator
             from emulator.fair_script import FairScript
 
+            section = cfg.emulator
+            assert section is not None  # load_config requires [emulator] for base_url = "emulator"
             answer_fn = (
-                FairScript(questions, seed=cfg.emulator.seed, forget_brackets=cfg.emulator.forget_brackets)
-                if cfg.emulator.answers == "fair"
+                FairScript(questions, seed=section.seed, forget_brackets=section.forget_brackets)
+                if section.answers == "fair"
                 else None
             )
             emulator = await stack.enter_async_context(run_emulator(_emulator_spec(cfg), answer_fn))
