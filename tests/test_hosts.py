@@ -191,3 +191,19 @@ async def test_a_run_with_an_azure_teacher_on_the_emulator(tmp_path):
         assert not s["missing"]
         assert {r["teacher"] for r in s["rationales"] if r["text"]} == {"az", "gem"}
         assert all(score is not None for r in s["rationales"] for score in r["scores"].values())
+
+
+@pytest.mark.anyio
+async def test_the_official_azure_sdk_reaches_the_emulated_deployment(monkeypatch):
+    openai = pytest.importorskip("openai")
+    for name in ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    async with run_emulator(EmulatorSpec()) as emu:
+        client = openai.AsyncAzureOpenAI(api_key=KEY, azure_endpoint=emu.url, api_version="2024-10-21")
+        async with client:
+            answer = await client.chat.completions.create(
+                model="team-gpt4o", messages=[{"role": "user", "content": "What is 2 + 3?"}], max_tokens=16
+            )
+        stats = emu.stats()
+    assert answer.choices[0].message.content and stats.unauthorized == 0
+    assert stats.models["team-gpt4o"].completed == 1

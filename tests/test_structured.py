@@ -8,7 +8,7 @@ import pytest
 
 from adapters import anthropic, gemini, make_client, openai
 from bench.review_scores import measure
-from core.calls import ChatRequest
+from core.calls import REVIEW_SCORE_JSON_SCHEMA, ChatRequest
 from core.records import Mistake
 from emulator import EmulatorSpec, run_emulator
 from emulator.fair_script import FairScript
@@ -116,3 +116,36 @@ async def test_share_without_a_valid_score_per_reviewer_with_and_without_structu
     # Every review request of the structured run asked for it, none of the other.
     assert {s for _, s in seen} == {False, True}
     assert sum(s for _, s in seen) == sum(v.reviews for v in structured.values())
+
+
+@pytest.mark.anyio
+async def test_official_sdks_read_the_emulators_structured_answers(monkeypatch):
+    openai_sdk = pytest.importorskip("openai")
+    anthropic_sdk = pytest.importorskip("anthropic")
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    script = FairScript(QUESTIONS)
+    expected = script.review_score("reviewer", "svamp", RATIONALE, Q.gold)
+    prompt = _review("reviewer", True).messages[-1].content
+    schema = {"name": "review_score", "strict": True, "schema": REVIEW_SCORE_JSON_SCHEMA}
+    async with run_emulator(EmulatorSpec(), script) as emu:
+        async with openai_sdk.AsyncOpenAI(api_key="k", base_url=emu.base_url("openai")) as client:
+            answer = await client.chat.completions.create(
+                model="reviewer",
+                messages=[{"role": "user", "content": prompt}],
+                response_format={"type": "json_schema", "json_schema": schema},
+            )
+        assert parse_structured_score(answer.choices[0].message.content or "") == expected
+        async with anthropic_sdk.AsyncAnthropic(api_key="k", base_url=emu.url) as client:
+            message = await client.messages.create(
+                model="reviewer",
+                max_tokens=400,
+                messages=[{"role": "user", "content": prompt}],
+                tools=[
+                    {"name": "record_review_score", "description": "score", "input_schema": REVIEW_SCORE_JSON_SCHEMA}
+                ],
+                tool_choice={"type": "tool", "name": "record_review_score"},
+            )
+    assert message.stop_reason == "tool_use"
+    (block,) = message.content
+    assert block.type == "tool_use" and block.name == "record_review_score" and block.input["score"] == expected
