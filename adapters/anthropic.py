@@ -11,7 +11,15 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.classify import chat_result, decode_success, no_text
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, UsageDetail, reported_tokens
+from core.calls import (
+    REVIEW_SCORE_JSON_SCHEMA,
+    ZERO_TOKENS,
+    ChatRequest,
+    ChatResult,
+    Message,
+    UsageDetail,
+    reported_tokens,
+)
 from core.errors import Unusable
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -25,16 +33,46 @@ class Thinking(msgspec.Struct):
     type: str = "enabled"
 
 
+class _CacheControl(msgspec.Struct):
+    type: str = "ephemeral"
+
+
+class _TextBlock(msgspec.Struct, omit_defaults=True):
+    type: str
+    text: str
+    cache_control: _CacheControl | None = None
+
+
+class _BlockMessage(msgspec.Struct):
+    """A message whose content is a list of blocks: how a cache breakpoint is placed."""
+
+    role: str
+    content: list[_TextBlock]
+
+
+class _Tool(msgspec.Struct):
+    name: str
+    description: str
+    input_schema: dict[str, object]
+
+
+class _ToolChoice(msgspec.Struct):
+    name: str
+    type: str = "tool"
+
+
 class MessagesRequest(msgspec.Struct, omit_defaults=True):
     """The request body. System messages go to the top-level `system`."""
 
     model: str
-    messages: list[Message]
+    messages: list[Message | _BlockMessage]
     # Thinking included: `budget_tokens` must stay below it.
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
     thinking: Thinking | None = None
+    tool_choice: _ToolChoice | None = None
+    tools: list[_Tool] | None = None
     # Left out at its default 1.0: recent Claude models reject temperature and top_p together.
     top_p: float | None = None
 
@@ -43,6 +81,8 @@ class _ContentBlock(msgspec.Struct):
     # `thinking` and `redacted_thinking` blocks come before the answer; only `text` is the answer.
     type: str
     text: str = ""
+    # A tool_use block's arguments, kept as sent: a structured review score's JSON.
+    input: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _Usage(msgspec.Struct):
@@ -73,13 +113,41 @@ def request_body(request: ChatRequest) -> MessagesRequest:
     budget = request.reasoning.budget_tokens if request.reasoning is not None else 0
     return MessagesRequest(
         model=request.model,
-        messages=[m for m in request.messages if m.role != "system"],
+        messages=_with_cache_breakpoint(
+            [m for m in request.messages if m.role != "system"], request.cache_prefix_chars
+        ),
         max_tokens=request.output_limit,
         system=system or None,
         temperature=request.temperature,
         thinking=Thinking(budget_tokens=budget) if budget else None,
+        tool_choice=_ToolChoice(name=SCORE_TOOL) if request.structured_score else None,
+        tools=[_score_tool()] if request.structured_score else None,
         top_p=request.top_p if request.top_p != 1.0 else None,
     )
+
+
+# The tool a structured review score is "called" with; forcing it makes its input the answer.
+SCORE_TOOL = "record_review_score"
+# Shortest prefix each model caches, in tokens; a shorter one marked with cache_control is
+# processed without caching. "Cache limitations" table of
+# https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching (first match wins).
+_MIN_CACHEABLE_TOKENS = (
+    ("claude-opus-4-5", 4096),
+    ("claude-opus-4-6", 4096),
+    ("claude-haiku-4-5", 4096),
+    ("claude-sonnet-4-6", 2048),
+    ("claude-3-5-haiku", 2048),
+    ("claude-3-haiku", 2048),
+)
+DEFAULT_MIN_CACHEABLE_TOKENS = 1024
+
+
+def min_cacheable_tokens(model: str) -> int:
+    """The shortest prompt prefix `model` caches (1024 for most Claude models, 2048 or 4096 for some)."""
+    for prefix, tokens in _MIN_CACHEABLE_TOKENS:
+        if model.startswith(prefix):
+            return tokens
+    return DEFAULT_MIN_CACHEABLE_TOKENS
 
 
 def encode(request: ChatRequest) -> bytes:
@@ -95,6 +163,32 @@ def _thinking_tokens(response: MessagesResponse, text: str, output_tokens: int |
     if output_tokens is None or not any(b.type in ("thinking", "redacted_thinking") for b in response.content):
         return 0
     return max(0, output_tokens - -(-len(text) // 4))
+
+
+def _score_tool() -> _Tool:
+    """A review score as a forced tool call: its input is the `ReviewScore`
+    (https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use#forcing-tool-use)."""
+    return _Tool(
+        name=SCORE_TOOL,
+        description="Record your review of the rationale: a brief reasoning, then the score from 1 to 5.",
+        input_schema=REVIEW_SCORE_JSON_SCHEMA,
+    )
+
+
+def _with_cache_breakpoint(messages: list[Message], prefix_chars: int) -> list[Message | _BlockMessage]:
+    """`messages`, the last one split after its first `prefix_chars` characters with a cache breakpoint there.
+
+    The prefix (and the system prompt before it) is cached for the calls that repeat it;
+    the two text blocks read as the one message they were.
+    """
+    if prefix_chars <= 0 or not messages or prefix_chars >= len(messages[-1].content):
+        return list(messages)
+    last = messages[-1]
+    blocks = [
+        _TextBlock("text", last.content[:prefix_chars], cache_control=_CacheControl()),
+        _TextBlock("text", last.content[prefix_chars:]),
+    ]
+    return [*messages[:-1], _BlockMessage(role=last.role, content=blocks)]
 
 
 def url(base_url: str, model: str) -> str:
@@ -118,6 +212,10 @@ def decode(status: int, headers: Mapping[str, str], body: bytes, latency_s: floa
     response = decode_success(status, headers, body, _decoder)
     stop_reason = response.stop_reason or "end_turn"
     text = "".join(block.text for block in response.content if block.type == "text")
+    tool_inputs = [bytes(b.input) for b in response.content if b.type == "tool_use" and bytes(b.input)]
+    if tool_inputs:
+        # A structured review score: the forced tool's input is the answer.
+        text = tool_inputs[-1].decode()
     usage = response.usage
     input_tokens = output_tokens = None
     detail = None

@@ -321,6 +321,10 @@ def parse_duration_s(text: str) -> float | None:
                 return value if math.isfinite(value) else None
         except ValueError:
             pass
+    plain = _finite(text)
+    if plain is not None:
+        # Azure's resets are bare seconds ("30"); OpenAI's always carry a unit.
+        return plain if plain >= 0 else None
     total, end = 0.0, 0
     for match in _DURATION_PART.finditer(text):
         if match.start() != end:
@@ -357,9 +361,11 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
 
     OpenAI (and most OpenAI-compatible hosts): `x-ratelimit-{limit,remaining,reset}-
     {requests,tokens}` with resets as durations ("6m0s"; Groq's requests ones count per
-    day). Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
-    {limit,remaining,reset}` with resets as RFC 3339 times, "tokens" being the most
-    restrictive token limit in effect. Gemini sends none. Non-finite or absurd numbers
+    day); Azure OpenAI only the remaining ones, resets in seconds
+    (https://learn.microsoft.com/en-us/azure/ai-services/openai/quotas-limits); OpenRouter and
+    Together `x-ratelimit-{limit,remaining,reset}` for requests. Anthropic: `anthropic-ratelimit-
+    {requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}` with resets as RFC 3339
+    times, "tokens" being the most restrictive token limit in effect. Gemini sends none. Non-finite or absurd numbers
     count as absent.
     """
     get = headers.get
@@ -375,9 +381,43 @@ def rate_limit_info(headers: Mapping[str, str]) -> RateLimitInfo | None:
             limit_input_tokens=_int(get("anthropic-ratelimit-input-tokens-limit")),
             limit_output_tokens=_int(get("anthropic-ratelimit-output-tokens-limit")),
         )
-    if get("x-ratelimit-limit-requests") is not None or get("x-ratelimit-limit-tokens") is not None:
+    # Azure OpenAI sends the remaining-* pair alone (no limit-*), resets in plain seconds, and -1
+    # where a figure does not apply; parse_duration_s takes plain seconds, _int drops the -1.
+    if any(get(f"x-ratelimit-{field}-{kind}") is not None for field in ("limit", "remaining") for kind in _KINDS):
         return _read_limits(lambda field, kind: get(f"x-ratelimit-{field}-{kind}"), parse_duration_s)
+    if get("x-ratelimit-limit") is not None:
+        return _unsuffixed_limits(get)
     return None
+
+
+_KINDS = ("requests", "tokens")
+
+
+def _unsuffixed_limits(get: Callable[[str], str | None]) -> RateLimitInfo:
+    """`X-RateLimit-Limit/-Remaining/-Reset` (no kind suffix): a request limit.
+
+    OpenRouter sends them, on its 429s, with the reset as a Unix time in milliseconds
+    (https://openrouter.ai/docs/api-reference/limits); Together's count requests too, resets in
+    seconds from now (https://docs.together.ai/docs/rate-limits). The magnitude tells them apart.
+    """
+    reset = get("x-ratelimit-reset")
+    return RateLimitInfo(
+        limit_requests=_int(get("x-ratelimit-limit")),
+        remaining_requests=_int(get("x-ratelimit-remaining")),
+        reset_requests_s=_reset_in_s(reset) if reset else None,
+    )
+
+
+def _reset_in_s(text: str) -> float | None:
+    """A reset given as seconds from now, a Unix time in seconds, or a Unix time in milliseconds."""
+    value = _finite(text)
+    if value is None:
+        return parse_duration_s(text)
+    if value > 1e11:
+        value = value / 1000.0 - time.time()
+    elif value > 1e9:
+        value -= time.time()
+    return max(value, 0.0)
 
 
 def _read_limits(

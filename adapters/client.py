@@ -25,8 +25,8 @@ import aiohttp
 import anyio
 from yarl import URL
 
-from adapters import anthropic, gemini, openai
-from core.calls import ChatRequest, ChatResult, ProviderName
+from adapters import anthropic, gemini, hosts, openai
+from core.calls import ChatRequest, ChatResult, HostRoute, ProviderName
 from core.errors import CommitteeError, ConfigError, Retryable
 
 ADAPTERS: dict[str, ModuleType] = {"openai": openai, "gemini": gemini, "anthropic": anthropic}
@@ -128,6 +128,7 @@ class ChatClient:
     __slots__ = (
         "_adapter",
         "_api_key",
+        "_route",
         "_session",
         "_timeouts",
         "_urls",
@@ -145,11 +146,15 @@ class ChatClient:
         base_url: str | None = None,
         max_connections: int = 64,
         name: str = "",
+        route: HostRoute | None = None,
     ) -> None:
         self._adapter = adapter_for(provider)
         self.provider = provider
         self.name = name or provider
-        self.base_url = (base_url or self._adapter.DEFAULT_BASE_URL).rstrip("/")
+        # Only the OpenAI wire has hosts other than the provider's own.
+        self._route = route if route is not None and provider == "openai" else None
+        default = hosts.HOSTS[self._route.host].default_base_url if self._route else None
+        self.base_url = (base_url or default or self._adapter.DEFAULT_BASE_URL).rstrip("/")
         self.max_connections = max_connections
         self._api_key = api_key
         self._session: aiohttp.ClientSession | None = None
@@ -174,7 +179,7 @@ class ChatClient:
         connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers=self._adapter.headers(self._api_key),
+            headers=self._headers(),
             # Providers need no cookies, and skipping the jar saves real time per request.
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
@@ -187,10 +192,21 @@ class ChatClient:
                 await self._session.close()
             self._session = None
 
+    def _headers(self) -> dict[str, str]:
+        if self._route is not None:
+            return hosts.auth_headers(self._route, self._api_key)
+        return self._adapter.headers(self._api_key)
+
     def _url(self, model: str) -> URL:
         url = self._urls.get(model)
         if url is None:
-            url = self._urls[model] = URL(self._adapter.url(self.base_url, model))
+            text = (
+                hosts.chat_url(self._route, self.base_url)
+                if self._route is not None
+                else self._adapter.url(self.base_url, model)
+            )
+            # A host's URL is quoted already (Azure's deployment and api-version).
+            url = self._urls[model] = URL(text, encoded=self._route is not None)
         return url
 
     def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:

@@ -41,6 +41,22 @@ class GenerationConfig(msgspec.Struct, omit_defaults=True):
     # Thoughts count against it too: https://ai.google.dev/gemini-api/docs/thinking
     maxOutputTokens: int | None = None
     thinkingConfig: ThinkingConfig | None = None
+    # Structured output: https://ai.google.dev/gemini-api/docs/structured-output
+    responseMimeType: str | None = None
+    responseSchema: dict[str, object] | None = None
+
+
+# `core.calls.ReviewScore` in Gemini's schema dialect (an OpenAPI 3.0 subset: upper-case types,
+# enums for strings only, `propertyOrdering` for the order the model writes them in).
+REVIEW_SCORE_SCHEMA: dict[str, object] = {
+    "type": "OBJECT",
+    "properties": {
+        "reasoning": {"type": "STRING", "description": "A brief check of the rationale against the hint."},
+        "score": {"type": "INTEGER", "description": "1 to 5: 1 wrong, 3 real flaws, 5 sound."},
+    },
+    "required": ["reasoning", "score"],
+    "propertyOrdering": ["reasoning", "score"],
+}
 
 
 class GenerateContentRequest(msgspec.Struct, omit_defaults=True):
@@ -122,6 +138,9 @@ def request_body(request: ChatRequest) -> GenerateContentRequest:
             topP=request.top_p,
             maxOutputTokens=request.output_limit,
             thinkingConfig=ThinkingConfig(reasoning.budget_tokens) if reasoning is not None else None,
+            # The answer's text is then the `ReviewScore` JSON itself.
+            responseMimeType="application/json" if request.structured_score else None,
+            responseSchema=REVIEW_SCORE_SCHEMA if request.structured_score else None,
         ),
     )
 

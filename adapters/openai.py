@@ -12,10 +12,32 @@ from collections.abc import Mapping
 import msgspec
 
 from adapters.classify import chat_result, decode_success, no_text, shorten
-from core.calls import ZERO_TOKENS, ChatRequest, ChatResult, Message, UsageDetail, reported_tokens
+from core.calls import (
+    REVIEW_SCORE_JSON_SCHEMA,
+    ZERO_TOKENS,
+    ChatRequest,
+    ChatResult,
+    Message,
+    UsageDetail,
+    reported_tokens,
+)
 from core.errors import Retryable, Unusable
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class _JsonSchemaFormat(msgspec.Struct):
+    name: str
+    schema: dict[str, object]
+    strict: bool = True
+
+
+class ResponseFormat(msgspec.Struct):
+    """`response_format: {type: "json_schema", json_schema: {...}}`: structured outputs
+    (https://platform.openai.com/docs/guides/structured-outputs)."""
+
+    json_schema: _JsonSchemaFormat
+    type: str = "json_schema"
 
 
 class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
@@ -28,6 +50,7 @@ class ChatCompletionRequest(msgspec.Struct, omit_defaults=True):
     max_completion_tokens: int | None = None
     max_tokens: int | None = None
     reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
     temperature: float | None = None
     top_p: float | None = None
 
@@ -82,6 +105,7 @@ def request_body(request: ChatRequest) -> ChatCompletionRequest:
         max_completion_tokens=limit if completion_field else None,
         max_tokens=None if completion_field else limit,
         reasoning_effort=request.reasoning.effort if request.reasoning is not None else None,
+        response_format=score_format(request),
         temperature=request.temperature,
         top_p=request.top_p,
     )
@@ -99,6 +123,16 @@ def usage_detail(usage: _Usage) -> UsageDetail:
         reasoning_tokens=(reported_tokens(completion.reasoning_tokens, null=0) or 0) if completion else 0,
         cache_read_tokens=(reported_tokens(prompt.cached_tokens, null=0) or 0) if prompt else 0,
     )
+
+
+def score_format(request: ChatRequest) -> ResponseFormat | None:
+    """The structured-output format of a review score, when the request asks for one.
+
+    The answer's `message.content` is then the `ReviewScore` JSON itself.
+    """
+    if not request.structured_score:
+        return None
+    return ResponseFormat(json_schema=_JsonSchemaFormat(name="review_score", schema=REVIEW_SCORE_JSON_SCHEMA))
 
 
 def url(base_url: str, model: str) -> str:

@@ -17,11 +17,13 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 from rich.console import Console
 
+from core.records import Question
 from emulator import EmulatorSpec, run_emulator
 from emulator.fair_script import FairScript
 from stages.context import RunContext, load_run_config
@@ -52,6 +54,25 @@ def _config(tmp: Path, emu, mistakes: Path) -> RunContext:
     return RunContext(path, load_run_config(path), progress=False)
 
 
+def write_demo_mistakes(path: Path, questions: Sequence[Question]) -> Path:
+    """`questions` as imported mistakes (the FAIR authors' format), each answered "3"; returns `path`."""
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": int(q.id),
+                    "question": q.question,
+                    "gold_answer": q.gold,
+                    "student_wrong_pred": "I am not sure. The answer is 3.",
+                    "student_wrong_final_answer": "3",
+                }
+                for q in questions
+            ]
+        )
+    )
+    return path
+
+
 def _paid(out_dir: Path) -> float:
     conn = sqlite3.connect(out_dir / "store.sqlite")
     try:
@@ -68,21 +89,7 @@ async def measure(pilot: int, long: float, short: float) -> dict[str, float | No
     quiet = Console(file=io.StringIO())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        mistakes = tmp / "svamp.json"
-        mistakes.write_text(
-            json.dumps(
-                [
-                    {
-                        "id": int(q.id),
-                        "question": q.question,
-                        "gold_answer": q.gold,
-                        "student_wrong_pred": "I am not sure. The answer is 3.",
-                        "student_wrong_final_answer": "3",
-                    }
-                    for q in questions
-                ]
-            )
-        )
+        mistakes = write_demo_mistakes(tmp / "svamp.json", questions)
         async with run_emulator(EmulatorSpec(), script) as emu:
             ctx = _config(tmp, emu, mistakes)
             defaults = dry_run(ctx, console=quiet)

@@ -12,6 +12,8 @@ import msgspec
 
 Role = Literal["system", "user", "assistant"]
 ProviderName = Literal["openai", "gemini", "anthropic"]
+# Who serves an OpenAI-wire teacher: the URL, auth header and rate-limit headers differ (adapters/hosts.py).
+HostName = Literal["openai", "azure", "openrouter", "vllm", "llamacpp", "together", "groq", "deepinfra", "compatible"]
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -56,6 +58,49 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     def output_limit(self) -> int:
         """Output tokens the request may bill: the visible answer plus any thinking budget."""
         return self.max_tokens + (self.reasoning.budget_tokens if self.reasoning is not None else 0)
+
+    # Ask for the review score through the provider's structured output (a `ReviewScore` JSON
+    # as the answer's text) instead of free text ending in "[4]".
+    structured_score: bool = False
+    # Characters at the start of the last message that other calls to this model repeat
+    # (instructions, question, hint): Anthropic may cache them. Not part of the answer.
+    cache_prefix_chars: int = 0
+
+
+class ReviewScore(msgspec.Struct, frozen=True):
+    """A structured review: the reviewer's reasoning, then its 1-5 score.
+
+    What every adapter returns as the text of a `structured_score` answer, encoded as JSON;
+    reasoning comes first so the model thinks before it scores.
+    """
+
+    reasoning: str
+    score: int
+
+
+# `ReviewScore` as a JSON Schema, in the subset OpenAI's strict structured outputs and Anthropic's
+# tool input schemas both accept (every property required, no extra ones).
+REVIEW_SCORE_JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "reasoning": {"type": "string", "description": "A brief check of the rationale against the hint."},
+        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5], "description": "1 wrong, 3 real flaws, 5 sound."},
+    },
+    "required": ["reasoning", "score"],
+    "additionalProperties": False,
+}
+
+
+class HostRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an OpenAI-wire request goes beyond `base_url`: the host kind and its extra settings."""
+
+    host: HostName = "openai"
+    # Azure OpenAI: the deployment in the URL path and the api-version query parameter.
+    deployment: str | None = None
+    api_version: str | None = None
+    # OpenRouter's optional app attribution headers (HTTP-Referer, X-Title).
+    site_url: str | None = None
+    site_title: str | None = None
 
 
 class RateLimitInfo(msgspec.Struct, kw_only=True):

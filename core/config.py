@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from core.calls import ProviderName, TokenLimitField
+from core.calls import HostName, ProviderName, TokenLimitField
 from core.capabilities import ReasoningControl, check_teacher, teacher_request
 from core.errors import ConfigError
 
@@ -98,10 +98,17 @@ class TeacherSection(_Section):
     max_attempts: int = 6
     # The authors sent their GPT teacher a system message and the others none.
     system_message: bool = False
+    # Who serves an openai-wire teacher (none: OpenAI itself); see adapters/hosts.py.
+    host: HostName | None = None
+    api_version: str | None = None
+    deployment: str | None = None
+    site_url: str | None = None
+    site_title: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"`name` must be a short word of letters, digits, - or _, got {self.name!r}")
+        self._check_host()
         for key in ("rpm", "tpm"):
             value = getattr(self, key)
             if value is not None and value <= 0:
@@ -116,6 +123,29 @@ class TeacherSection(_Section):
             check_teacher(self)
         except ValueError as exc:
             raise ValueError(f"teacher {self.name!r}: {exc}") from None
+
+    def _check_host(self) -> None:
+        """The host keys agree with each other; each error names the teacher and the key."""
+        who = f"teacher {self.name!r}"
+        if self.host is not None and self.provider != "openai":
+            raise ValueError(f"{who}: `host` is for provider = 'openai' (the OpenAI wire); remove it")
+        if self.host == "azure":
+            for key in ("api_version", "deployment", "base_url"):
+                if not getattr(self, key):
+                    example = {
+                        "api_version": "2024-10-21",
+                        "deployment": "my-gpt-4o",
+                        "base_url": "https://NAME.openai.azure.com",
+                    }
+                    raise ValueError(f"{who}: host = 'azure' needs `{key}` (e.g. {example[key]!r})")
+        elif self.api_version is not None or self.deployment is not None:
+            key = "api_version" if self.api_version is not None else "deployment"
+            raise ValueError(f"{who}: `{key}` is for host = 'azure' only; remove it or set host = 'azure'")
+        if self.host != "openrouter" and (self.site_url is not None or self.site_title is not None):
+            key = "site_url" if self.site_url is not None else "site_title"
+            raise ValueError(f"{who}: `{key}` is for host = 'openrouter' only; remove it or set host = 'openrouter'")
+        if self.host in ("vllm", "llamacpp", "compatible") and not self.base_url:
+            raise ValueError(f"{who}: host = {self.host!r} needs `base_url` (the server's URL ending in /v1)")
 
 
 class ReviewSection(_Section):
@@ -133,6 +163,9 @@ class ReviewSection(_Section):
     keep_all_accepted: bool = False
     # Samples worked on at once; bounds memory, not throughput (lanes bound that).
     samples_in_flight: int = 512
+    # Ask for review scores through each provider's structured output instead of the
+    # paper's free text ending in a bracketed score.
+    structured: bool = False
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.threshold <= 5.0:
@@ -295,6 +328,14 @@ class EmulatorSection(_Section):
     latency_sigma: float = 0.3
     ms_per_output_token: float = 0.0
     seed: int = 0
+    # Per teacher model: the share of its free-text reviews that forget the brackets around
+    # the score (and write it as a word), as real reviewers sometimes do.
+    forget_brackets: dict[str, float] = {}
+
+    def __post_init__(self) -> None:
+        for model, share in self.forget_brackets.items():
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"`forget_brackets` of {model!r} must be within 0..1, got {share}")
 
 
 class Config(_Section):

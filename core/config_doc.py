@@ -91,6 +91,13 @@ DESCRIPTIONS: dict[str, str] = {
     "authors' extraction and string comparison, to compare with the paper like for like).",
     "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT "
     "only).",
+    "teachers.host": "openai wire only: who serves it, `openai` (default), `azure`, `openrouter`, `vllm`, `llamacpp`, "
+    "`together`, `groq`, `deepinfra` or `compatible` (any other OpenAI-compatible server); sets the URL, auth header "
+    "and rate-limit headers.",
+    "teachers.api_version": "host `azure`: the `api-version` query parameter, e.g. `2024-10-21`.",
+    "teachers.deployment": "host `azure`: the deployment name in the URL path (`base_url` is the resource endpoint).",
+    "teachers.site_url": "host `openrouter`: sent as `HTTP-Referer` (optional app attribution).",
+    "teachers.site_title": "host `openrouter`: sent as `X-Title` (optional app attribution).",
     "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
     "`strict = true`, i.e. mean > 3).",
     "review.peer_review": "false: the committee without peer review (every rationale accepted, no review calls).",
@@ -102,6 +109,9 @@ DESCRIPTIONS: dict[str, str] = {
     "review.max_usd": "Spending cap: no new call starts once spent + in-flight worst case reaches it.",
     "review.keep_all_accepted": "train.jsonl keeps every accepted rationale instead of one random pick per sample.",
     "review.samples_in_flight": "Samples worked on at once (bounds memory; the lanes bound throughput).",
+    "review.structured": "Ask for review scores through each provider's structured output (OpenAI "
+    "`response_format` JSON schema, Gemini `responseSchema`, Anthropic a forced tool) instead of the paper's "
+    "bracketed score in free text.",
     "student.model": "A model directory, a hub id, or `smollm2-135m-instruct` (the PyPI GGUF, converted once).",
     "student.backend": "vllm, hf or openai; default vllm where CUDA and vllm are present, else hf.",
     "student.batch_size": "Questions generated together (hf) or in flight (openai).",
@@ -179,6 +189,8 @@ DESCRIPTIONS: dict[str, str] = {
     "emulator.latency_sigma": "Lognormal sigma of the latency (0: fixed).",
     "emulator.ms_per_output_token": "Extra latency per output token.",
     "emulator.seed": "Seed of latencies and scripted answers.",
+    "emulator.forget_brackets": "Per teacher model, the share of its scripted free-text reviews that forget the "
+    'brackets and write the score as a word (`{"gpt-x" = 0.2}`).',
 }
 
 

@@ -19,6 +19,8 @@ class DecisionSettings(msgspec.Struct, frozen=True, kw_only=True):
     strict: bool = False
     peer_review: bool = True
     single_teacher: str | None = None
+    # Scores read from structured output, not brackets: other calls, so another decision.
+    structured: bool = False
 
 
 def decision_settings(review: ReviewSection) -> DecisionSettings:
@@ -30,6 +32,7 @@ def decision_settings(review: ReviewSection) -> DecisionSettings:
         strict=review.strict,
         peer_review=review.peer_review,
         single_teacher=review.single_teacher,
+        structured=review.structured,
     )
 
 

@@ -8,7 +8,10 @@ pulls the fields back out, and answers the way a teacher of known quality would:
   questions that depends on the model (a stable hash decides which);
 - feedback: a short explanation pointing at the gold answer from the hint;
 - review: a score in brackets, high for rationales that reach the gold answer and
-  low otherwise, varying by reviewer and rationale.
+  low otherwise, varying by reviewer and rationale. A reviewer given a
+  `forget_brackets` share forgets the brackets in that share of its free-text
+  reviews and writes the score as a word ("Score: four."), which no bracket parser
+  can read; asked for structured output it always fills the score field.
 
 `review_score` is public so tests can recompute every score the pipeline should
 have seen and check its decisions against the paper's rule.
@@ -17,6 +20,7 @@ have seen and check its decisions against the paper's rule.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -42,6 +46,7 @@ _FILLER = (
     "Then we combine the partial results in the order the question describes.",
 )
 _FAMILIES = ("math", "strategyqa", "logiqa")
+_WORDS = ("zero", "one", "two", "three", "four", "five")
 
 
 def _unit(*parts: object) -> float:
@@ -98,6 +103,7 @@ class FairScript:
         seed: int = 0,
         lengths: Mapping[str, float] = DEFAULT_OUTPUT_TOKENS,
         scale: Mapping[str, float] | None = None,
+        forget_brackets: Mapping[str, float] | None = None,
     ):
         self._gold = {format_question(q).strip(): (q.task, q.gold) for q in questions}
         self._seed = seed
@@ -107,6 +113,8 @@ class FairScript:
         # Per-model length factors: teachers far more or less verbose than the
         # defaults, which the forecast must learn from a pilot rather than assume.
         self._scale = dict(scale or {})
+        # Per model: the share of free-text reviews that leave the score unbracketed.
+        self._forget = dict(forget_brackets or {})
 
     def _padded(self, head: str, tail: str, stage: str, model: str, *key: object) -> str:
         spread = 0.8 + 0.4 * _unit(self._seed, "length", stage, model, *key)
@@ -149,13 +157,17 @@ class FairScript:
             )
         task = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}[fam]
         score = self.review_score(request.model, task, fields["rationale"].strip(), _gold_value(fam, gold))
-        return self._padded(
-            "The rationale was checked step by step against the hint.",
-            f" Score: [{score}]",
-            "review",
-            request.model,
-            prompt,
-        )
+        head = "The rationale was checked step by step against the hint."
+        if request.structured:
+            reasoning = self._padded(head, "", "review", request.model, prompt)
+            return json.dumps({"reasoning": reasoning, "score": score})
+        if self.forgets_brackets(request.model, prompt):
+            return self._padded(head, f" Score: {_WORDS[score]}.", "review", request.model, prompt)
+        return self._padded(head, f" Score: [{score}]", "review", request.model, prompt)
+
+    def forgets_brackets(self, model: str, prompt: str) -> bool:
+        """Whether `model`'s free-text review of `prompt` leaves out the brackets (its `forget_brackets` share)."""
+        return _unit(self._seed, "forget", model, prompt) < self._forget.get(model, 0.0)
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
         task, gold = self._gold.get(question, ("", ""))

@@ -155,8 +155,11 @@ class ModelLimiter:
             if bucket is None:
                 continue
             limit, remaining, reset_s = _limit_text(bucket), str(bucket.remaining()), bucket.reset_s()
-            out[f"x-ratelimit-limit-{name}"] = limit
             out[f"x-ratelimit-remaining-{name}"] = remaining
+            if self.dialect == "azure":
+                out[f"x-ratelimit-reset-{name}"] = str(math.ceil(reset_s))
+                continue
+            out[f"x-ratelimit-limit-{name}"] = limit
             out[f"x-ratelimit-reset-{name}"] = go_duration(reset_s)
         if anthropic:
             # https://docs.anthropic.com/en/api/rate-limits#response-headers: resets are RFC 3339

@@ -89,11 +89,22 @@ def check_openai(
 
 
 def check_anthropic(
-    model: str, max_tokens: int, budget: int | None, temperature: float | None, top_p: float | None
+    model: str,
+    max_tokens: int,
+    budget: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    forced_tool: bool = False,
 ) -> None:
     """Raise `Rejected` as Anthropic does for extended thinking it cannot run (`budget` None: not asked)."""
     if budget is None:
         return
+    if forced_tool:
+        # "Thinking isn't compatible with ... forced tool use": tool_choice any/tool prefills the
+        # answer, leaving no room for a thinking block
+        # (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility).
+        # The text is paraphrased: the real one is not on record.
+        raise Rejected("Thinking may not be enabled when tool_choice forces tool use.")
     if not _ANTHROPIC_THINKING.search(model.lower()):
         raise Rejected(f"'{model}' does not support thinking.")
     if budget < ANTHROPIC_MIN_BUDGET:

@@ -32,7 +32,7 @@ from emulator.reasoning import Rejected, thinking_tokens
 from emulator.spec import FAULT_KINDS, AnswerFn, AnswerRequest, EmulatorSpec
 from emulator.stats import EmulatorStats, ModelStats, content_key, snapshot
 from emulator.tokens import count_prompt_tokens, count_tokens, fit_tokens
-from emulator.wire import REFUSAL_TEXT, WIRES, Finish, Usage, Wire
+from emulator.wire import REFUSAL_TEXT, WIRES, Finish, Usage, Wire, structured_score_text
 
 # Faults after which the model never ran: nothing to bill, all of max_tokens refunded.
 _NOT_RUN = frozenset(("error", "error_200", "reset"))
@@ -221,7 +221,10 @@ class Emulator:
             # The thinking used the whole output limit: no text, all of it billed.
             return "", "truncated", ask.max_tokens, ask.max_tokens
         answer_fn = self.answer_fn or self._spec_answer_fn
-        text, output_tokens, truncated = fit_tokens(answer_fn(ask), ask.max_tokens - thinking)
+        raw = answer_fn(ask)
+        if ask.structured:
+            raw = structured_score_text(raw)
+        text, output_tokens, truncated = fit_tokens(raw, ask.max_tokens - thinking)
         if fault == "filtered":
             # Filtered after the model wrote it: its tokens are billed, none is shown.
             return "", "filtered", output_tokens + thinking, thinking
@@ -258,6 +261,14 @@ class Emulator:
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self.handle(request, WIRES["anthropic"], None)
 
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        wire = WIRES["azure"]
+        if wire.has_auth(request.headers) and not request.query.get("api-version"):
+            # Azure refuses a request without its api-version query parameter (the key is checked first).
+            self._bad_requests += 1
+            return _error_response(wire, "invalid", "Missing required query parameter 'api-version'")
+        return await self.handle(request, wire, request.match_info["deployment"])
+
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
         if method != "generateContent":
@@ -282,6 +293,7 @@ class Emulator:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure)
         # google-genai calls /v1beta/... by default and /v1/... with api_version="v1".
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)

@@ -40,7 +40,9 @@ class ModelLimits(_Spec):
     # Requests per day. Groq reports it, not RPM, in x-ratelimit-limit-requests (and the
     # TPM in x-ratelimit-limit-tokens): https://console.groq.com/docs/rate-limits
     rpd: float | None = None
-    header_dialect: Literal["openai", "groq"] = "openai"
+    # Azure OpenAI reports only x-ratelimit-remaining-{requests,tokens}, and resets in plain
+    # seconds: https://learn.microsoft.com/en-us/azure/ai-services/openai/quotas-limits
+    header_dialect: Literal["openai", "groq", "azure"] = "openai"
     # Billed requests the account can pay for; then every request to this model gets the
     # provider's out-of-quota answer (see wire.py's `quota_error`).
     quota_requests: int | None = None
@@ -183,6 +185,10 @@ class AnswerRequest(msgspec.Struct, frozen=True, kw_only=True):
     thinking_budget: int | None = None
     # Anthropic: the prompt up to its last cache_control breakpoint, and that prefix's tokens.
     cache_breakpoint: tuple[str, int] | None = None
+    # The request asked for a structured review score (OpenAI response_format json_schema,
+    # Gemini responseSchema, Anthropic a forced tool, named in `tool_name`).
+    structured: bool = False
+    tool_name: str | None = None
 
     def last_user_text(self) -> str:
         """The text of the last user message ("" when there is none)."""

@@ -81,6 +81,10 @@ class _OpenAIMessage(msgspec.Struct):
     content: str | list[_TextPart] | None = None
 
 
+class _ResponseFormat(msgspec.Struct):
+    type: str = "text"
+
+
 class _OpenAIRequest(msgspec.Struct):
     model: str
     messages: list[_OpenAIMessage]
@@ -90,6 +94,9 @@ class _OpenAIRequest(msgspec.Struct):
     top_p: float | None = None
     reasoning_effort: str | None = None
     stream: bool = False
+    # https://platform.openai.com/docs/guides/structured-outputs: `{type: json_schema, json_schema: {...}}`
+    # makes message.content a JSON document of that schema.
+    response_format: _ResponseFormat | None = None
 
 
 class OpenAIWire:
@@ -122,6 +129,7 @@ class OpenAIWire:
             top_p=1.0 if req.top_p is None else req.top_p,
             thinks=openai_reasoning(req.model),
             effort=req.reasoning_effort,
+            structured=req.response_format is not None and req.response_format.type == "json_schema",
         )
 
     def answer(self, ask: AnswerRequest, text: str, finish: Finish, billed: Usage, usage: bool = True) -> bytes:
@@ -187,6 +195,22 @@ class OpenAIWire:
         )
 
 
+class AzureWire(OpenAIWire):
+    """Azure OpenAI: the OpenAI body at `{endpoint}/openai/deployments/{deployment}/chat/completions
+    ?api-version=...`, the key in an `api-key` header; the deployment, not the body's `model`,
+    picks the model (https://learn.microsoft.com/en-us/azure/ai-services/openai/reference#chat-completions)."""
+
+    provider = "azure"
+
+    @staticmethod
+    def has_auth(headers: Mapping[str, str]) -> bool:
+        return bool(headers.get("api-key"))
+
+    def parse(self, body: bytes, path_model: str | None) -> AnswerRequest:
+        ask = super().parse(body, path_model)
+        return msgspec.structs.replace(ask, model=path_model or ask.model)
+
+
 # --- Gemini generateContent ----------------------------------------------------------------------
 
 
@@ -205,6 +229,11 @@ class _GeminiConfig(msgspec.Struct):
     topP: float | None = None
     maxOutputTokens: int | None = None
     thinkingConfig: _ThinkingConfig | None = None
+    # https://ai.google.dev/gemini-api/docs/structured-output: responseMimeType application/json with
+    # a responseSchema (or, newer, responseJsonSchema) makes the answer's text a JSON document of it.
+    responseMimeType: str | None = None
+    responseSchema: dict[str, object] | None = None
+    responseJsonSchema: dict[str, object] | None = None
 
 
 class _GeminiRequest(msgspec.Struct):
@@ -254,6 +283,8 @@ class GeminiWire:
             # Unset or -1: dynamic thinking, the model's own budget.
             thinks=gemini_thinks(model) and budget != 0,
             thinking_budget=None if budget in (None, -1) else budget,
+            structured=config.responseMimeType == "application/json"
+            and (config.responseSchema or config.responseJsonSchema) is not None,
         )
 
     def answer(self, ask: AnswerRequest, text: str, finish: Finish, billed: Usage, usage: bool = True) -> bytes:
@@ -362,6 +393,11 @@ class _AnthropicThinking(msgspec.Struct):
     budget_tokens: int = 0
 
 
+class _ToolChoice(msgspec.Struct):
+    type: str = "auto"
+    name: str | None = None
+
+
 class _AnthropicRequest(msgspec.Struct):
     model: str
     messages: list[_AnthropicMessage]
@@ -371,6 +407,10 @@ class _AnthropicRequest(msgspec.Struct):
     top_p: float | None = None
     thinking: _AnthropicThinking | None = None
     stream: bool = False
+    # `tool_choice: {type: "tool", name}` forces that tool: the answer is one tool_use block whose
+    # input follows the tool's input_schema, and stop_reason is "tool_use"
+    # (https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use#forcing-tool-use).
+    tool_choice: _ToolChoice | None = None
 
 
 def _blocks(role: str, content: str | list[_TextPart] | None) -> list[tuple[str, str, bool]]:
@@ -404,7 +444,9 @@ class AnthropicWire:
         if req.stream:
             raise ValueError("stream=true is not supported by the emulator")
         budget = req.thinking.budget_tokens if req.thinking is not None and req.thinking.type == "enabled" else None
-        check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p)
+        choice = req.tool_choice
+        forced = choice.name if choice is not None and choice.type == "tool" else None
+        check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p, forced_tool=forced is not None)
         messages = [("system", _text(req.system))] if req.system else []
         messages += [(m.role, _text(m.content)) for m in req.messages]
         blocks = _blocks("system", req.system) + [b for m in req.messages for b in _blocks(m.role, m.content)]
@@ -418,11 +460,19 @@ class AnthropicWire:
             thinks=budget is not None,
             thinking_budget=budget,
             cache_breakpoint=breakpoint_tokens(blocks),
+            structured=forced is not None,
+            tool_name=forced,
         )
 
     def answer(self, ask: AnswerRequest, text: str, finish: Finish, billed: Usage, usage: bool = True) -> bytes:
         input_tokens, output_tokens = billed.input_tokens, billed.output_tokens
-        content: list[dict[str, str]] = [{"type": "text", "text": text}] if text else []
+        content: list[dict[str, object]] = [{"type": "text", "text": text}] if text else []
+        stop_reason = _ANTHROPIC_STOP[finish]
+        if ask.tool_name is not None and finish in ("stop", "length"):
+            content = [
+                {"type": "tool_use", "id": f"toolu_emu{next(_ids)}", "name": ask.tool_name, "input": _object(text)}
+            ]
+            stop_reason = "tool_use" if finish == "stop" else stop_reason
         if billed.thinking and finish in ("stop", "length"):
             # Thinking comes first, as a block of its own.
             content.insert(0, _THINKING_BLOCK)
@@ -441,7 +491,7 @@ class AnthropicWire:
             "role": "assistant",
             "model": ask.model,
             "content": content,
-            "stop_reason": _ANTHROPIC_STOP[finish],
+            "stop_reason": stop_reason,
             "stop_sequence": None,
         }
         if usage:
@@ -475,6 +525,29 @@ class AnthropicWire:
         return self.error("invalid", exc.message)
 
 
+def _object(text: str) -> dict[str, object]:
+    """A tool's input: the answer's JSON object, or {} when max_tokens cut it before it closed."""
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def structured_score_text(text: str) -> str:
+    """What constrained decoding makes of an answer asked for a review score: a JSON object
+    with `reasoning` and `score`. Scripted teachers (fair_script.py) write one; any other answer
+    becomes its reasoning, with the last 1..5 digit in it (else 3) as the score."""
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        value = None
+    if isinstance(value, dict) and "score" in value:
+        return text
+    digits = [int(c) for c in text if c in "12345"]
+    return _encoder.encode({"reasoning": text, "score": digits[-1] if digits else 3}).decode()
+
+
 # https://platform.openai.com/docs/api-reference/chat/object: finish_reason is stop, length or
 # content_filter ("omitted content due to a flag from our content filters"); a refusal ends with stop.
 _OPENAI_FINISH: dict[str, str] = {
@@ -493,4 +566,9 @@ _ANTHROPIC_STOP: dict[str, str] = {
 }
 
 Wire = OpenAIWire | GeminiWire | AnthropicWire
-WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "gemini": GeminiWire(), "anthropic": AnthropicWire()}
+WIRES: dict[str, Wire] = {
+    "openai": OpenAIWire(),
+    "gemini": GeminiWire(),
+    "anthropic": AnthropicWire(),
+    "azure": AzureWire(),
+}

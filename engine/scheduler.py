@@ -27,7 +27,7 @@ from engine.review import decided, mean_score, passes
 from engine.teacher import Teacher
 from prompts.sets import PromptSet, prompt_set
 from store.calls import CallRow, Store
-from tasks import extract_answer, is_correct, parse_score
+from tasks import extract_answer, is_correct, review_score
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Committee:
         if answer.text is None:
             self._failed(m, missing, f"rationale:{teacher.name}", teacher, answer.error)
             return
-        out.text = answer.text
+        out.text = rationale = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
         out.answer_correct = is_correct(m.task, out.answer, m.gold_answer)
         if not self.review.peer_review or self.review.single_teacher:
@@ -145,17 +145,21 @@ class Committee:
             return
 
         async def review(reviewer: Teacher) -> None:
+            messages = self._messages("review", m, reviewer, rationale=rationale)
             reply = await reviewer.ask(
-                self._messages("review", m, reviewer, rationale=answer.text),
+                messages,
                 dataset=m.task,
                 sample_id=m.id,
                 stage="review",
                 target=teacher.name,
+                structured=self.review.structured,
+                # A reviewer's other reviews of this sample repeat everything before the rationale.
+                shared_prefix_chars=max(messages[-1].content.find(rationale), 0),
             )
             if reply.text is None:
                 self._failed(m, missing, f"review:{reviewer.name}->{teacher.name}", reviewer, reply.error)
             else:
-                out.scores[reviewer.name] = parse_score(reply.text)
+                out.scores[reviewer.name] = review_score(reply.text, structured=self.review.structured)
 
         if self.review.skip_decided:
             # One review at a time, so a decisive early score saves the rest. This

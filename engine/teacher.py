@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
+import msgspec
 
+from adapters.anthropic import min_cacheable_tokens
 from core.calls import NO_DETAIL, ChatRequest, Message
 from core.capabilities import teacher_request
 from core.config import Stage, TeacherSection
@@ -64,9 +66,29 @@ class Teacher:
         self._estimate = estimate_tokens
         self._pending: dict[str, _Pending] = {}
 
-    def request(self, messages: tuple[Message, ...]) -> ChatRequest:
-        """The request this teacher sends for `messages`, shaped for its model (core/capabilities.py)."""
-        return teacher_request(self.section, messages)
+    def request(
+        self, messages: tuple[Message, ...], *, structured: bool = False, shared_prefix_chars: int = 0
+    ) -> ChatRequest:
+        """The request this teacher sends for `messages`, shaped for its model (core/capabilities.py).
+
+        `structured`: ask for a `ReviewScore` through the provider's structured output.
+        `shared_prefix_chars`: how much of the last message other calls to this teacher repeat;
+        marked for caching where the provider caches on request and the prefix is long enough.
+        """
+        return msgspec.structs.replace(
+            teacher_request(self.section, messages),
+            structured_score=structured,
+            cache_prefix_chars=shared_prefix_chars if self._cacheable(messages, shared_prefix_chars) else 0,
+        )
+
+    def _cacheable(self, messages: tuple[Message, ...], prefix_chars: int) -> bool:
+        # Only Anthropic caches on request (cache_control); OpenAI and Gemini cache repeated
+        # prefixes by themselves. Below the model's minimum a breakpoint caches nothing.
+        if prefix_chars <= 0 or self.section.provider != "anthropic":
+            return False
+        head = [m.content for m in messages[:-1]] + [messages[-1].content[:prefix_chars]]
+        tokens = sum(MESSAGE_OVERHEAD_TOKENS + self._estimate(text) for text in head)
+        return tokens >= min_cacheable_tokens(self.section.model)
 
     def worst_case_usd(self, request: ChatRequest) -> float:
         """The most one attempt at `request` can cost: its prompt (estimated, with a
@@ -80,10 +102,18 @@ class Teacher:
         return self._cost_usd(math.ceil(prompt * _PROMPT_MARGIN), request.output_limit, NO_DETAIL) or 0.0
 
     async def ask(
-        self, messages: tuple[Message, ...], *, dataset: str, sample_id: str, stage: Stage, target: str = ""
+        self,
+        messages: tuple[Message, ...],
+        *,
+        dataset: str,
+        sample_id: str,
+        stage: Stage,
+        target: str = "",
+        structured: bool = False,
+        shared_prefix_chars: int = 0,
     ) -> Answer:
-        """Get this teacher's answer to `messages`, from the store if already bought."""
-        request = self.request(messages)
+        """Get this teacher's answer to `messages`, from the store if already bought (see `request`)."""
+        request = self.request(messages, structured=structured, shared_prefix_chars=shared_prefix_chars)
         key = request_key(self.section.provider, request)
         slot = dict(key=key, dataset=dataset, sample_id=sample_id, teacher=self.name, stage=stage, target=target)
 

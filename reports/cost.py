@@ -16,6 +16,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 from rich.console import Console
@@ -81,6 +82,17 @@ class Acceptance(msgspec.Struct, kw_only=True):
     picked_share: float | None = None
 
 
+class ReviewValidity(msgspec.Struct, kw_only=True):
+    """One reviewer's reviews and how many held no valid 1..5 score, per way the scores were read."""
+
+    reviewer: str
+    # "brackets": the paper's free text ending in "[4]"; "structured": the provider's structured output.
+    parsed_by: Literal["brackets", "structured"]
+    reviews: int = 0
+    without_score: int = 0
+    share: float | None = None
+
+
 class TokensPerSample(msgspec.Struct, kw_only=True):
     without_review: float
     with_review: float
@@ -107,6 +119,7 @@ class DatasetCost(msgspec.Struct, kw_only=True):
     stopped_at_budget: bool
     budget: BudgetStop | None = None
     missing_calls: int = 0
+    review_validity: list[ReviewValidity] = []
 
 
 class CostReport(msgspec.Struct, kw_only=True):
@@ -151,6 +164,26 @@ def acceptance(samples: Sequence[DecidedSample], seed: int = 731) -> dict[str, A
     for a in table.values():
         a.picked_share = a.picked / picked if picked else None
     return dict(sorted(table.items()))
+
+
+def review_validity(samples: Sequence[DecidedSample]) -> list[ReviewValidity]:
+    """Per reviewer and way of reading scores: reviews answered, and those without a valid score.
+
+    A review without a valid score (None in `scores`) counts for nothing in the mean, so a
+    reviewer that often forgets the brackets quietly leaves decisions to the others.
+    """
+    table: dict[tuple[str, str], ReviewValidity] = {}
+    for sample in samples:
+        structured = sample.decided_with is not None and sample.decided_with.structured
+        parsed_by = "structured" if structured else "brackets"
+        for r in sample.rationales:
+            for reviewer, score in r.scores.items():
+                v = table.setdefault((reviewer, parsed_by), ReviewValidity(reviewer=reviewer, parsed_by=parsed_by))
+                v.reviews += 1
+                v.without_score += score is None
+    for v in table.values():
+        v.share = v.without_score / v.reviews if v.reviews else None
+    return [table[k] for k in sorted(table)]
 
 
 def _budget_stop(
@@ -214,6 +247,7 @@ def dataset_cost(conn: sqlite3.Connection, task: str, seed: int = 731) -> Datase
         stopped_at_budget=budget is not None,
         budget=budget,
         missing_calls=missing,
+        review_validity=review_validity(samples),
     )
 
 
@@ -377,7 +411,19 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         "and feedback, `with review` adds the reviews it wrote of the other teachers' rationales; both divided by "
         "the samples it wrote a rationale or feedback for (completed calls only, thinking tokens included).",
     )
-    return [calls, accept, tokens]
+    validity = Table(
+        title=f"{section.task}: reviews without a valid score, per reviewer",
+        headers=["reviewer", "scores read from", "reviews", "without a valid score", "share"],
+        rows=[
+            [v.reviewer, v.parsed_by, fmt_num(v.reviews), fmt_num(v.without_score), fmt_pct(v.share)]
+            for v in section.review_validity
+        ],
+        note="`brackets`: the paper's free-text review, its score the last bracketed number; `structured`: "
+        "`[review] structured = true`, the score a field of the provider's structured output. A review without a "
+        "valid 1..5 score does not count in the mean.",
+        text_columns=2,
+    )
+    return [calls, accept, tokens, validity]
 
 
 def _share(part: float, whole: float | None) -> str:

@@ -13,6 +13,9 @@ from datetime import date
 
 from accounting.pricing import cost_usd, teacher_prices, warn_if_stale
 from adapters import make_client
+from adapters.hosts import structured_output_problem
+from core.calls import HostRoute
+from core.capabilities import teacher_request
 from core.config import Config, ConfigError, TeacherSection, api_key
 from core.records import Question
 from engine.budget import Budget
@@ -24,11 +27,40 @@ from store.calls import Store
 EMULATOR_KEY = "emulator-key"
 
 
+def host_route(t: TeacherSection) -> HostRoute | None:
+    """Where an openai-wire teacher's requests go beyond its base_url; None for the other wires."""
+    if t.provider != "openai":
+        return None
+    return HostRoute(
+        host=t.host or "openai",
+        deployment=t.deployment,
+        api_version=t.api_version,
+        site_url=t.site_url,
+        site_title=t.site_title,
+    )
+
+
+def check_structured(cfg: Config) -> None:
+    """With `[review] structured`, every teacher's host must offer structured output; ConfigError naming it."""
+    if not cfg.review.structured:
+        return
+    for i, t in enumerate(cfg.teachers):
+        route = host_route(t)
+        problem = structured_output_problem(route) if route is not None else None
+        if problem is None and t.provider == "anthropic" and teacher_request(t, ()).reasoning is not None:
+            # Structured scores are a forced tool call, which Anthropic refuses with extended thinking
+            # (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility).
+            problem = 'Anthropic refuses a forced tool call with extended thinking; set its `reasoning = "off"`'
+        if problem is not None:
+            raise ConfigError(f"$.teachers[{i}]: teacher {t.name!r} cannot give structured review scores: {problem}")
+
+
 def check_teachers(cfg: Config) -> None:
-    """Everything about the teachers that can fail before a call is sent: keys, prices under a cap."""
+    """Everything about the teachers that can fail before a call is sent: keys, prices under a cap, hosts."""
     if not cfg.teachers:
         raise ConfigError("no [[teachers]] in the config: the teach stage needs at least two")
     warn_if_stale(date.today())
+    check_structured(cfg)
     for t in cfg.teachers:
         if t.base_url != "emulator":
             api_key(t)
@@ -45,7 +77,17 @@ def _emulator_spec(cfg: Config):
     section = cfg.emulator
     assert section is not None
     return EmulatorSpec(
-        models={t.model: ModelLimits(rpm=t.rpm, tpm=t.tpm) for t in cfg.teachers if t.base_url == "emulator"},
+        # An Azure teacher's requests name its deployment, not its model.
+        models={
+            (t.deployment if t.host == "azure" else t.model) or t.model: ModelLimits(
+                rpm=t.rpm,
+                tpm=t.tpm,
+                header_dialect="azure" if t.host == "azure" else "openai",
+                refund_unused_tokens=t.host != "azure",
+            )
+            for t in cfg.teachers
+            if t.base_url == "emulator"
+        },
         latency=Latency(
             median_ms=section.latency_ms, sigma=section.latency_sigma, ms_per_output_token=section.ms_per_output_token
         ),
@@ -69,7 +111,13 @@ async def open_teachers(
             from emulator import run_emulator
             from emulator.fair_script import FairScript
 
-            answer_fn = FairScript(questions, seed=cfg.emulator.seed) if cfg.emulator.answers == "fair" else None
+            section = cfg.emulator
+            assert section is not None  # load_config requires [emulator] for base_url = "emulator"
+            answer_fn = (
+                FairScript(questions, seed=section.seed, forget_brackets=section.forget_brackets)
+                if section.answers == "fair"
+                else None
+            )
             emulator = await stack.enter_async_context(run_emulator(_emulator_spec(cfg), answer_fn))
         teachers = []
         for section in cfg.teachers:
@@ -78,12 +126,16 @@ async def open_teachers(
 
 
 async def _open_teacher(stack: AsyncExitStack, t: TeacherSection, emulator, store: Store, budget: Budget) -> Teacher:
+    route = host_route(t)
     if t.base_url == "emulator":
-        key, base_url = EMULATOR_KEY, emulator.base_url(t.provider)
+        # Azure's URL starts at the resource endpoint, without /v1.
+        key, base_url = EMULATOR_KEY, emulator.url if t.host == "azure" else emulator.base_url(t.provider)
     else:
         key, base_url = api_key(t), t.base_url
     client = await stack.enter_async_context(
-        make_client(t.provider, api_key=key, base_url=base_url, max_connections=t.max_in_flight, name=t.name)
+        make_client(
+            t.provider, api_key=key, base_url=base_url, max_connections=t.max_in_flight, name=t.name, route=route
+        )
     )
     lane = Lane(t.name, client, lane_limits(t))
     prices = teacher_prices(t)

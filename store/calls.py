@@ -144,7 +144,7 @@ _INSERT_CALL = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?
 
 # ChatRequest fields added since the first release, with their defaults: left out of the
 # key at those, so a request that uses none of them keeps the key older stores hold.
-_KEY_OPTIONAL = {"token_field": "max_tokens", "reasoning": None}
+_KEY_OPTIONAL = {"token_field": "max_tokens", "reasoning": None, "structured_score": False}
 
 
 def request_key(provider: str, request: ChatRequest) -> str:
@@ -153,6 +153,8 @@ def request_key(provider: str, request: ChatRequest) -> str:
     for name, default in _KEY_OPTIONAL.items():
         if fields[name] == default:
             del fields[name]
+    # A cache hint changes what is billed, not the answer.
+    del fields["cache_prefix_chars"]
     payload = msgspec.json.encode((provider, fields))
     return hashlib.sha256(payload).hexdigest()
 

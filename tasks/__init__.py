@@ -8,7 +8,7 @@ from tasks.answers import extract_answer, is_correct, normalize_answer
 from tasks.family import Family, family
 from tasks.loaders import LoadReport, SkippedRecord, load_split, load_split_report
 from tasks.mistakes_import import import_mistakes
-from tasks.scores import parse_score
+from tasks.scores import parse_score, parse_structured_score, review_score
 
 __all__ = [
     "Family",
@@ -22,4 +22,6 @@ __all__ = [
     "load_split_report",
     "normalize_answer",
     "parse_score",
+    "parse_structured_score",
+    "review_score",
 ]
