@@ -390,3 +390,34 @@ async def test_a_teach_run_with_reasoning_teachers_bills_and_reports_their_think
     assert report.total_usd == pytest.approx(expected_usd, rel=1e-6)
     total = report.datasets[0].total
     assert total.usd is not None and 0 < total.reasoning_usd < total.usd
+
+
+def test_the_worst_case_forecast_bills_each_call_its_whole_output_limit_once(tmp_path: Path) -> None:
+    """The pilot's cap check forecasts every answer as long as it may be: max_tokens plus the thinking budget, not
+    that plus the expected thinking again; an expected length counts its thinking within the output limit."""
+    from accounting.forecast import forecast
+    from core.config import Config, DatasetSection, RunSection
+    from core.records import Mistake
+
+    mistakes = [
+        Mistake(id="1", task="svamp", question="Tom has 3 apples and buys 4 more.", gold_answer="7",
+                student_answer="6", student_final_answer="6")
+    ]  # fmt: skip
+    teachers = [
+        _teacher("anthropic", "claude-sonnet-4-5", reasoning=2048, max_tokens=300),
+        TeacherSection(name="u", provider="openai", model="o4-mini", reasoning="low", max_tokens=300),
+    ]
+    cfg = Config(run=RunSection(name="x", out_dir=str(tmp_path)), datasets=[DatasetSection(task="svamp")],
+                 teachers=teachers)  # fmt: skip
+    worst = forecast(cfg, {"svamp": mistakes}, output_tokens={"rationale": float("inf"), "feedback": float("inf"),
+                                                               "review": float("inf")})  # fmt: skip
+    limits = {t.name: teacher_request(t, ()).output_limit for t in teachers}
+    for row in worst.datasets[0].rows:
+        assert row.output_tokens == row.calls * limits[row.teacher], row
+        assert row.reasoning_tokens == row.calls * (limits[row.teacher] - 300), row
+    # An expected visible length longer than max_tokens is cut to it; the thinking estimate comes on top.
+    given = forecast(cfg, {"svamp": mistakes}, output_tokens={"rationale": 1000.0, "feedback": 1000.0,
+                                                              "review": 1000.0})  # fmt: skip
+    claude = next(r for r in given.datasets[0].rows if r.teacher == "t" and r.stage == "rationale")
+    assert claude.output_tokens - claude.reasoning_tokens == 300
+    assert 0 < claude.reasoning_tokens <= 2048
