@@ -203,7 +203,8 @@ def forecast(
     teacher model, task and stage, else the defaults. A measured length (thinking
     included) is capped at the teacher's output limit (`max_tokens` plus any thinking
     budget); a default or given length is the visible answer, capped at `max_tokens`,
-    with the expected thinking on top within that limit (an infinite one: the whole limit). `latency_s` overrides the seconds per call. `messages`
+    with the expected thinking on top within that limit (an infinite one: the whole limit).
+    `latency_s` overrides the seconds per call. `messages`
     and `estimate` default to the ones the run uses (its prompt set's teacher messages,
     `engine.tokens.estimate_request_tokens`).
     """
