@@ -98,6 +98,8 @@ _TABLE: dict[str, _Row] = {
     "gemini-1.5-flash-8b": _Row(0.0375, 0.15),
     "gemini-1.5-pro": _Row(1.25, 5.0),
     # Anthropic: cache reads 0.1x input, 5-minute cache writes 1.25x input.
+    # https://platform.claude.com/docs/en/models/opus-4-8/overview
+    "claude-opus-4-8": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-6": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-5": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-1": _Row(15.0, 75.0, 1.5, 18.75, 7.5, 37.5),

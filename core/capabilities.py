@@ -14,6 +14,7 @@ all providers; `resolve_request_shape` turns that into what its provider takes:
   `thinking: {type: enabled, budget_tokens}`, at least 1024 and below `max_tokens`,
   with `temperature` / `top_p` left at their defaults.
   https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+  Claude Opus 4.7 and 4.8: adaptive thinking only, `output_config.effort` low | medium | high.
 - Gemini 2.5: `generationConfig.thinkingConfig.thinkingBudget`; 0 turns thinking off on
   Flash and Flash-Lite, never on Pro (128..32768). Thoughts count against
   `maxOutputTokens`. https://ai.google.dev/gemini-api/docs/thinking
@@ -100,6 +101,21 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
         _PLAIN,
     ),
     "anthropic": (
+        # Claude Opus 4.7 and 4.8 take only adaptive thinking (`thinking: {type: adaptive}`, its depth
+        # by `output_config.effort`, bounded by max_tokens alone; `budget_tokens` is a 400) and no
+        # temperature / top_p; thinking stays off unless asked. The allowance bounds the thinking as
+        # OpenAI's effort does. https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html,
+        # https://effloow.com/articles/claude-opus-4-7-developer-guide-2026; 128k output:
+        # https://platform.claude.com/docs/en/models/opus-4-8/overview
+        Capability(
+            pattern=r"^claude-opus-4-[78]",
+            sampling=False,
+            reasoning="effort",
+            effort_budgets=(4096, 16384, 32768),
+            reasoning_estimate=(700, 2000, 6000),
+            default_reasoning="off",
+            max_output_tokens=128_000,
+        ),
         # Extended thinking is opt-in: off unless the teacher sets `reasoning`.
         Capability(
             pattern=r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)",

@@ -12,7 +12,13 @@ test double that reused the client's table would agree with the client's mistake
   (`thinking: {type: enabled, budget_tokens}`), with `budget_tokens` >= 1024 and below
   `max_tokens`, `temperature` 1 or unset, `top_p` unset or >= 0.95
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking). Older models
-  refuse `thinking`.
+  refuse `thinking`. Claude Opus 4.7 and 4.8 take only adaptive thinking
+  (`thinking: {type: adaptive}`, depth by `output_config.effort`, bounded by `max_tokens`
+  alone) and refuse `type: enabled` with the error text below and any `temperature` /
+  `top_p` (sampling parameters were removed):
+  https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html,
+  https://effloow.com/articles/claude-opus-4-7-developer-guide-2026; Opus 4.6 and Sonnet 4.6
+  take both kinds.
 - Gemini 2.5 thinks by default (dynamic budget); `thinkingConfig.thinkingBudget` caps it,
   0 turns it off on Flash and Flash-Lite and is refused by Pro (128..32768; Flash 0..24576,
   Flash-Lite 0 or 512..24576): https://ai.google.dev/gemini-api/docs/thinking. Thoughts
@@ -32,6 +38,9 @@ EFFORT_SCALE = {"minimal": 0.1, "low": 0.5, "medium": 1.0, "high": 2.0}
 
 _OPENAI_REASONING = re.compile(r"^o\d|^gpt-5(?!.*-chat)")
 _ANTHROPIC_THINKING = re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)")
+_ANTHROPIC_ADAPTIVE = re.compile(r"^claude-(opus-4-[678]|sonnet-4-6)")
+_ANTHROPIC_ADAPTIVE_ONLY = re.compile(r"^claude-opus-4-[78]")
+ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _GEMINI_THINKING = re.compile(r"^gemini-2\.5")
 ANTHROPIC_MIN_BUDGET = 1024
 
@@ -89,12 +98,36 @@ def check_openai(
 
 
 def check_anthropic(
-    model: str, max_tokens: int, budget: int | None, temperature: float | None, top_p: float | None
+    model: str,
+    max_tokens: int,
+    budget: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    *,
+    adaptive: bool = False,
+    effort: str | None = None,
 ) -> None:
-    """Raise `Rejected` as Anthropic does for extended thinking it cannot run (`budget` None: not asked)."""
+    """Raise `Rejected` as Anthropic does for thinking it cannot run (`budget` None and not `adaptive`: not asked)."""
+    name = model.lower()
+    if _ANTHROPIC_ADAPTIVE_ONLY.search(name):
+        for param, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None:
+                raise Rejected(f"`{param}` is not supported for this model.")
+        if budget is not None:
+            # Quoted in https://github.com/anomalyco/opencode/issues/22863 (a 400 invalid_request_error).
+            raise Rejected(
+                '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
+                '"output_config.effort" to control thinking behavior.'
+            )
+    if effort is not None and effort not in ANTHROPIC_EFFORTS:
+        raise Rejected(f"output_config.effort: Input should be {', '.join(repr(e) for e in ANTHROPIC_EFFORTS)}")
+    if adaptive:
+        if not _ANTHROPIC_ADAPTIVE.search(name):
+            raise Rejected(f"adaptive thinking is not supported on '{model}'.")
+        return
     if budget is None:
         return
-    if not _ANTHROPIC_THINKING.search(model.lower()):
+    if not _ANTHROPIC_THINKING.search(name):
         raise Rejected(f"'{model}' does not support thinking.")
     if budget < ANTHROPIC_MIN_BUDGET:
         # https://github.com/themaximalist/llm.js/issues/30 quotes it.

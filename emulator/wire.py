@@ -362,6 +362,10 @@ class _AnthropicThinking(msgspec.Struct):
     budget_tokens: int = 0
 
 
+class _AnthropicOutputConfig(msgspec.Struct):
+    effort: str | None = None
+
+
 class _AnthropicRequest(msgspec.Struct):
     model: str
     messages: list[_AnthropicMessage]
@@ -370,6 +374,7 @@ class _AnthropicRequest(msgspec.Struct):
     temperature: float | None = None
     top_p: float | None = None
     thinking: _AnthropicThinking | None = None
+    output_config: _AnthropicOutputConfig | None = None
     stream: bool = False
 
 
@@ -404,7 +409,10 @@ class AnthropicWire:
         if req.stream:
             raise ValueError("stream=true is not supported by the emulator")
         budget = req.thinking.budget_tokens if req.thinking is not None and req.thinking.type == "enabled" else None
-        check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p)
+        adaptive = req.thinking is not None and req.thinking.type == "adaptive"
+        # Adaptive thinking's default effort is high.
+        effort = req.output_config.effort if req.output_config is not None else None
+        check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p, adaptive=adaptive, effort=effort)
         messages = [("system", _text(req.system))] if req.system else []
         messages += [(m.role, _text(m.content)) for m in req.messages]
         blocks = _blocks("system", req.system) + [b for m in req.messages for b in _blocks(m.role, m.content)]
@@ -415,7 +423,8 @@ class AnthropicWire:
             max_tokens=req.max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
-            thinks=budget is not None,
+            thinks=budget is not None or adaptive,
+            effort=(effort or "high") if adaptive else None,
             thinking_budget=budget,
             cache_breakpoint=breakpoint_tokens(blocks),
         )

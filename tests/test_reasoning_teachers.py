@@ -209,6 +209,14 @@ REFUSALS = [
         ),
         "does not support thinking",
     ),
+    # Claude Opus 4.7 and 4.8 take adaptive thinking only.
+    (
+        "anthropic",
+        ChatRequest(
+            model="claude-opus-4-7", messages=QUESTION, temperature=None, reasoning=Reasoning(budget_tokens=2048)
+        ),
+        '"thinking.type.enabled" is not supported for this model',
+    ),
     # Gemini 2.5 Pro cannot turn thinking off.
     (
         "gemini",
@@ -421,3 +429,30 @@ def test_the_worst_case_forecast_bills_each_call_its_whole_output_limit_once(tmp
     claude = next(r for r in given.datasets[0].rows if r.teacher == "t" and r.stage == "rationale")
     assert claude.output_tokens - claude.reasoning_tokens == 300
     assert 0 < claude.reasoning_tokens <= 2048
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("model", ["claude-opus-4-7", "claude-opus-4-8-20260528"])
+async def test_an_adaptive_only_claude_thinks_by_effort_within_max_tokens_and_is_billed(model: str) -> None:
+    """Opus 4.7 and 4.8 refuse `budget_tokens` and sampling parameters: the effort goes as `output_config.effort`
+    with `thinking: {type: adaptive}`, and the effort's allowance comes on top of max_tokens."""
+    teacher = _teacher("anthropic", model, reasoning="low")
+    request = teacher_request(teacher, QUESTION)
+    body = _body("anthropic", request)
+    assert set(body) == {"model", "messages", "max_tokens", "thinking", "output_config"}
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "low"}
+    assert body["max_tokens"] == 512 + request.output_limit - request.max_tokens > 512
+    async with run_emulator(_spec(thinking_tokens=600)) as emu:
+        async with ChatClient("anthropic", api_key=KEY, base_url=emu.base_url("anthropic")) as client:
+            result = await client.complete(request, timeout_s=10)
+        billed = emu.stats().models[model]
+    assert "step by step" not in result.text
+    assert billed.billed_reasoning_tokens == 300  # low: half of 600
+    assert result.output_tokens == VISIBLE + 300
+    if "4-8" in model:  # Opus 4.7's price is not in the table: "unknown", never 0
+        prices = teacher_prices(teacher)
+        assert prices is not None and prices.out_per_mtok == 25.0
+    # Off by default, as at the provider; a temperature is a config error naming teacher and key.
+    assert "thinking" not in _body("anthropic", teacher_request(_teacher("anthropic", model), QUESTION))
+    with pytest.raises(ValueError, match="`temperature`"):
+        _teacher("anthropic", model, temperature=0.5)
