@@ -456,3 +456,19 @@ async def test_an_adaptive_only_claude_thinks_by_effort_within_max_tokens_and_is
     assert "thinking" not in _body("anthropic", teacher_request(_teacher("anthropic", model), QUESTION))
     with pytest.raises(ValueError, match="`temperature`"):
         _teacher("anthropic", model, temperature=0.5)
+
+
+def test_a_teacher_that_uses_no_reasoning_keeps_the_content_keys_older_stores_hold() -> None:
+    """The keys below were computed by the store before reasoning teachers (5735efc): a rerun of an old config
+    finds its answers and buys nothing twice, a Claude that could think included (thinking is opt-in)."""
+    from store.calls import request_key
+
+    plain = _teacher("openai", "gpt-4o-mini")
+    messages = (Message("system", "Be brief."), Message("user", "What is 3 + 4?"))
+    assert request_key("openai", teacher_request(plain, messages)) == (
+        "d5eecb3099449ccc46f5c6f4c36908a775daf9ea31e510dc64903720df2accb6"
+    )
+    claude = _teacher("anthropic", "claude-sonnet-4-5", temperature=0.7, top_p=0.9, max_tokens=256)
+    assert request_key("anthropic", teacher_request(claude, (Message("user", "What is 3 + 4?"),))) == (
+        "af4debbe5ec81a1cc5e1f826a4e4bf510de38d04a08121ceb3d62049edb23783"
+    )
