@@ -71,6 +71,18 @@ class Capability(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _PLAIN = Capability(pattern="")
+# Extended thinking (Claude 3.7 Sonnet, the Claude 4 family) is opt-in: off unless the teacher sets `reasoning`.
+_CLAUDE_THINKING = Capability(
+    pattern=r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)",
+    reasoning="budget",
+    min_budget=1024,
+    effort_budgets=(1024, 4096, 16384),
+    reasoning_estimate=(700, 2000, 6000),
+    default_reasoning="off",
+    sampling_with_thinking=False,
+    # Sonnet 3.7/4/4.5, Haiku 4.5, Opus 4.5.
+    max_output_tokens=64_000,
+)
 
 CAPABILITIES: dict[str, tuple[Capability, ...]] = {
     "openai": (
@@ -116,18 +128,14 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             default_reasoning="off",
             max_output_tokens=128_000,
         ),
-        # Extended thinking is opt-in: off unless the teacher sets `reasoning`.
-        Capability(
-            pattern=r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)",
-            reasoning="budget",
-            min_budget=1024,
-            effort_budgets=(1024, 4096, 16384),
-            reasoning_estimate=(700, 2000, 6000),
-            default_reasoning="off",
-            sampling_with_thinking=False,
-            # Sonnet 3.7/4/4.5, Haiku 4.5, Opus 4.5; Opus 4 and 4.1 stop at 32000 (the API says so).
-            max_output_tokens=64_000,
+        # Output ceilings differ within the family: Opus 4 and 4.1 write at most 32000 tokens, the
+        # 4.6 models 128000, the others 64000; the API refuses a max_tokens above them.
+        # https://platform.claude.com/docs/en/about-claude/models/overview
+        msgspec.structs.replace(
+            _CLAUDE_THINKING, pattern=r"^claude-opus-4(-[01])?(-\d{8})?$", max_output_tokens=32_000
         ),
+        msgspec.structs.replace(_CLAUDE_THINKING, pattern=r"^claude-(opus|sonnet)-4-6", max_output_tokens=128_000),
+        _CLAUDE_THINKING,
         _PLAIN,
     ),
     "gemini": (
@@ -258,6 +266,9 @@ def check_teacher(teacher: TeacherSection) -> None:
     """
     cap = teacher_capability(teacher)
     reasoning = resolve_reasoning(teacher)
+    estimate = teacher.reasoning_tokens_estimate
+    if estimate is not None and estimate < 0:
+        raise ValueError(f"`reasoning_tokens_estimate` = {estimate}: a count of tokens; set it to 0 or more")
     if not _takes_sampling(cap, reasoning):
         why = "while it thinks (extended thinking)" if cap.sampling else "(a reasoning model)"
         for key in ("temperature", "top_p"):

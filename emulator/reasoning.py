@@ -41,6 +41,14 @@ _ANTHROPIC_THINKING = re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)"
 _ANTHROPIC_ADAPTIVE = re.compile(r"^claude-(opus-4-[678]|sonnet-4-6)")
 _ANTHROPIC_ADAPTIVE_ONLY = re.compile(r"^claude-opus-4-[78]")
 ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+# Most output tokens (thinking included) a Claude model writes, first match wins; others: unchecked.
+# https://platform.claude.com/docs/en/about-claude/models/overview (Opus 4 and 4.1: 32k; the 4.6
+# and later models 128k: https://platform.claude.com/docs/en/models/opus-4-8/overview).
+_ANTHROPIC_MAX_OUTPUT = (
+    (re.compile(r"^claude-opus-4(-[01])?(-\d{8})?$"), 32_000),
+    (re.compile(r"^claude-(opus-4-[678]|sonnet-4-6)"), 128_000),
+    (re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4)"), 64_000),
+)
 _GEMINI_THINKING = re.compile(r"^gemini-2\.5")
 ANTHROPIC_MIN_BUDGET = 1024
 
@@ -107,8 +115,15 @@ def check_anthropic(
     adaptive: bool = False,
     effort: str | None = None,
 ) -> None:
-    """Raise `Rejected` as Anthropic does for thinking it cannot run (`budget` None and not `adaptive`: not asked)."""
+    """Raise `Rejected` as Anthropic does for thinking it cannot run (`budget` None and not `adaptive`: not asked),
+    and for a `max_tokens` above what the model can write."""
     name = model.lower()
+    ceiling = next((tokens for pattern, tokens in _ANTHROPIC_MAX_OUTPUT if pattern.search(name)), None)
+    if ceiling is not None and max_tokens > ceiling:
+        # Quoted in https://github.com/Effect-TS/effect/pull/7129.
+        raise Rejected(
+            f"max_tokens: {max_tokens} > {ceiling}, which is the maximum allowed number of output tokens for {model}"
+        )
     if _ANTHROPIC_ADAPTIVE_ONLY.search(name):
         for param, value in (("temperature", temperature), ("top_p", top_p)):
             if value is not None:

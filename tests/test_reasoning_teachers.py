@@ -209,6 +209,18 @@ REFUSALS = [
         ),
         "does not support thinking",
     ),
+    # Claude Opus 4.1 writes at most 32000 tokens, thinking included.
+    (
+        "anthropic",
+        ChatRequest(
+            model="claude-opus-4-1-20250805",
+            messages=QUESTION,
+            temperature=None,
+            max_tokens=512,
+            reasoning=Reasoning(budget_tokens=32000),
+        ),
+        "max_tokens: 32512 > 32000, which is the maximum allowed number of output tokens",
+    ),
     # Claude Opus 4.7 and 4.8 take adaptive thinking only.
     (
         "anthropic",
@@ -282,6 +294,10 @@ BAD_TEACHERS = [
         'provider = "anthropic"\nmodel = "claude-sonnet-4-5"\nreasoning = "low"\ntemperature = 0.5',
         "`temperature` = 0.5",
     ),
+    # Opus 4 and 4.1 stop at 32000 output tokens, the 4.6 models at 128000 (not the family's 64000).
+    ('provider = "anthropic"\nmodel = "claude-opus-4-1"\nreasoning = 32000', "passes the 32000 output tokens"),
+    ('provider = "anthropic"\nmodel = "claude-opus-4-20250514"\nreasoning = 32000', "passes the 32000 output"),
+    ('model = "o3"\nreasoning = "low"\nreasoning_tokens_estimate = -1', "`reasoning_tokens_estimate` = -1"),
     ('provider = "gemini"\nmodel = "gemini-2.5-pro"\nreasoning = "off"', "cannot turn its reasoning off"),
     ('provider = "gemini"\nmodel = "gemini-2.5-pro"\nreasoning = 40000', "above the maximum thinking budget"),
 ]
@@ -472,3 +488,8 @@ def test_a_teacher_that_uses_no_reasoning_keeps_the_content_keys_older_stores_ho
     assert request_key("anthropic", teacher_request(claude, (Message("user", "What is 3 + 4?"),))) == (
         "af4debbe5ec81a1cc5e1f826a4e4bf510de38d04a08121ceb3d62049edb23783"
     )
+
+
+def test_a_claude_4_6_takes_a_thinking_budget_up_to_its_128k_output() -> None:
+    teacher = _teacher("anthropic", "claude-sonnet-4-6", reasoning=100_000)
+    assert teacher_request(teacher, QUESTION).output_limit == 100_512
