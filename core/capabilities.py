@@ -235,8 +235,11 @@ def resolve_reasoning(teacher: TeacherSection) -> Reasoning | None:
                 f"`reasoning` = 'off': model {teacher.model!r} cannot turn its reasoning off; "
                 "use 'low' or the smallest budget it takes"
             )
-        # Gemini turns thinking off with a zero budget; the others by sending nothing.
-        return Reasoning(budget_tokens=0) if teacher.provider == "gemini" else None
+        # Gemini turns thinking off with a zero budget; the others by sending nothing. A model that is
+        # off by default (Flash-Lite) gets nothing either: the request, and its content key, stays the
+        # one older runs stored, so a rerun buys nothing twice.
+        explicit = teacher.reasoning is not None and teacher.provider == "gemini"
+        return Reasoning(budget_tokens=0) if explicit else None
     if isinstance(setting, str):
         budget = cap.effort_budgets[EFFORTS.index(setting)]
     else:

@@ -19,10 +19,11 @@ test double that reused the client's table would agree with the client's mistake
   https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html,
   https://effloow.com/articles/claude-opus-4-7-developer-guide-2026; Opus 4.6 and Sonnet 4.6
   take both kinds.
-- Gemini 2.5 thinks by default (dynamic budget); `thinkingConfig.thinkingBudget` caps it,
-  0 turns it off on Flash and Flash-Lite and is refused by Pro (128..32768; Flash 0..24576,
-  Flash-Lite 0 or 512..24576): https://ai.google.dev/gemini-api/docs/thinking. Thoughts
-  count against `maxOutputTokens`. Older models refuse a thinking config.
+- Gemini 2.5 thinks by default (dynamic budget; Flash-Lite only when given one);
+  `thinkingConfig.thinkingBudget` caps it, 0 turns it off on Flash and Flash-Lite and is refused
+  by Pro (128..32768; Flash 0..24576, Flash-Lite 0 or 512..24576):
+  https://ai.google.dev/gemini-api/docs/thinking. Thoughts count against `maxOutputTokens`.
+  Older models refuse a thinking config.
 
 The error texts are the providers' own where they are on record (OpenAI's two, Anthropic's
 budget minimum, Gemini's "Budget 0 is invalid"), paraphrased otherwise.
@@ -160,6 +161,15 @@ def check_anthropic(
 def gemini_thinks(model: str) -> bool:
     """Whether a Gemini model thinks (the 2.5 family)."""
     return bool(_GEMINI_THINKING.search(model.lower()))
+
+
+def gemini_thinking_on(model: str, budget: int | None) -> bool:
+    """Whether a Gemini request thinks: a budget of 0 turns it off; unset, Flash-Lite does not think
+    (its default, https://ai.google.dev/gemini-api/docs/thinking, quoted in
+    https://github.com/cline/cline/issues/7735) and the others think dynamically."""
+    if not gemini_thinks(model) or budget == 0:
+        return False
+    return budget is not None or "lite" not in model.lower()
 
 
 def check_gemini(model: str, budget: int | None) -> None:

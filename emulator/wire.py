@@ -27,7 +27,14 @@ from typing import ClassVar, Literal
 import msgspec
 
 from emulator.caching import breakpoint_tokens
-from emulator.reasoning import Rejected, check_anthropic, check_gemini, check_openai, gemini_thinks, openai_reasoning
+from emulator.reasoning import (
+    Rejected,
+    check_anthropic,
+    check_gemini,
+    check_openai,
+    gemini_thinking_on,
+    openai_reasoning,
+)
 from emulator.spec import AnswerRequest
 
 ErrorKind = Literal["auth", "invalid", "not_found", "rate_limit", "server", "unavailable"]
@@ -252,7 +259,7 @@ class GeminiWire:
             temperature=1.0 if config.temperature is None else config.temperature,
             top_p=1.0 if config.topP is None else config.topP,
             # Unset or -1: dynamic thinking, the model's own budget.
-            thinks=gemini_thinks(model) and budget != 0,
+            thinks=gemini_thinking_on(model, budget),
             thinking_budget=None if budget in (None, -1) else budget,
         )
 

@@ -488,8 +488,33 @@ def test_a_teacher_that_uses_no_reasoning_keeps_the_content_keys_older_stores_ho
     assert request_key("anthropic", teacher_request(claude, (Message("user", "What is 3 + 4?"),))) == (
         "af4debbe5ec81a1cc5e1f826a4e4bf510de38d04a08121ceb3d62049edb23783"
     )
+    # Flash-Lite does not think unless asked: its default sends no thinking config, the request it always sent.
+    lite = teacher_request(_teacher("gemini", "gemini-2.5-flash-lite"), (Message("user", "What is 3 + 4?"),))
+    assert "thinkingConfig" not in _body("gemini", lite)
+    assert request_key("gemini", lite) == "11035cf045ec9d7f26cdae0ff71fd570df0c6650c822dbc5b2bed75a0d22388e"
+    # Asked for explicitly, "off" is sent.
+    off = teacher_request(_teacher("gemini", "gemini-2.5-flash-lite", reasoning="off"), QUESTION)
+    assert _body("gemini", off)["thinkingConfig"] == {"thinkingBudget": 0}
 
 
 def test_a_claude_4_6_takes_a_thinking_budget_up_to_its_128k_output() -> None:
     teacher = _teacher("anthropic", "claude-sonnet-4-6", reasoning=100_000)
     assert teacher_request(teacher, QUESTION).output_limit == 100_512
+
+
+@pytest.mark.anyio
+async def test_the_emulated_flash_lite_thinks_only_when_given_a_budget() -> None:
+    """Gemini 2.5 Flash-Lite does not think by default (https://github.com/cline/cline/issues/7735 quotes the docs);
+    Flash does (dynamic)."""
+    plain = (Message("user", "What is 3 + 4?"),)
+    async with run_emulator(_spec(thinking_tokens=200)) as emu:
+        async with ChatClient("gemini", api_key=KEY, base_url=emu.base_url("gemini")) as client:
+            for model in ("gemini-2.5-flash-lite", "gemini-2.5-flash"):
+                await client.complete(ChatRequest(model=model, messages=plain, max_tokens=2048), timeout_s=10)
+            budget = Reasoning(budget_tokens=1024)
+            await client.complete(
+                ChatRequest(model="gemini-2.5-flash-lite", messages=QUESTION, reasoning=budget), timeout_s=10
+            )
+        stats = emu.stats().models
+    assert stats["gemini-2.5-flash"].billed_reasoning_tokens == 200
+    assert stats["gemini-2.5-flash-lite"].billed_reasoning_tokens == 200  # the budgeted call only
