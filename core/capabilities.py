@@ -71,6 +71,16 @@ class Capability(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _PLAIN = Capability(pattern="")
+_GEMINI_FLASH = Capability(
+    pattern=r"^gemini-2\.5-flash",
+    reasoning="budget",
+    min_budget=1,
+    max_budget=24576,
+    effort_budgets=(1024, 8192, 24576),
+    reasoning_estimate=(500, 1500, 5000),
+    default_reasoning="medium",
+    max_output_tokens=65_536,
+)
 # Extended thinking (Claude 3.7 Sonnet, the Claude 4 family) is opt-in: off unless the teacher sets `reasoning`.
 _CLAUDE_THINKING = Capability(
     pattern=r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)",
@@ -151,26 +161,10 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             max_output_tokens=65_536,
         ),
         # Flash-Lite does not think unless asked; its budgets start at 512.
-        Capability(
-            pattern=r"^gemini-2\.5-flash-lite",
-            reasoning="budget",
-            min_budget=512,
-            max_budget=24576,
-            effort_budgets=(1024, 8192, 24576),
-            reasoning_estimate=(500, 1500, 5000),
-            default_reasoning="off",
-            max_output_tokens=65_536,
+        msgspec.structs.replace(
+            _GEMINI_FLASH, pattern=r"^gemini-2\.5-flash-lite", min_budget=512, default_reasoning="off"
         ),
-        Capability(
-            pattern=r"^gemini-2\.5-flash",
-            reasoning="budget",
-            min_budget=1,
-            max_budget=24576,
-            effort_budgets=(1024, 8192, 24576),
-            reasoning_estimate=(500, 1500, 5000),
-            default_reasoning="medium",
-            max_output_tokens=65_536,
-        ),
+        _GEMINI_FLASH,
         _PLAIN,
     ),
 }
