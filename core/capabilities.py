@@ -14,7 +14,8 @@ all providers; `resolve_request_shape` turns that into what its provider takes:
   `thinking: {type: enabled, budget_tokens}`, at least 1024 and below `max_tokens`,
   with `temperature` / `top_p` left at their defaults.
   https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
-  Claude Opus 4.7 and 4.8: adaptive thinking only, `output_config.effort` low | medium | high.
+  Claude Opus 4.7, 4.8 and the Claude 5 generation: adaptive thinking only, `output_config.effort`
+  low | medium | high (Claude 5 thinks unless told otherwise, so its default effort is always sent).
 - Gemini 2.5: `generationConfig.thinkingConfig.thinkingBudget`; 0 turns thinking off on
   Flash and Flash-Lite, never on Pro (128..32768). Thoughts count against
   `maxOutputTokens`. https://ai.google.dev/gemini-api/docs/thinking
@@ -136,6 +137,20 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             effort_budgets=(4096, 16384, 32768),
             reasoning_estimate=(700, 2000, 6000),
             default_reasoning="off",
+            max_output_tokens=128_000,
+        ),
+        # The Claude 5 generation (Opus 5 and 5.5, Sonnet, Haiku, Fable, Mythos 5) is adaptive too, and
+        # thinks when `thinking` is unset (Opus 5.5 and Fable cannot turn it off at all), so its effort is
+        # always sent and "off" refused. https://platform.claude.com/docs/en/models/opus-5/overview,
+        # https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview
+        Capability(
+            pattern=r"^claude-(opus|sonnet|haiku|fable|mythos)-5",
+            sampling=False,
+            reasoning="effort",
+            can_disable=False,
+            effort_budgets=(4096, 16384, 32768),
+            reasoning_estimate=(700, 2000, 6000),
+            default_reasoning="medium",
             max_output_tokens=128_000,
         ),
         # Output ceilings differ within the family: Opus 4 and 4.1 write at most 32000 tokens, the

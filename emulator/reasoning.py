@@ -18,7 +18,11 @@ test double that reused the client's table would agree with the client's mistake
   `top_p` (sampling parameters were removed):
   https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html,
   https://effloow.com/articles/claude-opus-4-7-developer-guide-2026; Opus 4.6 and Sonnet 4.6
-  take both kinds.
+  take both kinds. The Claude 5 generation (Opus 5 and 5.5, Sonnet, Haiku, Fable, Mythos 5)
+  thinks adaptively even when `thinking` is unset and refuses `type: enabled`
+  (https://platform.claude.com/docs/en/models/opus-5/overview: "thinking on by default";
+  https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview: Opus 5.5 cannot disable it),
+  writing up to 128k tokens.
 - Gemini 2.5 thinks by default (dynamic budget; Flash-Lite only when given one);
   `thinkingConfig.thinkingBudget` caps it, 0 turns it off on Flash and Flash-Lite and is refused
   by Pro (128..32768; Flash 0..24576, Flash-Lite 0 or 512..24576):
@@ -39,15 +43,20 @@ EFFORT_SCALE = {"minimal": 0.1, "low": 0.5, "medium": 1.0, "high": 2.0}
 
 _OPENAI_REASONING = re.compile(r"^o\d|^gpt-5(?!.*-chat)")
 _ANTHROPIC_THINKING = re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)")
-_ANTHROPIC_ADAPTIVE = re.compile(r"^claude-(opus-4-[678]|sonnet-4-6)")
-_ANTHROPIC_ADAPTIVE_ONLY = re.compile(r"^claude-opus-4-[78]")
+_CLAUDE_5 = r"(opus|sonnet|haiku|fable|mythos)-5"
+_ANTHROPIC_ADAPTIVE = re.compile(rf"^claude-(opus-4-[678]|sonnet-4-6|{_CLAUDE_5})")
+_ANTHROPIC_ADAPTIVE_ONLY = re.compile(rf"^claude-(opus-4-[78]|{_CLAUDE_5})")
+# Opus 4.7 and 4.8 refuse sampling parameters.
+_ANTHROPIC_NO_SAMPLING = re.compile(r"^claude-opus-4-[78]")
+# The Claude 5 generation thinks (adaptively, at its default effort) when `thinking` is unset.
+_ANTHROPIC_THINKS_BY_DEFAULT = re.compile(rf"^claude-{_CLAUDE_5}")
 ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 # Most output tokens (thinking included) a Claude model writes, first match wins; others: unchecked.
 # https://platform.claude.com/docs/en/about-claude/models/overview (Opus 4 and 4.1: 32k; the 4.6
 # and later models 128k: https://platform.claude.com/docs/en/models/opus-4-8/overview).
 _ANTHROPIC_MAX_OUTPUT = (
     (re.compile(r"^claude-opus-4(-[01])?(-\d{8})?$"), 32_000),
-    (re.compile(r"^claude-(opus-4-[678]|sonnet-4-6)"), 128_000),
+    (re.compile(rf"^claude-(opus-4-[678]|sonnet-4-6|{_CLAUDE_5})"), 128_000),
     (re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4)"), 64_000),
 )
 _GEMINI_THINKING = re.compile(r"^gemini-2\.5")
@@ -125,16 +134,16 @@ def check_anthropic(
         raise Rejected(
             f"max_tokens: {max_tokens} > {ceiling}, which is the maximum allowed number of output tokens for {model}"
         )
-    if _ANTHROPIC_ADAPTIVE_ONLY.search(name):
+    if _ANTHROPIC_NO_SAMPLING.search(name):
         for param, value in (("temperature", temperature), ("top_p", top_p)):
             if value is not None:
                 raise Rejected(f"`{param}` is not supported for this model.")
-        if budget is not None:
-            # Quoted in https://github.com/anomalyco/opencode/issues/22863 (a 400 invalid_request_error).
-            raise Rejected(
-                '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
-                '"output_config.effort" to control thinking behavior.'
-            )
+    if _ANTHROPIC_ADAPTIVE_ONLY.search(name) and budget is not None:
+        # Quoted in https://github.com/anomalyco/opencode/issues/22863 (a 400 invalid_request_error).
+        raise Rejected(
+            '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
+            '"output_config.effort" to control thinking behavior.'
+        )
     if effort is not None and effort not in ANTHROPIC_EFFORTS:
         raise Rejected(f"output_config.effort: Input should be {', '.join(repr(e) for e in ANTHROPIC_EFFORTS)}")
     if adaptive:
@@ -156,6 +165,11 @@ def check_anthropic(
         raise Rejected("`temperature` may only be set to 1 when thinking is enabled.")
     if top_p is not None and top_p < 0.95:
         raise Rejected("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled.")
+
+
+def anthropic_thinks_by_default(model: str) -> bool:
+    """Whether a Claude model thinks when the request sets no `thinking` (the Claude 5 generation)."""
+    return bool(_ANTHROPIC_THINKS_BY_DEFAULT.search(model.lower()))
 
 
 def gemini_thinks(model: str) -> bool:

@@ -29,6 +29,7 @@ import msgspec
 from emulator.caching import breakpoint_tokens
 from emulator.reasoning import (
     Rejected,
+    anthropic_thinks_by_default,
     check_anthropic,
     check_gemini,
     check_openai,
@@ -416,7 +417,9 @@ class AnthropicWire:
         if req.stream:
             raise ValueError("stream=true is not supported by the emulator")
         budget = req.thinking.budget_tokens if req.thinking is not None and req.thinking.type == "enabled" else None
-        adaptive = req.thinking is not None and req.thinking.type == "adaptive"
+        adaptive = (
+            req.thinking.type == "adaptive" if req.thinking is not None else anthropic_thinks_by_default(req.model)
+        )
         # Adaptive thinking's default effort is high.
         effort = req.output_config.effort if req.output_config is not None else None
         check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p, adaptive=adaptive, effort=effort)

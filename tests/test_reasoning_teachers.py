@@ -229,6 +229,13 @@ REFUSALS = [
         ),
         '"thinking.type.enabled" is not supported for this model',
     ),
+    (
+        "anthropic",
+        ChatRequest(
+            model="claude-fable-5-1", messages=QUESTION, temperature=None, reasoning=Reasoning(budget_tokens=2048)
+        ),
+        '"thinking.type.enabled" is not supported for this model',
+    ),
     # Gemini 2.5 Pro cannot turn thinking off.
     (
         "gemini",
@@ -299,6 +306,8 @@ BAD_TEACHERS = [
     ('provider = "anthropic"\nmodel = "claude-opus-4-20250514"\nreasoning = 32000', "passes the 32000 output"),
     ('model = "o3"\nreasoning = "low"\nreasoning_tokens_estimate = -1', "`reasoning_tokens_estimate` = -1"),
     ('provider = "gemini"\nmodel = "gemini-2.5-pro"\nreasoning = "off"', "cannot turn its reasoning off"),
+    ('provider = "anthropic"\nmodel = "claude-opus-5-5"\nreasoning = "off"', "cannot turn its reasoning off"),
+    ('provider = "anthropic"\nmodel = "claude-fable-5-1"\ntemperature = 0.5', "`temperature` = 0.5"),
     ('provider = "gemini"\nmodel = "gemini-2.5-pro"\nreasoning = 40000', "above the maximum thinking budget"),
 ]
 
@@ -518,3 +527,24 @@ async def test_the_emulated_flash_lite_thinks_only_when_given_a_budget() -> None
         stats = emu.stats().models
     assert stats["gemini-2.5-flash"].billed_reasoning_tokens == 200
     assert stats["gemini-2.5-flash-lite"].billed_reasoning_tokens == 200  # the budgeted call only
+
+
+@pytest.mark.anyio
+async def test_a_claude_5_thinks_unasked_so_its_effort_is_always_sent_and_bounded() -> None:
+    """The Claude 5 generation thinks adaptively when `thinking` is unset, inside max_tokens: a plain request
+    would spend the visible answer's tokens on thinking. Its effort (default medium) goes explicitly, with the
+    allowance on top of max_tokens, so the worst case is known; its price is in the table."""
+    plain = ChatRequest(model="claude-opus-5-5", messages=QUESTION, temperature=None, max_tokens=2048)
+    async with run_emulator(_spec(thinking_tokens=600)) as emu:
+        async with ChatClient("anthropic", api_key=KEY, base_url=emu.base_url("anthropic")) as client:
+            result = await client.complete(plain, timeout_s=10)
+        assert emu.stats().models["claude-opus-5-5"].billed_reasoning_tokens == 1200  # unasked, at high effort
+    assert result.output_tokens == VISIBLE + 1200
+    teacher = _teacher("anthropic", "claude-opus-5-5")
+    request = teacher_request(teacher, QUESTION)
+    body = _body("anthropic", request)
+    assert set(body) == {"model", "messages", "max_tokens", "thinking", "output_config"}
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "medium"}
+    assert body["max_tokens"] == 512 + 16384
+    prices = teacher_prices(teacher)
+    assert prices is not None and (prices.in_per_mtok, prices.out_per_mtok, prices.cached_in_per_mtok) == (4, 20, 0.2)
