@@ -64,6 +64,14 @@ MessagesFn = Callable[..., Sequence[Message]]
 EstimateFn = Callable[[ChatRequest], int]
 
 
+class Expected(msgspec.Struct, frozen=True):
+    """Output tokens expected per call (thinking included), the thinking among them, and where the figure came from."""
+
+    tokens: float
+    thinking: float
+    source: str
+
+
 class ForecastRow(msgspec.Struct, kw_only=True):
     """One dataset x teacher x stage; `usd_low`..`usd_high` is the 90% interval when a pilot measured it."""
 
@@ -192,9 +200,11 @@ def forecast(
     extrapolated from its pilot (with 90% intervals). Otherwise
     expected output tokens per call come from `output_tokens` (per stage), else
     the first of `history` (then `store`, this run's own) that measured the same
-    teacher model, task and stage, else the defaults; each is capped at the
-    teacher's output limit (`max_tokens` plus any thinking budget), and defaults
-    get the teacher's expected thinking tokens on top. `latency_s` overrides the seconds per call. `messages`
+    teacher model, task and stage, else the defaults. A measured length (thinking
+    included) is capped at the teacher's output limit (`max_tokens` plus any thinking
+    budget); a default or given length is the visible answer, capped at `max_tokens`,
+    with the expected thinking on top within that limit (an infinite one: the whole limit).
+    `latency_s` overrides the seconds per call. `messages`
     and `estimate` default to the ones the run uses (its prompt set's teacher messages,
     `engine.tokens.estimate_request_tokens`).
     """
@@ -206,7 +216,7 @@ def forecast(
     if store is not None and output_tokens is None:
         sources.append(read_history(store, "store", {t.name: t.model for t in teachers}))
 
-    def expected_out(task: str, teacher: TeacherSection, stage: str) -> tuple[float, str]:
+    def expected_out(task: str, teacher: TeacherSection, stage: str) -> Expected:
         value, source = (output_tokens or {}).get(stage), "given"
         for h in sources if value is None else ():
             value, source = h.output_tokens(teacher.model, task, stage), h.source
@@ -214,8 +224,15 @@ def forecast(
                 break
         if value is None:
             value, source = DEFAULT_OUTPUT_TOKENS[stage], "defaults"
-        # A measured length holds any thinking, which the output limit covers on top of max_tokens.
-        return min(float(value), float(teacher_request(teacher, ()).output_limit)), source
+        limit = float(teacher_request(teacher, ()).output_limit)
+        if source not in ("defaults", "given"):
+            # A measured length holds any thinking, which the output limit covers on top of max_tokens.
+            return Expected(min(float(value), limit), 0.0, source)
+        # Defaults and given lengths are the visible answer; the thinking comes on top, within the limit.
+        # An unbounded length is the worst case, every answer its whole limit (thinking budget included).
+        visible = min(float(value), float(teacher.max_tokens))
+        total = limit if math.isinf(value) else min(visible + reasoning_tokens_estimate(teacher), limit)
+        return Expected(total, total - visible, source)
 
     sections: list[DatasetForecast] = []
     # Per teacher: calls, tokens and output tokens still to send, for the wall time.
@@ -285,7 +302,7 @@ def _estimated_section(
     items: list[Mistake | Question],
     assumed: bool,
     teachers: Sequence[TeacherSection],
-    expected_out: Callable[[str, TeacherSection, str], tuple[float, str]],
+    expected_out: Callable[[str, TeacherSection, str], Expected],
     messages: MessagesFn,
     estimate: EstimateFn,
 ) -> DatasetForecast:
@@ -296,15 +313,19 @@ def _estimated_section(
     for teacher in teachers:
         prices = teacher_prices(teacher)
         # Reviews by this teacher score every other teacher's rationale.
-        others_rationale = sum(expected_out(task, u, "rationale")[0] for u in teachers if u is not teacher)
+        # Only a rationale's visible text goes into the review prompt, never its thinking.
+        others_rationale = sum(
+            out.tokens - out.thinking
+            for u in teachers
+            if u is not teacher
+            for out in [expected_out(task, u, "rationale")]
+        )
         for stage in STAGES:
             per_item = len(teachers) - 1 if stage == "review" else 1
             calls = n * per_item
             tin = prompt[stage] * scale * per_item + (n * others_rationale if stage == "review" else 0)
-            out_per_call, source = expected_out(task, teacher, stage)
-            # A store's measured output already holds the thinking; defaults and given lengths are the visible answer.
-            thinking = calls * reasoning_tokens_estimate(teacher) if source in ("defaults", "given") else 0
-            tout = calls * out_per_call + thinking
+            out = expected_out(task, teacher, stage)
+            source, thinking, tout = out.source, calls * out.thinking, calls * out.tokens
             rows.append(
                 ForecastRow(
                     dataset=task,

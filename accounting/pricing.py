@@ -98,6 +98,14 @@ _TABLE: dict[str, _Row] = {
     "gemini-1.5-flash-8b": _Row(0.0375, 0.15),
     "gemini-1.5-pro": _Row(1.25, 5.0),
     # Anthropic: cache reads 0.1x input, 5-minute cache writes 1.25x input.
+    # The models' pages: https://platform.claude.com/docs/en/models/opus-5/overview (and opus-5-5, opus-4-8);
+    # Fable 5.1 at twice Opus 4.8 throughout (https://kellerai.blog/when-the-rate-card-has-tiers-in-depth,
+    # cache reads $1: https://www.digitalapplied.com/blog/fable-5-usage-credits-cost-engineering-cache-batch-2026).
+    "claude-fable-5-1": _Row(10.0, 50.0, 1.0, 12.5, 5.0, 25.0),
+    "claude-fable-5": _Row(10.0, 50.0, 1.0, 12.5, 5.0, 25.0),
+    "claude-opus-5-5": _Row(4.0, 20.0, 0.2, 5.0, 2.0, 10.0),
+    "claude-opus-5": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
+    "claude-opus-4-8": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-6": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-5": _Row(5.0, 25.0, 0.5, 6.25, 2.5, 12.5),
     "claude-opus-4-1": _Row(15.0, 75.0, 1.5, 18.75, 7.5, 37.5),

@@ -26,11 +26,19 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
-class Thinking(msgspec.Struct):
-    """Extended thinking: https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking"""
+class Thinking(msgspec.Struct, omit_defaults=True):
+    """Extended thinking (`enabled`, with a budget): https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking;
+    or adaptive (no budget, depth by `OutputConfig.effort`): https://platform.claude.com/docs/en/build-with-claude/adaptive-thinking
+    """
 
-    budget_tokens: int
-    type: str = "enabled"
+    type: str
+    budget_tokens: int | None = None
+
+
+class OutputConfig(msgspec.Struct):
+    """`effort`: low | medium | high, adaptive thinking's depth: https://platform.claude.com/docs/en/build-with-claude/effort"""
+
+    effort: str
 
 
 class _CacheControl(msgspec.Struct):
@@ -71,6 +79,7 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True):
     system: str | None = None
     temperature: float | None = None
     thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
     tool_choice: _ToolChoice | None = None
     tools: list[_Tool] | None = None
     # Left out at its default 1.0: recent Claude models reject temperature and top_p together.
@@ -107,10 +116,16 @@ _decoder = msgspec.json.Decoder(MessagesResponse)
 
 
 def request_body(request: ChatRequest) -> MessagesRequest:
-    """The body for `request`: extended thinking when it has a budget, whose tokens count in
-    `max_tokens` (so the visible answer keeps all of `request.max_tokens`)."""
+    """The body for `request`: adaptive thinking when it has an effort, else extended thinking when it
+    has a budget; either way the thinking counts in `max_tokens`, so the visible answer keeps all of
+    `request.max_tokens` and the budget (or the effort's allowance) comes on top."""
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    budget = request.reasoning.budget_tokens if request.reasoning is not None else 0
+    reasoning = request.reasoning
+    thinking = output_config = None
+    if reasoning is not None and reasoning.effort is not None:
+        thinking, output_config = Thinking(type="adaptive"), OutputConfig(effort=reasoning.effort)
+    elif reasoning is not None and reasoning.budget_tokens:
+        thinking = Thinking(type="enabled", budget_tokens=reasoning.budget_tokens)
     return MessagesRequest(
         model=request.model,
         messages=_with_cache_breakpoint(
@@ -119,7 +134,8 @@ def request_body(request: ChatRequest) -> MessagesRequest:
         max_tokens=request.output_limit,
         system=system or None,
         temperature=request.temperature,
-        thinking=Thinking(budget_tokens=budget) if budget else None,
+        thinking=thinking,
+        output_config=output_config,
         tool_choice=_ToolChoice(name=SCORE_TOOL) if request.structured_score else None,
         tools=[_score_tool()] if request.structured_score else None,
         top_p=request.top_p if request.top_p != 1.0 else None,

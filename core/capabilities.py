@@ -14,6 +14,8 @@ all providers; `resolve_request_shape` turns that into what its provider takes:
   `thinking: {type: enabled, budget_tokens}`, at least 1024 and below `max_tokens`,
   with `temperature` / `top_p` left at their defaults.
   https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+  Claude Opus 4.7, 4.8 and the Claude 5 generation: adaptive thinking only, `output_config.effort`
+  low | medium | high (Claude 5 thinks unless told otherwise, so its default effort is always sent).
 - Gemini 2.5: `generationConfig.thinkingConfig.thinkingBudget`; 0 turns thinking off on
   Flash and Flash-Lite, never on Pro (128..32768). Thoughts count against
   `maxOutputTokens`. https://ai.google.dev/gemini-api/docs/thinking
@@ -70,6 +72,28 @@ class Capability(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _PLAIN = Capability(pattern="")
+_GEMINI_FLASH = Capability(
+    pattern=r"^gemini-2\.5-flash",
+    reasoning="budget",
+    min_budget=1,
+    max_budget=24576,
+    effort_budgets=(1024, 8192, 24576),
+    reasoning_estimate=(500, 1500, 5000),
+    default_reasoning="medium",
+    max_output_tokens=65_536,
+)
+# Extended thinking (Claude 3.7 Sonnet, the Claude 4 family) is opt-in: off unless the teacher sets `reasoning`.
+_CLAUDE_THINKING = Capability(
+    pattern=r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)",
+    reasoning="budget",
+    min_budget=1024,
+    effort_budgets=(1024, 4096, 16384),
+    reasoning_estimate=(700, 2000, 6000),
+    default_reasoning="off",
+    sampling_with_thinking=False,
+    # Sonnet 3.7/4/4.5, Haiku 4.5, Opus 4.5.
+    max_output_tokens=64_000,
+)
 
 CAPABILITIES: dict[str, tuple[Capability, ...]] = {
     "openai": (
@@ -100,18 +124,43 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
         _PLAIN,
     ),
     "anthropic": (
-        # Extended thinking is opt-in: off unless the teacher sets `reasoning`.
+        # Claude Opus 4.7 and 4.8 take only adaptive thinking (`thinking: {type: adaptive}`, its depth
+        # by `output_config.effort`, bounded by max_tokens alone; `budget_tokens` is a 400) and no
+        # temperature / top_p; thinking stays off unless asked. The allowance bounds the thinking as
+        # OpenAI's effort does. https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html,
+        # https://effloow.com/articles/claude-opus-4-7-developer-guide-2026; 128k output:
+        # https://platform.claude.com/docs/en/models/opus-4-8/overview
         Capability(
-            pattern=r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)",
-            reasoning="budget",
-            min_budget=1024,
-            effort_budgets=(1024, 4096, 16384),
+            pattern=r"^claude-opus-4-[78]",
+            sampling=False,
+            reasoning="effort",
+            effort_budgets=(4096, 16384, 32768),
             reasoning_estimate=(700, 2000, 6000),
             default_reasoning="off",
-            sampling_with_thinking=False,
-            # Sonnet 3.7/4/4.5, Haiku 4.5, Opus 4.5; Opus 4 and 4.1 stop at 32000 (the API says so).
-            max_output_tokens=64_000,
+            max_output_tokens=128_000,
         ),
+        # The Claude 5 generation (Opus 5 and 5.5, Sonnet, Haiku, Fable, Mythos 5) is adaptive too, and
+        # thinks when `thinking` is unset (Opus 5.5 and Fable cannot turn it off at all), so its effort is
+        # always sent and "off" refused. https://platform.claude.com/docs/en/models/opus-5/overview,
+        # https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview
+        Capability(
+            pattern=r"^claude-(opus|sonnet|haiku|fable|mythos)-5",
+            sampling=False,
+            reasoning="effort",
+            can_disable=False,
+            effort_budgets=(4096, 16384, 32768),
+            reasoning_estimate=(700, 2000, 6000),
+            default_reasoning="medium",
+            max_output_tokens=128_000,
+        ),
+        # Output ceilings differ within the family: Opus 4 and 4.1 write at most 32000 tokens, the
+        # 4.6 models 128000, the others 64000; the API refuses a max_tokens above them.
+        # https://platform.claude.com/docs/en/about-claude/models/overview
+        msgspec.structs.replace(
+            _CLAUDE_THINKING, pattern=r"^claude-opus-4(-[01])?(-\d{8})?$", max_output_tokens=32_000
+        ),
+        msgspec.structs.replace(_CLAUDE_THINKING, pattern=r"^claude-(opus|sonnet)-4-6", max_output_tokens=128_000),
+        _CLAUDE_THINKING,
         _PLAIN,
     ),
     "gemini": (
@@ -127,26 +176,10 @@ CAPABILITIES: dict[str, tuple[Capability, ...]] = {
             max_output_tokens=65_536,
         ),
         # Flash-Lite does not think unless asked; its budgets start at 512.
-        Capability(
-            pattern=r"^gemini-2\.5-flash-lite",
-            reasoning="budget",
-            min_budget=512,
-            max_budget=24576,
-            effort_budgets=(1024, 8192, 24576),
-            reasoning_estimate=(500, 1500, 5000),
-            default_reasoning="off",
-            max_output_tokens=65_536,
+        msgspec.structs.replace(
+            _GEMINI_FLASH, pattern=r"^gemini-2\.5-flash-lite", min_budget=512, default_reasoning="off"
         ),
-        Capability(
-            pattern=r"^gemini-2\.5-flash",
-            reasoning="budget",
-            min_budget=1,
-            max_budget=24576,
-            effort_budgets=(1024, 8192, 24576),
-            reasoning_estimate=(500, 1500, 5000),
-            default_reasoning="medium",
-            max_output_tokens=65_536,
-        ),
+        _GEMINI_FLASH,
         _PLAIN,
     ),
 }
@@ -211,8 +244,11 @@ def resolve_reasoning(teacher: TeacherSection) -> Reasoning | None:
                 f"`reasoning` = 'off': model {teacher.model!r} cannot turn its reasoning off; "
                 "use 'low' or the smallest budget it takes"
             )
-        # Gemini turns thinking off with a zero budget; the others by sending nothing.
-        return Reasoning(budget_tokens=0) if teacher.provider == "gemini" else None
+        # Gemini turns thinking off with a zero budget; the others by sending nothing. A model that is
+        # off by default (Flash-Lite) gets nothing either: the request, and its content key, stays the
+        # one older runs stored, so a rerun buys nothing twice.
+        explicit = teacher.reasoning is not None and teacher.provider == "gemini"
+        return Reasoning(budget_tokens=0) if explicit else None
     if isinstance(setting, str):
         budget = cap.effort_budgets[EFFORTS.index(setting)]
     else:
@@ -242,6 +278,9 @@ def check_teacher(teacher: TeacherSection) -> None:
     """
     cap = teacher_capability(teacher)
     reasoning = resolve_reasoning(teacher)
+    estimate = teacher.reasoning_tokens_estimate
+    if estimate is not None and estimate < 0:
+        raise ValueError(f"`reasoning_tokens_estimate` = {estimate}: a count of tokens; set it to 0 or more")
     if not _takes_sampling(cap, reasoning):
         why = "while it thinks (extended thinking)" if cap.sampling else "(a reasoning model)"
         for key in ("temperature", "top_p"):

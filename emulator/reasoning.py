@@ -12,11 +12,22 @@ test double that reused the client's table would agree with the client's mistake
   (`thinking: {type: enabled, budget_tokens}`), with `budget_tokens` >= 1024 and below
   `max_tokens`, `temperature` 1 or unset, `top_p` unset or >= 0.95
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking). Older models
-  refuse `thinking`.
-- Gemini 2.5 thinks by default (dynamic budget); `thinkingConfig.thinkingBudget` caps it,
-  0 turns it off on Flash and Flash-Lite and is refused by Pro (128..32768; Flash 0..24576,
-  Flash-Lite 0 or 512..24576): https://ai.google.dev/gemini-api/docs/thinking. Thoughts
-  count against `maxOutputTokens`. Older models refuse a thinking config.
+  refuse `thinking`. Claude Opus 4.7 and 4.8 take only adaptive thinking
+  (`thinking: {type: adaptive}`, depth by `output_config.effort`, bounded by `max_tokens`
+  alone) and refuse `type: enabled` with the error text below and any `temperature` /
+  `top_p` (sampling parameters were removed):
+  https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-adaptive-thinking.html,
+  https://effloow.com/articles/claude-opus-4-7-developer-guide-2026; Opus 4.6 and Sonnet 4.6
+  take both kinds. The Claude 5 generation (Opus 5 and 5.5, Sonnet, Haiku, Fable, Mythos 5)
+  thinks adaptively even when `thinking` is unset and refuses `type: enabled`
+  (https://platform.claude.com/docs/en/models/opus-5/overview: "thinking on by default";
+  https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview: Opus 5.5 cannot disable it),
+  writing up to 128k tokens.
+- Gemini 2.5 thinks by default (dynamic budget; Flash-Lite only when given one);
+  `thinkingConfig.thinkingBudget` caps it, 0 turns it off on Flash and Flash-Lite and is refused
+  by Pro (128..32768; Flash 0..24576, Flash-Lite 0 or 512..24576):
+  https://ai.google.dev/gemini-api/docs/thinking. Thoughts count against `maxOutputTokens`.
+  Older models refuse a thinking config.
 
 The error texts are the providers' own where they are on record (OpenAI's two, Anthropic's
 budget minimum, Gemini's "Budget 0 is invalid"), paraphrased otherwise.
@@ -32,6 +43,22 @@ EFFORT_SCALE = {"minimal": 0.1, "low": 0.5, "medium": 1.0, "high": 2.0}
 
 _OPENAI_REASONING = re.compile(r"^o\d|^gpt-5(?!.*-chat)")
 _ANTHROPIC_THINKING = re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4|4)")
+_CLAUDE_5 = r"(opus|sonnet|haiku|fable|mythos)-5"
+_ANTHROPIC_ADAPTIVE = re.compile(rf"^claude-(opus-4-[678]|sonnet-4-6|{_CLAUDE_5})")
+_ANTHROPIC_ADAPTIVE_ONLY = re.compile(rf"^claude-(opus-4-[78]|{_CLAUDE_5})")
+# Opus 4.7 and 4.8 refuse sampling parameters.
+_ANTHROPIC_NO_SAMPLING = re.compile(r"^claude-opus-4-[78]")
+# The Claude 5 generation thinks (adaptively, at its default effort) when `thinking` is unset.
+_ANTHROPIC_THINKS_BY_DEFAULT = re.compile(rf"^claude-{_CLAUDE_5}")
+ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+# Most output tokens (thinking included) a Claude model writes, first match wins; others: unchecked.
+# https://platform.claude.com/docs/en/about-claude/models/overview (Opus 4 and 4.1: 32k; the 4.6
+# and later models 128k: https://platform.claude.com/docs/en/models/opus-4-8/overview).
+_ANTHROPIC_MAX_OUTPUT = (
+    (re.compile(r"^claude-opus-4(-[01])?(-\d{8})?$"), 32_000),
+    (re.compile(rf"^claude-(opus-4-[678]|sonnet-4-6|{_CLAUDE_5})"), 128_000),
+    (re.compile(r"^claude-(3-7-sonnet|(opus|sonnet|haiku)-4)"), 64_000),
+)
 _GEMINI_THINKING = re.compile(r"^gemini-2\.5")
 ANTHROPIC_MIN_BUDGET = 1024
 
@@ -94,18 +121,45 @@ def check_anthropic(
     budget: int | None,
     temperature: float | None,
     top_p: float | None,
+    *,
+    adaptive: bool = False,
+    effort: str | None = None,
     forced_tool: bool = False,
 ) -> None:
-    """Raise `Rejected` as Anthropic does for extended thinking it cannot run (`budget` None: not asked)."""
-    if budget is None:
-        return
+    """Raise `Rejected` as Anthropic does for thinking it cannot run (`budget` None and not `adaptive`: not asked),
+    and for a `max_tokens` above what the model can write."""
+    name = model.lower()
+    ceiling = next((tokens for pattern, tokens in _ANTHROPIC_MAX_OUTPUT if pattern.search(name)), None)
+    if ceiling is not None and max_tokens > ceiling:
+        # Quoted in https://github.com/Effect-TS/effect/pull/7129.
+        raise Rejected(
+            f"max_tokens: {max_tokens} > {ceiling}, which is the maximum allowed number of output tokens for {model}"
+        )
+    if _ANTHROPIC_NO_SAMPLING.search(name):
+        for param, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None:
+                raise Rejected(f"`{param}` is not supported for this model.")
+    if _ANTHROPIC_ADAPTIVE_ONLY.search(name) and budget is not None:
+        # Quoted in https://github.com/anomalyco/opencode/issues/22863 (a 400 invalid_request_error).
+        raise Rejected(
+            '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
+            '"output_config.effort" to control thinking behavior.'
+        )
     if forced_tool:
         # "Thinking isn't compatible with ... forced tool use": tool_choice any/tool prefills the
         # answer, leaving no room for a thinking block
         # (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility).
         # The text is paraphrased: the real one is not on record.
         raise Rejected("Thinking may not be enabled when tool_choice forces tool use.")
-    if not _ANTHROPIC_THINKING.search(model.lower()):
+    if effort is not None and effort not in ANTHROPIC_EFFORTS:
+        raise Rejected(f"output_config.effort: Input should be {', '.join(repr(e) for e in ANTHROPIC_EFFORTS)}")
+    if adaptive:
+        if not _ANTHROPIC_ADAPTIVE.search(name):
+            raise Rejected(f"adaptive thinking is not supported on '{model}'.")
+        return
+    if budget is None:
+        return
+    if not _ANTHROPIC_THINKING.search(name):
         raise Rejected(f"'{model}' does not support thinking.")
     if budget < ANTHROPIC_MIN_BUDGET:
         # https://github.com/themaximalist/llm.js/issues/30 quotes it.
@@ -120,9 +174,23 @@ def check_anthropic(
         raise Rejected("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled.")
 
 
+def anthropic_thinks_by_default(model: str) -> bool:
+    """Whether a Claude model thinks when the request sets no `thinking` (the Claude 5 generation)."""
+    return bool(_ANTHROPIC_THINKS_BY_DEFAULT.search(model.lower()))
+
+
 def gemini_thinks(model: str) -> bool:
     """Whether a Gemini model thinks (the 2.5 family)."""
     return bool(_GEMINI_THINKING.search(model.lower()))
+
+
+def gemini_thinking_on(model: str, budget: int | None) -> bool:
+    """Whether a Gemini request thinks: a budget of 0 turns it off; unset, Flash-Lite does not think
+    (its default, https://ai.google.dev/gemini-api/docs/thinking, quoted in
+    https://github.com/cline/cline/issues/7735) and the others think dynamically."""
+    if not gemini_thinks(model) or budget == 0:
+        return False
+    return budget is not None or "lite" not in model.lower()
 
 
 def check_gemini(model: str, budget: int | None) -> None:

@@ -27,7 +27,15 @@ from typing import ClassVar, Literal
 import msgspec
 
 from emulator.caching import breakpoint_tokens
-from emulator.reasoning import Rejected, check_anthropic, check_gemini, check_openai, gemini_thinks, openai_reasoning
+from emulator.reasoning import (
+    Rejected,
+    anthropic_thinks_by_default,
+    check_anthropic,
+    check_gemini,
+    check_openai,
+    gemini_thinking_on,
+    openai_reasoning,
+)
 from emulator.spec import AnswerRequest
 
 ErrorKind = Literal["auth", "invalid", "not_found", "rate_limit", "server", "unavailable"]
@@ -281,7 +289,7 @@ class GeminiWire:
             temperature=1.0 if config.temperature is None else config.temperature,
             top_p=1.0 if config.topP is None else config.topP,
             # Unset or -1: dynamic thinking, the model's own budget.
-            thinks=gemini_thinks(model) and budget != 0,
+            thinks=gemini_thinking_on(model, budget),
             thinking_budget=None if budget in (None, -1) else budget,
             structured=config.responseMimeType == "application/json"
             and (config.responseSchema or config.responseJsonSchema) is not None,
@@ -398,6 +406,10 @@ class _ToolChoice(msgspec.Struct):
     name: str | None = None
 
 
+class _AnthropicOutputConfig(msgspec.Struct):
+    effort: str | None = None
+
+
 class _AnthropicRequest(msgspec.Struct):
     model: str
     messages: list[_AnthropicMessage]
@@ -406,6 +418,7 @@ class _AnthropicRequest(msgspec.Struct):
     temperature: float | None = None
     top_p: float | None = None
     thinking: _AnthropicThinking | None = None
+    output_config: _AnthropicOutputConfig | None = None
     stream: bool = False
     # `tool_choice: {type: "tool", name}` forces that tool: the answer is one tool_use block whose
     # input follows the tool's input_schema, and stop_reason is "tool_use"
@@ -446,7 +459,21 @@ class AnthropicWire:
         budget = req.thinking.budget_tokens if req.thinking is not None and req.thinking.type == "enabled" else None
         choice = req.tool_choice
         forced = choice.name if choice is not None and choice.type == "tool" else None
-        check_anthropic(req.model, req.max_tokens, budget, req.temperature, req.top_p, forced_tool=forced is not None)
+        adaptive = (
+            req.thinking.type == "adaptive" if req.thinking is not None else anthropic_thinks_by_default(req.model)
+        )
+        # Adaptive thinking's default effort is high.
+        effort = req.output_config.effort if req.output_config is not None else None
+        check_anthropic(
+            req.model,
+            req.max_tokens,
+            budget,
+            req.temperature,
+            req.top_p,
+            adaptive=adaptive,
+            effort=effort,
+            forced_tool=forced is not None and req.thinking is not None,
+        )
         messages = [("system", _text(req.system))] if req.system else []
         messages += [(m.role, _text(m.content)) for m in req.messages]
         blocks = _blocks("system", req.system) + [b for m in req.messages for b in _blocks(m.role, m.content)]
@@ -457,7 +484,8 @@ class AnthropicWire:
             max_tokens=req.max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
-            thinks=budget is not None,
+            thinks=budget is not None or adaptive,
+            effort=(effort or "high") if adaptive else None,
             thinking_budget=budget,
             cache_breakpoint=breakpoint_tokens(blocks),
             structured=forced is not None,

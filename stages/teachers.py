@@ -50,7 +50,10 @@ def check_structured(cfg: Config) -> None:
         if problem is None and t.provider == "anthropic" and teacher_request(t, ()).reasoning is not None:
             # Structured scores are a forced tool call, which Anthropic refuses with extended thinking
             # (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#feature-compatibility).
-            problem = 'Anthropic refuses a forced tool call with extended thinking; set its `reasoning = "off"`'
+            problem = (
+                'Anthropic refuses a forced tool call with thinking; set its `reasoning = "off"` where the model '
+                "allows, or `[review] structured = false`"
+            )
         if problem is not None:
             raise ConfigError(f"$.teachers[{i}]: teacher {t.name!r} cannot give structured review scores: {problem}")
 

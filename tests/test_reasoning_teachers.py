@@ -209,6 +209,33 @@ REFUSALS = [
         ),
         "does not support thinking",
     ),
+    # Claude Opus 4.1 writes at most 32000 tokens, thinking included.
+    (
+        "anthropic",
+        ChatRequest(
+            model="claude-opus-4-1-20250805",
+            messages=QUESTION,
+            temperature=None,
+            max_tokens=512,
+            reasoning=Reasoning(budget_tokens=32000),
+        ),
+        "max_tokens: 32512 > 32000, which is the maximum allowed number of output tokens",
+    ),
+    # Claude Opus 4.7 and 4.8 take adaptive thinking only.
+    (
+        "anthropic",
+        ChatRequest(
+            model="claude-opus-4-7", messages=QUESTION, temperature=None, reasoning=Reasoning(budget_tokens=2048)
+        ),
+        '"thinking.type.enabled" is not supported for this model',
+    ),
+    (
+        "anthropic",
+        ChatRequest(
+            model="claude-fable-5-1", messages=QUESTION, temperature=None, reasoning=Reasoning(budget_tokens=2048)
+        ),
+        '"thinking.type.enabled" is not supported for this model',
+    ),
     # Gemini 2.5 Pro cannot turn thinking off.
     (
         "gemini",
@@ -274,7 +301,13 @@ BAD_TEACHERS = [
         'provider = "anthropic"\nmodel = "claude-sonnet-4-5"\nreasoning = "low"\ntemperature = 0.5',
         "`temperature` = 0.5",
     ),
+    # Opus 4 and 4.1 stop at 32000 output tokens, the 4.6 models at 128000 (not the family's 64000).
+    ('provider = "anthropic"\nmodel = "claude-opus-4-1"\nreasoning = 32000', "passes the 32000 output tokens"),
+    ('provider = "anthropic"\nmodel = "claude-opus-4-20250514"\nreasoning = 32000', "passes the 32000 output"),
+    ('model = "o3"\nreasoning = "low"\nreasoning_tokens_estimate = -1', "`reasoning_tokens_estimate` = -1"),
     ('provider = "gemini"\nmodel = "gemini-2.5-pro"\nreasoning = "off"', "cannot turn its reasoning off"),
+    ('provider = "anthropic"\nmodel = "claude-opus-5-5"\nreasoning = "off"', "cannot turn its reasoning off"),
+    ('provider = "anthropic"\nmodel = "claude-fable-5-1"\ntemperature = 0.5', "`temperature` = 0.5"),
     ('provider = "gemini"\nmodel = "gemini-2.5-pro"\nreasoning = 40000', "above the maximum thinking budget"),
 ]
 
@@ -390,3 +423,128 @@ async def test_a_teach_run_with_reasoning_teachers_bills_and_reports_their_think
     assert report.total_usd == pytest.approx(expected_usd, rel=1e-6)
     total = report.datasets[0].total
     assert total.usd is not None and 0 < total.reasoning_usd < total.usd
+
+
+def test_the_worst_case_forecast_bills_each_call_its_whole_output_limit_once(tmp_path: Path) -> None:
+    """The pilot's cap check forecasts every answer as long as it may be: max_tokens plus the thinking budget, not
+    that plus the expected thinking again; an expected length counts its thinking within the output limit."""
+    from accounting.forecast import forecast
+    from core.config import Config, DatasetSection, RunSection
+    from core.records import Mistake
+
+    mistakes = [
+        Mistake(id="1", task="svamp", question="Tom has 3 apples and buys 4 more.", gold_answer="7",
+                student_answer="6", student_final_answer="6")
+    ]  # fmt: skip
+    teachers = [
+        _teacher("anthropic", "claude-sonnet-4-5", reasoning=2048, max_tokens=300),
+        TeacherSection(name="u", provider="openai", model="o4-mini", reasoning="low", max_tokens=300),
+    ]
+    cfg = Config(run=RunSection(name="x", out_dir=str(tmp_path)), datasets=[DatasetSection(task="svamp")],
+                 teachers=teachers)  # fmt: skip
+    worst = forecast(cfg, {"svamp": mistakes}, output_tokens={"rationale": float("inf"), "feedback": float("inf"),
+                                                               "review": float("inf")})  # fmt: skip
+    limits = {t.name: teacher_request(t, ()).output_limit for t in teachers}
+    for row in worst.datasets[0].rows:
+        assert row.output_tokens == row.calls * limits[row.teacher], row
+        assert row.reasoning_tokens == row.calls * (limits[row.teacher] - 300), row
+    # An expected visible length longer than max_tokens is cut to it; the thinking estimate comes on top.
+    given = forecast(cfg, {"svamp": mistakes}, output_tokens={"rationale": 1000.0, "feedback": 1000.0,
+                                                              "review": 1000.0})  # fmt: skip
+    claude = next(r for r in given.datasets[0].rows if r.teacher == "t" and r.stage == "rationale")
+    assert claude.output_tokens - claude.reasoning_tokens == 300
+    assert 0 < claude.reasoning_tokens <= 2048
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("model", ["claude-opus-4-7", "claude-opus-4-8-20260528"])
+async def test_an_adaptive_only_claude_thinks_by_effort_within_max_tokens_and_is_billed(model: str) -> None:
+    """Opus 4.7 and 4.8 refuse `budget_tokens` and sampling parameters: the effort goes as `output_config.effort`
+    with `thinking: {type: adaptive}`, and the effort's allowance comes on top of max_tokens."""
+    teacher = _teacher("anthropic", model, reasoning="low")
+    request = teacher_request(teacher, QUESTION)
+    body = _body("anthropic", request)
+    assert set(body) == {"model", "messages", "max_tokens", "thinking", "output_config"}
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "low"}
+    assert body["max_tokens"] == 512 + request.output_limit - request.max_tokens > 512
+    async with run_emulator(_spec(thinking_tokens=600)) as emu:
+        async with ChatClient("anthropic", api_key=KEY, base_url=emu.base_url("anthropic")) as client:
+            result = await client.complete(request, timeout_s=10)
+        billed = emu.stats().models[model]
+    assert "step by step" not in result.text
+    assert billed.billed_reasoning_tokens == 300  # low: half of 600
+    assert result.output_tokens == VISIBLE + 300
+    if "4-8" in model:  # Opus 4.7's price is not in the table: "unknown", never 0
+        prices = teacher_prices(teacher)
+        assert prices is not None and prices.out_per_mtok == 25.0
+    # Off by default, as at the provider; a temperature is a config error naming teacher and key.
+    assert "thinking" not in _body("anthropic", teacher_request(_teacher("anthropic", model), QUESTION))
+    with pytest.raises(ValueError, match="`temperature`"):
+        _teacher("anthropic", model, temperature=0.5)
+
+
+def test_a_teacher_that_uses_no_reasoning_keeps_the_content_keys_older_stores_hold() -> None:
+    """The keys below were computed by the store before reasoning teachers (5735efc): a rerun of an old config
+    finds its answers and buys nothing twice, a Claude that could think included (thinking is opt-in)."""
+    from store.calls import request_key
+
+    plain = _teacher("openai", "gpt-4o-mini")
+    messages = (Message("system", "Be brief."), Message("user", "What is 3 + 4?"))
+    assert request_key("openai", teacher_request(plain, messages)) == (
+        "d5eecb3099449ccc46f5c6f4c36908a775daf9ea31e510dc64903720df2accb6"
+    )
+    claude = _teacher("anthropic", "claude-sonnet-4-5", temperature=0.7, top_p=0.9, max_tokens=256)
+    assert request_key("anthropic", teacher_request(claude, (Message("user", "What is 3 + 4?"),))) == (
+        "af4debbe5ec81a1cc5e1f826a4e4bf510de38d04a08121ceb3d62049edb23783"
+    )
+    # Flash-Lite does not think unless asked: its default sends no thinking config, the request it always sent.
+    lite = teacher_request(_teacher("gemini", "gemini-2.5-flash-lite"), (Message("user", "What is 3 + 4?"),))
+    assert "thinkingConfig" not in _body("gemini", lite)
+    assert request_key("gemini", lite) == "11035cf045ec9d7f26cdae0ff71fd570df0c6650c822dbc5b2bed75a0d22388e"
+    # Asked for explicitly, "off" is sent.
+    off = teacher_request(_teacher("gemini", "gemini-2.5-flash-lite", reasoning="off"), QUESTION)
+    assert _body("gemini", off)["thinkingConfig"] == {"thinkingBudget": 0}
+
+
+def test_a_claude_4_6_takes_a_thinking_budget_up_to_its_128k_output() -> None:
+    teacher = _teacher("anthropic", "claude-sonnet-4-6", reasoning=100_000)
+    assert teacher_request(teacher, QUESTION).output_limit == 100_512
+
+
+@pytest.mark.anyio
+async def test_the_emulated_flash_lite_thinks_only_when_given_a_budget() -> None:
+    """Gemini 2.5 Flash-Lite does not think by default (https://github.com/cline/cline/issues/7735 quotes the docs);
+    Flash does (dynamic)."""
+    plain = (Message("user", "What is 3 + 4?"),)
+    async with run_emulator(_spec(thinking_tokens=200)) as emu:
+        async with ChatClient("gemini", api_key=KEY, base_url=emu.base_url("gemini")) as client:
+            for model in ("gemini-2.5-flash-lite", "gemini-2.5-flash"):
+                await client.complete(ChatRequest(model=model, messages=plain, max_tokens=2048), timeout_s=10)
+            budget = Reasoning(budget_tokens=1024)
+            await client.complete(
+                ChatRequest(model="gemini-2.5-flash-lite", messages=QUESTION, reasoning=budget), timeout_s=10
+            )
+        stats = emu.stats().models
+    assert stats["gemini-2.5-flash"].billed_reasoning_tokens == 200
+    assert stats["gemini-2.5-flash-lite"].billed_reasoning_tokens == 200  # the budgeted call only
+
+
+@pytest.mark.anyio
+async def test_a_claude_5_thinks_unasked_so_its_effort_is_always_sent_and_bounded() -> None:
+    """The Claude 5 generation thinks adaptively when `thinking` is unset, inside max_tokens: a plain request
+    would spend the visible answer's tokens on thinking. Its effort (default medium) goes explicitly, with the
+    allowance on top of max_tokens, so the worst case is known; its price is in the table."""
+    plain = ChatRequest(model="claude-opus-5-5", messages=QUESTION, temperature=None, max_tokens=2048)
+    async with run_emulator(_spec(thinking_tokens=600)) as emu:
+        async with ChatClient("anthropic", api_key=KEY, base_url=emu.base_url("anthropic")) as client:
+            result = await client.complete(plain, timeout_s=10)
+        assert emu.stats().models["claude-opus-5-5"].billed_reasoning_tokens == 1200  # unasked, at high effort
+    assert result.output_tokens == VISIBLE + 1200
+    teacher = _teacher("anthropic", "claude-opus-5-5")
+    request = teacher_request(teacher, QUESTION)
+    body = _body("anthropic", request)
+    assert set(body) == {"model", "messages", "max_tokens", "thinking", "output_config"}
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "medium"}
+    assert body["max_tokens"] == 512 + 16384
+    prices = teacher_prices(teacher)
+    assert prices is not None and (prices.in_per_mtok, prices.out_per_mtok, prices.cached_in_per_mtok) == (4, 20, 0.2)
