@@ -149,6 +149,16 @@ async def emulator() -> AsyncIterator[StartEmulator]:
         yield start
 
 
+async def until_answered(emu: Emulator, n: int, timeout_s: float = 60) -> None:
+    """Return once `emu` has answered `n` requests; raise TimeoutError after `timeout_s`."""
+    import anyio
+
+    with anyio.fail_after(timeout_s):
+        # The emulator counts its answers but signals none, so the counter is polled.
+        while emu.stats().total.completed < n:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+
+
 def authors_file(path: Path, task: str, questions: Iterable[Question]) -> Path:
     """Write `questions` as the FAIR authors' *_false_round0.json (every one a mistake)."""
     rows = []

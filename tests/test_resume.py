@@ -18,7 +18,7 @@ import pytest
 
 from emulator import EmulatorSpec, Latency, ModelLimits
 from emulator.fair_script import FairScript
-from tests.conftest import TEACHERS, authors_file, write_config
+from tests.conftest import TEACHERS, authors_file, until_answered, write_config
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,10 +97,7 @@ async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, monkeypatch
     cmd = [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"]
     async with await anyio.open_process(cmd, cwd=ROOT) as proc:
         # Wait until calls are under way, then press Ctrl-C.
-        with anyio.fail_after(60):
-            # The emulator counts answers but signals none, so its counter is polled.
-            while emu.stats().total.completed < 20:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await until_answered(emu, 20)
         proc.send_signal(signal.SIGINT)
         stderr = (await proc.stderr.receive()).decode() if proc.stderr else ""
         code = await proc.wait()
