@@ -1,7 +1,8 @@
 """Shared fixtures and helpers: the asyncio backend, benchmark-shaped data that ships with the repository,
 an emulator per test, the FAIR teach-run config, tiny and SmolLM2 students.
 
-Test modules import the helpers (`write_config`, `authors_file`, `read_samples`, `TEACHERS`) from here.
+Test modules import the helpers (`write_config`, `authors_file`, `read_samples`, `until_answered`, `TEACHERS`)
+from here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import AsyncExitStack
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
@@ -127,6 +128,13 @@ def _svamp_filler(n: int, rng: random.Random) -> dict[str, object]:
 
 StartEmulator = Callable[..., Awaitable["Emulator"]]
 
+
+class ServesProviders(Protocol):
+    """What `write_config` needs of an emulator: each provider's base_url."""
+
+    def base_url(self, provider: str) -> str: ...
+
+
 # (name, provider, model): one teacher per wire format.
 TEACHERS = [
     ("gpt", "openai", "model-gpt"),
@@ -179,7 +187,7 @@ def authors_file(path: Path, task: str, questions: Iterable[Question]) -> Path:
 
 def write_config(
     tmp: Path,
-    emu: Emulator,
+    emu: ServesProviders,
     files: Mapping[str, Path],
     *,
     urls: Mapping[str, str] | None = None,
