@@ -9,46 +9,46 @@ import pytest
 from core.config import load_config
 from core.errors import ConfigError
 from dataset.ablation import Variant, paper_variants, restrict, variant_usd
-from emulator import EmulatorSpec, run_emulator
+from emulator import EmulatorSpec
 from emulator.fair_script import FairScript
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split
-from tests.test_pipeline import authors_file, read_samples, write_config
+from tests.conftest import authors_file, read_samples, write_config
 
 pytestmark = pytest.mark.anyio
 
 
-async def _teach(tmp_path, monkeypatch, **review):
+async def _teach(emulator, tmp_path, monkeypatch, **review):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     tmp_path.mkdir(parents=True, exist_ok=True)
     qs = load_split("svamp", "demo", "train")[:30]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
-    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
-        cfg_path = write_config(tmp_path, emu, files, **review)
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        await run_job(ctx, "teach")
-        sent = emu.stats().total.completed
+    emu = await emulator(EmulatorSpec(), FairScript(qs))
+    cfg_path = write_config(tmp_path, emu, files, **review)
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    await run_job(ctx, "teach")
+    sent = emu.stats().total.completed
     return ctx, read_samples(ctx.out_dir), sent
 
 
-async def test_committee_without_review_buys_no_review_and_accepts_every_rationale(tmp_path, monkeypatch):
-    _, samples, sent = await _teach(tmp_path, monkeypatch, peer_review=False)
+async def test_committee_without_review_buys_no_review_and_accepts_every_rationale(tmp_path, monkeypatch, emulator):
+    _, samples, sent = await _teach(emulator, tmp_path, monkeypatch, peer_review=False)
     assert sent == 30 * 6
     assert all(r.accepted and not r.scores for s in samples for r in s.rationales)
     assert all(s.included for s in samples)
 
 
-async def test_single_teacher_asks_that_teacher_alone(tmp_path, monkeypatch):
-    _, samples, sent = await _teach(tmp_path, monkeypatch, single_teacher="gemini")
+async def test_single_teacher_asks_that_teacher_alone(tmp_path, monkeypatch, emulator):
+    _, samples, sent = await _teach(emulator, tmp_path, monkeypatch, single_teacher="gemini")
     assert sent == 30 * 2
     assert all([r.teacher for r in s.rationales] == ["gemini"] == [f.teacher for f in s.feedback] for s in samples)
     assert all(s.included for s in samples)
 
 
-async def test_variants_decided_from_the_full_run_match_their_own_runs(tmp_path, monkeypatch):
-    full_ctx, full, _ = await _teach(tmp_path / "full", monkeypatch)
-    alone_ctx, alone, _ = await _teach(tmp_path / "alone", monkeypatch, single_teacher="gemini")
+async def test_variants_decided_from_the_full_run_match_their_own_runs(tmp_path, monkeypatch, emulator):
+    full_ctx, full, _ = await _teach(emulator, tmp_path / "full", monkeypatch)
+    alone_ctx, alone, _ = await _teach(emulator, tmp_path / "alone", monkeypatch, single_teacher="gemini")
     variants = {v.name: v for v in paper_variants(full_ctx.cfg)}
     assert set(variants) == {"fair", "single_gpt", "single_gemini", "single_claude", "no_review", "alpha_0", "alpha_1"}
     derived = [restrict(s, variants["single_gemini"]) for s in full]

@@ -182,15 +182,15 @@ def test_parse_score(text: str, expected: int | None) -> None:
     assert parse_score(text) == expected
 
 
-def test_every_gsm8k_worked_answer_extracts_to_its_gold(shared_data: Path) -> None:
+def test_every_gsm8k_worked_answer_extracts_to_its_gold(bench_data: Path) -> None:
     for split in ("train", "test"):
-        for q in load_split("gsm8k", str(shared_data / "gsm8k"), split):
+        for q in load_split("gsm8k", str(bench_data / "gsm8k"), split):
             assert extract_answer("gsm8k", q.gold_text) == q.gold, q.id
 
 
-def test_strategyqa_gold_rationales_in_the_authors_form_extract(shared_data: Path) -> None:
+def test_strategyqa_gold_rationales_in_the_authors_form_extract(bench_data: Path) -> None:
     # LfC's gold rationale is "<answer>.\t<facts>"; facts mention true and false freely.
-    for q in load_split("strategyqa", str(shared_data / "strategyqa"), "train"):
+    for q in load_split("strategyqa", str(bench_data / "strategyqa"), "train"):
         assert extract_answer("strategyqa", f"{q.gold}.\t{q.gold_text}") == q.gold, q.id
 
 
@@ -205,8 +205,8 @@ def test_logiqa_options_that_look_like_letters() -> None:
     )
 
 
-def test_every_logiqa_gold_option_extracts_when_quoted_or_lettered(shared_data: Path) -> None:
-    for q in load_split("logiqa", str(shared_data / "logiqa"), "test"):
+def test_every_logiqa_gold_option_extracts_when_quoted_or_lettered(bench_data: Path) -> None:
+    for q in load_split("logiqa", str(bench_data / "logiqa"), "test"):
         option = q.options["ABCD".index(q.gold)]
         quoted = f"Answer:\n\nThe correct answer is: '{option}'\n\nRationale: the context says so."
         lettered = f"Checking each option against the context. The answer is ({q.gold})."

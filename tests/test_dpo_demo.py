@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
+from emulator import EmulatorSpec, Latency, ModelLimits
 from emulator.fair_script import FairScript
-from tests.test_pipeline import TEACHERS, authors_file, write_config
+from tests.conftest import TEACHERS, authors_file, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,16 +25,15 @@ def run_stage(cfg: Path, stage: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
 
 
-async def test_dpo_stage_runs_on_the_demo_and_writes_its_own_model(tmp_path, monkeypatch):
+async def test_dpo_stage_runs_on_the_demo_and_writes_its_own_model(tmp_path, emulator, monkeypatch):
     from tasks import load_split
 
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     questions = load_split("svamp", "demo", "train", limit=12)
     limits = {model: ModelLimits(rpm=6000) for _, _, model in TEACHERS}
-    async with run_emulator(EmulatorSpec(models=limits, latency=Latency(median_ms=5, sigma=0.0)),
-                            FairScript(questions)) as emu:  # fmt: skip
-        cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", questions)})
-        teach = await anyio.to_thread.run_sync(run_stage, cfg, "teach")
+    emu = await emulator(EmulatorSpec(models=limits, latency=Latency(median_ms=5, sigma=0.0)), FairScript(questions))
+    cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", questions)})
+    teach = await anyio.to_thread.run_sync(run_stage, cfg, "teach")
     assert teach.returncode == 0, teach.stderr[-2000:]
     out = tmp_path / "run"
     pairs = [json.loads(line) for line in (out / "preferences.jsonl").read_text().splitlines()]

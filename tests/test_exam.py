@@ -251,14 +251,14 @@ async def test_exam_and_eval_on_the_tiny_model_with_the_hf_backend(tiny_model_di
 
 @pytest.mark.parametrize("task", ["gsm8k", "svamp", "strategyqa", "logiqa"])
 @pytest.mark.anyio
-async def test_grading_on_real_data_lines(task: str, shared_data: Path, tokenizer: object, store: AnswersStore) -> None:
-    questions = load_split(task, str(shared_data / task), "test", limit=4)
+async def test_grading_on_benchmark_lines(task: str, bench_data: Path, tokenizer: object, store: AnswersStore) -> None:
+    questions = load_split(task, str(bench_data / task), "test", limit=4)
     gold = {q.id: q.gold for q in questions}
     wrong = {"true": "false", "false": "true", "A": "B", "B": "C", "C": "D", "D": "A"}
     right_ids = {questions[0].id, questions[2].id}
 
     def answer(prompt: str) -> str:
-        # The prompt is built from the real question; find which one by its text.
+        # The prompt is built from the question; find which one by its text.
         q = next(q for q in questions if format_question(q) in prompt)
         final = q.gold if q.id in right_ids else wrong.get(q.gold, q.gold + "1")
         return f"Let me think step by step.\nThe answer is {final}."

@@ -125,6 +125,7 @@ def _benchmark_requests(data) -> list[ChatRequest]:
     return [ChatRequest(model="m", messages=(system, Message("user", t))) for t in texts]
 
 
+@pytest.mark.full_data("measures the estimate's fit on the four real benchmarks")
 def test_prompt_estimate_is_close_to_the_emulator_count(shared_data) -> None:
     requests = _benchmark_requests(shared_data)
     errors = []

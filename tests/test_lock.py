@@ -11,36 +11,36 @@ from pathlib import Path
 
 import pytest
 
-from emulator import EmulatorSpec, run_emulator
+from emulator import EmulatorSpec
 from emulator.fair_script import FairScript
 from stages.lock import RunDirBusy, hold_run_dir
 from tasks import load_split
-from tests.test_pipeline import authors_file, write_config
+from tests.conftest import authors_file, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.anyio
-async def test_a_second_run_on_a_busy_run_directory_is_refused_at_once(tmp_path, monkeypatch):
+async def test_a_second_run_on_a_busy_run_directory_is_refused_at_once(tmp_path, emulator, monkeypatch):
     import anyio
 
     import run
 
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = load_split("svamp", "demo", "train", limit=5)
-    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
-        cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", qs)})
-        with hold_run_dir(tmp_path / "run"):
-            started = time.monotonic()
-            proc = await anyio.run_process(
-                [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"],
-                cwd=ROOT,
-                check=False,
-            )
-            elapsed = time.monotonic() - started
-            # A dry run sends nothing and only reads the store: it needs no lock.
-            assert run.main(["--config", str(cfg), "--dry-run"]) == 0
-        requests = emu.stats().total.completed
+    emu = await emulator(EmulatorSpec(), FairScript(qs))
+    cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", qs)})
+    with hold_run_dir(tmp_path / "run"):
+        started = time.monotonic()
+        proc = await anyio.run_process(
+            [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"],
+            cwd=ROOT,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+        # A dry run sends nothing and only reads the store: it needs no lock.
+        assert run.main(["--config", str(cfg), "--dry-run"]) == 0
+    requests = emu.stats().total.completed
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
     assert elapsed < 5.0

@@ -15,14 +15,14 @@ import msgspec
 import pytest
 
 from core.config import load_config
-from emulator import EmulatorSpec, Latency, run_emulator
+from emulator import EmulatorSpec, Latency
 from emulator.fair_script import FairScript
 from emulator.spec import Billing, Faults, ModelLimits, Overload
 from reports.cost import build_cost_report, ledger_connection
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split
-from tests.test_pipeline import TEACHERS, authors_file, write_config
+from tests.conftest import TEACHERS, authors_file, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +62,7 @@ def key(monkeypatch):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "sk-test-secret")
 
 
-async def test_the_cost_report_is_what_the_provider_billed_answers_without_text_included(tmp_path, questions):
+async def test_the_cost_report_is_what_the_provider_billed_answers_without_text_included(tmp_path, emulator, questions):
     faults = Faults(
         filtered_rate=0.04,
         refusal_rate=0.04,
@@ -73,9 +73,9 @@ async def test_the_cost_report_is_what_the_provider_billed_answers_without_text_
         reset_rate=0.02,
     )
     spec = EmulatorSpec(latency=Latency(median_ms=2), faults=faults, billing=Billing(unusable=True), seed=5)
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        ctx, _ = await teach(tmp_path, emu, questions)
-        stats = emu.stats().total
+    emu = await emulator(spec, FairScript(questions))
+    ctx, _ = await teach(tmp_path, emu, questions)
+    stats = emu.stats().total
     report = cost_report(ctx)
     # Billed answers without usable text happened, and were paid for.
     assert stats.billed_requests > stats.completed
@@ -93,14 +93,14 @@ async def test_the_cost_report_is_what_the_provider_billed_answers_without_text_
     assert 200 in statuses  # truncated answers end their call at once, with the raw status
 
 
-async def test_abandoned_requests_are_covered_by_the_possibly_billed_column(tmp_path, questions):
+async def test_abandoned_requests_are_covered_by_the_possibly_billed_column(tmp_path, emulator, questions):
     faults = Faults(hang_rate=0.03, hang_s=30.0, malformed_rate=0.03)
     spec = EmulatorSpec(
         latency=Latency(median_ms=2), faults=faults, billing=Billing(abandoned=True, unusable=True), seed=7
     )
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        ctx, result = await teach(tmp_path, emu, questions[:40], teacher_extra="timeout_s = 0.5\n")
-        stats = emu.stats().total
+    emu = await emulator(spec, FairScript(questions))
+    ctx, result = await teach(tmp_path, emu, questions[:40], teacher_extra="timeout_s = 0.5\n")
+    stats = emu.stats().total
     assert result.problems == []
     report = cost_report(ctx)
     assert stats.abandoned_billed > 0
@@ -109,11 +109,11 @@ async def test_abandoned_requests_are_covered_by_the_possibly_billed_column(tmp_
     assert report.total_usd < billed_usd(stats) <= report.total_usd + report.possibly_usd
 
 
-async def test_an_answer_without_usage_is_estimated_not_free(tmp_path, questions):
+async def test_an_answer_without_usage_is_estimated_not_free(tmp_path, emulator, questions):
     spec = EmulatorSpec(latency=Latency(median_ms=2), faults=Faults(no_usage_rate=0.2), seed=3)
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        ctx, result = await teach(tmp_path, emu, questions[:20])
-        stats = emu.stats().total
+    emu = await emulator(spec, FairScript(questions))
+    ctx, result = await teach(tmp_path, emu, questions[:20])
+    stats = emu.stats().total
     assert result.problems == []
     report = cost_report(ctx)
     total = report.datasets[0].total
@@ -126,22 +126,22 @@ async def test_an_answer_without_usage_is_estimated_not_free(tmp_path, questions
 BIG_MAX_TOKENS = "max_tokens = 2048\n"
 
 
-async def _real_cost(tmp_path: Path, questions) -> float:
-    async with run_emulator(EmulatorSpec(latency=Latency(median_ms=2)), FairScript(questions)) as emu:
-        await teach(tmp_path / "free", emu, questions, teacher_extra=BIG_MAX_TOKENS)
-        return billed_usd(emu.stats().total)
+async def _real_cost(emulator, tmp_path: Path, questions) -> float:
+    emu = await emulator(EmulatorSpec(latency=Latency(median_ms=2)), FairScript(questions))
+    await teach(tmp_path / "free", emu, questions, teacher_extra=BIG_MAX_TOKENS)
+    return billed_usd(emu.stats().total)
 
 
 @pytest.mark.parametrize(("share", "finishes"), [(1.25, True), (0.5, False)])
-async def test_the_cap_binds_on_money_not_on_queues(tmp_path, questions, share, finishes):
+async def test_the_cap_binds_on_money_not_on_queues(tmp_path, emulator, questions, share, finishes):
     (tmp_path / "free").mkdir()
-    real = await _real_cost(tmp_path, questions)
+    real = await _real_cost(emulator, tmp_path, questions)
     cap = real * share
     spec = EmulatorSpec(latency=Latency(median_ms=20, sigma=0.5))
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        # The default samples_in_flight: hundreds of calls wait in line at once.
-        _, result = await teach(tmp_path, emu, questions, teacher_extra=BIG_MAX_TOKENS, max_usd=cap)
-        spent = billed_usd(emu.stats().total)
+    emu = await emulator(spec, FairScript(questions))
+    # The default samples_in_flight: hundreds of calls wait in line at once.
+    _, result = await teach(tmp_path, emu, questions, teacher_extra=BIG_MAX_TOKENS, max_usd=cap)
+    spent = billed_usd(emu.stats().total)
     assert spent <= cap
     if finishes:
         assert result.problems == [] and spent == pytest.approx(real, rel=1e-3)
@@ -149,14 +149,14 @@ async def test_the_cap_binds_on_money_not_on_queues(tmp_path, questions, share, 
         assert result.budget_reached and spent > 0.4 * real
 
 
-async def test_a_teacher_out_of_quota_is_stopped_and_a_rerun_after_topping_up_resumes(tmp_path, questions):
+async def test_a_teacher_out_of_quota_is_stopped_and_a_rerun_after_topping_up_resumes(tmp_path, emulator, questions):
     models = {m: ModelLimits() for _, _, m in TEACHERS}
     models["model-gemini"] = ModelLimits(quota_requests=60)
     spec = EmulatorSpec(latency=Latency(median_ms=5), models=models)
     started = time.monotonic()
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        _, result = await teach(tmp_path, emu, questions)
-        stats = emu.stats()
+    emu = await emulator(spec, FairScript(questions))
+    _, result = await teach(tmp_path, emu, questions)
+    stats = emu.stats()
     assert time.monotonic() - started < 60
     gemini = stats.models["model-gemini"]
     # Requests in flight when the quota ran out still finish, billed, as on a real account.
@@ -170,35 +170,33 @@ async def test_a_teacher_out_of_quota_is_stopped_and_a_rerun_after_topping_up_re
     assert any("rerun" in line for line in named)
 
     # Topped up: a fresh account; the rerun buys only what is missing.
-    async with run_emulator(EmulatorSpec(latency=Latency(median_ms=5)), FairScript(questions)) as emu:
-        _, rerun = await teach(tmp_path, emu, questions)
-        again = emu.stats()
+    emu = await emulator(EmulatorSpec(latency=Latency(median_ms=5)), FairScript(questions))
+    _, rerun = await teach(tmp_path, emu, questions)
+    again = emu.stats()
     assert rerun.problems == []
     for name, s in again.models.items():
         first = stats.models[name].completed_keys
         assert not set(s.completed_keys) & {k for k, n in first.items() if n}, name
 
 
-async def test_an_overload_burst_costs_time_not_failed_calls(tmp_path, questions):
+async def test_an_overload_burst_costs_time_not_failed_calls(tmp_path, emulator, questions):
     spec = EmulatorSpec(latency=Latency(median_ms=5), overloads=[Overload(start_s=0.2, duration_s=3.0)])
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        _, result = await teach(tmp_path, emu, questions[:40])
-        stats = emu.stats().total
+    emu = await emulator(spec, FairScript(questions))
+    _, result = await teach(tmp_path, emu, questions[:40])
+    stats = emu.stats().total
     assert stats.overloaded > 0
     assert result.problems == []
 
 
-async def test_a_rerun_with_the_cap_counts_what_earlier_runs_may_have_been_billed(tmp_path, questions):
+async def test_a_rerun_with_the_cap_counts_what_earlier_runs_may_have_been_billed(tmp_path, emulator, questions):
     # Attempts the first run abandoned stay counted against the cap of the next.
     faults = Faults(hang_rate=0.2, hang_s=30.0)
     spec = EmulatorSpec(latency=Latency(median_ms=2), faults=faults, seed=11)
-    async with run_emulator(spec, FairScript(questions)) as emu:
-        ctx, _ = await teach(tmp_path, emu, questions[:10], teacher_extra="timeout_s = 0.3\nmax_attempts = 1\n")
+    emu = await emulator(spec, FairScript(questions))
+    ctx, _ = await teach(tmp_path, emu, questions[:10], teacher_extra="timeout_s = 0.3\nmax_attempts = 1\n")
     report = cost_report(ctx)
     assert report.possibly_usd > 0
-    async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
-        _, result = await teach(
-            tmp_path, emu, questions[:10], max_usd=(report.total_usd or 0) + report.possibly_usd * 0.5
-        )
-        assert emu.stats().total.received == 0
+    emu = await emulator(EmulatorSpec(), FairScript(questions))
+    _, result = await teach(tmp_path, emu, questions[:10], max_usd=(report.total_usd or 0) + report.possibly_usd * 0.5)
+    assert emu.stats().total.received == 0
     assert result.budget_reached

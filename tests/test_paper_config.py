@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).parent / "data" / "paper_prompts" / "records.json"
 
 
 def _authors_logiqa_mistakes(path: Path) -> Path:
-    """LogiQA mistakes in the authors' *_false_round0.json form (their train split is not in ../shared/data)."""
+    """LogiQA mistakes in the authors' *_false_round0.json form (their train split is in no data folder)."""
     rows = json.loads(FIXTURES.read_text("utf-8"))["logiqa"]
     path.write_text(
         json.dumps(
@@ -37,7 +37,7 @@ def _authors_logiqa_mistakes(path: Path) -> Path:
     return path
 
 
-def test_paper_dry_run_offline_lists_four_students(tmp_path: Path, shared_data: Path) -> None:
+def test_paper_dry_run_offline_lists_four_students(tmp_path: Path, bench_data: Path) -> None:
     text = (ROOT / "configs" / "paper.toml").read_text()
     text = text.replace('out_dir = "../runs/paper"', f'out_dir = "{tmp_path / "run"}"')
     for task, hf in (
@@ -45,9 +45,9 @@ def test_paper_dry_run_offline_lists_four_students(tmp_path: Path, shared_data: 
         ("svamp", "hf:ChilleD/SVAMP"),
         ("strategyqa", "hf:ChilleD/StrategyQA"),
     ):
-        text = text.replace(f'source = "{hf}"', f'source = "{shared_data / task}"\nlimit = 20')
+        text = text.replace(f'source = "{hf}"', f'source = "{bench_data / task}"\nlimit = 20')
     mistakes = _authors_logiqa_mistakes(tmp_path / "Llama-2-7b-chat-hf_logiQA_false_round0.json")
-    logiqa = f'source = "{shared_data / "logiqa"}"\nmistakes = "{mistakes}"'
+    logiqa = f'source = "{bench_data / "logiqa"}"\nmistakes = "{mistakes}"'
     text = text.replace('source = "hf:lucasmccabe/logiqa"', logiqa)
     cfg_path = tmp_path / "paper.toml"
     cfg_path.write_text(text)

@@ -18,14 +18,14 @@ from rich.console import Console
 
 from core.config import load_config
 from core.errors import ConfigError
-from emulator import EmulatorSpec, run_emulator
+from emulator import EmulatorSpec
 from emulator.fair_script import FairScript
 from stages.context import RunContext
 from stages.forecast import dry_run, pilot_dry_run
 from stages.job import run_job
 from stages.sources import exam_mistakes
 from tasks import load_split
-from tests.test_pipeline import authors_file, write_config
+from tests.conftest import authors_file, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -52,20 +52,20 @@ def context(tmp: Path, emu, questions, **review) -> RunContext:
     return RunContext(cfg_path, load_config(cfg_path), progress=False)
 
 
-async def test_a_pilot_of_20_forecasts_the_run_and_is_never_bought_again(tmp_path, monkeypatch):
+async def test_a_pilot_of_20_forecasts_the_run_and_is_never_bought_again(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     questions = demo_questions()
     assert len(questions) == 40
     console = Console(record=True, width=220)
-    async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
-        ctx = context(tmp_path, emu, questions)
-        defaults = dry_run(ctx, console=Console(file=io.StringIO()))
-        assert not ctx.store_path.exists()  # no pilot: nothing sent
-        fc = await pilot_dry_run(ctx, 20, console=console)
-        pilot_calls = emu.stats().total.completed
-        pilot_paid = paid_usd(ctx.out_dir)
-        await run_job(ctx, "teach")
-        stats = emu.stats()
+    emu = await emulator(EmulatorSpec(), FairScript(questions, scale=SCALE))
+    ctx = context(tmp_path, emu, questions)
+    defaults = dry_run(ctx, console=Console(file=io.StringIO()))
+    assert not ctx.store_path.exists()  # no pilot: nothing sent
+    fc = await pilot_dry_run(ctx, 20, console=console)
+    pilot_calls = emu.stats().total.completed
+    pilot_paid = paid_usd(ctx.out_dir)
+    await run_job(ctx, "teach")
+    stats = emu.stats()
 
     actual = paid_usd(ctx.out_dir)
     assert 0 < pilot_calls < stats.total.completed
@@ -88,34 +88,34 @@ async def test_a_pilot_of_20_forecasts_the_run_and_is_never_bought_again(tmp_pat
     assert "Forecast (forecast.json) against actual" in (ctx.out_dir / "report.md").read_text()
 
     # Another run directory learns from this one's store without a pilot.
-    async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
-        other = context(tmp_path / "other", emu, questions)
-        learned = dry_run(other, calibrate_from=ctx.out_dir, console=Console(file=io.StringIO()))
+    emu = await emulator(EmulatorSpec(), FairScript(questions, scale=SCALE))
+    other = context(tmp_path / "other", emu, questions)
+    learned = dry_run(other, calibrate_from=ctx.out_dir, console=Console(file=io.StringIO()))
     assert {r.source for r in learned.datasets[0].rows} == {f"store of {ctx.out_dir}"}
     assert abs(learned.usd - actual) <= 0.15 * actual, (learned.usd, actual)
 
 
-async def test_a_pilot_larger_than_the_mistakes_uses_them_all(tmp_path, monkeypatch):
+async def test_a_pilot_larger_than_the_mistakes_uses_them_all(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     questions = demo_questions(6)
     console = Console(record=True, width=220)
-    async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
-        ctx = context(tmp_path, emu, questions)
-        fc = await pilot_dry_run(ctx, 10, console=console)
+    emu = await emulator(EmulatorSpec(), FairScript(questions, scale=SCALE))
+    ctx = context(tmp_path, emu, questions)
+    fc = await pilot_dry_run(ctx, 10, console=console)
     assert "--pilot 10: svamp has only 6 mistakes; the pilot uses all of them" in console.export_text()
     # Every mistake measured: the forecast is what was paid, with nothing left to guess.
     assert fc.usd == pytest.approx(paid_usd(ctx.out_dir)) == pytest.approx(fc.pilot_usd)
     assert fc.usd_low == pytest.approx(fc.usd) == pytest.approx(fc.usd_high)
 
 
-async def test_a_pilot_the_cap_cannot_pay_for_sends_nothing(tmp_path, monkeypatch):
+async def test_a_pilot_the_cap_cannot_pay_for_sends_nothing(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     questions = demo_questions(20)
-    async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
-        ctx = context(tmp_path, emu, questions, max_usd=0.01)
-        with pytest.raises(ConfigError) as err:
-            await pilot_dry_run(ctx, 20, console=Console(file=io.StringIO()))
-        assert emu.stats().total.received == 0
+    emu = await emulator(EmulatorSpec(), FairScript(questions))
+    ctx = context(tmp_path, emu, questions, max_usd=0.01)
+    with pytest.raises(ConfigError) as err:
+        await pilot_dry_run(ctx, 20, console=Console(file=io.StringIO()))
+    assert emu.stats().total.received == 0
     message = str(err.value)
     assert "\n" not in message and "--pilot 20" in message and "review.max_usd" in message
 
@@ -136,7 +136,9 @@ def test_calibrate_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert f"--calibrate-from {tmp_path / 'empty'}: not a run directory" in err
 
 
-async def test_a_pilot_before_any_exam_examines_until_it_has_its_mistakes(tmp_path, monkeypatch, tiny_model_dir):
+async def test_a_pilot_before_any_exam_examines_until_it_has_its_mistakes(
+    tmp_path, emulator, monkeypatch, tiny_model_dir
+):
     from transformers import AutoTokenizer
 
     import stages.exam
@@ -154,15 +156,15 @@ async def test_a_pilot_before_any_exam_examines_until_it_has_its_mistakes(tmp_pa
     student = StubBackend(AutoTokenizer.from_pretrained(tiny_model_dir), half_wrong)
     monkeypatch.setattr(stages.exam, "load_student", lambda ctx, model_path=None: student)
     console = Console(record=True, width=220)
-    async with run_emulator(EmulatorSpec(), FairScript(questions, scale=SCALE)) as emu:
-        cfg_path = write_config(tmp_path, emu, {}, teacher_extra=LONG_ANSWERS)
-        cfg_path.write_text(cfg_path.read_text() + '\n[[datasets]]\ntask = "svamp"\nsource = "demo"\n')
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        fc = await pilot_dry_run(ctx, 5, console=console)
-        examined = student.generated
-        await run_job(ctx, "exam")
-        await run_job(ctx, "teach")
-        stats = emu.stats()
+    emu = await emulator(EmulatorSpec(), FairScript(questions, scale=SCALE))
+    cfg_path = write_config(tmp_path, emu, {}, teacher_extra=LONG_ANSWERS)
+    cfg_path.write_text(cfg_path.read_text() + '\n[[datasets]]\ntask = "svamp"\nsource = "demo"\n')
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    fc = await pilot_dry_run(ctx, 5, console=console)
+    examined = student.generated
+    await run_job(ctx, "exam")
+    await run_job(ctx, "teach")
+    stats = emu.stats()
 
     wrong = sum(len(q.question.split()) % 2 for q in questions)
     (ds,) = fc.datasets
@@ -176,18 +178,18 @@ async def test_a_pilot_before_any_exam_examines_until_it_has_its_mistakes(tmp_pa
     assert stats.total.duplicates == 0
 
 
-async def test_a_larger_pilot_buys_only_the_difference(tmp_path, monkeypatch):
+async def test_a_larger_pilot_buys_only_the_difference(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     questions = demo_questions(12)
     quiet = Console(file=io.StringIO())
-    async with run_emulator(EmulatorSpec(), FairScript(questions)) as emu:
-        ctx = context(tmp_path, emu, questions)
-        small = await pilot_dry_run(ctx, 3, console=quiet)
-        first = emu.stats().total.completed
-        again = await pilot_dry_run(ctx, 3, console=quiet)
-        assert emu.stats().total.completed == first and again.usd == pytest.approx(small.usd)
-        await pilot_dry_run(ctx, 6, console=quiet)
-        stats = emu.stats()
+    emu = await emulator(EmulatorSpec(), FairScript(questions))
+    ctx = context(tmp_path, emu, questions)
+    small = await pilot_dry_run(ctx, 3, console=quiet)
+    first = emu.stats().total.completed
+    again = await pilot_dry_run(ctx, 3, console=quiet)
+    assert emu.stats().total.completed == first and again.usd == pytest.approx(small.usd)
+    await pilot_dry_run(ctx, 6, console=quiet)
+    stats = emu.stats()
     conn = sqlite3.connect(ctx.out_dir / "store.sqlite")
     decided = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
     conn.close()

@@ -1,7 +1,7 @@
 """The teach stage end to end against the emulator with three scripted teachers.
 
-Real SVAMP and StrategyQA questions, imported in the FAIR authors' mistake format;
-the teachers speak the three wire formats. The decisions in dataset.jsonl must be
+SVAMP questions (the demo's real ones first) and synthetic StrategyQA ones, imported in
+the FAIR authors' mistake format; the teachers speak the three wire formats. The decisions in dataset.jsonl must be
 exactly what the paper's rule gives for the scores the script hands out.
 """
 
@@ -11,92 +11,48 @@ import json
 from pathlib import Path
 
 import anyio
-import msgspec
+import anyio.abc
 import pytest
 
 from core.config import load_config
-from core.samples import DecidedSample
-from emulator import EmulatorSpec, Latency, run_emulator
+from core.records import Question
+from emulator import EmulatorSpec, Latency
 from emulator.fair_script import FairScript
 from engine.review import accepted as paper_rule
 from stages.context import RunContext
 from stages.job import run_job
 from tasks import load_split
+from tests.conftest import TEACHERS, authors_file, read_samples, write_config
 
 pytestmark = pytest.mark.anyio
 
-TEACHERS = [
-    ("gpt", "openai", "model-gpt"),
-    ("gemini", "gemini", "model-gemini"),
-    ("claude", "anthropic", "model-claude"),
-]
-
-
-def authors_file(path: Path, task: str, questions) -> Path:
-    """Write `questions` as the FAIR authors' *_false_round0.json (every one a mistake)."""
-    rows = []
-    for q in questions:
-        gold = {"svamp": q.gold, "strategyqa": f"{q.gold}.\tSome facts."}[task]
-        rows.append(
-            {
-                "id": int(q.id),
-                "question": q.question,
-                "gold_answer": gold,
-                "student_wrong_pred": "I am not sure. The answer is 3.",
-                "student_wrong_final_answer": "3",
-            }
-        )
-    path.write_text(json.dumps(rows))
-    return path
-
-
-def write_config(
-    tmp: Path, emu, files: dict[str, Path], *, urls: dict[str, str] | None = None, teacher_extra: str = "", **review
-) -> Path:
-    lines = ['[run]\nname = "t"\nout_dir = "run"\nseed = 731\n']
-    for task, f in files.items():
-        lines.append(f'[[datasets]]\ntask = "{task}"\nmistakes = "{f}"\n')
-    for name, provider, model in TEACHERS:
-        lines.append(
-            f'[[teachers]]\nname = "{name}"\nprovider = "{provider}"\nmodel = "{model}"\n'
-            f'base_url = "{(urls or {}).get(name, emu.base_url(provider))}"\napi_key_env = "COMMITTEE_TEST_KEY"\n'
-            "rpm = 60000\nprice_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n" + teacher_extra
-        )
-    lines.append("[review]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in review.items()))
-    path = tmp / "run.toml"
-    path.write_text("\n".join(lines))
-    return path
-
 
 @pytest.fixture
-def real_questions(shared_data):
+def real_questions(bench_data: Path) -> dict[str, list[Question]]:
+    # SVAMP's train head is the demo's real questions, then SVAMP-shaped fillers; StrategyQA is synthetic.
     return {
-        "svamp": load_split("svamp", str(shared_data / "svamp"), "train", limit=120),
-        "strategyqa": load_split("strategyqa", str(shared_data / "strategyqa"), "train", limit=120),
+        "svamp": load_split("svamp", str(bench_data / "svamp"), "train", limit=120),
+        "strategyqa": load_split("strategyqa", str(bench_data / "strategyqa"), "train", limit=120),
     }
 
 
-def read_samples(out_dir: Path) -> list[DecidedSample]:
-    decoder = msgspec.json.Decoder(DecidedSample)
-    return [decoder.decode(line) for line in (out_dir / "dataset.jsonl").read_bytes().splitlines()]
-
-
 @pytest.mark.parametrize("threshold", [3.5, 4.0])
-async def test_decisions_follow_the_paper_rule(tmp_path, monkeypatch, real_questions, threshold):
+async def test_decisions_follow_the_paper_rule(tmp_path, monkeypatch, real_questions, emulator, threshold):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "sk-test-secret")
     all_questions = [q for qs in real_questions.values() for q in qs]
     script = FairScript(all_questions, seed=3)
     files = {t: authors_file(tmp_path / f"{t}.json", t, qs) for t, qs in real_questions.items()}
     spec = EmulatorSpec(latency=Latency(median_ms=5, sigma=0.5))
-    async with run_emulator(spec, script) as emu:
-        cfg_path = write_config(tmp_path, emu, files, threshold=threshold)
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        result = await run_job(ctx, "teach")
-        stats = emu.stats()
+    emu = await emulator(spec, script)
+    cfg_path = write_config(tmp_path, emu, files, threshold=threshold)
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    result = await run_job(ctx, "teach")
+    stats = emu.stats()
 
     assert result.problems == []
     samples = read_samples(ctx.out_dir)
-    assert len(samples) == 240
+    n = len(all_questions)
+    assert len(samples) == n
     model = {name: m for name, _, m in TEACHERS}
     n_accepted = n_included = 0
     for s in samples:
@@ -111,30 +67,30 @@ async def test_decisions_follow_the_paper_rule(tmp_path, monkeypatch, real_quest
         assert s.included == any(r.accepted for r in s.rationales)
         n_included += s.included
     # Neither all nor none: the scripted teachers are of mixed quality.
-    assert 0 < n_accepted < 3 * 240 and 0 < n_included < 240
+    assert 0 < n_accepted < 3 * n and 0 < n_included < n
     # 3 rationale + 3 feedback calls per sample, and a review per (reviewer, rationale
     # text): two teachers writing the same rationale share one paid review (content key).
     reviews = {(rev, s.task, s.question, r.text) for s in samples for r in s.rationales for rev in r.scores}
-    assert 240 * 6 < 240 * 6 + len(reviews) <= 240 * 12
-    assert stats.total.completed == 240 * 6 + len(reviews)
+    assert n * 6 < n * 6 + len(reviews) <= n * 12
+    assert stats.total.completed == n * 6 + len(reviews)
     assert stats.total.duplicates == 0
     train = (ctx.out_dir / "train.jsonl").read_bytes().splitlines()
     assert len(train) == n_included
     assert {json.loads(t)["id"] for t in train} <= {s.id for s in samples}
 
 
-async def test_rerun_sends_nothing_and_keys_stay_secret(tmp_path, monkeypatch, real_questions):
+async def test_rerun_sends_nothing_and_keys_stay_secret(tmp_path, monkeypatch, real_questions, emulator):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "sk-test-secret")
     qs = real_questions["svamp"][:30]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
-    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
-        cfg_path = write_config(tmp_path, emu, files)
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        await run_job(ctx, "teach")
-        first = emu.stats().total.completed
-        before = (ctx.out_dir / "dataset.jsonl").read_bytes()
-        await run_job(ctx, "teach")
-        assert emu.stats().total.completed == first
+    emu = await emulator(EmulatorSpec(), FairScript(qs))
+    cfg_path = write_config(tmp_path, emu, files)
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    await run_job(ctx, "teach")
+    first = emu.stats().total.completed
+    before = (ctx.out_dir / "dataset.jsonl").read_bytes()
+    await run_job(ctx, "teach")
+    assert emu.stats().total.completed == first
     assert (ctx.out_dir / "dataset.jsonl").read_bytes() == before
     for path in ctx.out_dir.rglob("*"):
         if path.is_file():
@@ -142,16 +98,16 @@ async def test_rerun_sends_nothing_and_keys_stay_secret(tmp_path, monkeypatch, r
 
 
 @pytest.mark.parametrize("option", ["skip_decided", "skip_wrong_answer"])
-async def test_skip_options_save_reviews(tmp_path, monkeypatch, real_questions, option):
+async def test_skip_options_save_reviews(tmp_path, monkeypatch, real_questions, emulator, option):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = real_questions["svamp"][:60]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
     script = FairScript(qs)
-    async with run_emulator(EmulatorSpec(), script) as emu:
-        cfg_path = write_config(tmp_path, emu, files, **{option: True})
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        await run_job(ctx, "teach")
-        reviews_sent = emu.stats().total.completed - 60 * 6
+    emu = await emulator(EmulatorSpec(), script)
+    cfg_path = write_config(tmp_path, emu, files, **{option: True})
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    await run_job(ctx, "teach")
+    reviews_sent = emu.stats().total.completed - 60 * 6
     samples = read_samples(ctx.out_dir)
     reasons = {why for s in samples for r in s.rationales for why in r.skipped.values()}
     assert reasons == {"decided" if option == "skip_decided" else "wrong_answer"}
@@ -172,15 +128,15 @@ async def test_skip_options_save_reviews(tmp_path, monkeypatch, real_questions, 
                 assert not r.accepted and not r.answer_correct
 
 
-async def test_cost_report_equals_the_providers_usage(tmp_path, monkeypatch, real_questions):
+async def test_cost_report_equals_the_providers_usage(tmp_path, monkeypatch, real_questions, emulator):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = real_questions["strategyqa"][:40]
     files = {"strategyqa": authors_file(tmp_path / "s.json", "strategyqa", qs)}
-    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
-        cfg_path = write_config(tmp_path, emu, files)
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        await run_job(ctx, "teach")
-        usage = emu.stats().total
+    emu = await emulator(EmulatorSpec(), FairScript(qs))
+    cfg_path = write_config(tmp_path, emu, files)
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    await run_job(ctx, "teach")
+    usage = emu.stats().total
     report = json.loads((ctx.out_dir / "cost_report.json").read_text())
     (section,) = report["datasets"]
     rows = section["rows"]
@@ -193,7 +149,8 @@ async def test_cost_report_equals_the_providers_usage(tmp_path, monkeypatch, rea
     assert (ctx.out_dir / "report.md").exists() and (ctx.out_dir / "cost_report.md").exists()
 
 
-async def _html_provider(port_holder: list[int], stop: anyio.Event) -> None:
+async def _html_provider(stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+    """A provider answering every POST with an HTML error page, on 127.0.0.1; reports its port, serves until `stop`."""
     from aiohttp import web
 
     async def page(request: web.Request) -> web.Response:
@@ -203,25 +160,29 @@ async def _html_provider(port_holder: list[int], stop: anyio.Event) -> None:
     app.router.add_route("POST", "/{tail:.*}", page)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port_holder.append(site._server.sockets[0].getsockname()[1])
-    await stop.wait()
-    await runner.cleanup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        task_status.started(site._server.sockets[0].getsockname()[1])
+        await stop.wait()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
 
 
 @pytest.mark.parametrize("fault", ["refused", "html"])
-async def test_a_broken_teacher_is_named_and_the_others_keep_going(tmp_path, monkeypatch, real_questions, fault):
+async def test_a_broken_teacher_is_named_and_the_others_keep_going(
+    tmp_path, monkeypatch, real_questions, emulator, fault
+):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = real_questions["svamp"][:10]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
-    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu, anyio.create_task_group() as tg:
-        port, stop = [], anyio.Event()
+    emu = await emulator(EmulatorSpec(), FairScript(qs))
+    async with anyio.create_task_group() as tg:
+        stop = anyio.Event()
+        bad_url = "http://127.0.0.1:9"
         if fault == "html":
-            tg.start_soon(_html_provider, port, stop)
-            while not port:
-                await anyio.sleep(0.01)
-        bad_url = f"http://127.0.0.1:{port[0]}" if port else "http://127.0.0.1:9"
+            bad_url = f"http://127.0.0.1:{await tg.start(_html_provider, stop)}"
         cfg_path = write_config(tmp_path, emu, files, urls={"claude": bad_url}, teacher_extra="max_attempts = 2\n")
         ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
         result = await run_job(ctx, "teach")
@@ -236,14 +197,14 @@ async def test_a_broken_teacher_is_named_and_the_others_keep_going(tmp_path, mon
     assert all(s.missing and all("claude" in m for m in s.missing) for s in samples)
 
 
-async def test_spending_cap_stops_cleanly_and_says_where(tmp_path, monkeypatch, real_questions):
+async def test_spending_cap_stops_cleanly_and_says_where(tmp_path, monkeypatch, real_questions, emulator):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = real_questions["svamp"][:60]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
-    async with run_emulator(EmulatorSpec(latency=Latency(median_ms=5)), FairScript(qs)) as emu:
-        cfg_path = write_config(tmp_path, emu, files, max_usd=0.02, samples_in_flight=4)
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        result = await run_job(ctx, "teach")
+    emu = await emulator(EmulatorSpec(latency=Latency(median_ms=5)), FairScript(qs))
+    cfg_path = write_config(tmp_path, emu, files, max_usd=0.02, samples_in_flight=4)
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    result = await run_job(ctx, "teach")
     assert result.budget_reached
     assert any("spending cap" in line for line in result.problems), result.problems
     report = json.loads((ctx.out_dir / "cost_report.json").read_text())
@@ -253,18 +214,18 @@ async def test_spending_cap_stops_cleanly_and_says_where(tmp_path, monkeypatch, 
     assert "spending cap" in (ctx.out_dir / "report.md").read_text()
 
 
-async def test_dry_run_forecast_is_within_15_percent_of_the_run(tmp_path, monkeypatch, real_questions):
+async def test_dry_run_forecast_is_within_15_percent_of_the_run(tmp_path, monkeypatch, real_questions, emulator):
     from stages.forecast import dry_run
 
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = real_questions["svamp"][:50]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
-    async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu:
-        cfg_path = write_config(tmp_path, emu, files)
-        ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
-        forecast = dry_run(ctx)  # before the run: no store, default output lengths
-        assert not ctx.store_path.exists()
-        await run_job(ctx, "teach")
+    emu = await emulator(EmulatorSpec(), FairScript(qs))
+    cfg_path = write_config(tmp_path, emu, files)
+    ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
+    forecast = dry_run(ctx)  # before the run: no store, default output lengths
+    assert not ctx.store_path.exists()
+    await run_job(ctx, "teach")
     report = json.loads((ctx.out_dir / "cost_report.json").read_text())
     measured = {k: sum(r[k] for r in report["datasets"][0]["rows"]) for k in ("calls", "input_tokens", "output_tokens")}
     predicted = {

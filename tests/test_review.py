@@ -54,3 +54,24 @@ def test_decided_agrees_with_brute_force(threshold, strict):
 def test_first_score_of_one_decides_with_two_reviewers_at_threshold_four():
     # The issue's example: one other reviewer left, a first score of 1: (1 + 5) / 2 = 3 < 4.
     assert decided([1], pending=1, threshold=4.0) is False
+
+
+def test_invalid_scores_decide_nothing_until_the_last_review():
+    # A reviewer that gave no readable score leaves the mean to the others.
+    assert decided([None], pending=1, threshold=4.0) is None
+    assert decided([None, None], pending=0, threshold=4.0) is False
+    assert decided([None, 4], pending=0, threshold=4.0) is True
+    # A 5 beside an invalid score stays open with one review pending (a 1 makes the mean 3); with
+    # two 5s even a 1 leaves the mean at 3.67, above a threshold of 3.
+    assert decided([5, None], pending=1, threshold=4.0) is None
+    assert decided([5, 5], pending=1, threshold=3.0) is True
+
+
+def test_strict_decides_at_the_threshold_itself():
+    # The authors' `> 3`: a mean of exactly 3 is rejected, so [3] with one review pending is open
+    # (a 4 or 5 makes it pass) and [3, 3] is closed.
+    assert decided([3], pending=1, threshold=3.0, strict=True) is None
+    assert decided([3, 3], pending=0, threshold=3.0, strict=True) is False
+    assert decided([3, 3], pending=0, threshold=3.0) is True
+    # Two 1s and one pending review cannot reach a mean above 3 (at best 7/3).
+    assert decided([1, 1], pending=1, threshold=3.0, strict=True) is False

@@ -12,10 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from emulator import EmulatorSpec, Latency, run_emulator
+from emulator import EmulatorSpec, Latency
 from emulator.fair_script import FairScript
 from tasks import load_split
-from tests.test_pipeline import authors_file, write_config
+from tests.conftest import authors_file, until_answered, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,43 +33,41 @@ def _teach(cfg: Path) -> list[str]:
 
 
 @pytest.mark.anyio
-async def test_sigterm_mid_teach_saves_everything_and_a_rerun_reaches_the_same_dataset(tmp_path, monkeypatch):
+async def test_sigterm_mid_teach_saves_everything_and_a_rerun_reaches_the_same_dataset(tmp_path, emulator, monkeypatch):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
     qs = load_split("svamp", "demo", "train")
     spec = EmulatorSpec(latency=Latency(median_ms=300, sigma=0.3))
-    async with run_emulator(spec, FairScript(qs)) as emu:
-        mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
-        (tmp_path / "ref").mkdir()
-        (tmp_path / "term").mkdir()
-        ref = await anyio.run_process(
-            _teach(write_config(tmp_path / "ref", emu, {"svamp": mistakes})), cwd=ROOT, check=False
-        )
-        assert ref.returncode == 0, ref.stderr.decode()
-        reference = (tmp_path / "ref" / "run" / "dataset.jsonl").read_bytes()
-        emu.reset_stats()
+    emu = await emulator(spec, FairScript(qs))
+    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "term").mkdir()
+    ref = await anyio.run_process(
+        _teach(write_config(tmp_path / "ref", emu, {"svamp": mistakes})), cwd=ROOT, check=False
+    )
+    assert ref.returncode == 0, ref.stderr.decode()
+    reference = (tmp_path / "ref" / "run" / "dataset.jsonl").read_bytes()
+    emu.reset_stats()
 
-        cfg = write_config(tmp_path / "term", emu, {"svamp": mistakes})
-        out_dir = tmp_path / "term" / "run"
-        async with await anyio.open_process(_teach(cfg), cwd=ROOT) as proc:
-            with anyio.fail_after(60):
-                while emu.stats().total.completed < 20:
-                    await anyio.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            with anyio.fail_after(30):
-                code = await proc.wait()
-            assert proc.stderr is not None
-            stderr = b"".join([chunk async for chunk in proc.stderr]).decode()
-        assert code == 143, stderr
-        (line,) = [x for x in stderr.splitlines() if x.strip()]
-        assert line.startswith("terminated (SIGTERM)") and "rerun the same command to resume" in line
-        statuses = _statuses(out_dir)
-        # Answered calls were committed, calls in flight recorded as cancelled, reports written.
-        assert statuses.get("completed", 0) > 0 and statuses.get("cancelled", 0) > 0
-        assert (out_dir / "cost_report.json").exists() and (out_dir / "report.md").exists()
-        answered_before = emu.stats().total.completed
+    cfg = write_config(tmp_path / "term", emu, {"svamp": mistakes})
+    out_dir = tmp_path / "term" / "run"
+    async with await anyio.open_process(_teach(cfg), cwd=ROOT) as proc:
+        await until_answered(emu, 20)
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            code = await proc.wait()
+        assert proc.stderr is not None
+        stderr = b"".join([chunk async for chunk in proc.stderr]).decode()
+    assert code == 143, stderr
+    (line,) = [x for x in stderr.splitlines() if x.strip()]
+    assert line.startswith("terminated (SIGTERM)") and "rerun the same command to resume" in line
+    statuses = _statuses(out_dir)
+    # Answered calls were committed, calls in flight recorded as cancelled, reports written.
+    assert statuses.get("completed", 0) > 0 and statuses.get("cancelled", 0) > 0
+    assert (out_dir / "cost_report.json").exists() and (out_dir / "report.md").exists()
+    answered_before = emu.stats().total.completed
 
-        rerun = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
-        stats = emu.stats().total
+    rerun = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+    stats = emu.stats().total
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert (out_dir / "dataset.jsonl").read_bytes() == reference
     # Only answers that were in flight at SIGTERM (answered, never recorded) may be bought again.

@@ -1,4 +1,5 @@
-"""Benchmark loaders: the paper's splits from ../shared/data, the demo, Hugging Face rows, bad input."""
+"""Benchmark loaders: data folders (shipped and synthetic; the paper's full files where present), the demo, Hugging Face
+rows, bad input."""
 
 from __future__ import annotations
 
@@ -15,42 +16,50 @@ from core.errors import DataError
 from prompts.messages import format_question
 from tasks import load_split, load_split_report
 
-# ---------------------------------------------------------------- the real files
+# ---------------------------------------------------------------- benchmark folders
+
+# The paper's split sizes, and those of the data folder the tests build from what ships (conftest.bench_data).
+PAPER_SIZES = {"gsm8k": (7473, 1319), "svamp": (700, 300), "strategyqa": (1603, 687)}
+SHIPPED_SIZES = {"gsm8k": (10, 8), "svamp": (700, 300), "strategyqa": (28, 12)}
 
 
-@pytest.mark.parametrize(
-    ("task", "folder", "sizes"),
-    [
-        ("gsm8k", "gsm8k", (7473, 1319)),
-        ("svamp", "svamp", (700, 300)),
-        ("strategyqa", "strategyqa", (1603, 687)),
-    ],
-)
-def test_every_record_of_the_real_splits_loads(
-    shared_data: Path, task: str, folder: str, sizes: tuple[int, int]
-) -> None:
+def _every_record_loads(folder: Path, task: str, sizes: tuple[int, int]) -> None:
     # on_bad_line="stop" (the default): one unreadable gold answer would raise.
-    for split, size in zip(("train", "test"), sizes):
-        questions = load_split(task, str(shared_data / folder), split)  # type: ignore[arg-type]
+    for split, size in zip(("train", "test"), sizes, strict=True):
+        questions = load_split(task, str(folder), split)  # type: ignore[arg-type]
         assert len(questions) == size
         assert [q.id for q in questions] == [str(i) for i in range(size)]
         assert all(q.question and q.gold for q in questions)
 
 
-def test_gsm8k_gold_is_the_number_after_the_hashes(shared_data: Path) -> None:
-    rows = [json.loads(line) for line in (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines()[:50]]
-    questions = load_split("gsm8k", str(shared_data / "gsm8k"), "test", limit=50)
-    for row, q in zip(rows, questions):
+@pytest.mark.parametrize("task", sorted(SHIPPED_SIZES))
+def test_every_record_of_the_shipped_splits_loads(bench_data: Path, task: str) -> None:
+    _every_record_loads(bench_data / task, task, SHIPPED_SIZES[task])
+
+
+@pytest.mark.full_data("checks the paper's split sizes")
+def test_every_record_of_the_paper_splits_loads(shared_data: Path) -> None:
+    for task, sizes in PAPER_SIZES.items():
+        _every_record_loads(shared_data / task, task, sizes)
+
+
+def test_gsm8k_gold_is_the_number_after_the_hashes(bench_data: Path) -> None:
+    rows = [json.loads(line) for line in (bench_data / "gsm8k" / "test.jsonl").read_text().splitlines()[:50]]
+    questions = load_split("gsm8k", str(bench_data / "gsm8k"), "test", limit=50)
+    assert len(questions) == len(rows)
+    for row, q in zip(rows, questions, strict=True):
         assert q.gold == row["answer"].split("####")[1].strip().replace(",", "")
         assert q.gold_text == row["answer"].strip()
     assert questions[0].gold == "18"
+    assert questions[1].gold == "3600"  # written "#### 3,600"
 
 
-def test_svamp_split_follows_the_recipe(shared_data: Path) -> None:
-    raw = json.loads((shared_data / "svamp" / "SVAMP.json").read_text())
+def test_svamp_split_follows_the_recipe(bench_data: Path) -> None:
+    # bench_data's SVAMP.json holds the demo's real records at their original positions (chal-N is record N).
+    raw = json.loads((bench_data / "svamp" / "SVAMP.json").read_text())
     by_text = {f"{r['Body'].strip()} {r['Question'].strip()}": r for r in raw}
-    train = load_split("svamp", str(shared_data / "svamp"), "train")
-    test = load_split("svamp", str(shared_data / "svamp"), "test")
+    train = load_split("svamp", str(bench_data / "svamp"), "train")
+    test = load_split("svamp", str(bench_data / "svamp"), "test")
     # README: the first train IDs are chal-777, chal-508, chal-896; test 0 is chal-363, chal-736 at 164.
     assert [by_text[q.question]["ID"] for q in train[:3]] == ["chal-777", "chal-508", "chal-896"]
     assert by_text[test[0].question]["ID"] == "chal-363"
@@ -61,30 +70,46 @@ def test_svamp_split_follows_the_recipe(shared_data: Path) -> None:
     assert train[3].gold == "198" and "594 pages" in train[3].question
 
 
-def test_strategyqa_recipe_equals_the_kard_split(shared_data: Path, tmp_path: Path) -> None:
-    full = shared_data / "strategyqa"
+def _recipe_equals_kard(full: Path, tmp_path: Path) -> None:
     kard_only = tmp_path / "strategyqa"
     shutil.copytree(full / "kard_split", kard_only / "kard_split")
     for split in ("train", "test"):
         a = load_split("strategyqa", str(full), split)
         b = load_split("strategyqa", str(kard_only), split)
-        assert [(q.id, q.question, q.gold) for q in a] == [(q.id, q.question, q.gold) for q in b]
-    train = load_split("strategyqa", str(full), "train", limit=2)
+        assert a and [(q.id, q.question, q.gold) for q in a] == [(q.id, q.question, q.gold) for q in b]
+    assert load_split("strategyqa", str(full), "train", limit=2)[0].gold_text  # the facts, joined
+
+
+def test_strategyqa_recipe_and_the_kard_files_read_alike(bench_data: Path, tmp_path: Path) -> None:
+    # The synthetic KARD files hold the recipe's split: this checks the two readers (label 0 is "yes").
+    _recipe_equals_kard(bench_data / "strategyqa", tmp_path)
+    train = load_split("strategyqa", str(bench_data / "strategyqa"), "train", limit=2)
+    assert (train[0].question, train[0].gold) == ("Does a chicken have more legs than a snake?", "true")
+    assert load_split("strategyqa", str(bench_data / "strategyqa"), "test", limit=1)[0].question.startswith(
+        "Does a dog have more legs"
+    )
+
+
+@pytest.mark.full_data("checks the recipe against the real KARD split")
+def test_strategyqa_recipe_equals_the_kard_split(shared_data: Path, tmp_path: Path) -> None:
+    _recipe_equals_kard(shared_data / "strategyqa", tmp_path)
+    train = load_split("strategyqa", str(shared_data / "strategyqa"), "train", limit=2)
     assert train[0].question == "Is Mixed martial arts totally original from Roman Colosseum games?"
-    assert train[0].gold_text  # the facts, joined
-    assert load_split("strategyqa", str(full), "test", limit=1)[0].question.startswith(
+    assert load_split("strategyqa", str(shared_data / "strategyqa"), "test", limit=1)[0].question.startswith(
         "Was ship that recovered Apollo 13"
     )
 
 
-def test_logiqa_test_split_and_a_user_supplied_train_file(shared_data: Path, tmp_path: Path) -> None:
-    test = load_split("logiqa", str(shared_data / "logiqa"), "test")
-    assert len(test) == 651
+def test_logiqa_test_split_and_a_user_supplied_train_file(bench_data: Path, tmp_path: Path) -> None:
+    test = load_split("logiqa", str(bench_data / "logiqa"), "test")
+    assert len(test) == 6
     assert test[0].gold == "A" and len(test[0].options) == 4
     assert not test[0].options[0].startswith("A.")
     assert test[0].question == "Based on the above statement, which of the following can be derived?"
-    # Position counts, not the printed letter: item 108 lists its options as A, C, B, D.
-    assert test[108].options[1] == "No.3 valve and No.5 valve."
+    # Position counts, not the printed letter: item 3 lists its options as A, C, B, D.
+    assert test[3].options[1] == "No.3 valve and No.5 valve."
+    # "A text" (a space after the letter) loses its letter too.
+    assert test[4].options[0] == "Cities with fewer cars build more bicycle lanes"
     text = format_question(test[0])
     assert text.startswith(test[0].context) and "\nA. Civic Park" in text and "\nD. " in text
 
@@ -92,16 +117,16 @@ def test_logiqa_test_split_and_a_user_supplied_train_file(shared_data: Path, tmp
     folder.mkdir()
     # Eval.txt stands in for the missing Train.txt: same format, and it must parse completely too,
     # here with Windows line ends and trailing blank lines as a download might have them.
-    raw = (shared_data / "logiqa" / "Eval.txt").read_bytes()
+    raw = (bench_data / "logiqa" / "Eval.txt").read_bytes()
     (folder / "Train.txt").write_bytes(raw.replace(b"\n", b"\r\n") + b"\r\n\r\n")
     train = load_split("logiqa", str(folder), "train")
-    assert len(train) == 651
+    assert len(train) == 4
     assert not any("\r" in o for q in train for o in q.options)
 
 
-def test_logiqa_train_missing_says_where_to_get_it(shared_data: Path) -> None:
+def test_logiqa_train_missing_says_where_to_get_it(bench_data: Path) -> None:
     with pytest.raises(DataError, match=r"Train\.txt.*missing.*hf:lucasmccabe/logiqa") as info:
-        load_split("logiqa", str(shared_data / "logiqa"), "train")
+        load_split("logiqa", str(bench_data / "logiqa"), "train")
     assert "\n" not in str(info.value)
 
 
@@ -117,6 +142,7 @@ def test_demo_ships_forty_svamp_questions_per_split() -> None:
     assert len(load_split("svamp", "demo", "test", limit=5)) == 5
 
 
+@pytest.mark.full_data("checks the shipped demo against the real SVAMP file")
 def test_demo_is_the_head_of_the_real_splits(shared_data: Path) -> None:
     for split in ("train", "test"):
         demo = load_split("svamp", "demo", split)
@@ -203,8 +229,8 @@ def test_file_that_is_not_json_names_the_line(tmp_path: Path) -> None:
         load_split("svamp", str(folder), "test")
 
 
-def test_bad_logiqa_block_names_its_line_and_reading_resumes(shared_data: Path, tmp_path: Path) -> None:
-    lines = (shared_data / "logiqa" / "Test.txt").read_text(encoding="utf-8").split("\n")[:24]
+def test_bad_logiqa_block_names_its_line_and_reading_resumes(bench_data: Path, tmp_path: Path) -> None:
+    lines = (bench_data / "logiqa" / "Test.txt").read_text(encoding="utf-8").split("\n")[:24]
     lines[9] = "e"  # the second question's answer letter
     folder = tmp_path / "logiqa"
     folder.mkdir()
