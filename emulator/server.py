@@ -55,6 +55,8 @@ class Emulator:
         self._committed: dict[str, int] = {}
         self._unauthorized = 0
         self._bad_requests = 0
+        # Set when a request finishes, for `wait_for`; None while nobody waits.
+        self._changed: anyio.Event | None = None
 
     def _configure(self, spec: EmulatorSpec) -> None:
         self.spec = spec
@@ -75,6 +77,19 @@ class Emulator:
     def stats(self) -> EmulatorStats:
         """A copy of the counters so far."""
         return snapshot(self._models, self._unauthorized, self._bad_requests)
+
+    async def wait_for(self, condition: Callable[[EmulatorStats], bool]) -> EmulatorStats:
+        """Wait until `condition(stats)` holds, checking again each time a request finishes; return those stats.
+
+        For a caller in the emulator's event loop (tests): no polling, so no sleep to tune.
+
+            await emu.wait_for(lambda s: s.total.completed >= 20)
+        """
+        while not condition(stats := self.stats()):
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return stats
 
     def reset_stats(self, spec: EmulatorSpec | None = None) -> None:
         """Back to a fresh provider: zero counters, full buckets; with `spec`, new limits and faults too."""
@@ -102,6 +117,15 @@ class Emulator:
         return (base_ms + latency.ms_per_output_token * output_tokens) / 1000.0
 
     async def handle(self, request: web.Request, wire: Wire, path_model: str | None) -> web.StreamResponse:
+        """Serve one provider request; whatever its outcome (a client gone included), wake `wait_for`."""
+        try:
+            return await self._handle(request, wire, path_model)
+        finally:
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = None
+
+    async def _handle(self, request: web.Request, wire: Wire, path_model: str | None) -> web.StreamResponse:
         if not wire.has_auth(request.headers):
             self._unauthorized += 1
             return _error_response(wire, "auth", "missing API key header")
@@ -216,7 +240,7 @@ class Emulator:
 
     def _draw_fault(self) -> str | None:
         draw = self._fault_rng.random()
-        for edge, fault in zip(self._fault_edges, FAULT_KINDS):
+        for edge, fault in zip(self._fault_edges, FAULT_KINDS, strict=True):
             if draw < edge:
                 return fault
         return None

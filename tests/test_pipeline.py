@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import msgspec
 import pytest
+from anyio.abc import TaskStatus
 
 from core.config import load_config
 from core.samples import DecidedSample
@@ -193,7 +194,7 @@ async def test_cost_report_equals_the_providers_usage(tmp_path, monkeypatch, rea
     assert (ctx.out_dir / "report.md").exists() and (ctx.out_dir / "cost_report.md").exists()
 
 
-async def _html_provider(port_holder: list[int], stop: anyio.Event) -> None:
+async def _html_provider(stop: anyio.Event, *, task_status: TaskStatus[int]) -> None:
     from aiohttp import web
 
     async def page(request: web.Request) -> web.Response:
@@ -205,7 +206,7 @@ async def _html_provider(port_holder: list[int], stop: anyio.Event) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port_holder.append(site._server.sockets[0].getsockname()[1])
+    task_status.started(site._server.sockets[0].getsockname()[1])
     await stop.wait()
     await runner.cleanup()
 
@@ -216,12 +217,9 @@ async def test_a_broken_teacher_is_named_and_the_others_keep_going(tmp_path, mon
     qs = real_questions["svamp"][:10]
     files = {"svamp": authors_file(tmp_path / "svamp.json", "svamp", qs)}
     async with run_emulator(EmulatorSpec(), FairScript(qs)) as emu, anyio.create_task_group() as tg:
-        port, stop = [], anyio.Event()
-        if fault == "html":
-            tg.start_soon(_html_provider, port, stop)
-            while not port:
-                await anyio.sleep(0.01)
-        bad_url = f"http://127.0.0.1:{port[0]}" if port else "http://127.0.0.1:9"
+        stop = anyio.Event()
+        port = await tg.start(_html_provider, stop) if fault == "html" else 9
+        bad_url = f"http://127.0.0.1:{port}"
         cfg_path = write_config(tmp_path, emu, files, urls={"claude": bad_url}, teacher_extra="max_attempts = 2\n")
         ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
         result = await run_job(ctx, "teach")

@@ -98,8 +98,7 @@ async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, monkeypatch
         async with await anyio.open_process(cmd, cwd=ROOT) as proc:
             # Wait until calls are under way, then press Ctrl-C.
             with anyio.fail_after(60):
-                while emu.stats().total.completed < 20:
-                    await anyio.sleep(0.05)
+                await emu.wait_for(lambda s: s.total.completed >= 20)
             proc.send_signal(signal.SIGINT)
             stderr = (await proc.stderr.receive()).decode() if proc.stderr else ""
             code = await proc.wait()

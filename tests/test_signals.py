@@ -52,8 +52,7 @@ async def test_sigterm_mid_teach_saves_everything_and_a_rerun_reaches_the_same_d
         out_dir = tmp_path / "term" / "run"
         async with await anyio.open_process(_teach(cfg), cwd=ROOT) as proc:
             with anyio.fail_after(60):
-                while emu.stats().total.completed < 20:
-                    await anyio.sleep(0.05)
+                await emu.wait_for(lambda s: s.total.completed >= 20)
             proc.send_signal(signal.SIGTERM)
             with anyio.fail_after(30):
                 code = await proc.wait()
