@@ -187,7 +187,7 @@ def load_questions(limit: int = 2000) -> list[str]:
     path = SHARED_DATA / "gsm8k" / "train.jsonl"
     if path.is_file():
         with path.open() as lines:
-            return [json.loads(line)["question"] for _, line in zip(range(limit), lines)]
+            return [json.loads(line)["question"] for _, line in zip(range(limit), lines, strict=False)]
     return [
         f"A shop sells {i % 17 + 2} boxes of {i % 9 + 3} pencils each day for {i % 5 + 2} days. "
         "How many pencils does it sell in total?"

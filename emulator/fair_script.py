@@ -158,7 +158,7 @@ class FairScript:
         )
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
-        task, gold = self._gold.get(question, ("", ""))
+        _task, gold = self._gold.get(question, ("", ""))
         right = bool(gold) and _unit(self._seed, "right", model, question) < self.quality(model)
         answer = gold if right else _wrong(fam, gold)
         final = {"math": f"{answer}", "strategyqa": f"{answer}", "logiqa": f"({answer})"}[fam]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from itertools import count
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -77,7 +77,7 @@ class _OpenAIRequest(msgspec.Struct):
 class OpenAIWire:
     provider = "openai"
     _decoder = msgspec.json.Decoder(_OpenAIRequest)
-    _errors = {
+    _errors: ClassVar[dict[str, tuple[int, str, str | None]]] = {
         "auth": (401, "invalid_request_error", "invalid_api_key"),
         "invalid": (400, "invalid_request_error", None),
         "not_found": (404, "invalid_request_error", "model_not_found"),
@@ -185,7 +185,7 @@ class _GeminiRequest(msgspec.Struct):
 class GeminiWire:
     provider = "gemini"
     _decoder = msgspec.json.Decoder(_GeminiRequest)
-    _errors = {
+    _errors: ClassVar[dict[str, tuple[int, str]]] = {
         "auth": (401, "UNAUTHENTICATED"),
         "invalid": (400, "INVALID_ARGUMENT"),
         "not_found": (404, "NOT_FOUND"),
@@ -260,7 +260,8 @@ class GeminiWire:
                             "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                             "violations": [
                                 {
-                                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                    "quotaMetric": "generativelanguage.googleapis.com/"
+                                    "generate_content_free_tier_requests",
                                     "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
                                     "quotaDimensions": {"location": "global", "model": model},
                                     "quotaValue": str(quota),
@@ -318,7 +319,7 @@ class _AnthropicRequest(msgspec.Struct):
 class AnthropicWire:
     provider = "anthropic"
     _decoder = msgspec.json.Decoder(_AnthropicRequest)
-    _errors = {
+    _errors: ClassVar[dict[str, tuple[int, str]]] = {
         "auth": (401, "authentication_error"),
         "invalid": (400, "invalid_request_error"),
         "not_found": (404, "not_found_error"),

@@ -19,7 +19,7 @@ def format_question(q: Question | Mistake) -> str:
     """
     if family(q.task) != "logiqa":
         return q.question
-    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS, q.options)]
+    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS, q.options, strict=True)]
     return "\n".join([q.context, q.question, *lettered]).strip()
 
 

@@ -203,7 +203,7 @@ class Store:
             (key,),
         )
         row = cur.fetchone()
-        return None if row is None else CallRow(**dict(zip(_COLUMNS, row)))
+        return None if row is None else CallRow(**dict(zip(_COLUMNS, row, strict=True)))
 
     def reused_in(self, key: str, dataset: str, sample_id: str, stage: str, target: str) -> bool:
         """Whether a `cached` row already records this answer in this slot (a sample decided again)."""

@@ -86,7 +86,7 @@ class HFBackend:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             texts = await anyio.to_thread.run_sync(self._generate_batch, [encoded[i] for i in batch], start)
-            for i, text in zip(batch, texts):
+            for i, text in zip(batch, texts, strict=True):
                 yield i, text
 
     def _generate_batch(self, batch: list[list[int]], position: int) -> list[str]:

@@ -236,7 +236,7 @@ def _logiqa_blocks(path: Path) -> Records:
             row: Row | BadRecord = {
                 "context": block[2],
                 "query": block[3],
-                "options": [_strip_option_letter(line, letter) for line, letter in zip(block[4:], "ABCD")],
+                "options": [_strip_option_letter(line, letter) for line, letter in zip(block[4:], "ABCD", strict=True)],
                 "correct_option": "abcd".index(block[1].strip().lower()),
             }
             i += 8

@@ -98,7 +98,7 @@ async def test_skip_options_turned_off_buy_exactly_the_reviews_they_skipped(tmp_
     # Another threshold: every sample decided again, nothing bought.
     assert stats.completed == after_full.completed and stats.duplicates == 0
     assert [s.id for s in rethresholded] == [s.id for s in full]
-    for before, after in zip(full, rethresholded):
+    for before, after in zip(full, rethresholded, strict=True):
         assert after.decided_with is not None and after.decided_with.threshold == 3.0
         assert [r.scores for r in after.rationales] == [r.scores for r in before.rationales]
         assert [r.accepted for r in after.rationales] == [paper_rule(r.scores.values(), 3.0) for r in before.rationales]

@@ -41,7 +41,7 @@ def test_missing_model_path_is_one_line_config_error(tmp_path: Path) -> None:
 
 
 def test_directory_without_config_or_tokenizer(tiny_model_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no config.json"):
+    with pytest.raises(ConfigError, match=r"no config\.json"):
         resolve_model(str(tmp_path))
     no_tokenizer = tmp_path / "weights-only"
     no_tokenizer.mkdir()

@@ -30,7 +30,7 @@ def test_every_record_of_the_real_splits_loads(
     shared_data: Path, task: str, folder: str, sizes: tuple[int, int]
 ) -> None:
     # on_bad_line="stop" (the default): one unreadable gold answer would raise.
-    for split, size in zip(("train", "test"), sizes):
+    for split, size in zip(("train", "test"), sizes, strict=True):
         questions = load_split(task, str(shared_data / folder), split)  # type: ignore[arg-type]
         assert len(questions) == size
         assert [q.id for q in questions] == [str(i) for i in range(size)]
@@ -40,7 +40,7 @@ def test_every_record_of_the_real_splits_loads(
 def test_gsm8k_gold_is_the_number_after_the_hashes(shared_data: Path) -> None:
     rows = [json.loads(line) for line in (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines()[:50]]
     questions = load_split("gsm8k", str(shared_data / "gsm8k"), "test", limit=50)
-    for row, q in zip(rows, questions):
+    for row, q in zip(rows, questions, strict=True):
         assert q.gold == row["answer"].split("####")[1].strip().replace(",", "")
         assert q.gold_text == row["answer"].strip()
     assert questions[0].gold == "18"
