@@ -12,7 +12,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture
 def anyio_backend() -> str:
-    # aiohttp and aiolimiter are asyncio-only.
+    # aiohttp is asyncio-only.
     return "asyncio"
 
 
