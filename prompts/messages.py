@@ -6,11 +6,12 @@ import prompts
 from core.calls import Message
 from core.config import Stage, TaskName
 from core.records import Mistake, Question
+from core.samples import DecidedSample
 from tasks.answers import LETTERS
 from tasks.family import family
 
 
-def format_question(q: Question | Mistake) -> str:
+def format_question(q: Question | Mistake | DecidedSample) -> str:
     """The question as the student and the teachers see it.
 
     LogiQA: the context, the question and the options lettered "A." .. "D.", one per
