@@ -67,7 +67,7 @@ class _WandB:
     __slots__ = ("_run",)
 
     def __init__(self, out_dir: Path, job: str, cfg: Config) -> None:
-        import wandb
+        import wandb  # pyright: ignore[reportMissingImports]  # the [wandb] extra, which CI does not install
 
         self._run = wandb.init(
             project="committee",
