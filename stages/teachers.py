@@ -67,7 +67,9 @@ async def open_teachers(
             from emulator import run_emulator
             from emulator.fair_script import FairScript
 
-            answer_fn = FairScript(questions, seed=cfg.emulator.seed) if cfg.emulator.answers == "fair" else None
+            section = cfg.emulator
+            assert section is not None  # load_config requires [emulator] for an emulator teacher
+            answer_fn = FairScript(questions, seed=section.seed) if section.answers == "fair" else None
             emulator = await stack.enter_async_context(run_emulator(_emulator_spec(cfg), answer_fn))
         teachers = []
         for section in cfg.teachers:
