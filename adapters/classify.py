@@ -199,18 +199,19 @@ def chat_result(
     result carries 0 and 0 with `usage_reported=False`, so the caller bills its estimate.
     `detail` (reasoning, cached tokens) goes with the usage, clamped to lie inside it.
     """
-    usage_reported = input_tokens is not None and output_tokens is not None
-    detail = _within(detail, input_tokens, output_tokens) if usage_reported and detail is not None else NO_DETAIL  # type: ignore[arg-type]
+    usage = (input_tokens, output_tokens) if input_tokens is not None and output_tokens is not None else None
+    usage_reported = usage is not None
+    detail = _within(detail, *usage) if usage is not None and detail is not None else NO_DETAIL
     if unusable is not None:
-        if usage_reported:
-            unusable.input_tokens, unusable.output_tokens = input_tokens, output_tokens
+        if usage is not None:
+            unusable.input_tokens, unusable.output_tokens = usage
             unusable.detail = detail
         raise unusable
     assert text is not None
     return ChatResult(
         text=text,
-        input_tokens=input_tokens if usage_reported else 0,
-        output_tokens=output_tokens if usage_reported else 0,
+        input_tokens=usage[0] if usage is not None else 0,
+        output_tokens=usage[1] if usage is not None else 0,
         finish_reason=finish_reason,
         latency_s=latency_s,
         rate_limit=rate_limit_info(headers),

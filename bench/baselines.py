@@ -29,6 +29,7 @@ async def _call_with_simple_retries(
     client: Completer, request: ChatRequest, *, timeout_s: float, max_attempts: int, record: Record
 ) -> None:
     started = time.monotonic()
+    attempt = 0  # stays 0 only when max_attempts < 1: nothing sent, no retries
     for attempt in range(1, max_attempts + 1):
         try:
             result = await client.complete(request, timeout_s=timeout_s)
@@ -40,7 +41,7 @@ async def _call_with_simple_retries(
             continue
         record(True, time.monotonic() - started, result.output_tokens, attempt - 1)
         return
-    record(False, time.monotonic() - started, 0, attempt - 1)
+    record(False, time.monotonic() - started, 0, max(attempt - 1, 0))
 
 
 async def sequential(

@@ -60,32 +60,31 @@ def serve_llamacpp(port: int | None = None, *, start_timeout_s: float = 120.0) -
         raise RuntimeError('llama.cpp server not installed: pip install "llama-cpp-python[server]"')
     port = port or _free_port()
     # The server logs a lot while loading: into a file, since an unread pipe fills up and stalls it.
-    log_file = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        server_command(port),
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
-        preexec_fn=die_with_parent(),
-        start_new_session=True,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                log_file.seek(0)
-                raise RuntimeError(f"llama.cpp server exited: {log_file.read().decode(errors='replace')[-500:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"llama.cpp server did not answer within {start_timeout_s}s") from None
-                time.sleep(0.5)
-        yield base_url
-    finally:
-        stop_process(proc, timeout_s=10)
-        log_file.close()
+    with tempfile.TemporaryFile() as log_file:
+        proc = subprocess.Popen(
+            server_command(port),
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            preexec_fn=die_with_parent(),
+            start_new_session=True,
+        )
+        base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + start_timeout_s
+            while True:
+                if proc.poll() is not None:
+                    log_file.seek(0)
+                    raise RuntimeError(f"llama.cpp server exited: {log_file.read().decode(errors='replace')[-500:]}")
+                try:
+                    with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"llama.cpp server did not answer within {start_timeout_s}s") from None
+                    time.sleep(0.5)
+            yield base_url
+        finally:
+            stop_process(proc, timeout_s=10)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
@@ -29,6 +30,9 @@ from student.evaluate import run_eval
 from student.exam import run_exam
 from student.hf_backend import HFBackend
 from tasks import load_split
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SHARED_SVAMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "svamp"
 
@@ -76,7 +80,7 @@ class TokenCounter:
         self.tokens = 0
 
     @property
-    def tokenizer(self) -> object:
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         return self.inner.tokenizer
 
     async def generate(self, prompts: Sequence[str]) -> AsyncGenerator[tuple[int, str], None]:
@@ -183,7 +187,7 @@ def show(report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.student", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.student", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--n", type=int, default=100, help="questions per split (default 100)")
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 16])
     parser.add_argument("--max-new-tokens", type=int, default=256)

@@ -187,7 +187,7 @@ def load_questions(limit: int = 2000) -> list[str]:
     path = SHARED_DATA / "gsm8k" / "train.jsonl"
     if path.is_file():
         with path.open() as lines:
-            return [json.loads(line)["question"] for _, line in zip(range(limit), lines)]
+            return [json.loads(line)["question"] for _, line in zip(range(limit), lines, strict=False)]
     return [
         f"A shop sells {i % 17 + 2} boxes of {i % 9 + 3} pencils each day for {i % 5 + 2} days. "
         "How many pencils does it sell in total?"
@@ -623,7 +623,7 @@ def write_plot(path: Path, results: list[RunResult]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, Path | None, Path | None]:
-    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=(__doc__ or "").partition("\n")[0])
     p.add_argument("--requests", type=int, default=1200)
     p.add_argument("--rpm", type=float, help="the emulator's real RPM per teacher (default: unlimited)")
     p.add_argument("--tpm", type=float, help="the emulator's real TPM per teacher (default: unlimited)")

@@ -150,7 +150,7 @@ def _param_count(model_dir: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.train", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="[student].model spec or a model directory")
     parser.add_argument("--stages", type=int, nargs="+", default=[0, 2, 3])
     parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps (one more runs first, untimed)")

@@ -13,6 +13,7 @@ passing the signal on: the trainer's workers guard themselves (`watch_run`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -71,10 +72,8 @@ def stop_group(child: subprocess.Popen, timeout_s: float = 5.0, *, signalled: bo
     deadline = time.monotonic() + timeout_s
     if not signalled:
         _signal_group(child, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         child.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        pass
     # Processes that are not our children cannot be waited on: poll the group instead.
     while _group_alive(child.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -139,7 +138,5 @@ def watch_run(pid: int) -> None:
 
 
 def _signal_group(child: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(child.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -362,8 +362,8 @@ def effective_batch_warning(train: TrainSection) -> str | None:
     return (
         f"[train] effective batch is {effective} samples per optimizer step (num_processes {train.num_processes} x "
         f"micro_batch_size {train.micro_batch_size} x grad_accum {train.grad_accum}); the paper used "
-        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): {'lower' if effective > PAPER_EFFECTIVE_BATCH else 'raise'} grad_accum or "
-        "micro_batch_size to match it"
+        f"{PAPER_EFFECTIVE_BATCH} (1 x 8 x 2): {'lower' if effective > PAPER_EFFECTIVE_BATCH else 'raise'} "
+        "grad_accum or micro_batch_size to match it"
     )
 
 
@@ -448,7 +448,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     for d in cfg.datasets:
         d.source = _resolve(base, d.source) or d.source
         d.mistakes = _resolve(base, d.mistakes)
-    if cfg.student.model != "smollm2-135m-instruct" and not cfg.student.model.count("/") == 1:
+    if cfg.student.model != "smollm2-135m-instruct" and cfg.student.model.count("/") != 1:
         cfg.student.model = _resolve(base, cfg.student.model) or cfg.student.model
     cfg.train.hostfile = _resolve(base, cfg.train.hostfile)
     cfg.train.deepspeed_config = _resolve(base, cfg.train.deepspeed_config)
@@ -471,4 +471,4 @@ def api_key(teacher: TeacherSection) -> str:
 
 
 if sys.version_info < (3, 11):  # pragma: no cover - msgspec.toml needs tomli there
-    import tomli  # noqa: F401
+    import tomli  # noqa: F401  # pyright: ignore[reportMissingImports]  # absent where CI type-checks (3.11)

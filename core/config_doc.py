@@ -194,6 +194,12 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+def _fields(struct: type) -> tuple[msgspec.inspect.Field, ...]:
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType), struct
+    return info.fields
+
+
 def _type_name(field: msgspec.inspect.Field) -> str:
     t = field.type
     if isinstance(t, msgspec.inspect.UnionType):
@@ -232,7 +238,7 @@ def reference_markdown() -> str:
     for title, struct, blurb in SECTIONS:
         key = title.strip("[]")
         out.append(f"**`{title}`** {blurb}\n\n| key | type | default | meaning |\n|---|---|---|---|")
-        for field in msgspec.inspect.type_info(struct).fields:
+        for field in _fields(struct):
             desc = DESCRIPTIONS[f"{key}.{field.name}"]
             out.append(f"| `{field.name}` | {_type_name(field)} | {_default(field)} | {desc} |")
         out.append("")
@@ -241,7 +247,7 @@ def reference_markdown() -> str:
 
 def config_keys() -> set[str]:
     """Every `section.key` of the schema."""
-    return {f"{t.strip('[]')}.{f.name}" for t, s, _ in SECTIONS for f in msgspec.inspect.type_info(s).fields}
+    return {f"{t.strip('[]')}.{f.name}" for t, s, _ in SECTIONS for f in _fields(s)}
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class Unusable(CommitteeError):
         http_status: int = 200,
     ):
         super().__init__(reason)
-        self.kind = kind
+        self.kind: UnusableKind = kind
         self.reason = reason
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens

@@ -23,7 +23,7 @@ from emulator.spec import EmulatorSpec
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--spec", type=Path, help="EmulatorSpec as JSON")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--rpm", type=float, help="requests per minute of every model not in the spec")

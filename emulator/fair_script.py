@@ -170,7 +170,7 @@ class FairScript:
         return _unit(self._seed, "forget", model, prompt) < self._forget.get(model, 0.0)
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
-        task, gold = self._gold.get(question, ("", ""))
+        _task, gold = self._gold.get(question, ("", ""))
         right = bool(gold) and _unit(self._seed, "right", model, question) < self.quality(model)
         answer = gold if right else _wrong(fam, gold)
         final = {"math": f"{answer}", "strategyqa": f"{answer}", "logiqa": f"({answer})"}[fam]

@@ -110,7 +110,7 @@ class ModelLimiter:
         # A day's worth of requests, refilled continuously: Groq's reset-requests is the
         # time until the day's bucket is full again (e.g. "2m59.56s").
         self.day = bucket(limits.rpd / _MINUTES_PER_DAY, 60.0 * _MINUTES_PER_DAY, 1.0) if limits.rpd else None
-        if self.day is not None:
+        if self.day is not None and limits.rpd:
             self.day.limit = limits.rpd  # what the headers report: requests per day
         self.refunds = limits.refund_unused_tokens
         self.dialect = limits.header_dialect

@@ -58,6 +58,8 @@ class Emulator:
         self._unauthorized = 0
         self._bad_requests = 0
         self._cache = PromptCache()
+        # Set when a request finishes, for `wait_for`; None while nobody waits.
+        self._changed: anyio.Event | None = None
 
     def _configure(self, spec: EmulatorSpec) -> None:
         self.spec = spec
@@ -78,6 +80,19 @@ class Emulator:
     def stats(self) -> EmulatorStats:
         """A copy of the counters so far."""
         return snapshot(self._models, self._unauthorized, self._bad_requests)
+
+    async def wait_for(self, condition: Callable[[EmulatorStats], bool]) -> EmulatorStats:
+        """Wait until `condition(stats)` holds, checking again each time a request finishes; return those stats.
+
+        For a caller in the emulator's event loop (tests): no polling, so no sleep to tune.
+
+            await emu.wait_for(lambda s: s.total.completed >= 20)
+        """
+        while not condition(stats := self.stats()):
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return stats
 
     def reset_stats(self, spec: EmulatorSpec | None = None) -> None:
         """Back to a fresh provider: zero counters, full buckets; with `spec`, new limits and faults too."""
@@ -106,6 +121,15 @@ class Emulator:
         return (base_ms + latency.ms_per_output_token * output_tokens) / 1000.0
 
     async def handle(self, request: web.Request, wire: Wire, path_model: str | None) -> web.StreamResponse:
+        """Serve one provider request; whatever its outcome (a client gone included), wake `wait_for`."""
+        try:
+            return await self._handle(request, wire, path_model)
+        finally:
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = None
+
+    async def _handle(self, request: web.Request, wire: Wire, path_model: str | None) -> web.StreamResponse:
         if not wire.has_auth(request.headers):
             self._unauthorized += 1
             return _error_response(wire, "auth", "missing API key header")

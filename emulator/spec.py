@@ -12,11 +12,13 @@ from typing import Literal
 import msgspec
 
 
+# Subclasses inherit these options at run time; they restate frozen=True for type checkers,
+# which read dataclass_transform (PEP 681) as not inheriting it.
 class _Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-class ModelLimits(_Spec):
+class ModelLimits(_Spec, frozen=True):
     """Per-model limits, enforced like a provider: one token bucket per dimension.
 
     Each per-minute bucket refills at limit/60 per second and holds `limit * burst_s / 60`
@@ -62,7 +64,7 @@ class ModelLimits(_Spec):
         return any((self.rpm, self.tpm, self.itpm, self.otpm, self.rpd))
 
 
-class Latency(_Spec):
+class Latency(_Spec, frozen=True):
     """Time to answer: lognormal(median_ms, sigma) (fixed when sigma is 0) plus a per-output-token time."""
 
     median_ms: float = 0.0
@@ -70,7 +72,7 @@ class Latency(_Spec):
     ms_per_output_token: float = 0.0
 
 
-class Faults(_Spec):
+class Faults(_Spec, frozen=True):
     """Probabilities per admitted request; at most one fault per request.
 
     The answers without usable text (`empty`, `filtered`, `refusal`, `truncated`,
@@ -114,7 +116,7 @@ FAULT_KINDS = (
 )
 
 
-class Billing(_Spec):
+class Billing(_Spec, frozen=True):
     """What the account is charged for besides proper answers (all free by default: the ideal provider).
 
     OpenAI, Anthropic and Gemini run a request to completion once the model started,
@@ -131,7 +133,7 @@ class Billing(_Spec):
     unusable: bool = False
 
 
-class Overload(_Spec):
+class Overload(_Spec, frozen=True):
     """A burst of overload: from `start_s` to `start_s + duration_s` after the emulator started
     (or was reset), a `rate` share of requests is refused with the provider's overload answer."""
 
@@ -147,7 +149,7 @@ class Overload(_Spec):
             )
 
 
-class EmulatorSpec(_Spec):
+class EmulatorSpec(_Spec, frozen=True):
     """The whole emulated provider. A model not listed in `models` gets `default_limits`."""
 
     models: dict[str, ModelLimits] = {}

@@ -99,9 +99,9 @@ class Committee:
             decided_with=self.settings,
         )
         async with anyio.create_task_group() as tg:
-            for teacher, outcome in zip(self.asked, sample.rationales):
+            for teacher, outcome in zip(self.asked, sample.rationales, strict=True):
                 tg.start_soon(self._rationale_and_reviews, mistake, teacher, outcome, sample.missing)
-            for teacher, outcome in zip(self.asked, sample.feedback):
+            for teacher, outcome in zip(self.asked, sample.feedback, strict=True):
                 tg.start_soon(self._feedback, mistake, teacher, outcome, sample.missing)
         # Rationale and feedback lists keep the teachers' config order whatever
         # order the answers came in, so reruns give identical lines.

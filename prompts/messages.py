@@ -6,11 +6,12 @@ import prompts
 from core.calls import Message
 from core.config import Stage, TaskName
 from core.records import Mistake, Question
+from core.samples import DecidedSample
 from tasks.answers import LETTERS
 from tasks.family import family
 
 
-def format_question(q: Question | Mistake) -> str:
+def format_question(q: Question | Mistake | DecidedSample) -> str:
     """The question as the student and the teachers see it.
 
     LogiQA: the context, the question and the options lettered "A." .. "D.", one per
@@ -19,7 +20,7 @@ def format_question(q: Question | Mistake) -> str:
     """
     if family(q.task) != "logiqa":
         return q.question
-    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS, q.options)]
+    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS, q.options, strict=True)]
     return "\n".join([q.context, q.question, *lettered]).strip()
 
 

@@ -16,6 +16,7 @@ store key: switching sets re-asks the teachers instead of reusing the other set'
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
@@ -31,6 +32,7 @@ from prompts.messages import format_question, teacher_messages, template_name
 from prompts.student import (
     ChatTokenizer,
     PromptFormat,
+    chat_prompt,
     instruction_name,
     mistake_prompt,
     question_prompt,
@@ -216,9 +218,7 @@ class PaperPrompts:
 
     def _student(self, tokenizer: ChatTokenizer, fmt: PromptFormat, text: str) -> str:
         if fmt == "chat":
-            return tokenizer.apply_chat_template(
-                [{"role": "user", "content": text.strip()}], add_generation_prompt=True, tokenize=False
-            )
+            return chat_prompt(tokenizer, text.strip())
         # The authors tokenize the raw string (no chat template), as `instruction` does.
         return text
 
@@ -281,7 +281,7 @@ def check_templates(prompts: PromptSet, tasks: Iterable[TaskName], *, system: bo
             )
 
 
-def check_config(cfg: Config, config_path: str | Path) -> None:
+def check_config(cfg: Config, config_path: str | os.PathLike[str]) -> None:
     """Check that the run's prompt set has every template its datasets and teachers need, before any call.
 
     Raises ConfigError (one line, naming the config file and the template).

@@ -8,7 +8,7 @@ student trained on one layout and evaluated on another would be mismeasured.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from core.config import TaskName
 from prompts import BUILTIN, Templates
@@ -19,10 +19,23 @@ _FAMILY: dict[str, str] = {"gsm8k": "math", "svamp": "math", "strategyqa": "stra
 
 
 class ChatTokenizer(Protocol):
-    chat_template: str | None
-    eos_token: str | None
+    # Read-only and loosely typed: transformers' chat_template may be a dict of named templates. Its
+    # eos_token is served by __getattr__, which protocols do not see: `response_suffix` reads it with getattr.
+    @property
+    def chat_template(self) -> object: ...
 
-    def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: object) -> str: ...
+    # transformers returns text or token ids depending on `tokenize`; `chat_prompt` asks for text.
+    def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> object: ...
+
+
+def chat_prompt(tokenizer: ChatTokenizer, content: str) -> str:
+    """One user turn through the tokenizer's chat template, ready for the assistant's answer, as text."""
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, not text")
+    return text
 
 
 def resolve_format(setting: Literal["auto", "chat", "instruction"], tokenizer: ChatTokenizer) -> PromptFormat:
@@ -36,10 +49,7 @@ def resolve_format(setting: Literal["auto", "chat", "instruction"], tokenizer: C
 
 def _wrap(tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_text: str, templates: Templates) -> str:
     if fmt == "chat":
-        content = f"{instruction}\n\n{input_text}"
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
+        return chat_prompt(tokenizer, f"{instruction}\n\n{input_text}")
     return templates.render("student_layout", instruction=instruction, input=input_text) + "\n"
 
 
@@ -78,4 +88,5 @@ def response_suffix(tokenizer: ChatTokenizer) -> str:
 
     For ChatML-style chat templates (SmolLM2, Qwen2.5) eos is the end-of-turn token.
     """
-    return tokenizer.eos_token or ""
+    eos = getattr(tokenizer, "eos_token", None)
+    return eos if isinstance(eos, str) else ""

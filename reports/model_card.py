@@ -50,7 +50,7 @@ def write_model_card(cfg: Config, report: RunReport, model_dir: Path) -> Path:
             "a LoRA adapter (load with `peft.AutoPeftModelForCausalLM`)."
             if adapter
             else "full weights (`transformers.AutoModelForCausalLM`, vLLM)."
-        ),  # fmt: skip
+        ),
         "",
         "## Data",
         "",

@@ -68,9 +68,9 @@ def plot_train_loss(steps: Sequence[int], curves: Mapping[str, Sequence[float | 
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
     for label, values in curves.items():
-        points = [(s, v) for s, v in zip(steps, values) if v is not None]
+        points = [(s, v) for s, v in zip(steps, values, strict=True) if v is not None]
         if points:
-            ax.plot(*zip(*points), label=label)
+            ax.plot(*zip(*points, strict=True), label=label)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy")
     ax.set_title("Training loss")

@@ -299,10 +299,12 @@ def draw_plots(report: RunReport, out_dir: Path, cfg: Config | None = None) -> N
         "feedback": [r.loss_feedback for r in log_rows],
         "rationale": [r.loss_rationale for r in log_rows],
     }
+
+    def bar(e: EvalRow | None) -> tuple[float, float, float] | None:
+        return (e.accuracy, e.ci_low, e.ci_high) if e is not None else None
+
     accuracy = {
-        s.task: tuple((e.accuracy, e.ci_low, e.ci_high) if e is not None else None for e in (s.before, s.after))
-        for s in report.datasets
-        if s.before is not None or s.after is not None
+        s.task: (bar(s.before), bar(s.after)) for s in report.datasets if s.before is not None or s.after is not None
     }
     drawn = {
         "calls_per_s": (plots.plot_call_rate(rates, rpm, folder / "calls_per_s.png"), "no teacher calls"),

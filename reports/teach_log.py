@@ -31,8 +31,8 @@ def log_teach_metrics(cfg: Config, report: RunReport) -> None:
     with ExperimentLog.open(cfg, "teach") as xlog:
         for teacher, series in rates.items():
             xlog.series(f"teach/{teacher}/calls_per_s", series)
-            if limits.get(teacher):
-                limit = Series(start=series.start, t_s=series.t_s, values=[limits[teacher] / 60.0] * len(series.t_s))
+            if rpm := limits.get(teacher):
+                limit = Series(start=series.start, t_s=series.t_s, values=[rpm / 60.0] * len(series.t_s))
                 xlog.series(f"teach/{teacher}/rpm_limit_per_s", limit)
         for rate in report.teachers:
             usage = {"requests_per_min": rate.requests_per_min, "rpm_used": rate.rpm_used,

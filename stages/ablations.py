@@ -197,7 +197,7 @@ def write_ablation_report(out_dir: Path, rows: list[AblationRow]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m stages.ablations --config CFG [--variants a,b,...]`; exit 1 with one line on a user error."""
-    parser = argparse.ArgumentParser(prog="python -m stages.ablations", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stages.ablations", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--variants", default=None, help="comma-separated; default: the paper's whole set")
     args = parser.parse_args(argv)

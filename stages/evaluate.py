@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.config import GraderName
 from prompts.sets import prompt_set
 from prompts.student import resolve_format
 from stages.context import RunContext
@@ -41,7 +42,7 @@ async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
     checkpoints: list[tuple[str, Path | None, list[str]]] = [("base", None, tasks)]
     checkpoints += [(path.name, path, tasks) for path in trained_model_dirs(ctx)]
     checkpoints += [("model", path, [task]) for task, path in per_dataset_model_dirs(ctx).items()]
-    graders = {d.task: d.grader for d in ctx.cfg.datasets}
+    graders: dict[str, GraderName] = {d.task: d.grader for d in ctx.cfg.datasets}
     results: list[EvalResult] = []
     with open_answers(ctx) as answers:
         for checkpoint, path, its_tasks in checkpoints:

@@ -122,9 +122,10 @@ async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
     backend = load_student(ctx) if exam_tasks else None
     try:
         with open_answers(ctx) as answers:
-            exam = Exam(ctx, backend, answers) if backend is not None else None
-            for d, qs in exam_tasks:
-                producers[d.task] = exam.producer(d, qs)
+            if backend is not None:  # loaded exactly when some dataset sits the exam
+                exam = Exam(ctx, backend, answers)
+                for d, qs in exam_tasks:
+                    producers[d.task] = exam.producer(d, qs)
             async with Store.open(ctx.store_path) as store:
                 result = await run_teach(ctx, producers, questions=questions, store=store)
                 counts = write_dataset_files(ctx, store)

@@ -9,9 +9,10 @@ report is written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import anyio
 import msgspec
@@ -33,7 +34,7 @@ from store.calls import Store
 log = logging.getLogger(__name__)
 
 # Feeds one dataset's mistakes into `send` and closes it when there are no more.
-Producer = Callable[[MemoryObjectSendStream[Mistake]], Awaitable[None]]
+Producer = Callable[[MemoryObjectSendStream[Mistake]], Coroutine[Any, Any, None]]
 
 
 @dataclass

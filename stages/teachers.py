@@ -115,7 +115,7 @@ async def open_teachers(
             from emulator.fair_script import FairScript
 
             section = cfg.emulator
-            assert section is not None  # load_config requires [emulator] for base_url = "emulator"
+            assert section is not None  # load_config requires [emulator] for an emulator teacher
             answer_fn = (
                 FairScript(questions, seed=section.seed, forget_brackets=section.forget_brackets)
                 if section.answers == "fair"

@@ -28,6 +28,8 @@ async def stop_on_sigterm(body: Callable[[], Awaitable[T]], on_stop: Callable[[]
         result = await stop_on_sigterm(partial(_run_stages, ctx, stage), partial(write_reports, ctx))
     """
     terminated = False
+    # Filled when the body returns; left empty only when SIGTERM cancelled it, which raises below.
+    results: list[T] = []
 
     async def on_sigterm(signals, scope: anyio.CancelScope) -> None:
         nonlocal terminated
@@ -40,7 +42,7 @@ async def stop_on_sigterm(body: Callable[[], Awaitable[T]], on_stop: Callable[[]
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(on_sigterm, signals, tg.cancel_scope)
-                result = await body()
+                results.append(await body())
                 tg.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
         # Ctrl-C: cancelled here, a KeyboardInterrupt once out of the event loop.
@@ -49,4 +51,4 @@ async def stop_on_sigterm(body: Callable[[], Awaitable[T]], on_stop: Callable[[]
     if terminated:
         on_stop()
         raise Terminated
-    return result
+    return results[0]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 
+import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -77,7 +78,7 @@ async def run_exam(
         out = None
         if mistakes_path is not None:
             mistakes_path.parent.mkdir(parents=True, exist_ok=True)
-            out = stack.enter_context(open(mistakes_path, "wb"))
+            out = await stack.enter_async_context(await anyio.open_file(mistakes_path, "wb"))
         graded = answer_all(questions, backend, store, fmt, split="train", prompts=prompts, grader=grader)
         answers = await stack.enter_async_context(aclosing(graded))
         async for question, answer, fresh in answers:
@@ -89,9 +90,9 @@ async def run_exam(
             mistakes += 1
             mistake = as_mistake(question, answer)
             if out is not None:
-                out.write(mistake_line(mistake))
+                await out.write(mistake_line(mistake))
                 # Flushed per line: the file shows the exam's progress to anyone tailing it.
-                out.flush()
+                await out.flush()
             if send is not None:
                 await send.send(mistake)
     wall_s = time.perf_counter() - start

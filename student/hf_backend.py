@@ -71,7 +71,8 @@ class HFBackend:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = load_causal_lm(model_path, dtype=resolve_dtype(dtype, device))
-        model.to(device).eval()
+        # transformers types PreTrainedModel.to through a decorator annotated for another class.
+        model.to(device).eval()  # pyright: ignore[reportArgumentType]
         log.info("hf backend ready: %s on %s, %s, batch %d", model_path, device, model.dtype, batch_size)
         return cls(model, tokenizer, model_id=str(model_path), sampling=sampling, batch_size=batch_size)
 
@@ -86,7 +87,7 @@ class HFBackend:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             texts = await anyio.to_thread.run_sync(self._generate_batch, [encoded[i] for i in batch], start)
-            for i, text in zip(batch, texts):
+            for i, text in zip(batch, texts, strict=True):
                 yield i, text
 
     def _generate_batch(self, batch: list[list[int]], position: int) -> list[str]:
@@ -104,7 +105,8 @@ class HFBackend:
         # settings give the same answers whatever ran on this process before.
         torch.manual_seed(s.seed + position)
         with torch.inference_mode():
-            out = self._model.generate(
+            # generate() lives on GenerationMixin, which every causal LM class (not PreTrainedModel) mixes in.
+            out = self._model.generate(  # pyright: ignore[reportCallIssue]
                 **padded,
                 max_new_tokens=s.max_new_tokens,
                 eos_token_id=self._stop_ids,

@@ -57,9 +57,10 @@ def build_tiny_model(out_dir: str | Path, *, layers: int = 2, hidden: int = 64, 
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+        # transformers serves every special-token id through an untyped __getattr__: a single id each here.
+        bos_token_id=tok.bos_token_id,  # pyright: ignore[reportArgumentType]
+        eos_token_id=tok.eos_token_id,  # pyright: ignore[reportArgumentType]
+        pad_token_id=tok.pad_token_id,  # pyright: ignore[reportArgumentType]
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)

@@ -45,7 +45,7 @@ class VLLMBackend:
     """`vllm.LLM` generation. Build with `VLLMBackend.load`."""
 
     def __init__(self, llm: Any, *, model_id: str, sampling: Sampling, chunk: int) -> None:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # pyright: ignore[reportMissingImports]  # the [gpu] extra, absent on CPU CI
 
         self._llm = llm
         self.model_id = model_id
@@ -70,7 +70,7 @@ class VLLMBackend:
                 f"{model_path} holds a LoRA adapter, and the vllm backend loads full weights: set "
                 f"[train.lora].merge = true and rerun the train stage, or use [student].backend = 'hf'"
             )
-        from vllm import LLM
+        from vllm import LLM  # pyright: ignore[reportMissingImports]  # the [gpu] extra, absent on CPU CI
 
         llm = LLM(
             model=str(model_path),

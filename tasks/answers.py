@@ -172,7 +172,7 @@ def _quoted(span: str, options: Sequence[str]) -> list[str]:
     """Letters of the options whose text `span` quotes, longest option first."""
     haystack = " " + _NON_WORD.sub(" ", span.lower()) + " "
     hits = []
-    for letter, option in zip(LETTERS, options):
+    for letter, option in zip(LETTERS, options, strict=False):
         needle = _NON_WORD.sub(" ", option.lower()).strip()
         # A short option ("G", "4") counts only when it is all the span says, and never
         # when it reads as an option letter: "(B)" is option B even if option A is "B".

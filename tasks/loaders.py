@@ -123,7 +123,7 @@ def _demo_records(task: TaskName, split: Split) -> Records:
     if task != "svamp":
         raise DataError(f"source 'demo' ships SVAMP questions only, not {task}; point `source` at a {task} data folder")
     name = f"tasks/demo_data/svamp_{split}.json"
-    rows = _json_array(name, resources.files("tasks").joinpath("demo_data", f"svamp_{split}.json").read_text("utf-8"))
+    rows = _json_array(name, (resources.files("tasks") / "demo_data" / f"svamp_{split}.json").read_text("utf-8"))
     for position, row in enumerate(rows):
         # Each demo record carries its index in the full split, so ids match the full data's.
         index = row.get("index", position) if isinstance(row, dict) else position
@@ -236,7 +236,7 @@ def _logiqa_blocks(path: Path) -> Records:
             row: Row | BadRecord = {
                 "context": block[2],
                 "query": block[3],
-                "options": [_strip_option_letter(line, letter) for line, letter in zip(block[4:], "ABCD")],
+                "options": [_strip_option_letter(line, letter) for line, letter in zip(block[4:], "ABCD", strict=True)],
                 "correct_option": "abcd".index(block[1].strip().lower()),
             }
             i += 8

@@ -28,7 +28,7 @@ def parse_score(text: str) -> int | None:
     """
     score: str | None = None
     for inner in reversed(_BRACKETED.findall(text)):
-        found = _SCORE.findall(inner)
+        found: list[str] = _SCORE.findall(inner)  # one group: the number
         if found:
             score = found[-1]
             break

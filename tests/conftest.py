@@ -34,7 +34,7 @@ SVAMP_RECORDS = 1000  # SVAMP.json holds chal-1 .. chal-1000
 
 @pytest.fixture
 def anyio_backend() -> str:
-    # aiohttp and aiolimiter are asyncio-only.
+    # aiohttp is asyncio-only.
     return "asyncio"
 
 
@@ -162,9 +162,7 @@ async def until_answered(emu: Emulator, n: int, timeout_s: float = 60) -> None:
     import anyio
 
     with anyio.fail_after(timeout_s):
-        # The emulator counts its answers but signals none, so the counter is polled.
-        while emu.stats().total.completed < n:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+        await emu.wait_for(lambda s: s.total.completed >= n)
 
 
 def authors_file(path: Path, task: str, questions: Iterable[Question]) -> Path:

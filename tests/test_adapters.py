@@ -362,7 +362,7 @@ async def test_injected_faults_are_retryable(provider: str, fault: str, match: s
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_an_injected_empty_answer_is_unusable(provider: str) -> None:
     async with run_emulator(EmulatorSpec(faults=Faults(empty_rate=1.0))) as emu:
-        with pytest.raises(Unusable, match="^empty answer") as caught:
+        with pytest.raises(Unusable, match=r"^empty answer") as caught:
             await complete_once(provider, emu.url, timeout_s=0.2)
         assert caught.value.kind == "empty"
 
@@ -592,7 +592,7 @@ def test_an_internal_error_is_retryable_but_not_overload() -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_200_carrying_an_error_object_says_so(provider: str) -> None:
-    with pytest.raises(Retryable, match="^HTTP 200 carrying an error: server_error: boom") as caught:
+    with pytest.raises(Retryable, match=r"^HTTP 200 carrying an error: server_error: boom") as caught:
         ADAPTERS[provider].decode(200, {}, b'{"error": {"message": "boom", "type": "server_error"}}', 0.1)
     assert not caught.value.possibly_billed and caught.value.http_status == 200
 
@@ -678,7 +678,7 @@ async def test_a_huge_body_is_refused_in_one_line_without_reading_it_all(chunked
         return response
 
     async with serve(huge) as url:
-        with pytest.raises(Retryable, match="^response body too large") as caught:
+        with pytest.raises(Retryable, match=r"^response body too large") as caught:
             await complete_once("openai", url)
     assert "\n" not in str(caught.value) and caught.value.possibly_billed
 

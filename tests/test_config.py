@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import msgspec
@@ -9,6 +10,9 @@ import pytest
 
 from core.config import Config, ConfigError, api_key, load_config
 from core.config_doc import DESCRIPTIONS, SECTIONS, config_keys, reference_markdown
+
+if sys.version_info < (3, 11):  # the backport anyio installs there
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = '[run]\nname = "t"\nout_dir = "out"\n[[datasets]]\ntask = "svamp"\n'
@@ -90,8 +94,6 @@ def test_every_key_is_documented_and_readme_is_in_step():
 
 
 def test_run_py_unwraps_project_errors_from_task_groups():
-    import sys
-
     sys.path.insert(0, str(ROOT))
     from run import _project_error
 

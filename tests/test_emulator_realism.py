@@ -13,7 +13,9 @@ import pytest
 
 from emulator import (
     Billing,
+    Emulator,
     EmulatorSpec,
+    EmulatorStats,
     Faults,
     Latency,
     ModelLimits,
@@ -73,11 +75,10 @@ async def post(
             return Reply(response.status, headers, await response.read())
 
 
-async def until(condition: Callable[[], bool]) -> None:
+async def until(emu: Emulator, condition: Callable[[EmulatorStats], bool]) -> None:
     """Wait (at most 5 s) for the emulator to notice something the client did, e.g. leaving."""
     with anyio.fail_after(5):
-        while not condition():
-            await anyio.sleep(0.005)
+        await emu.wait_for(condition)
 
 
 def billed(stats: ModelStats) -> tuple[int, int, int]:
@@ -276,7 +277,7 @@ async def test_a_client_that_times_out_on_a_hang_is_billed_the_answer_it_would_h
     async with run_emulator(spec) as emu:
         with pytest.raises(TimeoutError):
             await post(emu, "openai", timeout_s=0.2)
-        await until(lambda: emu.stats().total.abandoned == 1)
+        await until(emu, lambda s: s.total.abandoned == 1)
         stats = emu.stats().models["m"]
     assert stats.completed == 0 and stats.abandoned_billed == int(abandoned)
     assert billed(stats) == ((1, PROMPT_TOKENS, 30) if abandoned else (0, 0, 0))
@@ -294,7 +295,7 @@ async def test_a_client_that_gives_up_during_a_slow_answer_is_billed_and_its_tpm
     async with run_emulator(spec, clock=clock) as emu:
         with pytest.raises(TimeoutError):
             await post(emu, "gemini", max_tokens=80, timeout_s=0.2)
-        await until(lambda: emu.stats().total.abandoned == 1)
+        await until(emu, lambda s: s.total.abandoned == 1)
         stats = emu.stats().models["m"]
         # The model ran to its end: only prompt + the 10 tokens it wrote stay charged.
         tokens = emu._limiters["m"].tokens

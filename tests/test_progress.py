@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from types import SimpleNamespace
 
@@ -69,7 +70,7 @@ def test_render_and_summary_show_unknown_prices_and_samples():
 async def test_without_a_terminal_it_logs_a_final_line_when_cancelled(caplog):
     view, a, _ = _view([0.0])
     a.completed = 7
-    console = Console(file=open("/dev/null", "w"), force_terminal=False)
+    console = Console(file=io.StringIO(), force_terminal=False)
     with caplog.at_level(logging.INFO, logger="accounting.live"):
         async with anyio.create_task_group() as tg:
             tg.start_soon(view.run, console)

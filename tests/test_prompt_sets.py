@@ -102,7 +102,7 @@ def _cases() -> list[tuple[str, dict, str]]:
     cases = [(task, row, row.pop("student")) for task in ("gsm8k", "strategyqa", "logiqa") for row in fixtures[task]]
     svamp_rows = json.loads((Path(__file__).parents[1] / "tasks" / "demo_data" / "svamp_train.json").read_text("utf-8"))
     students = ["The answer is 3.", "  I add them: 10\n", "Answer: 7 apples"]
-    cases += [("svamp", row, s) for row, s in zip(svamp_rows[:3], students)]
+    cases += [("svamp", row, s) for row, s in zip(svamp_rows[:3], students, strict=True)]
     return cases
 
 

@@ -99,7 +99,8 @@ async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, monkeypatch
         # Wait until calls are under way, then press Ctrl-C.
         await until_answered(emu, 20)
         proc.send_signal(signal.SIGINT)
-        stderr = (await proc.stderr.receive()).decode() if proc.stderr else ""
+        # All of it, to the end: one receive() may get a part, or nothing if the pipe closes first.
+        stderr = b"".join([chunk async for chunk in proc.stderr]).decode() if proc.stderr else ""
         code = await proc.wait()
     assert code == 130, stderr
     assert "rerun the same command to resume" in stderr

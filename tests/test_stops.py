@@ -1,4 +1,5 @@
-"""Stopping training and pilots: the whole launcher group gets its time, signals act during setup, Ctrl-C twice kills."""
+"""Stopping training and pilots: the whole launcher group gets its time, signals act during setup, Ctrl-C twice
+kills."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import anyio
 import msgspec
 import pytest
 
-from core.calls import ChatRequest, ChatResult, Message
+from core.calls import NO_DETAIL, ChatRequest, ChatResult, Message, UsageDetail
 from core.config import TeacherSection
 from engine.budget import Budget
 from engine.lane import Lane, LaneLimits
@@ -40,7 +40,7 @@ class FakeClient:
         )
 
 
-def _cost_usd(input_tokens: int, output_tokens: int) -> float:
+def _cost_usd(input_tokens: int, output_tokens: int, detail: UsageDetail = NO_DETAIL) -> float:
     return (input_tokens + 2 * output_tokens) / 1e6
 
 

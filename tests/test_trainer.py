@@ -172,7 +172,7 @@ def test_a_zero_stage_outside_0_to_3_is_refused_at_load(tmp_path: Path, tiny_mod
 def test_a_missing_train_jsonl_says_which_stage_to_run(tmp_path: Path, tiny_model_dir: Path) -> None:
     cfg = config(tmp_path, tiny_model_dir)
     (cfg.out_dir / "train.jsonl").unlink()
-    with pytest.raises(DataError, match="train.jsonl: no training data; run the dataset stage"):
+    with pytest.raises(DataError, match=r"train\.jsonl: no training data; run the dataset stage"):
         train(cfg)
 
 

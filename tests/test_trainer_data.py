@@ -89,7 +89,7 @@ def test_pairs_mask_prompts_and_end_responses_with_eos(tokenizer) -> None:
     pairs, stats = tokenize_pairs(records, tokenizer, "chat", max_length=512)
     assert (stats.prompts, stats.responses) == (0, 0)
     eos = tokenizer.eos_token_id
-    for record, pair in zip(records, pairs):
+    for record, pair in zip(records, pairs, strict=True):
         for seq, response in ((pair.feedback, record.feedback), (pair.rationale, record.rationale)):
             assert seq.input_ids[-1] == eos
             assert tokenizer.decode(seq.input_ids[seq.n_prompt : -1]) == response

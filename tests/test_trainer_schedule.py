@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -33,12 +34,12 @@ def test_warmup_is_honoured_then_the_schedule(schedule: str) -> None:
     if schedule == "constant":
         assert after == pytest.approx([1.0] * len(after))
     elif schedule == "linear":
-        steps = [a - b for a, b in zip(after, after[1:])]
+        steps = [a - b for a, b in pairwise(after)]
         assert steps == pytest.approx([steps[0]] * len(steps)) and steps[0] > 0
     else:
         mid = len(after) // 2
         assert after[mid] == pytest.approx(0.5 * (1 + math.cos(math.pi * mid / 18)))
-        assert all(a >= b for a, b in zip(after, after[1:]))
+        assert all(a >= b for a, b in pairwise(after))
 
 
 def test_effective_batch_warns_unless_it_is_the_papers_16() -> None:

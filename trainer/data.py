@@ -128,7 +128,7 @@ def tokenize_pairs(
         )
     stats = TruncationStats()
     n = len(records)
-    sequences = [fit_sequence(p, r, max_length, stats, side) for p, r in zip(prompt_ids, response_ids)]
+    sequences = [fit_sequence(p, r, max_length, stats, side) for p, r in zip(prompt_ids, response_ids, strict=True)]
     pairs = [Pair(rec.id, sequences[i], sequences[n + i]) for i, rec in enumerate(records)]
     return pairs, stats
 

@@ -40,6 +40,7 @@ from trainer.recipe import (
     is_finished,
     log_step,
     oom_as_config_error,
+    pad_token_id,
     plan_steps,
     progress_bar,
     resolve_model_dir,
@@ -185,7 +186,7 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     epoch_batches, _, total_steps = plan_steps([s.length for s in seqs], settings, world, cfg.run.seed)
 
     model = setup_model(start, settings, ctx.cuda, precision)
-    pad_id = tokenizer.pad_token_id
+    pad_id = pad_token_id(tokenizer)
     reference = reference_logprobs(model, seqs, pad_id, settings.micro_batch_size)
     engine = setup_engine(model, settings, setup.ds_config, total_steps)
     by = stopped_during_setup(stop, engine.device)
@@ -240,7 +241,7 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
 
 def dpo_main(argv: list[str] | None = None) -> int:
     """`python -m trainer.dpo --config CFG`: the DPO stage in this process (or one rank of a launcher's)."""
-    return run_cli("python -m trainer.dpo", __doc__.splitlines()[0], train_dpo, argv)
+    return run_cli("python -m trainer.dpo", (__doc__ or "").partition("\n")[0], train_dpo, argv)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ class _WandB:
     __slots__ = ("_run",)
 
     def __init__(self, out_dir: Path, job: str, cfg: Config) -> None:
-        import wandb
+        import wandb  # pyright: ignore[reportMissingImports]  # the [wandb] extra, which CI does not install
 
         self._run = wandb.init(
             project="committee",
@@ -129,7 +129,7 @@ class ExperimentLog:
 
     def series(self, tag: str, series: Series) -> None:
         """A time series (e.g. calls/s per teacher): one point per bucket, at its wall-clock time."""
-        for i, (t, value) in enumerate(zip(series.t_s, series.values)):
+        for i, (t, value) in enumerate(zip(series.t_s, series.values, strict=True)):
             for sink in self._sinks:
                 sink.scalar(tag, value, i, series.start + t)
 

@@ -7,6 +7,7 @@ runs), each process running `python -m trainer.recipe --config CFG`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -119,10 +120,7 @@ def launch(
         # take minutes. The trainer checks the list after setup and at each step boundary.
         with stop_on_signals() as stop:
             try:
-                if objective == "dpo":
-                    result = train_dpo(cfg, stop=stop)
-                else:
-                    result = train(cfg, task=task, stop=stop)
+                result = train_dpo(cfg, stop=stop) if objective == "dpo" else train(cfg, task=task, stop=stop)
             finally:
                 if dist.is_initialized():
                     # DeepSpeed's teardown, not torch's: it also drops the groups DeepSpeed cached, which a
@@ -182,10 +180,8 @@ def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
             return
         received.append(signum)
         log.warning("%s: asking the trainer processes to stop at the end of this step", signal.Signals(signum).name)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     with on_stop_signals(forward):
         yield received

@@ -12,11 +12,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from core.config import LoraSection, TrainSection
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ def linear_names(model: torch.nn.Module) -> list[str]:
     return sorted(names)
 
 
-def apply_lora(model: torch.nn.Module, lora: LoraSection, model_name: str) -> torch.nn.Module:
+def apply_lora(model: torch.nn.Module, lora: LoraSection, model_name: str) -> PeftModel:
     """Wrap `model` in LoRA adapters on `lora.target_modules`; only they require gradients.
 
     Raises `ConfigError` naming the model's linear layers when a target matches none.
@@ -83,27 +87,28 @@ def apply_lora(model: torch.nn.Module, lora: LoraSection, model_name: str) -> to
         )
     config = LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        # peft annotates lora_alpha as int, but only ever divides it by r: our float alpha is fine.
+        lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType]
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    wrapped = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in wrapped.parameters())
     log.info("LoRA ready: r=%d on %s, %.2fM of %.1fM parameters train", lora.r, ",".join(lora.target_modules),
              trainable / 1e6, total / 1e6)  # fmt: skip
-    return model
+    return wrapped
 
 
-def save_lora(model: torch.nn.Module, out: Path, *, merge: bool, state_dict: dict | None = None) -> None:
+def save_lora(model: PeftModel, out: Path, *, merge: bool, state_dict: dict | None = None) -> None:
     """Save a LoRA-wrapped model: the adapter in `out`, or (merging) full weights in `out` and the adapter below.
 
     Merging folds the adapters into the base weights in place, so call it last.
     """
     if not merge:
-        model.save_pretrained(out, state_dict=state_dict)
+        model.save_pretrained(str(out), state_dict=state_dict)
         return
-    model.save_pretrained(out / "adapter", state_dict=state_dict)
+    model.save_pretrained(str(out / "adapter"), state_dict=state_dict)
     merged = model.merge_and_unload()
     merged.save_pretrained(out)

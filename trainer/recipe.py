@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import torch
@@ -56,6 +57,9 @@ from trainer.experiment_log import ExperimentLog, check_loggers
 from trainer.launch import RUN_PID_ENV, on_stop_signals
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +136,9 @@ def resolve_model_dir(spec: str) -> Path:
     return Path(resolve_model(spec))
 
 
-def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, PromptFormat]:
+def setup_tokenizer(
+    model_dir: Path, prompt_format: Literal["auto", "chat", "instruction"]
+) -> tuple[PreTrainedTokenizerBase, PromptFormat]:
     """The model's tokenizer (padding with eos when it has no pad token) and the resolved prompt format."""
     from transformers import AutoTokenizer
 
@@ -148,9 +154,18 @@ def setup_tokenizer(model_dir: Path, prompt_format: str) -> tuple[object, Prompt
     return tokenizer, fmt
 
 
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id batches are padded with (`setup_tokenizer` gives every tokenizer one)."""
+    pad_id = tokenizer.pad_token_id
+    # transformers serves special-token ids through an untyped __getattr__; a pad token is one id.
+    if not isinstance(pad_id, int):
+        raise TypeError(f"tokenizer pad_token_id should be one int, got {pad_id!r}")
+    return pad_id
+
+
 def _setup_data(
     train_path: Path,
-    tokenizer: object,
+    tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
     train: TrainSection,
     prompts: PromptSet,
@@ -219,11 +234,13 @@ def setup_engine(model: torch.nn.Module, train: TrainSection, ds_config: dict, t
     scheduler = None
     if "scheduler" not in ds_config and optimizer is not None:
         scheduler = build_scheduler(optimizer, train, total_steps)
+    # DeepSpeed's annotations lag its code: it takes any LRScheduler (it names the pre-2.0 private _LRScheduler) and,
+    # as its docs say, an iterable of parameters (it annotates a Module).
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
-        lr_scheduler=scheduler,
-        model_parameters=None if optimizer is not None else model.parameters(),
+        lr_scheduler=scheduler,  # pyright: ignore[reportArgumentType]
+        model_parameters=None if optimizer is not None else model.parameters(),  # pyright: ignore[reportArgumentType]
         config=ds_config,
     )
     log.info("engine ready: ZeRO stage %d, %d optimizer steps", train.zero_stage, total_steps)
@@ -236,7 +253,7 @@ class RunSetup(msgspec.Struct, frozen=True):
     ctx: _Dist
     precision: Precision
     ds_config: dict
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     fmt: PromptFormat
 
 
@@ -512,7 +529,7 @@ class StepMeter:
     def add(self, first: float, second: float, third: float, n_tokens: int) -> None:
         self._window += torch.tensor([first, second, third, n_tokens], dtype=torch.float64)
 
-    def end_step(self, stop: list[int], device: torch.device | str, micro_batches: int) -> StepStats:
+    def end_step(self, stop: list[int], device: torch.device | str | None, micro_batches: int) -> StepStats:
         """Reduce the step's sums over ranks (a collective: every rank calls it) and start the next step."""
         # The stop request rides in the same all-reduce: every rank stops at the same step.
         stats = torch.cat([self._window, torch.tensor([float(bool(stop))], dtype=torch.float64)])
@@ -590,8 +607,11 @@ def train(
     return _train(cfg, stop_after_steps, task, stop)
 
 
-def stopped_during_setup(stop: list[int], device: torch.device | str) -> str:
-    """The signal's name if a stop was asked for on any rank during setup, else ""; every rank must call it."""
+def stopped_during_setup(stop: list[int], device: torch.device | str | None) -> str:
+    """The signal's name if a stop was asked for on any rank during setup, else ""; every rank must call it.
+
+    `device` is the engine's; DeepSpeed's CPU accelerator reports None, and torch then uses the CPU.
+    """
     # One all-reduce, so every rank returns here or none does (a rank alone in the loop would hang).
     flag = torch.tensor([float(bool(stop))], dtype=torch.float64, device=device)
     dist.all_reduce(flag)
@@ -652,14 +672,14 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
             kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resumed_from]
         log_path.write_text("".join(ln + "\n" for ln in kept))
 
-    pad_id = tokenizer.pad_token_id
+    pad_id = pad_token_id(tokenizer)
     engine.train()
     last_loss: float | None = None
     meter = StepMeter()  # loss, feedback, rationale, tokens over one step
     progress = progress_bar(enabled=ctx.rank == 0)
     xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
     with progress, xlog, log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w") as log_file:
-        task = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
+        bar = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
         while state.global_step < total_steps:
             mine = rank_batches(epoch_batches(state.epoch), ctx.rank, world)
             for micro in range(state.step_in_epoch * ga, len(mine)):
@@ -690,7 +710,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                 row = step_row(state.global_step, epoch_at, stats, ("loss_feedback", "loss_rationale"), lr,
                                step_grad_norm(engine, stage0_norm))  # fmt: skip
                 log_step(row, "train", log_file, xlog, ctx.rank)
-                progress.update(task, advance=1, loss=last_loss, lr=lr, tps=stats.tokens_per_s)
+                progress.update(bar, advance=1, loss=last_loss, lr=lr, tps=stats.tokens_per_s)
                 if epoch_done:
                     state.epoch += 1
                     state.step_in_epoch = 0
@@ -800,7 +820,7 @@ def run_cli(prog: str, description: str, run, argv: list[str] | None = None) -> 
 
 def recipe_main(argv: list[str] | None = None) -> int:
     """`python -m trainer.recipe --config CFG`: train, print one line on a user error, return the exit code."""
-    return run_cli("python -m trainer.recipe", __doc__.splitlines()[0], train, argv)
+    return run_cli("python -m trainer.recipe", (__doc__ or "").partition("\n")[0], train, argv)
 
 
 if __name__ == "__main__":
