@@ -448,7 +448,7 @@ def _closing_lines(report: RunReport) -> list[str]:
     if report.budget is not None:
         b = report.budget
         where = f" at {dt.datetime.fromtimestamp(b.at, dt.timezone.utc).isoformat(timespec='seconds')}" if b.at else ""
-        spent = f" with {fmt_usd(b.body.get('spent_usd'))} spent of {fmt_usd(b.body.get('max_usd'))}" if b.body else ""
+        spent = f" with {fmt_usd(b.event.spent_usd)} spent of {fmt_usd(b.event.max_usd)}" if b.event else ""
         lines.append(
             f"The spending cap stopped new calls{where}{spent}; {b.skipped_calls} calls were not sent. "
             "Raise review.max_usd and rerun to finish."

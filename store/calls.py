@@ -28,6 +28,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from core.calls import ChatRequest
+from store.events import Event, encode_event, event_kind
 
 CallStatus = Literal["completed", "failed", "cached", "skipped", "cancelled"]
 
@@ -240,9 +241,9 @@ class Store:
         """Queue a decided sample (its JSON body) for the writer; a re-decided sample replaces the old row."""
         await self._send.send(("sample", (dataset, sample_id, position, body, time.time())))
 
-    async def add_event(self, kind: str, body: bytes) -> None:
+    async def add_event(self, event: Event) -> None:
         """Queue a run event (stage start/end, spending cap reached, ...) for the reports."""
-        await self._send.send(("event", (time.time(), kind, body)))
+        await self._send.send(("event", (time.time(), event_kind(event), encode_event(event))))
 
     def sample_bodies(self, dataset: str) -> list[bytes]:
         """Decided samples of a dataset in mistake order (reads what is committed)."""
