@@ -77,6 +77,18 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+class CallSlot(msgspec.Struct, frozen=True, kw_only=True):
+    """Which call a row records: the request's content key, and the sample, teacher and stage it answers
+    for (`target`: the teacher whose rationale a review scores, "" otherwise). A row's first columns."""
+
+    key: str
+    dataset: str
+    sample_id: str
+    teacher: str
+    stage: str
+    target: str = ""
+
+
 class CallRow(msgspec.Struct, frozen=True, kw_only=True):
     """One finished teacher call, as stored.
 
@@ -206,12 +218,12 @@ class Store:
         row = cur.fetchone()
         return None if row is None else CallRow(**dict(zip(_COLUMNS, row)))
 
-    def reused_in(self, key: str, dataset: str, sample_id: str, stage: str, target: str) -> bool:
+    def reused_in(self, slot: CallSlot) -> bool:
         """Whether a `cached` row already records this answer in this slot (a sample decided again)."""
         cur = self._conn.execute(
             "SELECT 1 FROM calls WHERE dataset = ? AND sample_id = ? AND stage = ? AND target = ? AND key = ? "
             "AND status = 'cached' LIMIT 1",
-            (dataset, sample_id, stage, target, key),
+            (slot.dataset, slot.sample_id, slot.stage, slot.target, slot.key),
         )
         return cur.fetchone() is not None
 
