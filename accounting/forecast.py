@@ -40,7 +40,7 @@ from accounting.pilot import Pilot, Total, extrapolate
 from accounting.pricing import cost_usd, teacher_prices
 from core.calls import ChatRequest, Message
 from core.config import Config, Stage, TeacherSection
-from core.records import Mistake, Question
+from core.records import Mistake, Question, mistake_from
 from core.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
 from engine.tokens import estimate_request_tokens
 from prompts.sets import prompt_set
@@ -123,21 +123,6 @@ class Forecast(msgspec.Struct, kw_only=True):
     pilot_usd: float | None = None
 
 
-def _as_mistake(item: Mistake | Question) -> Mistake:
-    if isinstance(item, Mistake):
-        return item
-    return Mistake(
-        id=item.id,
-        task=item.task,
-        question=item.question,
-        gold_answer=item.gold,
-        student_answer="",
-        student_final_answer=None,
-        context=item.context,
-        options=item.options,
-    )
-
-
 def _prompt_tokens(
     items: Sequence[Mistake | Question], teacher: TeacherSection, messages: MessagesFn, estimate: EstimateFn
 ) -> dict[str, int]:
@@ -147,7 +132,7 @@ def _prompt_tokens(
     """
     sums: dict[str, int] = dict.fromkeys(STAGES, 0)
     for item in items:
-        mistake = _as_mistake(item)
+        mistake = item if isinstance(item, Mistake) else mistake_from(item)
         for stage in STAGES:
             msgs = tuple(messages(stage, mistake, rationale="" if stage == "review" else None))
             request = ChatRequest(

@@ -27,6 +27,7 @@ from engine.budget import Budget
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from prompts.sets import prompt_set
 from stages.context import RunContext
+from stages.problems import Problem
 from stages.teachers import open_teachers
 from store.calls import Store
 from store.events import BudgetReached, DatasetStop, StageEnd, StageStart, TeacherModels
@@ -44,19 +45,27 @@ class TeachResult:
     budget_reached: bool = False
     spent_usd: float = 0.0
 
-    def problems(self) -> list[str]:
-        """One line per dataset that ended with anything missing."""
-        lines = []
+    def problems(self) -> list[Problem]:
+        """What each dataset left undone (nothing when every sample was decided with all its calls)."""
+        found = []
         for task, c in self.counters.items():
             if c.incomplete:
-                lines.append(
-                    f"{task}: {c.incomplete} samples ended with failed or unsent calls "
-                    f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those"
+                found.append(
+                    Problem(
+                        "incomplete",
+                        f"{task}: {c.incomplete} samples ended with failed or unsent calls "
+                        f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those",
+                    )
                 )
-                lines += [f"{task}: {error}" for error in c.errors.values()]
+                found += [Problem("call_failed", f"{task}: {error}") for error in c.errors.values()]
             if c.not_started:
-                lines.append(f"{task}: {c.not_started} mistakes not started because the spending cap was reached")
-        return lines
+                found.append(
+                    Problem(
+                        "not_started",
+                        f"{task}: {c.not_started} mistakes not started because the spending cap was reached",
+                    )
+                )
+        return found
 
 
 def list_producer(mistakes: Sequence[Mistake]) -> Producer:

@@ -89,26 +89,18 @@ class CallSlot(msgspec.Struct, frozen=True, kw_only=True):
     target: str = ""
 
 
-class CallRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One finished teacher call, as stored.
+class CallRow(CallSlot, frozen=True, kw_only=True):
+    """One finished teacher call, as stored: its slot's columns, then what the call did.
 
-    `target` is the teacher whose rationale a review call scores ("" for
-    rationale and feedback calls). Tokens and `usd` are everything billed over all
-    the call's attempts, whatever its status (answers without usable text
-    included); `usd` is None when the price is unknown. `possibly_usd` is the worst
-    case of `possibly_attempts` attempts sent and never answered (timeout, reset,
-    cancelled), which the provider may have billed. `usage_estimated`: an answer
+    Tokens and `usd` are everything billed over all the call's attempts, whatever
+    its status (answers without usable text included); `usd` is None when the price
+    is unknown. `possibly_usd` is the worst case of `possibly_attempts` attempts sent
+    and never answered (timeout, reset, cancelled), which the provider may have billed. `usage_estimated`: an answer
     came without usage and its tokens are our estimate. `unusable` says why the last
     billed answer had no usable text (filtered, refused, truncated, empty);
     `http_status` is the last response's raw status (None: no response).
     """
 
-    key: str
-    dataset: str
-    sample_id: str
-    teacher: str
-    stage: str
-    target: str = ""
     status: CallStatus
     attempts: int = 0
     retries: int = 0
