@@ -37,7 +37,7 @@ STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "dpo", "eval",
 
 @dataclass
 class JobResult:
-    """What a run left undone, one line each; empty means everything finished."""
+    """What a run left undone, as `Problem`s (test their kind); empty means everything finished."""
 
     problems: list[Problem] = field(default_factory=list)
     budget_reached: bool = False
