@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return _EXIT_INTERRUPTED
-    for line in result.problems:
-        print(f"incomplete: {line}", file=sys.stderr)
+    for problem in result.problems:
+        print(f"incomplete: {problem.message}", file=sys.stderr)
     return _EXIT_INCOMPLETE if result.problems else 0
 
 

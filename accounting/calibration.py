@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from core.errors import ConfigError
+from store.events import TeacherModels, read_events
 
 STORE_FILE = "store.sqlite"
 
@@ -68,8 +69,8 @@ class SampleCalls(msgspec.Struct, kw_only=True):
 
 def teacher_models(conn: sqlite3.Connection) -> dict[str, str]:
     """Teacher name -> model, from the last `teachers` event (empty for a store from before it)."""
-    row = conn.execute("SELECT body FROM events WHERE kind = 'teachers' ORDER BY seq DESC LIMIT 1").fetchone()
-    return msgspec.json.decode(row[0], type=dict[str, str]) if row else {}
+    seen = read_events(conn, TeacherModels)
+    return seen[-1][1].models if seen else {}
 
 
 def read_history(conn: sqlite3.Connection, source: str, names: dict[str, str] | None = None) -> History:

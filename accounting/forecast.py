@@ -41,7 +41,7 @@ from accounting.pricing import cost_usd, teacher_prices
 from core.calls import ChatRequest, Message
 from core.capabilities import reasoning_tokens_estimate, teacher_request
 from core.config import Config, Stage, TeacherSection
-from core.records import Mistake, Question
+from core.records import Mistake, Question, mistake_from
 from core.tables import Table, fmt_duration, fmt_num, fmt_usd, to_rich
 from engine.tokens import estimate_request_tokens
 from prompts.sets import prompt_set
@@ -134,21 +134,6 @@ class Forecast(msgspec.Struct, kw_only=True):
     pilot_usd: float | None = None
 
 
-def _as_mistake(item: Mistake | Question) -> Mistake:
-    if isinstance(item, Mistake):
-        return item
-    return Mistake(
-        id=item.id,
-        task=item.task,
-        question=item.question,
-        gold_answer=item.gold,
-        student_answer="",
-        student_final_answer=None,
-        context=item.context,
-        options=item.options,
-    )
-
-
 def _prompt_tokens(
     items: Sequence[Mistake | Question], teacher: TeacherSection, messages: MessagesFn, estimate: EstimateFn
 ) -> dict[str, int]:
@@ -158,7 +143,7 @@ def _prompt_tokens(
     """
     sums: dict[str, int] = dict.fromkeys(STAGES, 0)
     for item in items:
-        mistake = _as_mistake(item)
+        mistake = item if isinstance(item, Mistake) else mistake_from(item)
         for stage in STAGES:
             msgs = tuple(messages(stage, mistake, rationale="" if stage == "review" else None))
             sums[stage] += estimate(teacher_request(teacher, msgs))

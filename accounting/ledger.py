@@ -22,6 +22,8 @@ from collections import defaultdict
 
 import msgspec
 
+from store.events import StageEnd, StageStart, read_events
+
 STAGES: tuple[str, ...] = ("rationale", "feedback", "review")
 # Skips that an option chose to save money; `budget` skips are calls the cap withheld.
 SAVING_REASONS: tuple[str, ...] = ("decided", "wrong_answer")
@@ -423,12 +425,6 @@ def cumulative_usd(conn: sqlite3.Connection) -> dict[str, Series]:
     return series
 
 
-def events(conn: sqlite3.Connection, kind: str) -> list[tuple[float, dict]]:
-    """Events of one kind as (unix time, decoded body), oldest first."""
-    cur = conn.execute("SELECT at, body FROM events WHERE kind = ? ORDER BY seq", (kind,))
-    return [(at, msgspec.json.decode(body) if body else {}) for at, body in cur]
-
-
 def stage_walls(conn: sqlite3.Connection) -> list[StageWall]:
     """Wall time per (stage, dataset) from `stage_start` / `stage_end` events.
 
@@ -439,15 +435,13 @@ def stage_walls(conn: sqlite3.Connection) -> list[StageWall]:
     last = conn.execute(
         "SELECT MAX(t) FROM (SELECT MAX(at) AS t FROM events UNION ALL SELECT MAX(finished_at) FROM calls)"
     ).fetchone()[0]
-    marks = sorted(
-        [(at, 0, body) for at, body in events(conn, "stage_start")]
-        + [(at, 1, body) for at, body in events(conn, "stage_end")],
-        key=lambda m: (m[0], m[1]),
-    )
+    marks: list[tuple[float, int, StageStart | StageEnd]] = [(at, 0, m) for at, m in read_events(conn, StageStart)]
+    marks += [(at, 1, m) for at, m in read_events(conn, StageEnd)]
+    marks.sort(key=lambda m: (m[0], m[1]))
     walls: dict[tuple[str, str | None], StageWall] = {}
     open_at: dict[tuple[str, str | None], float] = {}
-    for at, is_end, body in marks:
-        key = (str(body.get("stage", "")), body.get("dataset"))
+    for at, is_end, mark in marks:
+        key = (mark.stage, mark.dataset)
         wall = walls.setdefault(key, StageWall(stage=key[0], dataset=key[1], wall_s=0.0, finished=True))
         if key in open_at:
             wall.wall_s += at - open_at.pop(key)

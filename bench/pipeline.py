@@ -24,11 +24,10 @@ from rich.table import Table
 
 from bench.throughput import rate_bound_s
 from core.config import load_config
-from core.records import Mistake, Question
+from core.records import Mistake, Question, mistake_from
 from emulator import EmulatorSpec, Latency, ModelLimits, run_emulator
 from emulator.fair_script import FairScript
 from stages.context import RunContext
-from stages.sources import as_questions
 from stages.teach import list_producer, run_teach
 from store.calls import Store
 from tasks import load_split
@@ -62,17 +61,7 @@ def questions(n: int) -> list[Question]:
 
 
 def mistakes_of(qs: list[Question]) -> list[Mistake]:
-    return [
-        Mistake(
-            id=q.id,
-            task=q.task,
-            question=q.question,
-            gold_answer=q.gold,
-            student_answer="Adding everything up, the answer is 3.",
-            student_final_answer="3",
-        )
-        for q in qs
-    ]
+    return [mistake_from(q, "Adding everything up, the answer is 3.", "3") for q in qs]
 
 
 def write_config(
@@ -101,7 +90,7 @@ def authors_json(mistakes: list[Mistake], path: Path) -> Path:
         {
             "id": int(m.id),
             "question": m.question,
-            "gold_answer": m.gold_answer,
+            "gold_answer": m.gold,
             "student_wrong_pred": m.student_answer,
             "student_wrong_final_answer": "3",
         }
@@ -134,7 +123,7 @@ async def measure(args: argparse.Namespace) -> PipelineRun:
             ctx.prepare()
             async with Store.open(ctx.store_path) as store:
                 start = time.perf_counter()
-                await run_teach(ctx, {"svamp": list_producer(mistakes)}, questions=as_questions(mistakes), store=store)
+                await run_teach(ctx, {"svamp": list_producer(mistakes)}, questions=qs, store=store)
                 wall = time.perf_counter() - start
             stats = emu.stats()
     per_teacher = {}

@@ -65,7 +65,7 @@ def _mistake(q: Question, answer: str) -> Mistake:
         id=q.id,
         task=q.task,
         question=q.question,
-        gold_answer=q.gold,
+        gold=q.gold,
         gold_text=q.gold_text,
         student_answer=answer,
         student_final_answer=None,

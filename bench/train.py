@@ -25,6 +25,7 @@ from pathlib import Path
 import msgspec
 
 from core.records import TrainRecord
+from trainer.step_log import TrainStepRow, read_step_log
 
 # Dense bf16 peak of the cards the device tool lends, from NVIDIA's data sheets (SXM).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -115,9 +116,9 @@ lr = 1e-5
     (out / "run.toml").write_text(toml)
     cfg = load_config(out / "run.toml")
     result = train(cfg)
-    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    rows = read_step_log(out / "train_log.jsonl", TrainStepRow)
     timed = rows[1:] or rows
-    tokens_per_s = sum(r["tokens_per_s"] for r in timed) / len(timed)
+    tokens_per_s = sum(r.tokens_per_s for r in timed) / len(timed)
     n_params = _param_count(args.model_dir)
     row = {
         "stage": args.one,

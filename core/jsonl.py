@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
 from core.errors import DataError
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
-def decode_lines(path: Path, lines: Iterable[bytes], decoder: msgspec.json.Decoder[T], what: str) -> Iterator[T]:
+class Decoder(Protocol[T_co]):
+    """A `msgspec.json.Decoder`, or anything that decodes like one (`core.records.RecordDecoder`)."""
+
+    def decode(self, buf: bytes, /) -> T_co: ...
+
+
+def decode_lines(path: Path, lines: Iterable[bytes], decoder: Decoder[T], what: str) -> Iterator[T]:
     """Each non-blank line of `path` (its `lines`, read by the caller) decoded by `decoder`.
 
     Raises `DataError` naming the file and line for the first line that does not decode:

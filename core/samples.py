@@ -75,7 +75,7 @@ class DecidedSample(msgspec.Struct, kw_only=True):
     id: str
     task: TaskName
     question: str
-    gold_answer: str
+    gold: str
     student_answer: str
     student_final_answer: str | None = None
     context: str = ""

@@ -20,6 +20,7 @@ import msgspec
 from core.config import TaskName
 from core.errors import DataError
 from core.jsonl import decode_lines
+from core.records import RecordDecoder
 from core.samples import DecidedSample, RationaleOutcome
 from prompts import template
 from prompts.messages import format_question
@@ -82,7 +83,7 @@ def preference_pairs(sample: DecidedSample, min_margin: float) -> list[Preferenc
     return pairs
 
 
-_sample_decoder = msgspec.json.Decoder(DecidedSample)
+_sample_decoder = RecordDecoder(DecidedSample)
 _pair_decoder = msgspec.json.Decoder(PreferencePair)
 
 

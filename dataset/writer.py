@@ -16,11 +16,11 @@ from pathlib import Path
 
 import msgspec
 
-from core.records import TrainRecord
+from core.records import RecordDecoder, TrainRecord
 from core.samples import DecidedSample
 from prompts.sets import PromptSet, prompt_set
 
-_decode_sample = msgspec.json.Decoder(DecidedSample).decode
+_decode_sample = RecordDecoder(DecidedSample).decode
 
 
 def sample_order(sample_id: str) -> tuple[int, int | str]:
@@ -81,7 +81,7 @@ def train_records(
             rationale_teacher=r.teacher,
             context=sample.context,
             options=sample.options,
-            gold_answer=sample.gold_answer,
+            gold=sample.gold,
         )
         for r, f in pairs
     ]

@@ -89,7 +89,7 @@ class Committee:
             id=mistake.id,
             task=mistake.task,
             question=mistake.question,
-            gold_answer=mistake.gold_answer,
+            gold=mistake.gold,
             student_answer=mistake.student_answer,
             student_final_answer=mistake.student_final_answer,
             context=mistake.context,
@@ -130,7 +130,7 @@ class Committee:
             return
         out.text = rationale = answer.text
         out.answer = extract_answer(m.task, answer.text, options=m.options)
-        out.answer_correct = is_correct(m.task, out.answer, m.gold_answer)
+        out.answer_correct = is_correct(m.task, out.answer, m.gold)
         if not self.review.peer_review or self.review.single_teacher:
             # The paper's baselines: every rationale is taken as it is, no review is bought.
             out.accepted = True

@@ -24,7 +24,7 @@ from core.capabilities import teacher_request
 from core.config import Stage, TeacherSection
 from engine.budget import Budget, CallTab, CostFn
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
-from store.calls import CallRow, Store, request_key
+from store.calls import CallRow, CallSlot, Store, request_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class Teacher:
         """Get this teacher's answer to `messages`, from the store if already bought (see `request`)."""
         request = self.request(messages, structured=structured, shared_prefix_chars=shared_prefix_chars)
         key = request_key(self.section.provider, request)
-        slot = dict(key=key, dataset=dataset, sample_id=sample_id, teacher=self.name, stage=stage, target=target)
+        slot = CallSlot(key=key, dataset=dataset, sample_id=sample_id, teacher=self.name, stage=stage, target=target)
 
         hit = self._store.completed(key)
         if hit is not None:
@@ -142,18 +142,16 @@ class Teacher:
                 pending.answer = Answer(None, error="cancelled")
             pending.done.set()
 
-    async def _reused(self, hit: CallRow, slot: dict) -> None:
+    async def _reused(self, hit: CallRow, slot: CallSlot) -> None:
         """Record a stored answer reused for another slot (a duplicate question, an identical rationale).
 
         Once per slot: a sample decided again by a rerun adds no row.
         """
-        where = (slot["dataset"], slot["sample_id"], slot["stage"], slot["target"])
-        if (hit.dataset, hit.sample_id, hit.stage, hit.target) != where and not self._store.reused_in(
-            slot["key"], *where
-        ):
-            await self._store.add_call(CallRow(**slot, status="cached", text=hit.text, usd=0.0))
+        where = (slot.dataset, slot.sample_id, slot.stage, slot.target)
+        if (hit.dataset, hit.sample_id, hit.stage, hit.target) != where and not self._store.reused_in(slot):
+            await self._store.add_call(CallRow(**msgspec.structs.asdict(slot), status="cached", text=hit.text, usd=0.0))
 
-    async def _send(self, request: ChatRequest, slot: dict) -> Answer:
+    async def _send(self, request: ChatRequest, slot: CallSlot) -> Answer:
         tab = CallTab(self._budget, worst_usd=self.worst_case_usd(request), cost_usd=self._cost_usd)
         try:
             outcome = await self.lane.call(request, tab=tab)
@@ -194,10 +192,10 @@ class Teacher:
 _PROMPT_MARGIN = 1.25
 
 
-def _billed_row(slot: dict, tab: CallTab, **fields) -> CallRow:
+def _billed_row(slot: CallSlot, tab: CallTab, **fields) -> CallRow:
     """The store row of a call: `fields` plus everything its attempts billed or may have billed."""
     return CallRow(
-        **slot,
+        **msgspec.structs.asdict(slot),
         **fields,
         input_tokens=tab.input_tokens,
         output_tokens=tab.output_tokens,

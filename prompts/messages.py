@@ -20,15 +20,15 @@ def format_question(q: Question | Mistake | DecidedSample) -> str:
     """
     if family(q.task) != "logiqa":
         return q.question
-    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS, q.options, strict=True)]
+    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS[: len(q.options)], q.options, strict=True)]
     return "\n".join([q.context, q.question, *lettered]).strip()
 
 
 def gold_hint(mistake: Mistake) -> str:
     """The gold answer as the feedback and review prompts' hint: "72", "true", "(B) <option text>"."""
-    if family(mistake.task) == "logiqa" and mistake.gold_answer in LETTERS and mistake.options:
-        return f"({mistake.gold_answer}) {mistake.options[LETTERS.index(mistake.gold_answer)]}"
-    return mistake.gold_answer
+    if family(mistake.task) == "logiqa" and mistake.gold in LETTERS and mistake.options:
+        return f"({mistake.gold}) {mistake.options[LETTERS.index(mistake.gold)]}"
+    return mistake.gold
 
 
 def template_name(stage: Stage, task: TaskName) -> str:

@@ -132,7 +132,7 @@ def authors_gold(item: Question | Mistake) -> str:
     `false.`, a tab, then the facts; SVAMP: the number; LogiQA: the option's index 0-3
     (their `str(correct_option)`).
     """
-    gold = item.gold if isinstance(item, Question) else item.gold_answer
+    gold = item.gold
     text = item.gold_text.strip()
     if item.task == "gsm8k" and "####" in text:
         return text
@@ -242,7 +242,7 @@ class PaperPrompts:
         return rest.replace("\0q", question).replace("\0a", student_answer).replace("\0g", hint)
 
     def feedback_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
-        hint = train_hint(r.task, r.gold_answer)
+        hint = train_hint(r.task, r.gold)
         text = self.templates.render("train_feedback", input=self.feedback_input(r.question, r.student_answer, hint))
         return self._student(tokenizer, fmt, text.strip())
 

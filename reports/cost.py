@@ -34,6 +34,7 @@ from core.tables import (
 )
 from dataset.writer import decode_samples, picked_teacher
 from store.calls import sample_bodies
+from store.events import BudgetReached, read_events
 
 STORE_FILE = "store.sqlite"
 
@@ -102,7 +103,7 @@ class BudgetStop(msgspec.Struct, kw_only=True):
     """Where the spending cap stopped new calls (from the `budget_reached` event, when there is one)."""
 
     at: float | None = None
-    body: dict = {}
+    event: BudgetReached | None = None
     skipped_calls: int = 0
 
 
@@ -189,15 +190,14 @@ def review_validity(samples: Sequence[DecidedSample]) -> list[ReviewValidity]:
 def _budget_stop(
     conn: sqlite3.Connection, task: str, rows: list[ledger.StageLedger], missing: int
 ) -> BudgetStop | None:
-    """Whether the cap stopped this dataset: its event names the dataset (`dataset`, or a `datasets`
-    list or mapping of the ones it stopped), or, for an event naming none, the dataset has calls
-    the cap withheld or that are still missing.
+    """Whether the cap stopped this dataset: its event names the dataset among those it stopped, or,
+    for an event naming none (an older store), the dataset has calls the cap withheld or still missing.
     """
     skipped = sum(r.skipped.get("budget", 0) for r in rows)
-    for at, body in ledger.events(conn, "budget_reached"):
-        named = body.get("datasets", [body["dataset"]] if "dataset" in body else None)
+    for at, event in read_events(conn, BudgetReached):
+        named = event.datasets
         if (task in named) if named is not None else (skipped or missing):
-            return BudgetStop(at=at, body=body, skipped_calls=skipped)
+            return BudgetStop(at=at, event=event, skipped_calls=skipped)
     return BudgetStop(skipped_calls=skipped) if skipped else None
 
 

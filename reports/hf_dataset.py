@@ -19,6 +19,8 @@ from pathlib import Path
 import msgspec
 
 from core.config import Config, TaskName
+from core.jsonl import decode_lines
+from core.records import RecordDecoder, TrainRecord
 from core.samples import DecidedSample
 from prompts import template
 from reports.run_report import RunReport
@@ -65,6 +67,14 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _train_rows(path: Path) -> list[dict]:
+    """train.jsonl's records as Arrow rows (older files' `gold_answer` read as `gold`)."""
+    if not path.is_file():
+        return []
+    records = decode_lines(path, path.read_bytes().splitlines(), RecordDecoder(TrainRecord), "training record")
+    return [msgspec.to_builtins(r) for r in records]
+
+
 def export_dataset(cfg: Config, report: RunReport) -> Path | None:
     """Write `out_dir/hf_dataset/` (loadable with `datasets.load_from_disk`) and its card; None without data."""
     from datasets import Dataset, DatasetDict
@@ -73,9 +83,9 @@ def export_dataset(cfg: Config, report: RunReport) -> Path | None:
     samples_path = out / "dataset.jsonl"
     if not samples_path.is_file():
         return None
-    decoder = msgspec.json.Decoder(DecidedSample)
+    decoder = RecordDecoder(DecidedSample)
     samples = [_sample_row(decoder.decode(line)) for line in samples_path.read_bytes().splitlines() if line.strip()]
-    splits = {"train": _read_jsonl(out / "train.jsonl"), "samples": samples,
+    splits = {"train": _train_rows(out / "train.jsonl"), "samples": samples,
               "preferences": _read_jsonl(out / "preferences.jsonl")}  # fmt: skip
     target = out / "hf_dataset"
     DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items() if rows}).save_to_disk(str(target))

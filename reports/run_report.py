@@ -38,40 +38,10 @@ from reports.cost import (
     write_cost_report,
 )
 from reports.forecast_check import ForecastCheckRow, check_forecast, forecast_check_table, read_forecast
+from student.evaluate import BASE, EvalEntry, EvalFile
+from trainer.step_log import TrainStepRow, read_step_log
 
 log = logging.getLogger(__name__)
-
-BASE_CHECKPOINT = "base"
-
-
-class EvalRow(msgspec.Struct, kw_only=True):
-    """One `eval.json` entry (the fields the report reads)."""
-
-    task: str
-    model: str = ""
-    checkpoint: str
-    n: int
-    correct: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-
-
-class _EvalFile(msgspec.Struct):
-    evals: list[EvalRow] = []
-
-
-class _LogLine(msgspec.Struct):
-    """One `train_log.jsonl` line; every figure optional so an older or partial log still reads."""
-
-    step: int
-    epoch: float | None = None
-    loss: float | None = None
-    loss_feedback: float | None = None
-    loss_rationale: float | None = None
-    lr: float | None = None
-    grad_norm: float | None = None
-    tokens_per_s: float | None = None
 
 
 class DatasetReport(msgspec.Struct, kw_only=True):
@@ -79,9 +49,9 @@ class DatasetReport(msgspec.Struct, kw_only=True):
     mistakes: int | None
     mistakes_source: str
     cost: DatasetCost | None
-    evals: list[EvalRow] = []
-    before: EvalRow | None = None
-    after: EvalRow | None = None
+    evals: list[EvalEntry] = []
+    before: EvalEntry | None = None
+    after: EvalEntry | None = None
 
 
 class TeacherRate(msgspec.Struct, kw_only=True):
@@ -132,33 +102,18 @@ def _count_mistakes(out_dir: Path, task: str, cost: DatasetCost | None) -> tuple
     return None, "none yet"
 
 
-def read_evals(path: Path) -> list[EvalRow]:
+def read_evals(path: Path) -> list[EvalEntry]:
     """The entries of `eval.json`; empty when the file is absent or unreadable (logged)."""
     if not path.is_file():
         return []
     try:
-        return msgspec.json.decode(path.read_bytes(), type=_EvalFile).evals
+        return msgspec.json.decode(path.read_bytes(), type=EvalFile).evals
     except msgspec.DecodeError as exc:
         log.warning("%s: not a readable eval.json (%s); accuracy left out of the report", path, exc)
         return []
 
 
-def read_train_log(path: Path) -> list[_LogLine]:
-    """The lines of `train_log.jsonl` that decode; a torn last line (killed training) is skipped."""
-    if not path.is_file():
-        return []
-    decoder = msgspec.json.Decoder(_LogLine)
-    rows = []
-    for line in path.read_bytes().splitlines():
-        if line.strip():
-            try:
-                rows.append(decoder.decode(line))
-            except msgspec.DecodeError:
-                continue
-    return rows
-
-
-def _train_summary(rows: Sequence[_LogLine]) -> TrainSummary | None:
+def _train_summary(rows: Sequence[TrainStepRow]) -> TrainSummary | None:
     if not rows:
         return None
     speeds = [r.tokens_per_s for r in rows if r.tokens_per_s is not None]
@@ -238,7 +193,7 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
     sections = []
     for task in order:
         mine = [e for e in evals if e.task == task]
-        after = [e for e in mine if e.checkpoint != BASE_CHECKPOINT]
+        after = [e for e in mine if e.checkpoint != BASE]
         mistakes, source = _count_mistakes(out_dir, task, costs.get(task))
         sections.append(
             DatasetReport(
@@ -247,14 +202,14 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
                 mistakes_source=source,
                 cost=costs.get(task),
                 evals=mine,
-                before=next((e for e in mine if e.checkpoint == BASE_CHECKPOINT), None),
+                before=next((e for e in mine if e.checkpoint == BASE), None),
                 # The SFT model is the method's "after"; a later DPO model has its own row in the eval table.
                 after=next((e for e in after if e.checkpoint == "model"), after[-1] if after else None),
             )
         )
     if not evals:
         notes.append("No eval.json: accuracy before and after training is not measured yet (run --stage eval).")
-    train = _train_summary(read_train_log(out_dir / "train_log.jsonl"))
+    train = _train_summary(read_step_log(out_dir / "train_log.jsonl", TrainStepRow))
     if train is None:
         notes.append("No train_log.jsonl: the student has not been trained yet (run --stage train).")
     budget = next((s.cost.budget for s in sections if s.cost is not None and s.cost.stopped_at_budget), None)
@@ -293,14 +248,14 @@ def draw_plots(report: RunReport, out_dir: Path, cfg: Config | None = None) -> N
         finally:
             conn.close()
     rpm = {t.name: t.rpm for t in cfg.teachers} if cfg is not None else {}
-    log_rows = read_train_log(out_dir / "train_log.jsonl")
+    log_rows = read_step_log(out_dir / "train_log.jsonl", TrainStepRow)
     curves = {
         "joint": [r.loss for r in log_rows],
         "feedback": [r.loss_feedback for r in log_rows],
         "rationale": [r.loss_rationale for r in log_rows],
     }
 
-    def bar(e: EvalRow | None) -> tuple[float, float, float] | None:
+    def bar(e: EvalEntry | None) -> tuple[float, float, float] | None:
         return (e.accuracy, e.ci_low, e.ci_high) if e is not None else None
 
     accuracy = {
@@ -450,7 +405,7 @@ def _closing_lines(report: RunReport) -> list[str]:
     if report.budget is not None:
         b = report.budget
         where = f" at {dt.datetime.fromtimestamp(b.at, dt.timezone.utc).isoformat(timespec='seconds')}" if b.at else ""
-        spent = f" with {fmt_usd(b.body.get('spent_usd'))} spent of {fmt_usd(b.body.get('max_usd'))}" if b.body else ""
+        spent = f" with {fmt_usd(b.event.spent_usd)} spent of {fmt_usd(b.event.max_usd)}" if b.event else ""
         lines.append(
             f"The spending cap stopped new calls{where}{spent}; {b.skipped_calls} calls were not sent. "
             "Raise review.max_usd and rerun to finish."

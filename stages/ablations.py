@@ -131,7 +131,9 @@ async def run_ablations(ctx: RunContext, variants: list[Variant]) -> list[Ablati
         )
     problems = (await run_job(ctx, "all")).problems
     if problems:
-        raise CommitteeError(f"the run itself did not finish ({problems[0]}); rerun to resume, then the ablations")
+        raise CommitteeError(
+            f"the run itself did not finish ({problems[0].message}); rerun to resume, then the ablations"
+        )
     rows: list[AblationRow] = []
     conn = open_db(ctx.store_path)
     try:

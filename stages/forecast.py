@@ -35,13 +35,13 @@ from accounting.pilot import Pilot, Total, estimate_count
 from accounting.pricing import warn_if_stale
 from core.config import DatasetSection, effective_batch_warning
 from core.errors import ConfigError
-from core.records import Mistake, Question
+from core.records import Mistake, Question, question_from
 from core.tables import fmt_usd
 from dataset.writer import decode_samples
 from prompts.sets import prompt_set
 from reports.run_report import open_teacher_ledger
 from stages.context import RunContext
-from stages.sources import as_questions, exam_mistakes, mistakes_for_teach, train_questions
+from stages.sources import exam_mistakes, mistakes_for_teach, train_questions
 from stages.teach import list_producer, run_teach
 from store.calls import Store, open_db, sample_bodies
 
@@ -156,13 +156,13 @@ async def pilot_dry_run(
 
     _check_pilot_cap(ctx, n, samples)
     async with Store.open(ctx.store_path) as store:
-        questions = [q for ms in samples.values() for q in as_questions(ms)]
+        questions = [question_from(m) for ms in samples.values() for m in ms]
         result = await run_teach(
             ctx, {t: list_producer(ms) for t, ms in samples.items()}, questions=questions, store=store
         )
         decided = {t: _complete(store.sample_bodies(t)) for t in samples}
-    for line in result.problems():
-        console.print(f"pilot incomplete: {line}")
+    for problem in result.problems():
+        console.print(f"pilot incomplete: {problem.message}")
 
     conn = open_db(ctx.store_path)
     try:

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
+from core.records import question_from
 from dataset.preferences import write_preferences
 from reports.hub import check_hub
 from stages.context import RunContext
 from stages.evaluate import run_eval_stage
 from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
+from stages.problems import NOTHING_TO_TRAIN, Problem
 from stages.report import write_reports
-from stages.sources import as_questions, mistakes_for_teach, train_questions
+from stages.sources import mistakes_for_teach, train_questions
 from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files
 from stages.teachers import check_teachers
 from stages.terminate import Terminated, stop_on_sigterm
@@ -35,9 +37,9 @@ STAGES: tuple[StageName, ...] = ("all", "exam", "teach", "train", "dpo", "eval",
 
 @dataclass
 class JobResult:
-    """What a run left undone, one line each; empty means everything finished."""
+    """What a run left undone, as `Problem`s (test their kind); empty means everything finished."""
 
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     budget_reached: bool = False
     # The signal that stopped training at a step boundary, if one did.
     stopped_by: int | None = None
@@ -81,7 +83,8 @@ async def _run_stages(ctx: RunContext, stage: StageName) -> JobResult:
         result.problems += _train(ctx, result, objective="dpo")
         if result.stopped_by is not None:
             return result
-    if stage in ("eval", "all") and not [p for p in result.problems if p != NOTHING_TO_TRAIN]:
+    # With nothing trained there is still the base student to evaluate.
+    if stage in ("eval", "all") and all(p.kind == "nothing_to_train" for p in result.problems):
         await run_eval_stage(ctx)
     if stage in ("teach", "all", "report"):
         write_reports(ctx)
@@ -116,7 +119,7 @@ async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
             exam_tasks.append((d, qs))
         else:
             mistakes = mistakes_for_teach(d, ctx.out_dir)
-            questions += as_questions(mistakes)
+            questions += map(question_from, mistakes)
             producers[d.task] = list_producer(mistakes)
 
     backend = load_student(ctx) if exam_tasks else None
@@ -138,13 +141,7 @@ async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
     return result
 
 
-NOTHING_TO_TRAIN = (
-    "no sample was included (no rationale reached review.threshold), so train.jsonl is empty and nothing was "
-    "trained; see report.md for the scores, then lower the threshold or use stronger teachers"
-)
-
-
-def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] = "sft") -> list[str]:
+def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] = "sft") -> list[Problem]:
     from student.models import resolve_model
     from trainer.launch import launch
 
@@ -162,16 +159,18 @@ def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] 
     if _stopped(code, result):
         return []
     stage = "training" if objective == "sft" else "the dpo stage"
-    return [] if code == 0 else [f"{stage} exited with code {code}; see the log above, then rerun to resume"]
+    if code == 0:
+        return []
+    return [Problem("training_failed", f"{stage} exited with code {code}; see the log above, then rerun to resume")]
 
 
-def _train_per_dataset(ctx: RunContext, result: JobResult, train_file) -> list[str]:
+def _train_per_dataset(ctx: RunContext, result: JobResult, train_file) -> list[Problem]:
     """One student per benchmark, one after another (each may use every process)."""
     from dataset.writer import record_tasks
     from trainer.launch import launch
 
     have = record_tasks(train_file)
-    problems = []
+    problems: list[Problem] = []
     for d in ctx.cfg.datasets:
         if d.task not in have:
             log.warning("no %s sample was included, so %s gets no student of its own", d.task, d.task)
@@ -180,7 +179,12 @@ def _train_per_dataset(ctx: RunContext, result: JobResult, train_file) -> list[s
         if _stopped(code, result):
             return problems  # the students after this one are trained by the rerun
         if code:
-            problems.append(f"training the {d.task} student exited with code {code}; see the log above, then rerun")
+            problems.append(
+                Problem(
+                    "training_failed",
+                    f"training the {d.task} student exited with code {code}; see the log above, then rerun",
+                )
+            )
     return problems
 
 

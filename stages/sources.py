@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
-
 from core.config import DatasetSection
 from core.errors import ConfigError
 from core.jsonl import decode_lines
-from core.records import Mistake, Question
+from core.records import Mistake, Question, RecordDecoder
 from tasks import import_mistakes, load_split
 
 
@@ -32,7 +30,7 @@ def exam_mistakes(out_dir: Path, task: str) -> list[Mistake]:
             "or set `mistakes` in its [[datasets]] entry"
         )
     with open(path, "rb") as fh:
-        return [m for m in decode_lines(path, fh, msgspec.json.Decoder(Mistake), "mistake record") if m.task == task]
+        return [m for m in decode_lines(path, fh, RecordDecoder(Mistake), "mistake record") if m.task == task]
 
 
 def mistakes_for_teach(d: DatasetSection, out_dir: Path) -> list[Mistake]:
@@ -41,11 +39,3 @@ def mistakes_for_teach(d: DatasetSection, out_dir: Path) -> list[Mistake]:
         mistakes = import_mistakes(d.task, d.mistakes)
         return mistakes[: d.limit] if d.limit is not None else mistakes
     return exam_mistakes(out_dir, d.task)
-
-
-def as_questions(mistakes: list[Mistake]) -> list[Question]:
-    """Mistakes seen as questions (the emulator's scripted teachers look gold answers up by question)."""
-    return [
-        Question(id=m.id, task=m.task, question=m.question, gold=m.gold_answer, context=m.context, options=m.options)
-        for m in mistakes
-    ]

@@ -28,8 +28,10 @@ from engine.budget import Budget
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from prompts.sets import prompt_set
 from stages.context import RunContext
+from stages.problems import Problem
 from stages.teachers import open_teachers
 from store.calls import Store
+from store.events import BudgetReached, DatasetStop, StageEnd, StageStart, TeacherModels
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +46,27 @@ class TeachResult:
     budget_reached: bool = False
     spent_usd: float = 0.0
 
-    def problems(self) -> list[str]:
-        """One line per dataset that ended with anything missing."""
-        lines = []
+    def problems(self) -> list[Problem]:
+        """What each dataset left undone (nothing when every sample was decided with all its calls)."""
+        found = []
         for task, c in self.counters.items():
             if c.incomplete:
-                lines.append(
-                    f"{task}: {c.incomplete} samples ended with failed or unsent calls "
-                    f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those"
+                found.append(
+                    Problem(
+                        "incomplete",
+                        f"{task}: {c.incomplete} samples ended with failed or unsent calls "
+                        f"(e.g. {c.missing_examples[0]}); rerun the same command to retry only those",
+                    )
                 )
-                lines += [f"{task}: {error}" for error in c.errors.values()]
+                found += [Problem("call_failed", f"{task}: {error}") for error in c.errors.values()]
             if c.not_started:
-                lines.append(f"{task}: {c.not_started} mistakes not started because the spending cap was reached")
-        return lines
+                found.append(
+                    Problem(
+                        "not_started",
+                        f"{task}: {c.not_started} mistakes not started because the spending cap was reached",
+                    )
+                )
+        return found
 
 
 def list_producer(mistakes: Sequence[Mistake]) -> Producer:
@@ -104,9 +114,9 @@ async def run_teach(
 
     async with open_teachers(cfg, store, budget, questions) as teachers:
         committee = Committee(teachers, cfg.review, store, prompt_set(cfg.run.prompts))
-        await store.add_event("stage_start", msgspec.json.encode({"stage": "teach"}))
-        # Which model each teacher name was, so a later forecast can learn from this store (accounting.calibration).
-        await store.add_event("teachers", msgspec.json.encode({t.name: t.model for t in cfg.teachers}))
+        await store.add_event(StageStart(stage="teach"))
+        # Read by accounting.calibration: a later forecast learns from this store's teachers.
+        await store.add_event(TeacherModels(models={t.name: t.model for t in cfg.teachers}))
         result.counters = {task: TeachCounters() for task in producers}
         async with anyio.create_task_group() as outer:
             if ctx.progress:
@@ -135,15 +145,13 @@ async def run_teach(
             outer.cancel_scope.cancel()
         if budget.reached:
             stopped = {
-                task: {"not_started": c.not_started, "incomplete": c.incomplete} for task, c in result.counters.items()
+                task: DatasetStop(not_started=c.not_started, incomplete=c.incomplete)
+                for task, c in result.counters.items()
             }
             await store.add_event(
-                "budget_reached",
-                msgspec.json.encode(
-                    {"max_usd": cfg.review.max_usd, "spent_usd": budget.spent_usd, "datasets": stopped}
-                ),
+                BudgetReached(max_usd=cfg.review.max_usd, spent_usd=budget.spent_usd, datasets=stopped)
             )
-        await store.add_event("stage_end", msgspec.json.encode({"stage": "teach"}))
+        await store.add_event(StageEnd(stage="teach"))
     result.budget_reached = budget.reached
     result.spent_usd = budget.spent_usd
     return result

@@ -28,6 +28,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from core.calls import ChatRequest
+from store.events import Event, encode_event, event_kind
 
 CallStatus = Literal["completed", "failed", "cached", "skipped", "cancelled"]
 
@@ -80,21 +81,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-class CallRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One finished teacher call, as stored.
-
-    `target` is the teacher whose rationale a review call scores ("" for
-    rationale and feedback calls). Tokens and `usd` are everything billed over all
-    the call's attempts, whatever its status (answers without usable text
-    included); `usd` is None when the price is unknown. `possibly_usd` is the worst
-    case of `possibly_attempts` attempts sent and never answered (timeout, reset,
-    cancelled), which the provider may have billed. `usage_estimated`: an answer
-    came without usage and its tokens are our estimate. `unusable` says why the last
-    billed answer had no usable text (filtered, refused, truncated, empty);
-    `http_status` is the last response's raw status (None: no response).
-    `reasoning_tokens` lie inside `output_tokens` (`reasoning_usd` is their share of
-    `usd`), `cache_read_tokens` and `cache_write_tokens` inside `input_tokens`.
-    """
+class CallSlot(msgspec.Struct, frozen=True, kw_only=True):
+    """Which call a row records: the request's content key, and the sample, teacher and stage it answers
+    for (`target`: the teacher whose rationale a review scores, "" otherwise). A row's first columns."""
 
     key: str
     dataset: str
@@ -102,6 +91,22 @@ class CallRow(msgspec.Struct, frozen=True, kw_only=True):
     teacher: str
     stage: str
     target: str = ""
+
+
+class CallRow(CallSlot, frozen=True, kw_only=True):
+    """One finished teacher call, as stored: its slot's columns, then what the call did.
+
+    Tokens and `usd` are everything billed over all the call's attempts, whatever
+    its status (answers without usable text included); `usd` is None when the price
+    is unknown. `possibly_usd` is the worst case of `possibly_attempts` attempts sent
+    and never answered (timeout, reset, cancelled), which the provider may have billed. `usage_estimated`: an answer
+    came without usage and its tokens are our estimate. `unusable` says why the last
+    billed answer had no usable text (filtered, refused, truncated, empty);
+    `http_status` is the last response's raw status (None: no response).
+    `reasoning_tokens` lie inside `output_tokens` (`reasoning_usd` is their share of
+    `usd`), `cache_read_tokens` and `cache_write_tokens` inside `input_tokens`.
+    """
+
     status: CallStatus
     attempts: int = 0
     retries: int = 0
@@ -230,12 +235,12 @@ class Store:
         row = cur.fetchone()
         return None if row is None else CallRow(**dict(zip(_COLUMNS, row, strict=True)))
 
-    def reused_in(self, key: str, dataset: str, sample_id: str, stage: str, target: str) -> bool:
+    def reused_in(self, slot: CallSlot) -> bool:
         """Whether a `cached` row already records this answer in this slot (a sample decided again)."""
         cur = self._conn.execute(
             "SELECT 1 FROM calls WHERE dataset = ? AND sample_id = ? AND stage = ? AND target = ? AND key = ? "
             "AND status = 'cached' LIMIT 1",
-            (dataset, sample_id, stage, target, key),
+            (slot.dataset, slot.sample_id, slot.stage, slot.target, slot.key),
         )
         return cur.fetchone() is not None
 
@@ -265,9 +270,9 @@ class Store:
         """Queue a decided sample (its JSON body) for the writer; a re-decided sample replaces the old row."""
         await self._send.send(("sample", (dataset, sample_id, position, body, time.time())))
 
-    async def add_event(self, kind: str, body: bytes) -> None:
+    async def add_event(self, event: Event) -> None:
         """Queue a run event (stage start/end, spending cap reached, ...) for the reports."""
-        await self._send.send(("event", (time.time(), kind, body)))
+        await self._send.send(("event", (time.time(), event_kind(event), encode_event(event))))
 
     def sample_bodies(self, dataset: str) -> list[bytes]:
         """Decided samples of a dataset in mistake order (reads what is committed)."""

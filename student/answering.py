@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 from core.config import GraderName
-from core.records import Mistake, Question
+from core.records import Question
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat
 from student.answers_store import AnswerSlot, AnswersStore, StoredAnswer, prompt_sha
@@ -34,26 +34,6 @@ def grade(question: Question, text: str, sha: str, grader: GraderName = "committ
         final = extract_answer(question.task, text, options=question.options)
         correct = is_correct(question.task, final, question.gold)
     return StoredAnswer(question_id=question.id, prompt_sha=sha, text=text, final_answer=final, correct=correct)
-
-
-def as_mistake(question: Question, answer: StoredAnswer) -> Mistake:
-    """A wrong answer in the shape the teachers and mistakes.jsonl take.
-
-    The raw question fields (not the rendered prompt) go along, so teachers format
-    them their own way; context and options are empty except for LogiQA, and
-    gold_text is the published solution where the benchmark has one.
-    """
-    return Mistake(
-        id=question.id,
-        task=question.task,
-        question=question.question,
-        gold_answer=question.gold,
-        student_answer=answer.text,
-        student_final_answer=answer.final_answer,
-        context=question.context,
-        options=question.options,
-        gold_text=question.gold_text,
-    )
 
 
 async def answer_all(

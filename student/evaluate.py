@@ -18,10 +18,10 @@ import msgspec
 
 from core.config import GraderName
 from core.errors import DataError
-from core.records import Mistake, Question
+from core.records import Mistake, Question, mistake_from
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
-from student.answering import answer_all, as_mistake
+from student.answering import answer_all
 from student.answers_store import AnswersStore
 from student.backend import StudentBackend
 from student.exam import mistake_line
@@ -102,7 +102,7 @@ async def run_eval(
             if answer.correct:
                 correct += 1
             else:
-                wrong.append(as_mistake(question, answer))
+                wrong.append(mistake_from(question, answer.text, answer.final_answer))
     n = len(questions)
     low, high = wilson_interval(correct, n)
     entry = EvalEntry(

@@ -19,18 +19,16 @@ import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
 from core.config import GraderName
-from core.records import Mistake, Question
+from core.records import Mistake, Question, mistake_from
 from prompts.sets import PromptSet
 from prompts.student import PromptFormat
-from student.answering import answer_all, as_mistake
+from student.answering import answer_all
 from student.answers_store import AnswersStore
 from student.backend import StudentBackend
 
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
-# Fields every mistakes.jsonl line has, even when empty (a blank student answer is still a mistake).
-_REQUIRED = frozenset(f for f in Mistake.__struct_fields__ if f not in ("context", "options", "gold_text"))
 
 
 class ExamSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,8 +45,7 @@ class ExamSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 def mistake_line(mistake: Mistake) -> bytes:
     """One mistakes.jsonl line; the optional fields (context, options, gold_text) only when set."""
-    row = msgspec.structs.asdict(mistake)
-    return _encoder.encode({k: v for k, v in row.items() if v or k in _REQUIRED}) + b"\n"
+    return _encoder.encode(mistake) + b"\n"
 
 
 async def run_exam(
@@ -88,7 +85,7 @@ async def run_exam(
                 correct += 1
                 continue
             mistakes += 1
-            mistake = as_mistake(question, answer)
+            mistake = mistake_from(question, answer.text, answer.final_answer)
             if out is not None:
                 await out.write(mistake_line(mistake))
                 # Flushed per line: the file shows the exam's progress to anyone tailing it.

@@ -80,7 +80,7 @@ def _mistake(task: TaskName, path: Path, index: int, record: object) -> Mistake:
         id=str(record["id"]),
         task=task,
         question=record["question"].strip(),
-        gold_answer=gold,
+        gold=gold,
         gold_text=str(raw_gold),
         student_answer=record["student_wrong_pred"],
         # Keep the authors' answer as written when it is not in our canonical form.

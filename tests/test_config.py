@@ -107,12 +107,12 @@ def test_an_empty_training_set_is_reported_not_trained(tmp_path):
     import anyio
 
     from stages.context import RunContext
-    from stages.job import NOTHING_TO_TRAIN, run_job
+    from stages.job import run_job
 
     cfg_path = write(tmp_path, two_teachers())
     ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
     ctx.prepare()
     (ctx.out_dir / "train.jsonl").write_text("")
     result = anyio.run(run_job, ctx, "train")
-    assert result.problems == [NOTHING_TO_TRAIN]
+    assert [p.kind for p in result.problems] == ["nothing_to_train"]
     assert not (ctx.out_dir / "model").exists()

@@ -108,9 +108,9 @@ async def test_exam_writes_mistakes_and_streams_them_before_it_finishes(
     assert (summary.n, summary.correct, summary.mistakes, summary.generated) == (6, 3, 3, 6)
     lines = [json.loads(line) for line in (tmp_path / "mistakes.jsonl").read_text().splitlines()]
     assert [line["id"] for line in lines] == ["q1", "q3", "q5"]
-    assert set(lines[0]) == {"id", "task", "question", "gold_answer", "student_answer", "student_final_answer"}
+    assert set(lines[0]) == {"id", "task", "question", "gold", "student_answer", "student_final_answer"}
     assert lines[0]["question"] == "Tom has 1 apples and gets 1 more. How many now?"
-    assert lines[0]["gold_answer"] == "2"
+    assert lines[0]["gold"] == "2"
     assert lines[0]["student_answer"] == "1 + 1 = 2.\nThe answer is 3."
     assert lines[0]["student_final_answer"] == "3"
 
@@ -245,7 +245,7 @@ async def test_exam_and_eval_on_the_tiny_model_with_the_hf_backend(tiny_model_di
     lines = [msgspec.json.decode(x, type=Mistake) for x in (tmp_path / "mistakes.jsonl").read_bytes().splitlines()]
     gold = {q.id: q.gold for q in train}
     assert len(lines) == summary.mistakes
-    assert all(m.gold_answer == gold[m.id] and m.task == "svamp" for m in lines)
+    assert all(m.gold == gold[m.id] and m.task == "svamp" for m in lines)
     assert isinstance(result, EvalResult) and result.entry.n == 3 and result.generated == 3
 
 
@@ -266,7 +266,7 @@ async def test_grading_on_benchmark_lines(task: str, bench_data: Path, tokenizer
     result = await run_eval(questions, StubBackend(tokenizer, answer), store, "chat", checkpoint="base", model="m")
     assert (result.entry.n, result.entry.correct) == (4, 2)
     assert {m.id for m in result.wrong} == set(gold) - right_ids
-    assert all(m.student_final_answer != m.gold_answer for m in result.wrong)
+    assert all(m.student_final_answer != m.gold for m in result.wrong)
 
 
 def test_exam_stage_alone_on_a_fresh_run_directory(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:

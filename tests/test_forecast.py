@@ -19,7 +19,7 @@ MISTAKES = [
         id=str(i),
         task="svamp",
         question=f"Tom has {i + 3} apples and buys {2 * i + 5} more. How many now?",
-        gold_answer=str(3 * i + 8),
+        gold=str(3 * i + 8),
         student_answer=f"He has {i} apples. The answer is {i}.",
         student_final_answer=str(i),
     )
@@ -120,7 +120,7 @@ def test_measured_output_lengths_from_a_store_replace_the_defaults(tmp_path):
 
 
 def test_questions_scaled_by_the_mistake_rate_and_the_cap_noted(tmp_path):
-    questions = [Question(id=m.id, task="svamp", question=m.question, gold=m.gold_answer) for m in MISTAKES * 2]
+    questions = [Question(id=m.id, task="svamp", question=m.question, gold=m.gold) for m in MISTAKES * 2]
     fc = forecast(_config([_teacher("a"), _teacher("b")], max_usd=1e-6), {"svamp": questions}, mistake_rate=0.5)
     (ds,) = fc.datasets
     assert ds.assumed and ds.mistakes == 5 and ds.calls == 5 * 2 * 2 + 5 * 2

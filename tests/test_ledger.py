@@ -63,7 +63,7 @@ def _sample(sid: str, rationales: list[RationaleOutcome], included: bool) -> Dec
         id=sid,
         task="svamp",
         question="q",
-        gold_answer="1",
+        gold="1",
         student_answer="2",
         rationales=rationales,
         included=included,

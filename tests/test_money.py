@@ -165,8 +165,10 @@ async def test_a_teacher_out_of_quota_is_stopped_and_a_rerun_after_topping_up_re
     assert 0 < gemini.quota_refused <= 36
     # The other teachers did all their work.
     assert stats.models["model-gpt"].completed >= 2 * len(questions)
-    named = [line for line in result.problems if "'gemini'" in line and "quota" in line]
-    assert named and all("\n" not in line for line in result.problems)
+    failed = [p.message for p in result.problems if p.kind == "call_failed"]
+    named = [line for line in failed if "'gemini'" in line and "quota" in line]
+    assert named
+    assert all("\n" not in p.message for p in result.problems)
     assert any("rerun" in line for line in named)
 
     # Topped up: a fresh account; the rerun buys only what is missing.

@@ -58,7 +58,7 @@ async def test_decisions_follow_the_paper_rule(tmp_path, monkeypatch, real_quest
     for s in samples:
         for r in s.rationales:
             expected = {
-                rev: script.review_score(model[rev], s.task, r.text, s.gold_answer) for rev in model if rev != r.teacher
+                rev: script.review_score(model[rev], s.task, r.text, s.gold) for rev in model if rev != r.teacher
             }
             assert r.scores == expected
             assert r.accepted == paper_rule(expected.values(), threshold)
@@ -121,7 +121,7 @@ async def test_skip_options_save_reviews(tmp_path, monkeypatch, real_questions, 
             # reviewers would have given, the paper's rule says the same.
             full = dict(r.scores)
             for rev in r.skipped:
-                full[rev] = script.review_score(f"model-{rev}", s.task, r.text, s.gold_answer)
+                full[rev] = script.review_score(f"model-{rev}", s.task, r.text, s.gold)
             if option == "skip_decided":
                 assert r.accepted == paper_rule(full.values(), 4.0)
             elif r.skipped:
@@ -189,7 +189,8 @@ async def test_a_broken_teacher_is_named_and_the_others_keep_going(
         stats = emu.stats()
         stop.set()
     cause = "connection refused" if fault == "refused" else "HTML instead of JSON"
-    assert any(line.startswith("svamp: teacher 'claude'") and cause in line for line in result.problems), result
+    failed = [p.message for p in result.problems if p.kind == "call_failed"]
+    assert any(line.startswith("svamp: teacher 'claude'") and cause in line for line in failed), result
     # The two working teachers answered everything asked of them: rationale, feedback
     # and the review of each other's rationale.
     assert stats.models["model-gpt"].completed >= 10 * 3 and stats.models["model-gemini"].completed >= 10 * 3
@@ -206,7 +207,7 @@ async def test_spending_cap_stops_cleanly_and_says_where(tmp_path, monkeypatch, 
     ctx = RunContext(cfg_path, load_config(cfg_path), progress=False)
     result = await run_job(ctx, "teach")
     assert result.budget_reached
-    assert any("spending cap" in line for line in result.problems), result.problems
+    assert any(p.kind == "not_started" and "spending cap" in p.message for p in result.problems), result.problems
     report = json.loads((ctx.out_dir / "cost_report.json").read_text())
     # Reservations are worst case (max_tokens), so the cap is never passed.
     assert 0 < report["total_usd"] <= 0.02

@@ -20,7 +20,7 @@ def sample(sample_id: str, means: dict[str, float | None], *, failed: tuple[str,
         for t, m in means.items()
     ]  # fmt: skip
     return DecidedSample(
-        id=sample_id, task="svamp", question=f"Question {sample_id}?", gold_answer="3", student_answer="2",
+        id=sample_id, task="svamp", question=f"Question {sample_id}?", gold="3", student_answer="2",
         rationales=rationales,
     )  # fmt: skip
 

@@ -18,7 +18,7 @@ from store.calls import request_key
 from tasks import load_split
 
 SHORT = Mistake(
-    id="1", task="svamp", question="Tom has 3 apples and buys 4 more. How many now?", gold_answer="7",
+    id="1", task="svamp", question="Tom has 3 apples and buys 4 more. How many now?", gold="7",
     student_answer="The answer is 12.", student_final_answer="12",
 )  # fmt: skip
 # A question long enough (well over 1024 tokens with the instructions) for Claude to cache.

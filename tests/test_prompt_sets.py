@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.records import Mistake, Question, TrainRecord
+from core.records import Question, TrainRecord, mistake_from
 from prompts.sets import CommitteePrompts, PaperPrompts, check_templates, prompt_set
 from tasks.loaders import load_split
 from tasks.rows import to_question
@@ -112,20 +112,6 @@ def _question(task: str, index: int, row: dict) -> Question:
     return to_question(task, index, row)  # type: ignore[arg-type]
 
 
-def _mistake(q: Question, student: str) -> Mistake:
-    return Mistake(
-        id=q.id,
-        task=q.task,
-        question=q.question,
-        gold_answer=q.gold,
-        student_answer=student,
-        student_final_answer=None,
-        context=q.context,
-        options=q.options,
-        gold_text=q.gold_text,
-    )
-
-
 @pytest.mark.parametrize("case", range(len(_cases())))
 def test_paper_set_matches_the_authors_composition(case: int) -> None:
     task, row, student = _cases()[case]
@@ -134,7 +120,7 @@ def test_paper_set_matches_the_authors_composition(case: int) -> None:
     paper = prompt_set("paper")
     tok = RawTokenizer()
     q = _question(task, index, row)
-    m = _mistake(q, student)
+    m = mistake_from(q, student)
 
     assert paper.exam_prompt(tok, "instruction", q) == expected["exam"]
     assert paper.eval_prompt(tok, "instruction", q) == expected["eval"]
@@ -157,7 +143,7 @@ def test_paper_set_matches_the_authors_composition(case: int) -> None:
         rationale="r",
         context=m.context,
         options=m.options,
-        gold_answer=m.gold_answer,
+        gold=m.gold,
     )
     assert paper.rationale_prompt(tok, "instruction", record) == expected["train_rationale"]
     assert paper.feedback_prompt(tok, "instruction", record) == expected["train_feedback"]
@@ -190,7 +176,7 @@ def test_committee_set_is_the_default_wording() -> None:
     from prompts.messages import teacher_messages
 
     q = load_split("svamp", "demo", "train")[0]
-    m = _mistake(q, "The answer is 3.")
+    m = mistake_from(q, "The answer is 3.")
     committee = prompt_set("committee")
     assert isinstance(committee, CommitteePrompts)
     assert committee.teacher_messages("feedback", m) == teacher_messages("feedback", m)
@@ -221,7 +207,7 @@ def test_a_folder_missing_a_template_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"teacher_system\.txt is missing"):
         check_templates(mine, ["svamp"], system=True)
     q = load_split("svamp", "demo", "train")[0]
-    assert mine.teacher_messages("feedback", _mistake(q, "3"))[0].content.endswith("(mine)")
+    assert mine.teacher_messages("feedback", mistake_from(q, "3"))[0].content.endswith("(mine)")
 
 
 def test_paper_set_ships_every_template_and_the_authors_notice() -> None:
@@ -244,7 +230,7 @@ def test_scripted_teachers_answer_the_paper_set(task: str) -> None:
     q = _question(task, index, row)
     script = FairScript([q])
     paper = prompt_set("paper")
-    m = _mistake(q, student)
+    m = mistake_from(q, student)
 
     def ask(stage: str, rationale: str | None = None) -> str:
         msgs = paper.teacher_messages(stage, m, rationale=rationale, system=True)  # type: ignore[arg-type]

@@ -35,5 +35,5 @@ def test_demo_runs_end_to_end_with_the_paper_prompts(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
     assert records, "no sample was included"
     # SVAMP records keep the bare question and the gold the authors' feedback record shows.
-    assert all(r["gold_answer"] and "### " not in r["question"] for r in records)
+    assert all(r["gold"] and "### " not in r["question"] for r in records)
     assert (run / "model").is_dir() and (run / "eval.json").is_file()

@@ -15,7 +15,7 @@ MISTAKES = {
         id="12",
         task="gsm8k",
         question="Natalia sold 48 clips in April and half as many in May. How many in total?",
-        gold_answer="72",
+        gold="72",
         student_answer="She sold 48 + 48 = 96 clips.",
         student_final_answer="96",
     ),
@@ -23,7 +23,7 @@ MISTAKES = {
         id="1",
         task="strategyqa",
         question="Is the cuisine of Hawaii suitable for a vegan?",
-        gold_answer="false",
+        gold="false",
         student_answer="True. Hawaii has lots of fruit.",
         student_final_answer="true",
     ),
@@ -33,7 +33,7 @@ MISTAKES = {
         question="Which can be derived?",
         context="Four districts surround the park.",
         options=("North park", "Southwest leisure", "Northeast culture", "Southeast business"),
-        gold_answer="C",
+        gold="C",
         student_answer="Answer: A",
         student_final_answer="A",
     ),
@@ -67,7 +67,7 @@ def test_rationale_prompt_asks_for_the_line_the_extractor_reads(task: str) -> No
     assert f"\n{FORM[family(m.task)]}\n" in msg.content
     # A reply that ends the way the template asks grades as the gold answer.
     reply = f"Step one. Step two, considering 3 options and 12 facts.\n{FINAL_LINE[family(m.task)]}"
-    assert extract_answer(m.task, reply, options=m.options) == m.gold_answer
+    assert extract_answer(m.task, reply, options=m.options) == m.gold
 
 
 def test_logiqa_question_shows_context_and_lettered_options() -> None:
@@ -85,7 +85,7 @@ def test_feedback_prompt_has_the_wrong_answer_and_the_hint(task: str) -> None:
     assert m.student_answer in msg.content and format_question(m) in msg.content
     assert "{{" not in msg.content
     hint = msg.content.rsplit("Hint:", 1)[1]
-    assert m.gold_answer in hint
+    assert m.gold in hint
     if task == "logiqa":
         assert "(C) Northeast culture" in hint
 
@@ -95,7 +95,7 @@ def test_review_prompt_carries_the_rationale_and_asks_for_a_bracketed_score(task
     m = MISTAKES[task]
     rationale = "Half of 48 is 24 and 48 + 24 = 72. The answer is 72."
     (msg,) = teacher_messages("review", m, rationale=rationale)
-    assert rationale in msg.content and m.gold_answer in msg.content.rsplit("Hint:", 1)[1]
+    assert rationale in msg.content and m.gold in msg.content.rsplit("Hint:", 1)[1]
     example = msg.content.split("for example", 1)[1].split(",", 1)[0]
     assert parse_score(example) == 4
 
@@ -113,7 +113,7 @@ def test_text_from_the_data_is_inserted_verbatim() -> None:
         id="0",
         task="gsm8k",
         question="Compute \\frac{1}{2} of {{x}} = 10.",
-        gold_answer="5",
+        gold="5",
         student_answer="{}",
         student_final_answer=None,
     )

@@ -433,7 +433,7 @@ def test_the_worst_case_forecast_bills_each_call_its_whole_output_limit_once(tmp
     from core.records import Mistake
 
     mistakes = [
-        Mistake(id="1", task="svamp", question="Tom has 3 apples and buys 4 more.", gold_answer="7",
+        Mistake(id="1", task="svamp", question="Tom has 3 apples and buys 4 more.", gold="7",
                 student_answer="6", student_final_answer="6")
     ]  # fmt: skip
     teachers = [

@@ -85,7 +85,7 @@ async def test_finished_run_has_accuracy_training_and_rate_limits(tmp_path):
     assert report.train.steps == 4 and report.train.last_loss == pytest.approx(0.5)
     (wall,) = report.stage_walls
     assert wall.finished and wall.wall_s == pytest.approx(21.0)
-    assert report.budget is not None and report.budget.body["max_usd"] == 0.02
+    assert report.budget is not None and report.budget.event is not None and report.budget.event.max_usd == 0.02
     md = (tmp_path / "report.md").read_text()
     assert "40.0% -> 55.0% (+15.0 points)" in md and "spending cap stopped new calls" in md
     # b sent 8 requests (one call took 3 attempts) over its busy span; rate is against 60 rpm

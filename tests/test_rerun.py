@@ -15,7 +15,7 @@ from emulator import EmulatorSpec
 from emulator.fair_script import FairScript
 from engine.review import accepted as paper_rule
 from stages.context import RunContext
-from stages.job import NOTHING_TO_TRAIN, run_job
+from stages.job import run_job
 from tasks import load_split
 from tests.conftest import authors_file, read_samples, write_config
 
@@ -48,7 +48,7 @@ async def test_lowering_the_threshold_as_advised_trains_without_buying_anything(
     emu = await emulator(EmulatorSpec(), FairScript(()))
     ctx = _ctx(tmp_path, emu, mistakes, threshold=4.0)
     await run_job(ctx, "teach")
-    assert (await run_job(ctx, "train")).problems == [NOTHING_TO_TRAIN]
+    assert [p.kind for p in (await run_job(ctx, "train")).problems] == ["nothing_to_train"]
     bought, rows = emu.stats().total.completed, _call_rows(ctx)
 
     ctx = _ctx(tmp_path, emu, mistakes, threshold=2.0)

@@ -147,3 +147,47 @@ async def test_an_answer_whose_queueing_was_cancelled_is_not_served_from_memory(
     assert store.completed("k") is None
     send.close()
     recv.close()
+
+
+async def test_each_event_kind_round_trips_through_the_store(tmp_path):
+    from store.events import BudgetReached, DatasetStop, StageEnd, StageStart, TeacherModels, read_events
+
+    budget = BudgetReached(max_usd=1.0, spent_usd=0.98, datasets={"svamp": DatasetStop(not_started=3, incomplete=1)})
+    async with Store.open(tmp_path / "s.sqlite") as store:
+        for event in (
+            StageStart(stage="teach"),
+            TeacherModels(models={"a": "gpt-4o"}),
+            budget,
+            StageEnd(stage="teach"),
+        ):
+            await store.add_event(event)
+    conn = open_db(tmp_path / "s.sqlite")
+    assert [e for _, e in read_events(conn, StageStart)] == [StageStart(stage="teach")]
+    assert [e for _, e in read_events(conn, StageEnd)] == [StageEnd(stage="teach")]
+    assert [e for _, e in read_events(conn, TeacherModels)] == [TeacherModels(models={"a": "gpt-4o"})]
+    assert [e for _, e in read_events(conn, BudgetReached)] == [budget]
+
+
+def test_event_bodies_of_an_older_store_still_decode(tmp_path):
+    """Bodies written as plain JSON objects, before the event Structs: no `kind` field, teachers as a bare mapping."""
+    from store.events import BudgetReached, DatasetStop, StageStart, TeacherModels, read_events
+
+    conn = open_db(tmp_path / "s.sqlite")
+    conn.executemany(
+        "INSERT INTO events (at, kind, body) VALUES (?, ?, ?)",
+        [
+            (1.0, "stage_start", b'{"stage":"teach"}'),
+            (2.0, "teachers", b'{"gpt":"gpt-4o","models":"claude-x"}'),
+            (3.0, "budget_reached", b'{"max_usd":0.5,"spent_usd":0.5}'),
+            (
+                4.0,
+                "budget_reached",
+                b'{"max_usd":0.5,"spent_usd":0.5,"datasets":{"svamp":{"not_started":2,"incomplete":0}}}',
+            ),
+        ],
+    )
+    assert read_events(conn, StageStart) == [(1.0, StageStart(stage="teach"))]
+    assert read_events(conn, TeacherModels) == [(2.0, TeacherModels(models={"gpt": "gpt-4o", "models": "claude-x"}))]
+    (_, old), (_, named) = read_events(conn, BudgetReached)
+    assert old.datasets is None and old.spent_usd == 0.5
+    assert named.datasets == {"svamp": DatasetStop(not_started=2)}

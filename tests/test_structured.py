@@ -25,7 +25,7 @@ MISTAKE = Mistake(
     id=Q.id,
     task="svamp",
     question=Q.question,
-    gold_answer=Q.gold,
+    gold=Q.gold,
     student_answer="The answer is 3.",
     student_final_answer="3",
 )

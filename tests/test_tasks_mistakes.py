@@ -76,7 +76,7 @@ def _write(tmp_path: Path, records: object, name: str = "false_round0.json") -> 
 def test_svamp_mistakes_keep_their_ids(tmp_path: Path) -> None:
     mistakes = import_mistakes("svamp", _write(tmp_path, SVAMP))
     assert [m.id for m in mistakes] == ["0", "3", "59"]
-    assert [m.gold_answer for m in mistakes] == ["145", "198", "5"]
+    assert [m.gold for m in mistakes] == ["145", "198", "5"]
     assert mistakes[0].student_final_answer == "0.92"
     assert mistakes[0].student_answer == SVAMP[0]["student_wrong_pred"]
     assert mistakes[2].student_final_answer is None  # the authors' "no answer found"
@@ -87,24 +87,24 @@ def test_imported_ids_line_up_with_the_paper_split(tmp_path: Path) -> None:
     train = load_split("svamp", "demo", "train")
     for m in import_mistakes("svamp", _write(tmp_path, SVAMP[:2])):
         assert train[int(m.id)].question == m.question
-        assert train[int(m.id)].gold == m.gold_answer
+        assert train[int(m.id)].gold == m.gold
 
 
 def test_gsm8k_gold_is_read_from_the_full_answer(tmp_path: Path) -> None:
     (m,) = import_mistakes("gsm8k", _write(tmp_path, GSM8K))
-    assert (m.id, m.gold_answer, m.student_final_answer) == ("12", "72", "96")
+    assert (m.id, m.gold, m.student_final_answer) == ("12", "72", "96")
     assert m.gold_text == GSM8K[0]["gold_answer"]
 
 
 def test_strategyqa_gold_is_before_the_tab(tmp_path: Path) -> None:
     (m,) = import_mistakes("strategyqa", _write(tmp_path, STRATEGYQA))
-    assert (m.gold_answer, m.student_final_answer) == ("false", "true")
+    assert (m.gold, m.student_final_answer) == ("false", "true")
     assert "pork" in m.gold_text
 
 
 def test_logiqa_gold_index_becomes_a_letter(tmp_path: Path) -> None:
     (m,) = import_mistakes("logiqa", _write(tmp_path, LOGIQA))
-    assert (m.gold_answer, m.student_final_answer) == ("C", "A")
+    assert (m.gold, m.student_final_answer) == ("C", "A")
     assert m.options[2] == "Option three text" and m.context.startswith("Black Americans")
 
 

@@ -18,7 +18,7 @@ import torch
 from core.config import TruncationSide
 from core.errors import ConfigError, DataError
 from core.jsonl import decode_lines
-from core.records import TrainRecord
+from core.records import RecordDecoder, TrainRecord
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, response_suffix
 from student.backend import encode_prompt
@@ -55,7 +55,7 @@ class TruncationStats(msgspec.Struct):
     responses: int = 0
 
 
-_record_decoder = msgspec.json.Decoder(TrainRecord)
+_record_decoder = RecordDecoder(TrainRecord)
 
 
 def load_records(path: Path) -> list[TrainRecord]:

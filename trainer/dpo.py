@@ -33,6 +33,8 @@ from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, rank_
 from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
 from trainer.experiment_log import ExperimentLog
 from trainer.recipe import (
+    FINGERPRINT_FILE,
+    ModelRecord,
     StepMeter,
     TrainResult,
     backward_step,
@@ -55,6 +57,7 @@ from trainer.recipe import (
     stop_on_signals,
     stopped_during_setup,
 )
+from trainer.step_log import DpoStepRow
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ def reference_logprobs(model: torch.nn.Module, seqs: list[PrefSeqs], pad_id: int
 def _fingerprint(cfg: Config, prefs_path: Path, start: Path, settings: TrainSection) -> str:
     base = fingerprint(msgspec.structs.replace(cfg, train=settings), prefs_path, start)
     # The SFT model changes whenever it is retrained; its own fingerprint says so.
-    sft_print = (start / "committee_train.json").read_bytes() if (start / "committee_train.json").is_file() else b""
+    sft_print = (start / FINGERPRINT_FILE).read_bytes() if (start / FINGERPRINT_FILE).is_file() else b""
     return hashlib.sha256(base.encode() + msgspec.json.encode(cfg.dpo) + sft_print).hexdigest()
 
 
@@ -202,7 +205,7 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     with (
         progress_bar(ctx.rank == 0, "dpo") as progress,
         xlog,
-        log_path.open("w") if ctx.rank == 0 else open(os.devnull, "w") as log_file,
+        log_path.open("wb") if ctx.rank == 0 else open(os.devnull, "wb") as log_file,
     ):
         task = progress.add_task("dpo", total=total_steps, loss=0.0, lr=0.0, tps=0.0)
         while step < total_steps:
@@ -223,7 +226,7 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
                 step += 1
                 stats = meter.end_step(stop, engine.device, ga * world)
                 last_loss = stats.means[0]
-                row = step_row(step, epoch + (micro + 1) / len(mine), stats, ("reward_accuracy", "reward_margin"), lr,
+                row = step_row(DpoStepRow, step, epoch + (micro + 1) / len(mine), stats, lr,
                                step_grad_norm(engine, stage0_norm))  # fmt: skip
                 log_step(row, "dpo", log_file, xlog, ctx.rank)
                 progress.update(task, advance=1, loss=last_loss, lr=lr, tps=stats.tokens_per_s)
@@ -233,7 +236,7 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
                     break
             epoch += 1
 
-    record = {"fingerprint": print_, "steps": step, "final_loss": last_loss, "source": str(start), "objective": "dpo"}
+    record = ModelRecord(fingerprint=print_, steps=step, final_loss=last_loss, source=str(start), objective="dpo")
     save_model(engine, tokenizer, model_out, precision, record, ctx.rank, settings.lora)
     return TrainResult(model_dir=str(model_out), steps=step, final_loss=last_loss,
                        responses_truncated=truncated.responses)  # fmt: skip

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import msgspec
 import torch
@@ -54,9 +53,10 @@ from trainer.data import (
 )
 from trainer.ds_config import Precision, build_ds_config, build_optimizer, build_scheduler, resolve_precision
 from trainer.experiment_log import ExperimentLog, check_loggers
-from trainer.launch import RUN_PID_ENV, on_stop_signals
+from trainer.launch import RUN_PID_ENV, Objective, on_stop_signals
 from trainer.lora import apply_lora, check_lora_setup, quantization_config, save_lora
 from trainer.loss import LossParts, fair_loss
+from trainer.step_log import R, StepRow, TrainStepRow, encode_row, read_step_log
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -64,6 +64,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "committee_train.json"
+
+
+class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """`committee_train.json` in a saved model directory: the fingerprint of the inputs that made it
+    (a rerun with the same inputs skips training), its steps, last loss (None: not a number) and start."""
+
+    fingerprint: str
+    steps: int
+    final_loss: float | None
+    source: str
+    # Models saved before the dpo stage existed are SFT models.
+    objective: Objective = "sft"
 
 
 class LoopState(msgspec.Struct, kw_only=True):
@@ -308,8 +320,8 @@ def fingerprint(cfg: Config, train_path: Path, model_dir: Path, task: str | None
 def is_finished(model_out: Path, print_: str) -> bool:
     """Whether `model_out` holds the model trained on the inputs with this fingerprint."""
     try:
-        return json.loads((model_out / FINGERPRINT_FILE).read_text())["fingerprint"] == print_
-    except (OSError, ValueError, KeyError):
+        return msgspec.json.decode((model_out / FINGERPRINT_FILE).read_bytes(), type=ModelRecord).fingerprint == print_
+    except (OSError, msgspec.DecodeError):
         return False
 
 
@@ -361,7 +373,13 @@ def _resume(engine, ckpt_dir: Path, print_: str) -> LoopState:
 
 
 def save_model(
-    engine, tokenizer, model_out: Path, precision: Precision, record: dict, rank: int, lora: LoraSection | None = None
+    engine,
+    tokenizer,
+    model_out: Path,
+    precision: Precision,
+    record: ModelRecord,
+    rank: int,
+    lora: LoraSection | None = None,
 ) -> None:
     """The final weights as an ordinary HF directory (safetensors, config, tokenizer); with LoRA, the adapter
     (and, merging, the merged weights too: `trainer.lora.save_lora`).
@@ -384,7 +402,7 @@ def save_model(
             if lora.merge:
                 tokenizer.save_pretrained(tmp / "adapter")  # so the adapter directory loads on its own too
         tokenizer.save_pretrained(tmp)
-        (tmp / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
+        (tmp / FINGERPRINT_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(record), indent=2))
         shutil.rmtree(model_out, ignore_errors=True)
         tmp.rename(model_out)
         log.info("model saved: %s", model_out)
@@ -415,13 +433,17 @@ def _plot(log_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = read_step_log(log_path, TrainStepRow)
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [r["step"] for r in rows]
-    for key, label in (("loss", "joint"), ("loss_feedback", "feedback"), ("loss_rationale", "rationale")):
-        ax.plot(steps, [r[key] for r in rows], label=label)
+    steps = [r.step for r in rows]
+    for curve, label in (
+        ([r.loss for r in rows], "joint"),
+        ([r.loss_feedback for r in rows], "feedback"),
+        ([r.loss_rationale for r in rows], "rationale"),
+    ):
+        ax.plot(steps, [math.nan if v is None else v for v in curve], label=label)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy")
     ax.legend()
@@ -544,29 +566,20 @@ class StepMeter:
         return StepStats(means=means, tokens_per_s=tokens_per_s, stopping=bool(stats[4] > 0))
 
 
-def step_row(
-    step: int, epoch: float, stats: StepStats, names: tuple[str, str], lr: float, grad_norm: float | None
-) -> dict:
-    """One line of a loss log: the step's mean loss, its two other means under `names`, lr, norm, throughput."""
+def step_row(kind: type[R], step: int, epoch: float, stats: StepStats, lr: float, grad_norm: float | None) -> R:
+    """One line of a loss log: the step's mean loss, its two other means as `kind` names them, lr, norm, throughput."""
     loss, first, second = stats.means
-    return {
-        "step": step,
-        "epoch": epoch,
-        "loss": loss,
-        names[0]: first,
-        names[1]: second,
-        "lr": lr,
-        "grad_norm": grad_norm,
-        "tokens_per_s": stats.tokens_per_s,
-    }
+    return kind(step, epoch, loss, lr, grad_norm, stats.tokens_per_s, first, second)
 
 
-def log_step(row: dict, label: str, log_file, xlog: ExperimentLog, rank: int) -> None:
+def log_step(row: StepRow, label: str, log_file: IO[bytes], xlog: ExperimentLog, rank: int) -> None:
     """Append the step's row to the loss log and the experiment loggers (rank 0 only)."""
     if rank == 0:
-        log_file.write(json.dumps(row) + "\n")
+        log_file.write(encode_row(row))
         log_file.flush()
-        xlog.scalars(label, {k: v for k, v in row.items() if k != "step"}, row["step"])
+        figures = msgspec.structs.asdict(row)
+        del figures["step"]
+        xlog.scalars(label, figures, row.step)
 
 
 # --- the recipe ----------------------------------------------------------------------
@@ -667,10 +680,8 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         # Steps logged after the checkpoint we resumed from are redone: drop them so
         # the curve continues instead of doubling back.
-        kept = []
-        if log_path.is_file() and resumed_from:
-            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resumed_from]
-        log_path.write_text("".join(ln + "\n" for ln in kept))
+        kept = [r for r in read_step_log(log_path, TrainStepRow) if r.step <= resumed_from] if resumed_from else []
+        log_path.write_bytes(b"".join(map(encode_row, kept)))
 
     pad_id = pad_token_id(tokenizer)
     engine.train()
@@ -678,7 +689,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     meter = StepMeter()  # loss, feedback, rationale, tokens over one step
     progress = progress_bar(enabled=ctx.rank == 0)
     xlog = ExperimentLog.open(cfg, "train", enabled=ctx.rank == 0)
-    with progress, xlog, log_path.open("a") if ctx.rank == 0 else open(os.devnull, "w") as log_file:
+    with progress, xlog, log_path.open("ab") if ctx.rank == 0 else open(os.devnull, "wb") as log_file:
         bar = progress.add_task("train", total=total_steps, completed=state.global_step, loss=0.0, lr=0.0, tps=0.0)
         while state.global_step < total_steps:
             mine = rank_batches(epoch_batches(state.epoch), ctx.rank, world)
@@ -707,7 +718,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                 stats = meter.end_step(stop, engine.device, ga * world)
                 last_loss = stats.means[0]
                 epoch_at = state.epoch + state.step_in_epoch / steps_per_epoch
-                row = step_row(state.global_step, epoch_at, stats, ("loss_feedback", "loss_rationale"), lr,
+                row = step_row(TrainStepRow, state.global_step, epoch_at, stats, lr,
                                step_grad_norm(engine, stage0_norm))  # fmt: skip
                 log_step(row, "train", log_file, xlog, ctx.rank)
                 progress.update(bar, advance=1, loss=last_loss, lr=lr, tps=stats.tokens_per_s)
@@ -743,7 +754,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                 if state.global_step >= total_steps:
                     break
 
-    record = {"fingerprint": print_, "steps": state.global_step, "final_loss": last_loss, "source": str(model_dir)}
+    record = ModelRecord(fingerprint=print_, steps=state.global_step, final_loss=last_loss, source=str(model_dir))
     save_model(engine, tokenizer, model_out, precision, record, ctx.rank, train_cfg.lora)
     if ctx.rank == 0:
         _plot(log_path, loss_png)
