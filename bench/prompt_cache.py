@@ -31,6 +31,8 @@ from emulator.fair_script import FairScript
 from emulator.spec import AnswerRequest
 from emulator.tokens import count_tokens
 from prompts.sets import prompt_set
+from student.answering import as_mistake
+from student.answers_store import StoredAnswer
 from tasks import load_split
 
 TEACHERS = ("model-a", "model-b", "model-c")
@@ -61,17 +63,7 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def _mistake(q: Question, answer: str) -> Mistake:
-    return Mistake(
-        id=q.id,
-        task=q.task,
-        question=q.question,
-        gold_answer=q.gold,
-        gold_text=q.gold_text,
-        student_answer=answer,
-        student_final_answer=None,
-        context=q.context,
-        options=q.options,
-    )
+    return as_mistake(q, StoredAnswer(question_id=q.id, prompt_sha="", text=answer, final_answer=None, correct=False))
 
 
 def _ask(script: FairScript, model: str, text: str) -> str:
