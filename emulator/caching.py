@@ -7,7 +7,8 @@
   `promptTokenCount` (https://ai.google.dev/gemini-api/docs/caching#implicit-caching); its
   minimums differ per model (1024 for Flash, more for Pro): the emulator uses OpenAI's rule.
 - Anthropic caches only up to a `cache_control` breakpoint of at least 1024 tokens (2048 for
-  Haiku): the first request writes (`cache_creation_input_tokens`), later ones read
+  Sonnet 4.6 and Haiku 3/3.5, 4096 for Opus 4.5/4.6 and Haiku 4.5; a shorter one is processed
+  without caching): the first request writes (`cache_creation_input_tokens`), later ones read
   (`cache_read_input_tokens`), both outside `input_tokens`
   (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
 
@@ -18,10 +19,14 @@ longer than a test).
 from __future__ import annotations
 
 import hashlib
+import re
 
 from emulator.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens, prompt_pieces
 
 MIN_CACHED_TOKENS = 1024
+# Anthropic's longer minimums by model, the "Cache limitations" list of the page above; kept
+# apart from adapters/anthropic.py on purpose, as emulator/reasoning.py is from core/capabilities.py.
+_ANTHROPIC_MINIMUMS = ((re.compile(r"opus-4-[56]|haiku-4-5"), 4096), (re.compile(r"sonnet-4-6|haiku"), 2048))
 CACHE_STEP_TOKENS = 128
 
 
@@ -80,3 +85,11 @@ def breakpoint_tokens(blocks: list[tuple[str, str, bool]]) -> tuple[str, int] | 
         if marked:
             found = ("\x01".join(prefix), tokens)
     return found
+
+
+def anthropic_min_tokens(model: str) -> int:
+    """The shortest prefix an Anthropic `model` caches at a breakpoint."""
+    for pattern, tokens in _ANTHROPIC_MINIMUMS:
+        if pattern.search(model):
+            return tokens
+    return MIN_CACHED_TOKENS

@@ -26,7 +26,7 @@ import msgspec
 from aiohttp import web
 
 from emulator.answers import answer_fn_for
-from emulator.caching import PromptCache
+from emulator.caching import PromptCache, anthropic_min_tokens
 from emulator.limiter import ModelLimiter
 from emulator.reasoning import Rejected, thinking_tokens
 from emulator.spec import FAULT_KINDS, AnswerFn, AnswerRequest, EmulatorSpec
@@ -237,7 +237,7 @@ class Emulator:
         if ask.cache_breakpoint is None:
             return 0, 0
         prefix, tokens = ask.cache_breakpoint
-        return self._cache.explicit(ask.model, prefix, tokens, min_tokens=2048 if "haiku" in ask.model else 1024)
+        return self._cache.explicit(ask.model, prefix, tokens, min_tokens=anthropic_min_tokens(ask.model))
 
     def _overloaded(self) -> bool:
         elapsed_s = self._clock() - self._started

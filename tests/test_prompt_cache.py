@@ -8,6 +8,7 @@ import pytest
 
 from adapters import anthropic, make_client
 from bench.prompt_cache import measure
+from core.calls import ChatRequest
 from core.config import TeacherSection
 from core.records import Mistake
 from emulator import EmulatorSpec, run_emulator
@@ -93,6 +94,27 @@ async def test_emulator_reads_a_message_split_at_a_cache_breakpoint_as_one():
         split = await client.complete(request, timeout_s=10)
         whole = await client.complete(msgspec.structs.replace(request, cache_prefix_chars=0), timeout_s=10)
     assert split.text == whole.text and split.input_tokens == whole.input_tokens
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("model", "cached"),
+    [("claude-sonnet-4-5", True), ("claude-opus-4-5-20251101", False), ("claude-haiku-4-5", False)],
+)
+async def test_emulator_caches_a_breakpoint_only_above_the_models_minimum(model, cached):
+    # A prefix of about 2,000 tokens: above Sonnet 4.5's 1024, below Opus 4.5's and Haiku 4.5's 4096.
+    messages = prompt_set("committee").teacher_messages("review", LONG, rationale=RATIONALES[0])
+    prefix = messages[-1].content.find(RATIONALES[0])
+    request = ChatRequest(model=model, messages=messages, max_tokens=16, cache_prefix_chars=prefix)
+    async with (
+        run_emulator(EmulatorSpec(output_tokens=5)) as emu,
+        make_client("anthropic", api_key="k", base_url=emu.url) as client,
+    ):
+        first = await client.complete(request, timeout_s=10)
+        second = await client.complete(request, timeout_s=10)
+    assert 1500 < first.input_tokens < 4096
+    assert (first.detail.cache_write_tokens > 0) == cached and first.detail.cache_read_tokens == 0
+    assert (second.detail.cache_read_tokens > 0) == cached and second.detail.cache_write_tokens == 0
 
 
 def test_paper_review_prompt_is_unchanged_by_caching():
