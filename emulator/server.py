@@ -180,6 +180,7 @@ class Emulator:
             if delay_s > 0.0:
                 await asyncio.sleep(delay_s)
         except asyncio.CancelledError:
+            self._cache_begun(ask)
             # The client went away (handler_cancellation); the model ran on regardless.
             stats.abandoned += 1
             if billable and self.spec.billing.abandoned:
@@ -190,6 +191,7 @@ class Emulator:
             if limiter is not None:
                 limiter.refund_tokens(ask.max_tokens - output_tokens)
             raise
+        self._cache_begun(ask)
         body = wire.answer(ask, text, finish, billed, usage=fault != "no_usage")
         if fault == "malformed":
             body = body[: len(body) // 2]
@@ -238,6 +240,11 @@ class Emulator:
             return 0, 0
         prefix, tokens = ask.cache_breakpoint
         return self._cache.explicit(ask.model, prefix, tokens, min_tokens=anthropic_min_tokens(ask.model))
+
+    def _cache_begun(self, ask: AnswerRequest) -> None:
+        # The model ran (the answer is ready, or ran on for a client that left): its cache write is readable.
+        if ask.cache_breakpoint is not None:
+            self._cache.begun(ask.model, ask.cache_breakpoint[0])
 
     def _overloaded(self) -> bool:
         elapsed_s = self._clock() - self._started
