@@ -131,7 +131,8 @@ async def test_emulator_lets_calls_sent_together_each_write_the_cache():
     # "The cache entry is only available after the first response begins"
     # (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
     results = []
-    spec = EmulatorSpec(output_tokens=5, latency=Latency(median_ms=50))
+    # Long enough that the second call arrives before the first has answered, even on a loaded machine.
+    spec = EmulatorSpec(output_tokens=5, latency=Latency(median_ms=500))
     async with run_emulator(spec) as emu, make_client("anthropic", api_key="k", base_url=emu.url) as client:
 
         async def call(rationale: str) -> None:
