@@ -395,18 +395,37 @@ _KINDS = ("requests", "tokens")
 
 
 def _unsuffixed_limits(get: Callable[[str], str | None]) -> RateLimitInfo:
-    """`X-RateLimit-Limit/-Remaining/-Reset` (no kind suffix): a request limit.
+    """`X-RateLimit-Limit/-Remaining/-Reset` (no kind suffix): a request limit, as a per-minute one.
 
     OpenRouter sends them, on its 429s, with the reset as a Unix time in milliseconds
-    (https://openrouter.ai/docs/api-reference/limits); Together's count requests too, resets in
-    seconds from now (https://docs.together.ai/docs/rate-limits). The magnitude tells them apart.
+    (https://openrouter.ai/docs/api-reference/limits). Together's count requests per second,
+    resets in seconds from now, with `x-tokenlimit-limit/-remaining` for tokens per second
+    (https://docs.together.ai/docs/rate-limits); read as per minute they would throttle a lane
+    sixty-fold, so they are scaled to a minute. The reset's magnitude tells the two apart.
     """
     reset = get("x-ratelimit-reset")
+    reset_value = _finite(reset) if reset else None
+    # A reset given as a point in time (Unix seconds or milliseconds) is OpenRouter's, counted per
+    # minute. Without one, per second: a limit read too high costs a few 429s the lane backs off
+    # from; one read too low would be adopted for good.
+    per_s = reset_value is None or reset_value <= _EPOCH_S
+    scale = 60.0 if per_s else 1.0
+
+    def scaled(name: str) -> int | None:
+        value = _finite(get(name) or "")
+        return _int(str(value * scale)) if value is not None else None
+
     return RateLimitInfo(
-        limit_requests=_int(get("x-ratelimit-limit")),
-        remaining_requests=_int(get("x-ratelimit-remaining")),
+        limit_requests=scaled("x-ratelimit-limit"),
+        remaining_requests=scaled("x-ratelimit-remaining"),
         reset_requests_s=_reset_in_s(reset) if reset else None,
+        limit_tokens=scaled("x-tokenlimit-limit") if per_s else None,
+        remaining_tokens=scaled("x-tokenlimit-remaining") if per_s else None,
     )
+
+
+# Above this a reset is a Unix time, not seconds from now.
+_EPOCH_S = 1e9
 
 
 def _reset_in_s(text: str) -> float | None:
@@ -416,7 +435,7 @@ def _reset_in_s(text: str) -> float | None:
         return parse_duration_s(text)
     if value > 1e11:
         value = value / 1000.0 - time.time()
-    elif value > 1e9:
+    elif value > _EPOCH_S:
         value -= time.time()
     return max(value, 0.0)
 

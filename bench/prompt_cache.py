@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from core.records import Mistake, Question
+from core.records import Mistake, Question, mistake_from
 from emulator.fair_script import FairScript
 from emulator.spec import AnswerRequest
 from emulator.tokens import count_tokens
@@ -61,17 +61,7 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def _mistake(q: Question, answer: str) -> Mistake:
-    return Mistake(
-        id=q.id,
-        task=q.task,
-        question=q.question,
-        gold=q.gold,
-        gold_text=q.gold_text,
-        student_answer=answer,
-        student_final_answer=None,
-        context=q.context,
-        options=q.options,
-    )
+    return mistake_from(q, answer)
 
 
 def _ask(script: FairScript, model: str, text: str) -> str:

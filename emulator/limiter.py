@@ -147,8 +147,10 @@ class ModelLimiter:
                     bucket.give_back(amount)
 
     def headers(self, anthropic: bool = False) -> dict[str, str]:
-        """`x-ratelimit-*` headers (OpenAI format, or Groq's with RPD in the requests ones),
-        plus `anthropic-ratelimit-*` ones when asked."""
+        """`x-ratelimit-*` headers (OpenAI format, Groq's with RPD in the requests ones, Azure's,
+        or Together's per-second ones), plus `anthropic-ratelimit-*` ones when asked."""
+        if self.dialect == "together":
+            return self._together_headers()
         out: dict[str, str] = {}
         requests = self.day if self.dialect == "groq" else self.requests
         for name, bucket in (("requests", requests), ("tokens", self.tokens)):
@@ -171,6 +173,19 @@ class ModelLimiter:
             token_buckets = [b for b in (self.tokens, self.input, self.output) if b is not None]
             if token_buckets:
                 _anthropic_headers(out, "tokens", min(token_buckets, key=lambda b: b.remaining()))
+        return out
+
+    def _together_headers(self) -> dict[str, str]:
+        """Together's per-second figures: the limit over 60, what the next second can still take."""
+        out: dict[str, str] = {}
+        for prefix, bucket in (("x-ratelimit", self.requests), ("x-tokenlimit", self.tokens)):
+            if bucket is None:
+                continue
+            per_s = bucket.limit / 60.0
+            out[f"{prefix}-limit"] = f"{per_s:g}"
+            out[f"{prefix}-remaining"] = f"{min(bucket.remaining(), per_s):g}"
+            if prefix == "x-ratelimit":
+                out["x-ratelimit-reset"] = f"{bucket.reset_s():.3g}"
         return out
 
 

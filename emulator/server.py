@@ -26,7 +26,7 @@ import msgspec
 from aiohttp import web
 
 from emulator.answers import answer_fn_for
-from emulator.caching import PromptCache
+from emulator.caching import PromptCache, anthropic_min_tokens
 from emulator.limiter import ModelLimiter
 from emulator.reasoning import Rejected, thinking_tokens
 from emulator.spec import FAULT_KINDS, AnswerFn, AnswerRequest, EmulatorSpec
@@ -204,6 +204,7 @@ class Emulator:
             if delay_s > 0.0:
                 await asyncio.sleep(delay_s)
         except asyncio.CancelledError:
+            self._cache_begun(ask)
             # The client went away (handler_cancellation); the model ran on regardless.
             stats.abandoned += 1
             if billable and self.spec.billing.abandoned:
@@ -214,6 +215,7 @@ class Emulator:
             if limiter is not None:
                 limiter.refund_tokens(ask.max_tokens - output_tokens)
             raise
+        self._cache_begun(ask)
         body = wire.answer(ask, text, finish, billed, usage=fault != "no_usage")
         if fault == "malformed":
             body = body[: len(body) // 2]
@@ -261,7 +263,12 @@ class Emulator:
         if ask.cache_breakpoint is None:
             return 0, 0
         prefix, tokens = ask.cache_breakpoint
-        return self._cache.explicit(ask.model, prefix, tokens, min_tokens=2048 if "haiku" in ask.model else 1024)
+        return self._cache.explicit(ask.model, prefix, tokens, min_tokens=anthropic_min_tokens(ask.model))
+
+    def _cache_begun(self, ask: AnswerRequest) -> None:
+        # The model ran (the answer is ready, or ran on for a client that left): its cache write is readable.
+        if ask.cache_breakpoint is not None:
+            self._cache.begun(ask.model, ask.cache_breakpoint[0])
 
     def _overloaded(self) -> bool:
         elapsed_s = self._clock() - self._started

@@ -44,7 +44,10 @@ class ModelLimits(_Spec, frozen=True):
     rpd: float | None = None
     # Azure OpenAI reports only x-ratelimit-remaining-{requests,tokens}, and resets in plain
     # seconds: https://learn.microsoft.com/en-us/azure/ai-services/openai/quotas-limits
-    header_dialect: Literal["openai", "groq", "azure"] = "openai"
+    # Together counts per second: x-ratelimit-{limit,remaining,reset} for requests and
+    # x-tokenlimit-{limit,remaining} for tokens, each "per sec", a per-minute limit
+    # enforced as limit/60 per second (https://docs.together.ai/docs/rate-limits).
+    header_dialect: Literal["openai", "groq", "azure", "together"] = "openai"
     # Billed requests the account can pay for; then every request to this model gets the
     # provider's out-of-quota answer (see wire.py's `quota_error`).
     quota_requests: int | None = None

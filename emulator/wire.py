@@ -47,7 +47,11 @@ Finish = Literal["stop", "length", "filtered", "refusal", "truncated"]
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
 # What an Anthropic answer shows of its thinking (Claude 4 returns a summary, billed in full).
-_THINKING_BLOCK = {"type": "thinking", "thinking": "Let me work through this step by step...", "signature": "emulator"}
+_THINKING_BLOCK: dict[str, object] = {
+    "type": "thinking",
+    "thinking": "Let me work through this step by step...",
+    "signature": "emulator",
+}
 
 # Used when a request leaves max tokens out (Anthropic requires it).
 DEFAULT_MAX_TOKENS = 4096

@@ -11,8 +11,10 @@ skipped by the cap, or cancelled.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -65,6 +67,8 @@ class Teacher:
         self._cost_usd = cost_usd
         self._estimate = estimate_tokens
         self._pending: dict[str, _Pending] = {}
+        # Cache prefixes being written by a call in flight (see `_cache_turn`).
+        self._writing: dict[str, anyio.Event] = {}
 
     def request(
         self, messages: tuple[Message, ...], *, structured: bool = False, shared_prefix_chars: int = 0
@@ -134,13 +138,41 @@ class Teacher:
 
         pending = self._pending[key] = _Pending()
         try:
-            pending.answer = await self._send(request, slot)
+            async with self._cache_turn(request):
+                pending.answer = await self._send(request, slot)
             return pending.answer
         finally:
             del self._pending[key]
             if pending.answer is None:
                 pending.answer = Answer(None, error="cancelled")
             pending.done.set()
+
+    @asynccontextmanager
+    async def _cache_turn(self, request: ChatRequest) -> AsyncIterator[None]:
+        """Wait while another call writes the cache prefix `request` marks, then go.
+
+        An Anthropic cache entry is readable only once the response writing it has begun
+        (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching): a reviewer's reviews
+        of one sample sent together would each write the prefix at 1.25x and none read it at 0.1x.
+        """
+        if request.cache_prefix_chars <= 0:
+            yield
+            return
+        # What the breakpoint covers: the tools (a structured score's), earlier messages, the marked text.
+        marked = request.messages[-1].content[: request.cache_prefix_chars]
+        encoded = msgspec.json.encode((request.model, request.structured_score, request.messages[:-1], marked))
+        prefix = hashlib.sha256(encoded).hexdigest()
+        writing = self._writing.get(prefix)
+        if writing is not None:
+            await writing.wait()
+            yield
+            return
+        writing = self._writing[prefix] = anyio.Event()
+        try:
+            yield
+        finally:
+            del self._writing[prefix]
+            writing.set()
 
     async def _reused(self, hit: CallRow, slot: CallSlot) -> None:
         """Record a stored answer reused for another slot (a duplicate question, an identical rationale).

@@ -85,7 +85,7 @@ def _emulator_spec(cfg: Config):
             (t.deployment if t.host == "azure" else t.model) or t.model: ModelLimits(
                 rpm=t.rpm,
                 tpm=t.tpm,
-                header_dialect="azure" if t.host == "azure" else "openai",
+                header_dialect=t.host if t.host in ("azure", "together") else "openai",
                 refund_unused_tokens=t.host != "azure",
             )
             for t in cfg.teachers

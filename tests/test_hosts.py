@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
@@ -16,6 +17,7 @@ from bench.forecast_accuracy import write_demo_mistakes
 from core.calls import ChatRequest, HostRoute, Message
 from core.config import ConfigError, load_config
 from emulator import EmulatorSpec, ModelLimits, run_emulator
+from engine.lane import Lane, LaneLimits
 from stages.context import RunContext
 from stages.job import run_job
 from stages.teachers import check_teachers
@@ -99,11 +101,36 @@ def test_rate_limit_headers_of_each_host():
     )
     assert openrouter is not None and openrouter.limit_requests == 200 and openrouter.remaining_requests == 3
     assert 8 < (openrouter.reset_requests_s or 0) <= 10
-    together = rate_limit_info({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "9", "x-ratelimit-reset": "1"})
-    assert together is not None and together.reset_requests_s == 1.0
+    # Together's figures are per second (https://docs.together.ai/docs/rate-limits): 10 a second is 600 a minute.
+    together = rate_limit_info(
+        {
+            "x-ratelimit-limit": "10",
+            "x-ratelimit-remaining": "9",
+            "x-ratelimit-reset": "0.1",
+            "x-tokenlimit-limit": "1000",
+            "x-tokenlimit-remaining": "400.5",
+        }
+    )
+    assert together is not None and together.reset_requests_s == 0.1
+    assert together.limit_requests == 600 and together.remaining_requests == 540
+    assert together.limit_tokens == 60_000 and together.remaining_tokens == 24_030
     # OpenAI's own keep their durations.
     openai = rate_limit_info({"x-ratelimit-limit-requests": "500", "x-ratelimit-reset-requests": "6m0s"})
     assert openai is not None and openai.limit_requests == 500 and openai.reset_requests_s == 360.0
+
+
+@pytest.mark.anyio
+async def test_together_per_second_headers_give_the_lane_its_per_minute_limits():
+    spec = EmulatorSpec(models={"m": ModelLimits(rpm=600, tpm=120_000, header_dialect="together")})
+    async with run_emulator(spec) as emu:
+        route = HostRoute(host="together")
+        async with make_client("openai", api_key=KEY, base_url=emu.base_url("openai"), route=route) as client:
+            lane = Lane("together", client, LaneLimits())
+            with anyio.fail_after(30):
+                outcome = await lane.call(msgspec.structs.replace(REQUEST, model="m"))
+    assert outcome.status == "completed"
+    # Read as per minute, 10 requests a second would throttle the lane sixty-fold.
+    assert lane.stats.rpm == 600 and lane.stats.tpm == 120_000
 
 
 BASE = '[run]\nname = "t"\nout_dir = "out"\n[[datasets]]\ntask = "svamp"\n'

@@ -3,18 +3,22 @@ Anthropic teachers mark that prefix with cache_control when it is long enough to
 
 from __future__ import annotations
 
+import anyio
 import msgspec
 import pytest
 
 from adapters import anthropic, make_client
 from bench.prompt_cache import measure
+from core.calls import ChatRequest
 from core.config import TeacherSection
 from core.records import Mistake
-from emulator import EmulatorSpec, run_emulator
+from emulator import EmulatorSpec, Latency, run_emulator
+from engine.budget import Budget
+from engine.lane import Lane, LaneLimits
 from engine.teacher import Teacher
 from engine.tokens import estimate_tokens
 from prompts.sets import prompt_set
-from store.calls import request_key
+from store.calls import Store, request_key
 from tasks import load_split
 
 SHORT = Mistake(
@@ -93,6 +97,94 @@ async def test_emulator_reads_a_message_split_at_a_cache_breakpoint_as_one():
         split = await client.complete(request, timeout_s=10)
         whole = await client.complete(msgspec.structs.replace(request, cache_prefix_chars=0), timeout_s=10)
     assert split.text == whole.text and split.input_tokens == whole.input_tokens
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("model", "cached"),
+    [("claude-sonnet-4-5", True), ("claude-opus-4-5-20251101", False), ("claude-haiku-4-5", False)],
+)
+async def test_emulator_caches_a_breakpoint_only_above_the_models_minimum(model, cached):
+    # A prefix of about 2,000 tokens: above Sonnet 4.5's 1024, below Opus 4.5's and Haiku 4.5's 4096.
+    messages = prompt_set("committee").teacher_messages("review", LONG, rationale=RATIONALES[0])
+    prefix = messages[-1].content.find(RATIONALES[0])
+    request = ChatRequest(model=model, messages=messages, max_tokens=16, cache_prefix_chars=prefix)
+    async with (
+        run_emulator(EmulatorSpec(output_tokens=5)) as emu,
+        make_client("anthropic", api_key="k", base_url=emu.url) as client,
+    ):
+        first = await client.complete(request, timeout_s=10)
+        second = await client.complete(request, timeout_s=10)
+    assert 1500 < first.input_tokens < 4096
+    assert (first.detail.cache_write_tokens > 0) == cached and first.detail.cache_read_tokens == 0
+    assert (second.detail.cache_read_tokens > 0) == cached and second.detail.cache_write_tokens == 0
+
+
+def _cached_review(rationale: str, model: str = "claude-sonnet-4-5") -> ChatRequest:
+    messages = prompt_set("committee").teacher_messages("review", LONG, rationale=rationale)
+    prefix = messages[-1].content.find(rationale)
+    return ChatRequest(model=model, messages=messages, max_tokens=16, cache_prefix_chars=prefix)
+
+
+@pytest.mark.anyio
+async def test_emulator_lets_calls_sent_together_each_write_the_cache():
+    # "The cache entry is only available after the first response begins"
+    # (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
+    results = []
+    # Long enough that the second call arrives before the first has answered, even on a loaded machine.
+    spec = EmulatorSpec(output_tokens=5, latency=Latency(median_ms=500))
+    async with run_emulator(spec) as emu, make_client("anthropic", api_key="k", base_url=emu.url) as client:
+
+        async def call(rationale: str) -> None:
+            results.append(await client.complete(_cached_review(rationale), timeout_s=10))
+
+        async with anyio.create_task_group() as tg:
+            for rationale in RATIONALES:
+                tg.start_soon(call, rationale)
+        await call("A third rationale.\nThe answer is 7.")
+    assert [r.detail.cache_write_tokens > 0 for r in results] == [True, True, False]
+    assert results[2].detail.cache_read_tokens == results[0].detail.cache_write_tokens
+
+
+@pytest.mark.anyio
+async def test_a_reviewers_reviews_sharing_a_cached_prefix_write_it_once(tmp_path):
+    section = TeacherSection(name="c", provider="anthropic", model="claude-sonnet-4-5", max_tokens=16)
+    spec = EmulatorSpec(output_tokens=5, latency=Latency(median_ms=50))
+    async with (
+        run_emulator(spec) as emu,
+        make_client("anthropic", api_key="k", base_url=emu.url) as client,
+        Store.open(tmp_path / "store.sqlite") as store,
+    ):
+        lane = Lane("c", client, LaneLimits())
+        teacher = Teacher(
+            section,
+            lane,
+            store=store,
+            budget=Budget(1.0),
+            cost_usd=lambda i, o, d=None: 0.0,
+            estimate_tokens=estimate_tokens,
+        )
+
+        async def review(rationale: str) -> None:
+            messages = prompt_set("committee").teacher_messages("review", LONG, rationale=rationale)
+            prefix = messages[-1].content.find(rationale)
+            answer = await teacher.ask(
+                messages,
+                dataset="svamp",
+                sample_id="1",
+                stage="review",
+                target=rationale[:4],
+                shared_prefix_chars=prefix,
+            )
+            assert answer.text
+
+        async with anyio.create_task_group() as tg:
+            for rationale in RATIONALES:
+                tg.start_soon(review, rationale)
+        stats = emu.stats()
+    # Sent together both would write (1.25x each) and neither read: the second waits for the first.
+    assert stats.total.billed_cache_write_tokens > 0
+    assert stats.total.billed_cache_read_tokens == stats.total.billed_cache_write_tokens
 
 
 def test_paper_review_prompt_is_unchanged_by_caching():

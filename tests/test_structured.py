@@ -3,10 +3,13 @@ and the share of reviews without a valid score with and without `[review] struct
 
 from __future__ import annotations
 
+import sqlite3
+
 import msgspec
 import pytest
 
 from adapters import anthropic, gemini, make_client, openai
+from bench.forecast_accuracy import write_demo_mistakes
 from bench.review_scores import measure
 from core.calls import REVIEW_SCORE_JSON_SCHEMA, ChatRequest, Reasoning
 from core.config import ConfigError, load_config
@@ -16,6 +19,8 @@ from emulator import EmulatorSpec, run_emulator
 from emulator.fair_script import FairScript
 from emulator.spec import AnswerRequest
 from prompts.sets import prompt_set
+from stages.context import RunContext
+from stages.job import run_job
 from stages.teachers import check_teachers
 from tasks import load_split, parse_score, parse_structured_score, review_score
 
@@ -187,3 +192,36 @@ def _without_thinking(path):
     off = path.with_name("off.toml")
     off.write_text(path.read_text().replace('reasoning = "low"', 'reasoning = "off"'))
     return off
+
+
+@pytest.mark.anyio
+async def test_switching_structured_decides_again_and_buys_only_the_reviews_once(tmp_path):
+    mistakes = write_demo_mistakes(tmp_path / "svamp.json", load_split("svamp", "demo", "train")[:3])
+    path = tmp_path / "run.toml"
+    teachers = "".join(
+        f'[[teachers]]\nname = "{p}"\nprovider = "{p}"\nmodel = "m-{p}"\nbase_url = "emulator"\n'
+        "price_in_per_mtok = 1\nprice_out_per_mtok = 1\n"
+        for p in ("openai", "gemini", "anthropic")
+    )
+    head = f'[run]\nname = "s"\nout_dir = "run"\n[[datasets]]\ntask = "svamp"\nmistakes = "{mistakes}"\n'
+
+    async def bought(structured: bool) -> dict[str, int]:
+        path.write_text(
+            head + "[emulator]\nlatency_ms = 0\n" + teachers + f"[review]\nstructured = {str(structured).lower()}\n"
+        )
+        ctx = RunContext(path, load_config(path), progress=False)
+        assert not (await run_job(ctx, "teach")).problems
+        samples = [msgspec.json.decode(line) for line in (ctx.out_dir / "dataset.jsonl").read_bytes().splitlines()]
+        assert {s["decided_with"].get("structured", False) for s in samples} == {structured}
+        with sqlite3.connect(ctx.out_dir / "store.sqlite") as conn:
+            rows = conn.execute("SELECT stage, COUNT(*) FROM calls WHERE status = 'completed' GROUP BY stage")
+            return dict(rows.fetchall())
+
+    plain = await bought(False)
+    assert plain["review"] > 0 and plain["rationale"] == 9
+    structured = await bought(True)
+    # The switch decides the samples again: the same rationales and feedback, new (structured) reviews.
+    assert structured == {**plain, "review": 2 * plain["review"]}
+    # Neither setting buys anything twice.
+    assert await bought(True) == structured
+    assert await bought(False) == structured
