@@ -220,8 +220,9 @@ def request_content_key(provider: ProviderName, request: ChatRequest) -> str:
             model=request.model,
             messages=[(m.role, m.content) for m in request.messages],
             max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
+            # Unset sampling reaches the model at the providers' default, 1.0, as the emulator's wires read it.
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
         )
     )
 
