@@ -51,7 +51,7 @@ async def run_eval_stage(ctx: RunContext, board: StageBoard | None = None) -> li
     answered = [0]  # answers of finished checkpoints, stored ones included
     current: list[MeteredBackend] = []
     if board is not None:
-        board.start("eval", "answers", lambda: (answered[0] + sum(b.done for b in current), total))
+        board.start("eval", "answers", lambda: (answered[0] + sum(b.answered() for b in current), total))
     with open_answers(ctx) as answers:
         for checkpoint, path, its_tasks in checkpoints:
             backend = load_student(ctx, path, stage="eval", phase=f"load {checkpoint}")

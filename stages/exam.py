@@ -77,7 +77,7 @@ class Exam:
             return
         self._started_at = time.perf_counter()
         if self._board is not None:
-            self._board.start("exam", "answers", lambda: (self.backend.done, self.backend.asked or None))
+            self._board.start("exam", "answers", lambda: (self.backend.answered(), self.backend.asked or None))
 
     def _end(self) -> None:
         if len(self.summaries) < self._datasets or self._started_at is None:

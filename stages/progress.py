@@ -34,7 +34,7 @@ from core.tables import fmt_duration
 
 log = logging.getLogger(__name__)
 
-Reader = Callable[[], tuple[int, int | None]]
+Reader = Callable[[], tuple[float, int | None]]
 
 
 class StageState(msgspec.Struct, kw_only=True):
@@ -92,7 +92,7 @@ class StageBoard:
 
     # --- figures ----------------------------------------------------------------------
 
-    def count(self, stage: str) -> tuple[int, int | None]:
+    def count(self, stage: str) -> tuple[float, int | None]:
         """(done, total) of a running or finished stage; (0, None) when it has no reader."""
         state = self.stages[stage]
         return state.read() if state.read is not None else (0, None)
@@ -119,7 +119,7 @@ class StageBoard:
         if state.started_at is None:
             return f"{stage}: waiting"
         done, total = self.count(stage)
-        counted = f"{done}/{'?' if total is None else total} {state.unit}".rstrip() + ", " if state.read else ""
+        counted = f"{int(done)}/{'?' if total is None else total} {state.unit}".rstrip() + ", " if state.read else ""
         elapsed = fmt_duration(self.elapsed_s(stage))
         if state.ended_at is not None:
             return f"{stage}: done, {counted}{elapsed}"
@@ -143,7 +143,7 @@ class StageBoard:
             table.add_row(
                 name,
                 bar,
-                f"{done}/{'?' if total is None else total} {state.unit}" if state.read else "",
+                f"{int(done)}/{'?' if total is None else total} {state.unit}" if state.read else "",
                 fmt_duration(self.elapsed_s(name)),
                 "done" if finished else "?" if eta is None else fmt_duration(eta),
             )

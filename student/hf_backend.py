@@ -9,7 +9,7 @@ loop are never held up by a forward pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +83,9 @@ class HFBackend:
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stops:
             stops.append(tokenizer.eos_token_id)
         self._stop_ids = stops
+        # Answers' worth of the batch being generated (its rows x decode steps / max_new_tokens), so a progress
+        # display moves within a batch; written by the generating thread, read by the display.
+        self.partial = 0.0
 
     @classmethod
     def load(cls, model_path: Path | str, *, sampling: Sampling, batch_size: int, dtype: str = "auto") -> HFBackend:
@@ -113,6 +116,7 @@ class HFBackend:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             texts = await anyio.to_thread.run_sync(self._generate_batch, [encoded[i] for i in batch], start)
+            self.partial = 0.0
             for i, text in zip(batch, texts, strict=True):
                 yield i, text
 
@@ -130,12 +134,18 @@ class HFBackend:
         # Seeded per batch from its position, so the same prompts with the same
         # settings give the same answers whatever ran on this process before.
         torch.manual_seed(s.seed + position)
+        rows, prompt_len = padded["input_ids"].shape
+
+        def on_step(length: int) -> None:
+            self.partial = rows * min(1.0, (length - prompt_len) / s.max_new_tokens)
+
         with torch.inference_mode():
             out = self._model.generate(
                 **padded,
                 max_new_tokens=s.max_new_tokens,
                 eos_token_id=self._stop_ids,
                 pad_token_id=self._tokenizer.pad_token_id,
+                stopping_criteria=_count_steps(on_step),
                 **knobs,
             )
         new_tokens = out[:, padded["input_ids"].shape[1] :]
@@ -147,3 +157,16 @@ class HFBackend:
         import gc
 
         gc.collect()
+
+
+def _count_steps(on_step: Callable[[int], None]) -> list:
+    """A stopping criterion that never stops and tells `on_step` the sequence length after each decode step."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class CountSteps(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: object, **kwargs: object) -> torch.BoolTensor:
+            on_step(input_ids.shape[1])
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+    return StoppingCriteriaList([CountSteps()])

@@ -52,6 +52,10 @@ class MeteredBackend:
         finally:
             self.generate_s += time.perf_counter() - start
 
+    def answered(self) -> float:
+        """Completions done, plus the share of the batch in progress where the backend reports it (hf)."""
+        return self.done + float(getattr(self.inner, "partial", 0.0))
+
     def tokens_per_s(self) -> float | None:
         """Generated tokens per second of generating; None before any or when tokens are not counted."""
         if self.tokens is None or self.generate_s <= 0:

@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from core.config import StudentSection
 from core.tables import to_markdown
 from core.timings import RUN_ID_ENV, TIMINGS_FILE, Laps, read_phases, record_phase, start_run, timed
+from prompts.student import question_prompt
 from reports.run_report import build_run_report, phase_table
 from stages.progress import StageBoard
+from student import make_backend
 from student.backend import Sampling
+from student.hf_backend import HFBackend
 from student.metered import MeteredBackend
 
 
@@ -122,3 +126,41 @@ def test_a_stage_never_started_cannot_finish(tmp_path: Path):
     board = StageBoard(["eval"], live=False)
     board.finish("eval")
     assert not board.finished("eval")
+
+
+@pytest.mark.anyio
+async def test_the_hf_backend_reports_progress_within_a_batch(tiny_model_dir: Path) -> None:
+    section = StudentSection(model=str(tiny_model_dir), backend="hf", batch_size=2, max_new_tokens=5, greedy=True)
+    inner = make_backend(section)
+    assert isinstance(inner, HFBackend)
+    seen: list[float] = []
+    original = inner._generate_batch
+
+    def spy(batch: list[list[int]], position: int) -> list[str]:
+        texts = original(batch, position)
+        seen.append(inner.partial)  # the last decode step of this batch
+        return texts
+
+    inner._generate_batch = spy  # type: ignore[method-assign]
+    backend = MeteredBackend(inner)
+    prompts = [question_prompt(inner.tokenizer, "chat", "svamp", q) for q in ("1+1?", "2+2?", "3+3?")]
+    assert len([i async for i, _ in backend.generate(prompts)]) == 3
+    # Each batch ends at (up to) its whole row count; between batches the share goes back to 0.
+    assert 0 < seen[0] <= 2.0
+    assert inner.partial == 0.0 and backend.answered() == 3.0
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, caplog):
+    import torch
+
+    import student.hf_backend as hf
+
+    monkeypatch.setattr(hf, "cpu_has_fast_half", lambda dtype: False)
+    with caplog.at_level(logging.WARNING, logger="student.hf_backend"):
+        assert hf.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+        assert hf.resolve_dtype("auto", "cpu") == torch.float32
+    assert len(caplog.records) == 1 and 'dtype = "auto"' in caplog.records[0].getMessage()
+    monkeypatch.setattr(hf, "cpu_has_fast_half", lambda dtype: True)
+    caplog.clear()
+    hf.resolve_dtype("bfloat16", "cpu")
+    assert not caplog.records
