@@ -62,6 +62,8 @@ def completed_calls(db: Path) -> int:
         return 0
 
 
+# Three runs and a rerun, each waited on for up to 15-30 min below: pytest's 10-minute default is for one test.
+@pytest.mark.timeout(3600)
 def test_demo_survives_sigkill_in_teach_and_train(tmp_path):
     cfg = small_demo(tmp_path)
     out = tmp_path / "run"

@@ -164,3 +164,23 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, ca
     caplog.clear()
     hf.resolve_dtype("bfloat16", "cpu")
     assert not caplog.records
+
+
+def test_cpu_training_builds_no_deepspeed_op_and_times_its_phases(tmp_path, tiny_model_dir, monkeypatch):
+    from tests.test_trainer import config
+    from trainer.recipe import train
+
+    extensions = tmp_path / "torch_extensions"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(extensions))
+    monkeypatch.setenv(RUN_ID_ENV, "t")
+    cfg = config(tmp_path, tiny_model_dir, max_steps=2)
+    assert train(cfg).steps == 2
+
+    # torch AdamW needs no op, and the shm collectives op DeepSpeed would build on CPU is for inference only.
+    assert not extensions.exists() or not any(extensions.iterdir())
+    phases = {p.phase: p for p in read_phases(cfg.out_dir) if p.stage == "train"}
+    assert list(phases) == [
+        "deepspeed import, process group, tokenizer", "data", "load model", "deepspeed engine", "resume", "steps",
+        "save model",
+    ]  # fmt: skip
+    assert phases["steps"].tokens and phases["steps"].note == "2 optimizer steps"
