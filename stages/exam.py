@@ -23,10 +23,10 @@ from stages.context import RunContext
 from stages.progress import StageBoard
 from stages.sources import train_questions
 from stages.teach import Producer
-from student import make_backend
+from student import StudentBackend, make_backend
 from student.answers_store import AnswersStore
 from student.exam import ExamSummary, run_exam
-from student.metered import MeteredBackend
+from student.metered import MeteredBackend, metered
 
 
 def exam_file(out_dir: Path, task: str) -> Path:
@@ -56,14 +56,14 @@ class Exam:
     def __init__(
         self,
         ctx: RunContext,
-        backend: MeteredBackend,
+        backend: StudentBackend,
         answers: AnswersStore,
         *,
         board: StageBoard | None = None,
         datasets: int = 1,
     ):
         self.ctx = ctx
-        self.backend = backend
+        self.backend = metered(backend)
         self.answers = answers
         self.fmt: PromptFormat = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
         self.summaries: dict[str, ExamSummary] = {}

@@ -64,3 +64,8 @@ class MeteredBackend:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def metered(backend: StudentBackend) -> MeteredBackend:
+    """`backend` counted: itself when it already is, else wrapped."""
+    return backend if isinstance(backend, MeteredBackend) else MeteredBackend(backend)
