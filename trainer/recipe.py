@@ -640,7 +640,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     ctx, precision, tokenizer = setup.ctx, setup.precision, setup.tokenizer
     if ctx.rank != 0:
         laps.out_dir = None
-    laps.lap("deepspeed import, process group, tokenizer")
+    laps.lap("process group, tokenizer")
     batch_warning = effective_batch_warning(train_cfg)
     if batch_warning and ctx.rank == 0:
         log.warning("%s", batch_warning)
