@@ -101,11 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pilot and --calibrate-from go with --dry-run")
     if args.pilot is not None and args.pilot < 1:
         parser.error(f"--pilot {args.pilot}: give at least 1 mistake per dataset")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if not args.no_progress and sys.stdout.isatty():
+        from rich import get_console
+        from rich.logging import RichHandler
+
+        # Through the live stage board's console, so log lines print above the board instead of across it.
+        handler = RichHandler(console=get_console(), show_path=False, log_time_format="%H:%M:%S")
+        logging.basicConfig(level=level, format="%(name)s: %(message)s", handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     import anyio
 
     from core.errors import CommitteeError

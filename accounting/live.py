@@ -25,6 +25,7 @@ from typing import Protocol
 
 import anyio
 import msgspec
+from rich import get_console
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -166,7 +167,8 @@ class ProgressView:
 
         When cancelled it draws (or logs) the final figures once more, then re-raises.
         """
-        console = console or Console()
+        # rich's shared console: a run's stage board draws on it too, and this table nests under the board.
+        console = console or get_console()
         if console.is_terminal:
             await self._draw(console, 1.0 / refresh_per_s)
         else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,10 +28,11 @@ from student.answers_store import AnswersStore
 from student.evaluate import run_eval
 from student.exam import run_exam
 from student.hf_backend import HFBackend
+from student.metered import MeteredBackend
 from tasks import load_split
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    pass
 
 SHARED_SVAMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "svamp"
 
@@ -69,29 +69,6 @@ class Report(msgspec.Struct, kw_only=True):
     rows: list[Row]
 
 
-class TokenCounter:
-    """Wraps a backend and counts the tokens it generates (for tokens per second)."""
-
-    def __init__(self, inner: HFBackend) -> None:
-        self.inner = inner
-        self.model_id = inner.model_id
-        self.sampling = inner.sampling
-        self.batch_size = inner.batch_size
-        self.tokens = 0
-
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        return self.inner.tokenizer
-
-    async def generate(self, prompts: Sequence[str]) -> AsyncGenerator[tuple[int, str], None]:
-        async for i, text in self.inner.generate(prompts):
-            self.tokens += len(self.inner.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # + eos
-            yield i, text
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
 async def bench(args: argparse.Namespace) -> Report:
     section = StudentSection(
         model=args.model, backend="hf", max_new_tokens=args.max_new_tokens, dtype=args.dtype, greedy=args.greedy
@@ -106,9 +83,9 @@ async def bench(args: argparse.Namespace) -> Report:
     for batch_size in args.batch_sizes:
         loaded.batch_size = batch_size
         with tempfile.TemporaryDirectory() as tmp, AnswersStore.open(Path(tmp) / "store.sqlite") as store:
-            exam_backend = TokenCounter(loaded)
+            exam_backend = MeteredBackend(loaded)
             exam = await run_exam(train, exam_backend, store, fmt)
-            eval_backend = TokenCounter(loaded)
+            eval_backend = MeteredBackend(loaded)
             result = await run_eval(test, eval_backend, store, fmt, checkpoint="base", model=args.model)
         e, eval_wall_s = result.entry, result.wall_s
         rows.append(
@@ -118,7 +95,7 @@ async def bench(args: argparse.Namespace) -> Report:
                 exam_correct=exam.correct,
                 exam_wall_s=exam.wall_s,
                 exam_questions_per_s=exam.questions_per_s,
-                exam_tokens_per_s=exam_backend.tokens / exam.wall_s,
+                exam_tokens_per_s=(exam_backend.tokens or 0) / exam.wall_s,
                 eval_n=e.n,
                 eval_correct=e.correct,
                 eval_accuracy=e.accuracy,
@@ -126,7 +103,7 @@ async def bench(args: argparse.Namespace) -> Report:
                 eval_ci_high=e.ci_high,
                 eval_wall_s=eval_wall_s,
                 eval_questions_per_s=e.n / eval_wall_s,
-                eval_tokens_per_s=eval_backend.tokens / eval_wall_s,
+                eval_tokens_per_s=(eval_backend.tokens or 0) / eval_wall_s,
             )
         )
         print(

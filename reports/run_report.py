@@ -27,6 +27,7 @@ from rich.console import Console
 from accounting import ledger
 from core.config import Config
 from core.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
+from core.timings import PhaseTime, read_phases
 from reports.cost import (
     STORE_FILE,
     BudgetStop,
@@ -89,6 +90,8 @@ class RunReport(msgspec.Struct, kw_only=True):
     plots: dict[str, str]
     notes: list[str]
     forecast: list[ForecastCheckRow] = []
+    # Where the latest invocation's wall time went (timings.jsonl), in the order the phases ended.
+    phases: list[PhaseTime] = []
 
 
 def _count_mistakes(out_dir: Path, task: str, cost: DatasetCost | None) -> tuple[int | None, str]:
@@ -228,6 +231,25 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         plots={},
         notes=notes,
         forecast=forecast,
+        phases=read_phases(out_dir),
+    )
+
+
+def phase_table(phases: Sequence[PhaseTime]) -> Table:
+    """Where the run's time went: each phase's wall time and, where it generated or trained, tokens per second.
+
+    A stage's "all" row is the whole stage; the rows above it are its parts, so
+    they are not added twice. Teach streams beside the exam, so their walls overlap.
+    """
+    rows = []
+    for p in phases:
+        rate = p.tokens / p.wall_s if p.tokens is not None and p.wall_s > 0 else None
+        rows.append([p.stage, p.phase, fmt_duration(p.wall_s), fmt_num(p.tokens), fmt_num(rate), p.note or ""])
+    return Table(
+        title=f"Where this run's time went (started {phases[0].run_id[:19].replace('T', ' ')} UTC)",
+        headers=["stage", "phase", "wall", "tokens", "tokens/s", "note"],
+        text_columns=2,
+        rows=rows,
     )
 
 
@@ -342,6 +364,8 @@ def report_tables(report: RunReport) -> list[Table]:
             ],
         )
     )
+    if report.phases:
+        tables.append(phase_table(report.phases))
     tables.append(
         Table(
             title="Teachers against their rate limits (over each one's busy time)",

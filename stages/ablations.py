@@ -94,7 +94,7 @@ async def _eval_variant(ctx: RunContext, cfg: Config, variant: Variant) -> dict[
         return {}
     entries: dict[str, EvalEntry] = {}
     with open_answers(ctx) as answers:
-        backend = load_student(ctx, model_dir)
+        backend = load_student(ctx, model_dir, stage="ablations", phase=f"load {variant.name}")
         try:
             fmt = resolve_format(cfg.student.prompt_format, backend.tokenizer)
             for d in cfg.datasets:

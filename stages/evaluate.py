@@ -8,15 +8,19 @@ of its own task only. Answers are kept in the store, so a rerun only generates w
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from core.config import GraderName
+from core.timings import record_phase
 from prompts.sets import prompt_set
 from prompts.student import resolve_format
 from stages.context import RunContext
 from stages.exam import load_student, open_answers
+from stages.progress import StageBoard
 from stages.sources import test_questions
 from student.evaluate import EvalResult, run_eval, write_eval_json
+from student.metered import MeteredBackend
 from student.models import is_adapter_dir
 
 TRAINED_CHECKPOINTS = ("model", "model_dpo")
@@ -34,7 +38,7 @@ def per_dataset_model_dirs(ctx: RunContext) -> dict[str, Path]:
     return {task: d for task, d in dirs.items() if (d / "config.json").is_file() or is_adapter_dir(d)}
 
 
-async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
+async def run_eval_stage(ctx: RunContext, board: StageBoard | None = None) -> list[EvalResult]:
     """Evaluate the base student and the trained one(s) (when there are) on every dataset."""
     questions = {d.task: test_questions(d) for d in ctx.cfg.datasets}
     tasks = list(questions)
@@ -44,9 +48,16 @@ async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
     checkpoints += [("model", path, [task]) for task, path in per_dataset_model_dirs(ctx).items()]
     graders: dict[str, GraderName] = {d.task: d.grader for d in ctx.cfg.datasets}
     results: list[EvalResult] = []
+    total = sum(len(questions[task]) for _, _, its_tasks in checkpoints for task in its_tasks)
+    answered = [0]  # answers of finished checkpoints, stored ones included
+    current: list[MeteredBackend] = []
+    if board is not None:
+        board.start("eval", "answers", lambda: (answered[0] + sum(b.answered() for b in current), total))
     with open_answers(ctx) as answers:
         for checkpoint, path, its_tasks in checkpoints:
-            backend = load_student(ctx, path)
+            backend = load_student(ctx, path, stage="eval", phase=f"load {checkpoint}")
+            current[:] = [backend]
+            start = time.perf_counter()
             try:
                 fmt = resolve_format(ctx.cfg.student.prompt_format, backend.tokenizer)
                 for task in its_tasks:
@@ -65,5 +76,12 @@ async def run_eval_stage(ctx: RunContext) -> list[EvalResult]:
                     )
             finally:
                 await backend.close()
+            n = sum(len(questions[task]) for task in its_tasks)
+            record_phase(ctx.out_dir, "eval", f"answer {checkpoint}", time.perf_counter() - start, backend.tokens,
+                         note=f"{backend.done} of {n} questions generated")  # fmt: skip
+            answered[0] += n
+            current.clear()
+    if board is not None:
+        board.finish("eval")
     write_eval_json(ctx.out_dir / "eval.json", results)
     return results

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import logging
 import signal
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 from core.records import question_from
+from core.timings import start_run, timed
 from dataset.preferences import write_preferences
 from reports.hub import check_hub
 from stages.context import RunContext
 from stages.evaluate import run_eval_stage
 from stages.exam import Exam, load_student, merge_mistake_files, open_answers, run_exam_stage
 from stages.problems import NOTHING_TO_TRAIN, Problem
+from stages.progress import StageBoard
 from stages.report import write_reports
 from stages.sources import mistakes_for_teach, train_questions
 from stages.teach import Producer, TeachResult, list_producer, run_teach, write_dataset_files
@@ -54,8 +58,10 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
     reports are written too, and the KeyboardInterrupt goes on.
     """
     ctx.prepare()
+    start_run()
     stopped = partial(write_reports, ctx, quiet=True)
-    result = await stop_on_sigterm(partial(_run_stages, ctx, stage), stopped)
+    with StageBoard(board_stages(ctx, stage), live=ctx.progress) as board:
+        result = await stop_on_sigterm(partial(_run_stages, ctx, stage, board), stopped)
     # Training stopped at a step boundary: the trainer had the signal, not the event loop.
     if result.stopped_by == signal.SIGTERM:
         stopped()
@@ -66,30 +72,40 @@ async def run_job(ctx: RunContext, stage: StageName) -> JobResult:
     return result
 
 
-async def _run_stages(ctx: RunContext, stage: StageName) -> JobResult:
+def board_stages(ctx: RunContext, stage: StageName) -> list[str]:
+    """The stages this invocation runs, in order, as the progress display lists them."""
+    if stage != "all":
+        return [stage]
+    exam = ["exam"] if any(not d.mistakes for d in ctx.cfg.datasets) else []
+    return [*exam, "teach", "train", *(["dpo"] if ctx.cfg.dpo.enabled else []), "eval", "report"]
+
+
+async def _run_stages(ctx: RunContext, stage: StageName, board: StageBoard) -> JobResult:
     result = JobResult()
     if stage == "exam":
-        await run_exam_stage(ctx)
+        await run_exam_stage(ctx, board)
     if stage in ("teach", "all"):
-        teach = await _teach(ctx, with_exam=stage == "all")
+        teach = await _teach(ctx, board, with_exam=stage == "all")
         result.problems += teach.problems()
         result.budget_reached = teach.budget_reached
         write_preferences(ctx.out_dir, ctx.cfg.dpo.min_margin)
     if stage in ("train", "all") and not result.problems:
-        result.problems += _train(ctx, result)
+        result.problems += _train(ctx, result, board)
         if result.stopped_by is not None:
             return result
     if (stage == "dpo" or (stage == "all" and ctx.cfg.dpo.enabled)) and not result.problems:
-        result.problems += _train(ctx, result, objective="dpo")
+        result.problems += _train(ctx, result, board, objective="dpo")
         if result.stopped_by is not None:
             return result
     # With nothing trained there is still the base student to evaluate.
     if stage in ("eval", "all") and all(p.kind == "nothing_to_train" for p in result.problems):
-        await run_eval_stage(ctx)
-    if stage in ("teach", "all", "report"):
-        write_reports(ctx)
-    elif stage in ("exam", "train", "dpo", "eval"):
-        write_reports(ctx, quiet=True)
+        await run_eval_stage(ctx, board)
+    board.start("report")
+    # Recorded after the report is written: the next report shows it, this one cannot.
+    with timed(ctx.out_dir, "report"):
+        # After exam, train or eval alone the teach figures and the data are as they were: a quiet report.
+        write_reports(ctx, quiet=stage not in ("teach", "all", "report"))
+    board.finish("report")
     return result
 
 
@@ -106,7 +122,7 @@ def preflight(ctx: RunContext, stage: StageName) -> None:
         check_lora_setup(ctx.cfg.train)
 
 
-async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
+async def _teach(ctx: RunContext, board: StageBoard, *, with_exam: bool) -> TeachResult:
     cfg = ctx.cfg
     producers: dict[str, Producer] = {}
     questions = []
@@ -125,13 +141,15 @@ async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
     backend = load_student(ctx) if exam_tasks else None
     try:
         with open_answers(ctx) as answers:
-            if backend is not None:  # loaded exactly when some dataset sits the exam
-                exam = Exam(ctx, backend, answers)
+            exam = Exam(ctx, backend, answers, board=board, datasets=len(exam_tasks)) if backend is not None else None
+            if exam is not None:  # loaded exactly when some dataset sits the exam
                 for d, qs in exam_tasks:
                     producers[d.task] = exam.producer(d, qs)
-            async with Store.open(ctx.store_path) as store:
-                result = await run_teach(ctx, producers, questions=questions, store=store)
-                counts = write_dataset_files(ctx, store)
+            with timed(ctx.out_dir, "teach") as meter:
+                meter.note = "streams beside the exam" if exam_tasks else ""
+                async with Store.open(ctx.store_path) as store:
+                    result = await run_teach(ctx, producers, questions=questions, store=store, board=board)
+                    counts = write_dataset_files(ctx, store)
     finally:
         if backend is not None:
             await backend.close()
@@ -141,17 +159,45 @@ async def _teach(ctx: RunContext, *, with_exam: bool) -> TeachResult:
     return result
 
 
-def _train(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"] = "sft") -> list[Problem]:
+def _train(
+    ctx: RunContext, result: JobResult, board: StageBoard, objective: Literal["sft", "dpo"] = "sft"
+) -> list[Problem]:
     from student.models import resolve_model
-    from trainer.launch import launch
 
     train_file = ctx.out_dir / "train.jsonl"
     if objective == "sft" and train_file.exists() and not train_file.read_bytes().strip():
         return [NOTHING_TO_TRAIN]
     # A hub-id student is downloaded here, once, before any training process starts.
     resolve_model(ctx.cfg.student.model)
-    if objective == "sft" and ctx.cfg.train.per_dataset:
-        return _train_per_dataset(ctx, result, train_file)
+    stage = "train" if objective == "sft" else "dpo"
+    log_file = ctx.out_dir / ("train_log.jsonl" if objective == "sft" else "dpo_log.jsonl")
+    board.start(stage, "steps", lambda: (logged_steps(log_file), ctx.cfg.train.max_steps))
+    try:
+        # Trainer processes draw their own step bar on the terminal: the live board gives way meanwhile.
+        with board.pause() if _in_subprocesses(ctx) else nullcontext(), timed(ctx.out_dir, stage):
+            if objective == "sft" and ctx.cfg.train.per_dataset:
+                return _train_per_dataset(ctx, result, train_file)
+            return _train_once(ctx, result, objective)
+    finally:
+        board.finish(stage)
+
+
+def _in_subprocesses(ctx: RunContext) -> bool:
+    return ctx.cfg.train.num_processes > 1 or bool(ctx.cfg.train.hostfile)
+
+
+def logged_steps(log_file: Path) -> int:
+    """Optimizer steps the trainer has logged so far (one line each)."""
+    try:
+        with log_file.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
+
+
+def _train_once(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"]) -> list[str]:
+    from trainer.launch import launch
+
     # Training blocks the event loop, so Ctrl-C and SIGTERM are the trainer's to handle
     # meanwhile (launch() takes them over for the whole call, setup included): it stops
     # once setup ends or at a step boundary, saves a checkpoint (SFT), and says so.

@@ -29,6 +29,7 @@ from engine.scheduler import Committee, TeachCounters, teach_dataset
 from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.problems import Problem
+from stages.progress import StageBoard
 from stages.teachers import open_teachers
 from store.calls import Store
 from store.events import BudgetReached, DatasetStop, StageEnd, StageStart, TeacherModels
@@ -100,8 +101,12 @@ async def run_teach(
     *,
     questions: Sequence[Question] = (),
     store: Store,
+    board: StageBoard | None = None,
 ) -> TeachResult:
-    """Decide every mistake the producers yield into the store, with a live display when `ctx.progress`."""
+    """Decide every mistake the producers yield into the store, with a live display when `ctx.progress`.
+
+    `board` gets the teach row: samples decided of those received, the total known once the exam (if any) ended.
+    """
     cfg = ctx.cfg
     result = TeachResult()
     spent, possibly = committed_usd(store.connection)
@@ -118,6 +123,8 @@ async def run_teach(
         # Read by accounting.calibration: a later forecast learns from this store's teachers.
         await store.add_event(TeacherModels(models={t.name: t.model for t in cfg.teachers}))
         result.counters = {task: TeachCounters() for task in producers}
+        if board is not None:
+            board.start("teach", "samples", partial(_decided_of, result.counters, board))
         async with anyio.create_task_group() as outer:
             if ctx.progress:
                 view = ProgressView(
@@ -152,9 +159,18 @@ async def run_teach(
                 BudgetReached(max_usd=cfg.review.max_usd, spent_usd=budget.spent_usd, datasets=stopped)
             )
         await store.add_event(StageEnd(stage="teach"))
+    if board is not None:
+        board.finish("teach")
     result.budget_reached = budget.reached
     result.spent_usd = budget.spent_usd
     return result
+
+
+def _decided_of(counters: dict[str, TeachCounters], board: StageBoard) -> tuple[int, int | None]:
+    decided = sum(c.decided for c in counters.values())
+    # Until the exam ends more mistakes may arrive, so the total is not known yet.
+    exam_running = "exam" in board.stages and not board.finished("exam")
+    return decided, None if exam_running else sum(c.received for c in counters.values())
 
 
 def write_dataset_files(ctx: RunContext, store: Store) -> dict[str, int]:

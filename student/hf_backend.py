@@ -9,7 +9,7 @@ loop are never held up by a forward pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,12 +25,39 @@ log = logging.getLogger(__name__)
 
 
 def resolve_dtype(setting: str, device: str) -> torch.dtype:
-    """`auto` is bf16 on CUDA and fp32 on CPU (bf16 on CPU is faster but batched outputs drift)."""
+    """`auto` is bf16 on CUDA and fp32 on CPU.
+
+    On a CPU with bf16 matrix instructions (AVX-512 BF16, AMX) bf16 generates 2-3x
+    faster than fp32, but batched outputs drift from unbatched ones; on one without
+    (AVX2 only) torch's bf16 matmul is a slow path, 17x slower than fp32 on this
+    project's 2-core test machine, so `auto` never picks it there.
+    """
     import torch
 
     if setting == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
-    return getattr(torch, setting)
+    dtype = getattr(torch, setting)
+    if device == "cpu" and dtype in (torch.bfloat16, torch.float16) and not cpu_has_fast_half(dtype):
+        log.warning(
+            "[student] dtype = %r on a CPU without %s matrix instructions (torch sees %s): generation is many times "
+            'slower than float32; set [student] dtype = "auto"',
+            setting,
+            setting,
+            torch.backends.cpu.get_cpu_capability(),
+        )
+    return dtype
+
+
+def cpu_has_fast_half(dtype: torch.dtype) -> bool:
+    """Whether oneDNN runs `dtype` (bf16 or fp16) matmuls natively on this CPU, as torch itself checks it."""
+    import torch
+
+    # torch's own checks (used by its CPU autocast tests and inductor); private, so a missing one means "no".
+    check = "_is_mkldnn_bf16_supported" if dtype == torch.bfloat16 else "_is_mkldnn_fp16_supported"
+    try:
+        return bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class HFBackend:
@@ -56,6 +83,9 @@ class HFBackend:
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stops:
             stops.append(tokenizer.eos_token_id)
         self._stop_ids = stops
+        # Answers' worth of the batch being generated (its rows x decode steps / max_new_tokens), so a progress
+        # display moves within a batch; written by the generating thread, read by the display.
+        self.partial = 0.0
 
     @classmethod
     def load(cls, model_path: Path | str, *, sampling: Sampling, batch_size: int, dtype: str = "auto") -> HFBackend:
@@ -87,6 +117,7 @@ class HFBackend:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             texts = await anyio.to_thread.run_sync(self._generate_batch, [encoded[i] for i in batch], start)
+            self.partial = 0.0
             for i, text in zip(batch, texts, strict=True):
                 yield i, text
 
@@ -104,6 +135,11 @@ class HFBackend:
         # Seeded per batch from its position, so the same prompts with the same
         # settings give the same answers whatever ran on this process before.
         torch.manual_seed(s.seed + position)
+        rows, prompt_len = padded["input_ids"].shape
+
+        def on_step(length: int) -> None:
+            self.partial = rows * min(1.0, (length - prompt_len) / s.max_new_tokens)
+
         with torch.inference_mode():
             # generate() lives on GenerationMixin, which every causal LM class (not PreTrainedModel) mixes in.
             out = self._model.generate(  # pyright: ignore[reportCallIssue]
@@ -111,6 +147,7 @@ class HFBackend:
                 max_new_tokens=s.max_new_tokens,
                 eos_token_id=self._stop_ids,
                 pad_token_id=self._tokenizer.pad_token_id,
+                stopping_criteria=_count_steps(on_step),
                 **knobs,
             )
         new_tokens = out[:, padded["input_ids"].shape[1] :]
@@ -122,3 +159,16 @@ class HFBackend:
         import gc
 
         gc.collect()
+
+
+def _count_steps(on_step: Callable[[int], None]) -> list:
+    """A stopping criterion that never stops and tells `on_step` the sequence length after each decode step."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class CountSteps(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: object, **kwargs: object) -> torch.BoolTensor:
+            on_step(input_ids.shape[1])
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+    return StoppingCriteriaList([CountSteps()])

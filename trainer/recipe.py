@@ -38,6 +38,7 @@ import torch.distributed as dist
 from core.children import set_parent_death_signal, watch_run
 from core.config import Config, LoraSection, TrainSection, effective_batch_warning, load_config
 from core.errors import CommitteeError, ConfigError, DataError
+from core.timings import Laps
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
 from student.models import load_causal_lm
@@ -136,9 +137,30 @@ def setup_distributed() -> _Dist:
     local_rank = int(os.environ["LOCAL_RANK"])
     if cuda:
         torch.cuda.set_device(local_rank)
+    if not cuda:
+        skip_shm_comm_build()
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
     return _Dist(dist.get_rank(), local_rank, dist.get_world_size(), cuda)
+
+
+def skip_shm_comm_build() -> None:
+    """Keep DeepSpeed from compiling its shared-memory collectives op, which training never calls.
+
+    On the CPU accelerator DeepSpeed's comm backend JIT-builds `deepspeed_shm_comm`
+    whenever its op list calls it compatible (about 2 minutes on 2 cores, ops are
+    built just in time: https://deepspeed.ai/tutorials/advanced-install); its only
+    user is `inference_all_reduce`, DeepSpeed inference's tensor-parallel all-reduce
+    (`deepspeed/comm/torch.py`, `TorchBackend.__init__` and `build_shm_op`). Training
+    all-reduces go through torch.distributed's gloo either way. Marking the op
+    incompatible in DeepSpeed's op list is what `build_shm_op` reads.
+    """
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is not None:
+        deepspeed.ops.__compatible_ops__[builder.NAME] = False
 
 
 def resolve_model_dir(spec: str) -> Path:
@@ -646,8 +668,12 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
         log.info("%s already holds the model trained on these inputs; nothing to do", model_out)
         return TrainResult(model_dir=str(model_out), skipped=True)
 
+    laps = Laps(out, "train")
     setup = setup_run(cfg, train_cfg, model_dir)
     ctx, precision, tokenizer = setup.ctx, setup.precision, setup.tokenizer
+    if ctx.rank != 0:
+        laps.out_dir = None
+    laps.lap("process group, tokenizer")
     batch_warning = effective_batch_warning(train_cfg)
     if batch_warning and ctx.rank == 0:
         log.warning("%s", batch_warning)
@@ -662,8 +688,11 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
         100 * pad_fraction,
     )
 
+    laps.lap("data")
     model = setup_model(model_dir, train_cfg, ctx.cuda, precision)
+    laps.lap("load model")
     engine = setup_engine(model, train_cfg, setup.ds_config, total_steps)
+    laps.lap("deepspeed engine", note=f"ZeRO {train_cfg.zero_stage}, {precision}")
     state = _resume(engine, ckpt_dir, print_)
     resumed_from = state.global_step
     by = stopped_during_setup(stop, engine.device)
@@ -685,6 +714,8 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
 
     pad_id = pad_token_id(tokenizer)
     engine.train()
+    laps.lap("resume")
+    trained_tokens = 0  # this rank's, for the steps' tokens per second in timings.jsonl
     last_loss: float | None = None
     meter = StepMeter()  # loss, feedback, rationale, tokens over one step
     progress = progress_bar(enabled=ctx.rank == 0)
@@ -708,6 +739,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                     del logits
                     stage0_norm = backward_step(engine, parts.total, train_cfg, boundary)
                 meter.add(parts.total.item(), parts.feedback.item(), parts.rationale.item(), batch.n_tokens)
+                trained_tokens += batch.n_tokens
                 if not boundary:
                     continue
 
@@ -754,8 +786,10 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
                 if state.global_step >= total_steps:
                     break
 
+    laps.lap("steps", trained_tokens, note=f"{state.global_step - resumed_from} optimizer steps")
     record = ModelRecord(fingerprint=print_, steps=state.global_step, final_loss=last_loss, source=str(model_dir))
     save_model(engine, tokenizer, model_out, precision, record, ctx.rank, train_cfg.lora)
+    laps.lap("save model")
     if ctx.rank == 0:
         _plot(log_path, loss_png)
     return TrainResult(
