@@ -195,7 +195,7 @@ def logged_steps(log_file: Path) -> int:
         return 0
 
 
-def _train_once(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"]) -> list[str]:
+def _train_once(ctx: RunContext, result: JobResult, objective: Literal["sft", "dpo"]) -> list[Problem]:
     from trainer.launch import launch
 
     # Training blocks the event loop, so Ctrl-C and SIGTERM are the trainer's to handle

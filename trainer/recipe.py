@@ -158,7 +158,8 @@ def skip_shm_comm_build() -> None:
     import deepspeed.ops
     from deepspeed.accelerator import get_accelerator
 
-    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    accelerator = get_accelerator()
+    builder = accelerator.create_op_builder("ShareMemCommBuilder") if accelerator is not None else None
     if builder is not None:
         deepspeed.ops.__compatible_ops__[builder.NAME] = False
 
