@@ -93,7 +93,8 @@ async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, monkeypatch
     qs = load_split("svamp", str(bench_data / "svamp"), "train", limit=60)
     spec = EmulatorSpec(latency=Latency(median_ms=400, sigma=0.3))
     emu = await emulator(spec, FairScript(qs))
-    cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", qs)})
+    # Four samples at a time: the run lasts seconds after the 20th answer, so Ctrl-C lands mid-teach.
+    cfg = write_config(tmp_path, emu, {"svamp": authors_file(tmp_path / "m.json", "svamp", qs)}, samples_in_flight=4)
     cmd = [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"]
     async with await anyio.open_process(cmd, cwd=ROOT) as proc:
         # Wait until calls are under way, then press Ctrl-C.

@@ -48,7 +48,8 @@ async def test_sigterm_mid_teach_saves_everything_and_a_rerun_reaches_the_same_d
     reference = (tmp_path / "ref" / "run" / "dataset.jsonl").read_bytes()
     emu.reset_stats()
 
-    cfg = write_config(tmp_path / "term", emu, {"svamp": mistakes})
+    # Four samples at a time: the run lasts seconds after the 20th answer, so SIGTERM lands mid-teach.
+    cfg = write_config(tmp_path / "term", emu, {"svamp": mistakes}, samples_in_flight=4)
     out_dir = tmp_path / "term" / "run"
     async with await anyio.open_process(_teach(cfg), cwd=ROOT) as proc:
         await until_answered(emu, 20)
@@ -58,7 +59,8 @@ async def test_sigterm_mid_teach_saves_everything_and_a_rerun_reaches_the_same_d
         assert proc.stderr is not None
         stderr = b"".join([chunk async for chunk in proc.stderr]).decode()
     assert code == 143, stderr
-    (line,) = [x for x in stderr.splitlines() if x.strip()]
+    # Beside the progress lines (--no-progress logs each stage's start), the stop is one line.
+    (line,) = [x for x in stderr.splitlines() if x.strip() and " INFO stages.progress: " not in x]
     assert line.startswith("terminated (SIGTERM)") and "rerun the same command to resume" in line
     statuses = _statuses(out_dir)
     # Answered calls were committed, calls in flight recorded as cancelled, reports written.
