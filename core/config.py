@@ -44,6 +44,17 @@ class RunSection(_Section):
     prompts: str = "committee"
 
 
+AnswerKind = Literal["number", "choice", "boolean", "exact", "math"]
+
+
+class AnswerSection(_Section):
+    """How a task's answers are read from a reply and graded (tasks/answer_types.py)."""
+
+    type: AnswerKind = "exact"
+    # "module:function" that grades instead of `type`'s rule (see tasks/answer_types.py for its signature).
+    grader: str | None = None
+
+
 class DatasetSection(_Section):
     task: TaskName
     # A folder laid out like ../shared/data/<task>, "hf:<dataset name>", or "demo"
@@ -104,6 +115,18 @@ class TeacherSection(_Section):
     deployment: str | None = None
     site_url: str | None = None
     site_title: str | None = None
+    # "batch": through the provider's Batch API (half price, results within 24 hours; see README).
+    mode: Literal["sync", "batch"] = "sync"
+    # A request that failed inside batches `max_attempts` times: given up, or sent through the sync lane.
+    fallback: Literal["none", "sync"] = "none"
+    # A batch goes out once its first request has waited this long for company (or it is full).
+    batch_window_s: float = 30.0
+    # How often a submitted batch is polled.
+    batch_poll_s: float = 60.0
+    # Fewer requests per batch than the provider's limit (unset: the provider's limit).
+    batch_max_requests: int | None = None
+    # For --dry-run: the hours a batch is expected to take (providers promise 24 at most).
+    batch_expected_hours: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -119,10 +142,26 @@ class TeacherSection(_Section):
             raise ValueError(f"`max_tokens` must be >= 1, got {self.max_tokens}")
         if self.max_attempts < 1:
             raise ValueError(f"`max_attempts` must be >= 1, got {self.max_attempts}")
+        self._check_batch()
         try:
             check_teacher(self)
         except ValueError as exc:
             raise ValueError(f"teacher {self.name!r}: {exc}") from None
+
+    def _check_batch(self) -> None:
+        who = f"teacher {self.name!r}"
+        if self.mode == "batch" and self.host not in (None, "openai"):
+            raise ValueError(
+                f"{who}: `mode = 'batch'` needs the provider's own Batch API; host {self.host!r} has none "
+                "(use mode = 'sync', or OpenAI, Anthropic or Gemini directly)"
+            )
+        if self.mode == "sync" and self.fallback != "none":
+            raise ValueError(f"{who}: `fallback` is for mode = 'batch'; remove it or set mode = 'batch'")
+        for key in ("batch_window_s", "batch_poll_s", "batch_expected_hours"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{who}: `{key}` must be > 0, got {getattr(self, key)}")
+        if self.batch_max_requests is not None and self.batch_max_requests < 1:
+            raise ValueError(f"{who}: `batch_max_requests` must be >= 1, got {self.batch_max_requests}")
 
     def _check_host(self) -> None:
         """The host keys agree with each other; each error names the teacher and the key."""

@@ -98,6 +98,16 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.deployment": "host `azure`: the deployment name in the URL path (`base_url` is the resource endpoint).",
     "teachers.site_url": "host `openrouter`: sent as `HTTP-Referer` (optional app attribution).",
     "teachers.site_title": "host `openrouter`: sent as `X-Title` (optional app attribution).",
+    "teachers.mode": "`batch`: send this teacher's calls through its provider's Batch API (OpenAI, Anthropic, "
+    "Gemini; half price, results within 24 hours); `sync`: one call at a time through the rate-limited lane.",
+    "teachers.fallback": "mode `batch`: a request still failing after `max_attempts` batches is given up "
+    "(`none`) or sent through the sync lane (`sync`).",
+    "teachers.batch_window_s": "mode `batch`: how long a batch's first request waits for more before the batch "
+    "is submitted (a full batch goes at once).",
+    "teachers.batch_poll_s": "mode `batch`: seconds between polls of a submitted batch.",
+    "teachers.batch_max_requests": "mode `batch`: requests per batch at most (unset: the provider's limit).",
+    "teachers.batch_expected_hours": "mode `batch`: hours a batch is expected to take, for `--dry-run`'s wall "
+    "time (providers promise 24 at most).",
     "review.strict": "Accept only a mean strictly above `threshold` (the authors' code: `threshold = 3`, "
     "`strict = true`, i.e. mean > 3).",
     "review.peer_review": "false: the committee without peer review (every rationale accepted, no review calls).",

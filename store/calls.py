@@ -31,6 +31,10 @@ from core.calls import ChatRequest
 from store.events import Event, encode_event, event_kind
 
 CallStatus = Literal["completed", "failed", "cached", "skipped", "cancelled"]
+CallMode = Literal["sync", "batch"]
+RowKind = Literal["call", "sample", "event", "batch"]
+# A row for the writer: its kind, its values, and the event set once it is committed (None: nobody waits).
+_Queued = tuple[RowKind, tuple, anyio.Event | None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -60,7 +64,9 @@ CREATE TABLE IF NOT EXISTS calls (
     reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     cache_read_tokens INTEGER NOT NULL DEFAULT 0,
     cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    reasoning_usd REAL NOT NULL DEFAULT 0
+    reasoning_usd REAL NOT NULL DEFAULT 0,
+    mode TEXT NOT NULL DEFAULT 'sync',
+    batch TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_key ON calls (key) WHERE status = 'completed';
 CREATE INDEX IF NOT EXISTS calls_slot ON calls (dataset, sample_id);
@@ -74,6 +80,14 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,
+    local_id TEXT NOT NULL,
+    teacher TEXT NOT NULL,
     at REAL NOT NULL,
     kind TEXT NOT NULL,
     body BLOB NOT NULL
@@ -127,6 +141,9 @@ class CallRow(CallSlot, frozen=True, kw_only=True):
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_usd: float = 0.0
+    # "batch": answered through the provider's Batch API, in the batch `batch` (its local id).
+    mode: CallMode = "sync"
+    batch: str | None = None
 
 
 # Columns added since the first release, with their definitions: a run directory
@@ -141,6 +158,8 @@ _ADDED_CALL_COLUMNS = {
     "cache_read_tokens": "INTEGER NOT NULL DEFAULT 0",
     "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
     "reasoning_usd": "REAL NOT NULL DEFAULT 0",
+    "mode": "TEXT NOT NULL DEFAULT 'sync'",
+    "batch": "TEXT",
 }
 
 _COLUMNS = tuple(CallRow.__struct_fields__)
@@ -200,7 +219,7 @@ class Store:
             await store.add_call(CallRow(...))  # queued, committed by the writer
     """
 
-    def __init__(self, conn: sqlite3.Connection, send: MemoryObjectSendStream[tuple[str, tuple]]):
+    def __init__(self, conn: sqlite3.Connection, send: MemoryObjectSendStream[_Queued]):
         self._conn = conn
         self._send = send
         # Completed answers queued but not yet committed: a look-up must see them too,
@@ -213,7 +232,7 @@ class Store:
     async def open(cls, path: str | Path, *, buffer: int = 1024) -> AsyncIterator[Store]:
         """Open the store and run its writer until the block exits (flushing everything queued)."""
         conn = open_db(path)
-        send, recv = anyio.create_memory_object_stream[tuple[str, tuple]](max_buffer_size=buffer)
+        send, recv = anyio.create_memory_object_stream[_Queued](max_buffer_size=buffer)
         try:
             async with anyio.create_task_group() as tg:
                 store = cls(conn, send)
@@ -254,7 +273,7 @@ class Store:
             earlier = self._uncommitted.get(row.key)
             self._uncommitted[row.key] = (row, values)
         try:
-            await self._send.send(("call", values))
+            await self._send.send(("call", values, None))
         except BaseException:
             # Not queued (cancelled, store closing): no commit will ever end the entry, and
             # a look-up would keep serving an answer that is in no row. An earlier entry
@@ -268,11 +287,18 @@ class Store:
 
     async def add_sample(self, dataset: str, sample_id: str, position: int, body: bytes) -> None:
         """Queue a decided sample (its JSON body) for the writer; a re-decided sample replaces the old row."""
-        await self._send.send(("sample", (dataset, sample_id, position, body, time.time())))
+        await self._send.send(("sample", (dataset, sample_id, position, body, time.time()), None))
 
     async def add_event(self, event: Event) -> None:
         """Queue a run event (stage start/end, spending cap reached, ...) for the reports."""
-        await self._send.send(("event", (time.time(), event_kind(event), encode_event(event))))
+        await self._send.send(("event", (time.time(), event_kind(event), encode_event(event)), None))
+
+    async def add_durably(self, kind: RowKind, values: tuple) -> None:
+        """Queue a row and return once it is committed: for what must be on disk before the next step
+        (a batch recorded before the provider hears of it)."""
+        committed = anyio.Event()
+        await self._send.send((kind, values, committed))
+        await committed.wait()
 
     def sample_bodies(self, dataset: str) -> list[bytes]:
         """Decided samples of a dataset in mistake order (reads what is committed)."""
@@ -295,7 +321,10 @@ class Store:
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
                     _commit(self._conn, batch)
-                    for kind, values in batch:
+                    for _, _, committed in batch:
+                        if committed is not None:
+                            committed.set()
+                    for kind, values, _ in batch:
                         # Another row with this key (an earlier failure, a cached reuse) may
                         # commit first; the queued answer stays visible until its own row does.
                         if kind == "call" and self._uncommitted.get(values[0], (None, None))[1] is values:
@@ -311,13 +340,14 @@ _SQL = {
     "call": _INSERT_CALL,
     "sample": "INSERT OR REPLACE INTO samples (dataset, sample_id, position, body, decided_at) VALUES (?, ?, ?, ?, ?)",
     "event": "INSERT INTO events (at, kind, body) VALUES (?, ?, ?)",
+    "batch": "INSERT INTO batches (local_id, teacher, at, kind, body) VALUES (?, ?, ?, ?, ?)",
 }
 
 
-def _commit(conn: sqlite3.Connection, batch: list[tuple[str, tuple]]) -> None:
+def _commit(conn: sqlite3.Connection, batch: list[_Queued]) -> None:
     conn.execute("BEGIN")
     try:
-        for kind, values in batch:
+        for kind, values, _ in batch:
             conn.execute(_SQL[kind], values)
     except BaseException:
         conn.execute("ROLLBACK")
