@@ -23,6 +23,7 @@ from core.calls import Message
 from core.config import ReviewSection, Stage
 from core.records import Mistake
 from core.samples import DecidedSample, FeedbackOutcome, RationaleOutcome, decision_settings
+from engine.parking import sample_slot
 from engine.review import decided, mean_score, passes
 from engine.teacher import Teacher
 from prompts.sets import PromptSet, prompt_set
@@ -218,8 +219,18 @@ async def teach_dataset(
     """
 
     async def work(m: Mistake, token: object) -> None:
+        released = False
+
+        def release() -> None:
+            # Once: when the sample first waits on a batch (engine/parking.py), or when it is decided.
+            nonlocal released
+            if not released:
+                released = True
+                limiter.release_on_behalf_of(token)
+
         try:
-            sample = await committee.decide(m)
+            with sample_slot(release):
+                sample = await committee.decide(m)
             counters.decided += 1
             counters.included += sample.included
             if sample.missing:
@@ -232,7 +243,7 @@ async def teach_dataset(
                 )
             await on_decided(sample)
         finally:
-            limiter.release_on_behalf_of(token)
+            release()
 
     async with mistakes, anyio.create_task_group() as tg:
         async for mistake in mistakes:
