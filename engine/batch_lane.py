@@ -138,12 +138,19 @@ class BatchLane:
         `started` is signalled once every open batch's requests count as in flight, so no
         ask made after it can submit one of them again.
         """
-        async with anyio.create_task_group() as tg:
-            for record in batch_records(self._store.connection, self.name):
-                if not record.closed:
-                    await self._resume(record, tg)
-            task_status.started()
-            await self._send_batches(tg)
+        try:
+            async with anyio.create_task_group() as tg:
+                for record in batch_records(self._store.connection, self.name):
+                    if not record.closed:
+                        await self._resume(record, tg)
+                task_status.started()
+                await self._send_batches(tg)
+        except anyio.get_cancelled_exc_class():
+            if self._in_flight:
+                log.info(
+                    "teacher %r: %d batches left at the provider; a rerun collects them", self.name, self._in_flight
+                )
+            raise
 
     # -- the queue ---------------------------------------------------------------------------
 

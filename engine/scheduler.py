@@ -7,7 +7,11 @@ between stages: a slow provider delays only its own calls, and each teacher's
 lane (its rate limits) is the only thing that bounds throughput.
 
 Samples are worked on concurrently up to `samples_in_flight` (shared by all
-datasets of the run), which bounds memory however many mistakes stream in.
+datasets of the run), which bounds memory however many mistakes stream in. A
+sample waiting on a batch teacher gives its place up (engine/parking.py), so a
+mixed committee's sync teachers keep streaming while batches are out; a batch
+teacher's calls go out in waves (rationales and feedback, then the reviews of the
+rationales that came back) because each is asked when what it needs has arrived.
 """
 
 from __future__ import annotations
