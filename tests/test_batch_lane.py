@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import anyio
@@ -83,7 +83,7 @@ class FakeBatchApi:
             batch.state = "completed"
         return BatchStatus(batch_id=batch_id, state=batch.state, total=len(batch.items), error=batch.error)
 
-    def finish(self, batch_id: str, state: BatchState = "completed", *, unfinished: frozenset[str] = frozenset()) -> None:
+    def finish(self, batch_id: str, state: BatchState = "completed", *, unfinished: Iterable[str] = ()) -> None:
         self.batches[batch_id].state = state
         self.batches[batch_id].unfinished = set(unfinished)
 
