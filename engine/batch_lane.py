@@ -239,7 +239,14 @@ class BatchLane:
                 batch_id = await self._api.submit(items, tag=tag)
             except CommitteeError as exc:
                 # The answer to a create can be lost after the batch was made: look before sending again.
-                batch_id = await self._find(tag)
+                try:
+                    batch_id = await self._find(tag)
+                except Permanent as lost:
+                    # Maybe created, maybe not: left planned, so the next run looks again; sending its requests
+                    # again now could pay for them twice.
+                    for entry in entries:
+                        await self._fail(entry, f"{lost}")
+                    return
                 if batch_id is None:
                     cause = f"not created: {exc}"
                     await self._record(BatchClosed(local_id=local_id, state="failed", error=cause))
@@ -430,7 +437,7 @@ class BatchLane:
             batch_id = await self._find(record.tag)
             if batch_id is None:
                 # Killed between planning and creating it: nothing was sent; the asks of this run send it.
-                await self._record(BatchClosed(local_id=record.local_id, state="cancelled", error="never created"))
+                await self._record(BatchClosed(local_id=record.local_id, state="planned", error="never created"))
                 return
             await self._record(BatchSubmitted(local_id=record.local_id, batch_id=batch_id))
         entries: dict[str, _Entry] = {}

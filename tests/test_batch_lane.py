@@ -332,6 +332,7 @@ async def test_resume_finds_a_created_batch_by_tag_forgets_one_never_created_and
     assert answers == {0: Answer("re: question 0"), 1: Answer("re: question 1")}
     assert (records["A"].batch_id, records["A"].state, records["A"].closed) == ("batch_0", "completed", True)
     assert (records["B"].batch_id, records["B"].closed, records["B"].error) == (None, True, "never created")
+    assert records["B"].state == "planned"
     # Nobody asked for C's request in this run: its paid answer is committed all the same.
     assert records["C"].closed
     assert sorted(r[:3] for r in _rows(db)) == [(str(i), "completed", "batch") for i in range(3)]
