@@ -468,3 +468,29 @@ async def test_sync_teachers_keep_streaming_while_samples_wait_on_a_batch(tmp_pa
     # The batch teacher's rationale and feedback per sample, and its reviews of the sync rationales: s1 and s2 were
     # asked the same and answered alike, so its two reviews per sample are one request, joined.
     assert sum(api.sizes()) == 3 * n
+
+
+async def test_unreadable_results_keep_what_was_read_and_fail_the_rest_without_paying_again(tmp_path: Path) -> None:
+    class Garbled(FakeBatchApi):
+        async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+            async for outcome in super().results(batch_id, custom_ids):
+                yield outcome
+                raise Permanent(f"teacher 'b': batch {batch_id}: output line 2 is not JSON")
+
+    db = tmp_path / "store.sqlite"
+    api = Garbled()
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(batch_max_requests=2), store, Budget(None), api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            answers.update(await _ask_all(teacher, 2))
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert api.sizes() == [2]
+    read, lost = sorted(answers.values(), key=lambda a: a.text is None)
+    assert read.text is not None and lost.text is None and lost.error is not None
+    assert lost.error.startswith("teacher 'b': batch batch_0: results unreadable: ") and "line 2" in lost.error
+    assert record.closed and record.error is not None and "line 2" in record.error
+    assert sorted(r[1] for r in _rows(db)) == ["completed", "failed"]
