@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import anyio
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from core.batch import BatchItem, BatchOutcome
 from core.calls import Message, ProviderName
 from core.capabilities import teacher_request
 from core.config import TeacherSection
-from core.errors import Permanent
+from core.errors import Permanent, Retryable
 from emulator import Emulator, EmulatorSpec, run_emulator
 from emulator.spec import BatchBehaviour
 from store.calls import request_key
@@ -115,7 +116,10 @@ async def test_reasoning_and_cached_tokens_decode_as_in_the_sync_path(provider: 
     async with _served(provider, model=model, reasoning=setting) as s:
         # A long shared prefix, as FAIR's prompts have: the later requests may read it from the cache.
         prefix = "Solve the following grade-school problem step by step, citing each quantity. " * 120
-        items = _items(s.section, 3, prefix=prefix)
+        items = [
+            BatchItem(custom_id=i.custom_id, request=msgspec.structs.replace(i.request, cache_prefix_chars=len(prefix)))
+            for i in _items(s.section, 3, prefix=prefix)
+        ]
         batch_id = await s.api.submit(items, tag="reasoning")
         s.clock.now += DELAY_S + 1
         assert (await s.api.status(batch_id)).state == "completed"
@@ -123,6 +127,7 @@ async def test_reasoning_and_cached_tokens_decode_as_in_the_sync_path(provider: 
         results = [o.result for o in outcomes.values()]
         assert all(r is not None and r.detail.reasoning_tokens > 0 for r in results)
         assert all(r is not None and r.output_tokens > r.detail.reasoning_tokens for r in results)
+        assert sum(r.detail.cache_read_tokens for r in results if r) > 0
         billed = s.emu.stats().total
         assert sum(r.output_tokens for r in results if r) == billed.batch_output_tokens
 
@@ -183,6 +188,25 @@ async def test_find_recovers_a_batch_created_before_a_crash(provider: ProviderNa
         missing = frozenset(i.custom_id for i in _items(s.section, 4, prefix="Never sent. "))
         assert await s.api.find("run1-t1-b3", custom_ids=missing, since=since) is None
         assert s.emu.stats().batches_created == 2
+
+
+async def test_anthropic_find_tells_same_sized_batches_apart_once_they_end() -> None:
+    # Anthropic batches carry no tag: a lost batch is matched by its size, and by its custom_ids once ended.
+    async with _served("anthropic") as s:
+        since = time.time() - 1
+        a, b = _items(s.section, 2, prefix="A. "), _items(s.section, 2, prefix="B. ")
+        a_ids, b_ids = (frozenset(i.custom_id for i in x) for x in (a, b))
+        a_id, b_id = await s.api.submit(a, tag="a"), await s.api.submit(b, tag="b")
+        with pytest.raises(Retryable, match="2 batches in progress could be it"):
+            await s.api.find("a", custom_ids=a_ids, since=since)
+        assert await s.api.find("a", custom_ids=a_ids, since=since, exclude=frozenset({b_id})) == a_id
+        s.clock.now += DELAY_S + 1
+        assert await s.api.find("a", custom_ids=a_ids, since=since) == a_id
+        assert await s.api.find("b", custom_ids=b_ids, since=since) == b_id
+        # Created before `since`: not ours.
+        assert await s.api.find("a", custom_ids=a_ids, since=time.time() + 3600) is None
+        with pytest.raises(Permanent, match="needs `custom_ids` and `since`"):
+            await s.api.find("a")
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
