@@ -30,6 +30,7 @@ from yarl import URL
 
 from adapters import anthropic
 from adapters.batch.http import (
+    NULL,
     BatchHttp,
     answered,
     create_once,
@@ -110,7 +111,7 @@ class _Error(msgspec.Struct):
 
 class _Result(msgspec.Struct):
     type: str
-    message: msgspec.Raw | None = None
+    message: msgspec.Raw = NULL
     error: _Error | None = None
 
 
@@ -303,7 +304,7 @@ def _unix_s(text: str) -> float | None:
 
 def _outcome(line: _ResultLine) -> BatchOutcome:
     result = line.result
-    if result.type == "succeeded" and result.message is not None:
+    if result.type == "succeeded" and bytes(result.message) != bytes(NULL):
         return answered(line.custom_id, anthropic.decode, 200, bytes(result.message))
     if result.type in ("canceled", "expired"):
         return not_run(line.custom_id, f"request {result.type} before it ran")

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import msgspec
 
 from adapters import gemini
-from adapters.batch.http import BatchHttp, answered, create_once, error_status, not_run
+from adapters.batch.http import NULL, BatchHttp, answered, create_once, error_status, not_run
 from adapters.batch.packing import check_items
 from core.batch import BatchItem, BatchLimits, BatchOutcome, BatchState, BatchStatus
 
@@ -78,7 +78,7 @@ class _Status(msgspec.Struct):
 
 
 class _InlinedResponse(msgspec.Struct):
-    response: msgspec.Raw | None = None
+    response: msgspec.Raw = NULL
     error: _Status | None = None
     metadata: dict[str, object] | None = None
 
@@ -260,7 +260,7 @@ def _count(value: int | str) -> int:
 
 
 def _outcome(custom_id: str, response: _InlinedResponse) -> BatchOutcome:
-    if response.response is not None:
+    if bytes(response.response) != bytes(NULL):
         return answered(custom_id, gemini.decode, 200, bytes(response.response))
     error = response.error or _Status(code=13, message="neither a response nor an error came back")
     if error.code == _CANCELLED:

@@ -36,6 +36,8 @@ MAX_RETRY_AFTER_S = 60.0
 # Uploads and downloads of whole batches (up to hundreds of MB) take a while.
 CONTROL_TIMEOUT_S = 600.0
 
+# A JSON null as a Raw field's default: msgspec takes no `Raw | None`, so an absent body reads as this.
+NULL = msgspec.Raw(b"null")
 T = TypeVar("T")
 Decode = Callable[[int, Mapping[str, str], bytes, float], ChatResult]
 Sleep = Callable[[float], Awaitable[Any]]

@@ -22,6 +22,7 @@ import msgspec
 
 from adapters import openai
 from adapters.batch.http import (
+    NULL,
     BatchHttp,
     answered,
     create_once,
@@ -116,7 +117,7 @@ class _BatchPage(msgspec.Struct):
 
 class _Response(msgspec.Struct):
     status_code: int
-    body: msgspec.Raw = msgspec.Raw(b"null")
+    body: msgspec.Raw = NULL
 
 
 class _LineError(msgspec.Struct):
