@@ -259,7 +259,7 @@ class AnthropicBatches:
             url = URL(self._base).join(url)
         if url.origin() != URL(self._base).origin():
             # The key goes with the request: only ever to the host it is meant for.
-            raise self._http.fail(where, f"results_url points to another host ({url.host}); not following it")
+            raise self._http.fail(where, f"results_url points to another host ({url.origin()}); not following it")
         content = await self._http.download(str(url), where=where)
 
         def fail(reason: str) -> CommitteeError:
