@@ -341,6 +341,29 @@ async def test_anthropic_results_name_a_garbled_line_and_stay_on_the_providers_h
             await anext(api.results("msgbatch_x", ids))
 
 
+async def test_gemini_responses_without_metadata_are_matched_by_position() -> None:
+    # Not every Gemini response echoes its metadata; they come in request order, and requests go out sorted.
+    section = _section("gemini", "gemini-2.0-flash")
+    ids = sorted(i.custom_id for i in _items(section, 3))
+    answers = [{"response": {"candidates": [{"content": {"parts": [{"text": c}]}}]}} for c in ids]
+    document = {"name": "batches/x", "done": True, "metadata": {"state": "BATCH_STATE_SUCCEEDED"}}
+
+    def routes(answered: list[dict]) -> Callable[[web.Application], None]:
+        async def operation(request: web.Request) -> web.Response:
+            return web.json_response({**document, "response": {"inlinedResponses": {"inlinedResponses": answered}}})
+
+        return lambda app: app.router.add_get("/v1beta/batches/x", operation)  # type: ignore[return-value]
+
+    async with _fake(routes(answers)) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url)
+        got = [o async for o in api.results("batches/x", frozenset(ids))]
+        assert [(o.custom_id, o.result.text if o.result else None) for o in got] == [(c, c) for c in ids]
+    async with _fake(routes(answers[:2])) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url)
+        with pytest.raises(Permanent, match=r"batch batches/x: response 1 has no metadata\.key and 2 responses"):
+            await anext(api.results("batches/x", frozenset(ids)))
+
+
 async def test_control_calls_retry_503s_and_never_leak_the_key() -> None:
     calls = {"n": 0}
 
