@@ -32,6 +32,7 @@ from adapters import anthropic
 from adapters.batch.http import (
     NULL,
     BatchHttp,
+    Tally,
     answered,
     create_once,
     decode_line,
@@ -227,19 +228,13 @@ class AnthropicBatches:
         names a custom_id this batch did not send.
         """
         batch = await self._batch(batch_id)
-        seen: set[str] = set()
         where = f"batch {batch_id}"
+        tally = Tally(custom_ids, lambda reason: self._http.fail(where, reason))
         for number, line in await self._lines(batch):
-            if line.custom_id not in custom_ids:
-                raise self._http.fail(
-                    where, f"line {number} of the results names custom_id {line.custom_id!r}, not sent in it"
-                )
-            if line.custom_id in seen:
-                continue
-            seen.add(line.custom_id)
-            yield _outcome(line)
-        for custom_id in sorted(custom_ids - seen):
-            yield not_run(custom_id, f"no result in batch {batch_id} ({batch.processing_status})")
+            if tally.first(line.custom_id, f"line {number} of the results"):
+                yield _outcome(line)
+        for outcome in tally.missing(f"no result in batch {batch_id} ({batch.processing_status})"):
+            yield outcome
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch; requests already finished keep their results."""
