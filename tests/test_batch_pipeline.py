@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 # The teacher of each provider in tests.conftest.TEACHERS.
 BATCH_TEACHER = {provider: (name, model) for name, provider, model in TEACHERS}
-PROVIDERS = ["openai"]
+PROVIDERS = ["openai", "anthropic", "gemini"]
 
 
 def _teach(cfg: Path) -> list[str]:
