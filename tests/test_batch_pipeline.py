@@ -12,6 +12,7 @@ import random
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -99,21 +100,22 @@ async def test_a_batch_teacher_gives_the_same_dataset_at_half_the_price(tmp_path
             assert _usd(out_dir, other) == pytest.approx(_usd(reference, other))
 
 
-# Where a kill lands, each seen in the store: a batch planned (being submitted), polled while it runs, partly
-# committed (its results being downloaded).
+# Where a kill lands, each seen in the store as written by the run being killed (after `?`, its start): a batch
+# planned (being submitted), a batch polled and not closed (polling), a batch's results partly committed (download).
+_OPEN = "(SELECT local_id FROM batches WHERE kind = 'closed')"
 PHASES = {
-    "submission": "SELECT 1 FROM batches WHERE kind = 'planned'",
-    "polling": "SELECT 1 FROM batches WHERE kind = 'polled' AND CAST(body AS TEXT) LIKE '%\"state\":\"running\"%'",
-    "download": "SELECT 1 FROM calls c WHERE c.mode = 'batch' AND c.batch NOT IN "
-    "(SELECT local_id FROM batches WHERE kind = 'closed')",
+    "submission": "SELECT 1 FROM batches WHERE kind = 'planned' AND at > ?",
+    "polling": f"SELECT 1 FROM batches WHERE kind = 'polled' AND at > ? AND local_id NOT IN {_OPEN}",
+    "download": f"SELECT 1 FROM calls WHERE mode = 'batch' AND finished_at > ? AND batch NOT IN {_OPEN}",
 }
 
 
 async def _run_until(cfg: Path, out_dir: Path, phase: str) -> int | None:
     """Run the teach stage and SIGKILL it once `phase` shows in its store; its exit code if it ended first."""
+    started = time.time()
     async with await anyio.open_process(_teach(cfg), cwd=ROOT, stdout=None, stderr=None) as proc:
         with anyio.fail_after(60):
-            while proc.returncode is None and not _query(out_dir, PHASES[phase]):
+            while proc.returncode is None and not _query(out_dir, PHASES[phase], started):
                 # The store is another process's file: nothing to wait on but time.
                 with anyio.move_on_after(0.01):
                     await proc.wait()
