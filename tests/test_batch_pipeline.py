@@ -60,26 +60,24 @@ def _usd(out_dir: Path, teacher: str) -> float:
     return _query(out_dir, "SELECT sum(usd) FROM calls WHERE teacher = ?", teacher)[0][0]
 
 
-async def _reference(tmp: Path, emu, mistakes: Path) -> Path:
-    """Three sync teachers: the run every batch run must agree with."""
+async def _reference(tmp: Path, emulator, n: int, delay_s: float):
+    """An emulator whose batches take `delay_s`, `n` demo mistakes, and the run of three sync teachers on them that
+    every batch run must agree with: (emulator, mistakes file, the reference's out_dir)."""
+    qs = load_split("svamp", "demo", "train")[:n]
+    spec = EmulatorSpec(latency=Latency(median_ms=20, sigma=0.3), batch=BatchBehaviour(delay_s=delay_s))
+    emu = await emulator(spec, FairScript(qs))
+    mistakes = authors_file(tmp / "m.json", "svamp", qs)
     (tmp / "ref").mkdir()
     ref = await anyio.run_process(_teach(write_config(tmp / "ref", emu, {"svamp": mistakes})), cwd=ROOT, check=False)
     assert ref.returncode == 0, ref.stderr.decode()
     emu.reset_stats()
-    return tmp / "ref" / "run"
-
-
-def _spec(delay_s: float) -> EmulatorSpec:
-    return EmulatorSpec(latency=Latency(median_ms=20, sigma=0.3), batch=BatchBehaviour(delay_s=delay_s))
+    return emu, mistakes, tmp / "ref" / "run"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_batch_teacher_gives_the_same_dataset_at_half_the_price(tmp_path, emulator, monkeypatch, provider):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
-    qs = load_split("svamp", "demo", "train")[:6]
-    emu = await emulator(_spec(0.3), FairScript(qs))
-    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
-    reference = await _reference(tmp_path, emu, mistakes)
+    emu, mistakes, reference = await _reference(tmp_path, emulator, 6, delay_s=0.3)
 
     (tmp_path / "batch").mkdir()
     run = await anyio.run_process(
@@ -130,10 +128,7 @@ async def _run_until(cfg: Path, out_dir: Path, phase: str) -> int | None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_sigkill_in_any_batch_phase_then_rerun_bills_each_request_once(tmp_path, emulator, monkeypatch, provider):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
-    qs = load_split("svamp", "demo", "train")[:10]
-    emu = await emulator(_spec(1.0), FairScript(qs))
-    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
-    reference = await _reference(tmp_path, emu, mistakes)
+    emu, mistakes, reference = await _reference(tmp_path, emulator, 10, delay_s=1.0)
 
     (tmp_path / "killed").mkdir()
     cfg = _batch_config(tmp_path / "killed", emu, mistakes, provider)
