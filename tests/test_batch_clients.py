@@ -242,6 +242,19 @@ async def test_a_result_for_a_request_not_sent_is_a_one_line_error(provider: Pro
         assert "\n" not in message and KEY not in message
 
 
+async def test_our_content_keys_fit_anthropics_custom_id_rule() -> None:
+    from adapters.batch.anthropic import CUSTOM_ID
+
+    section = _section("anthropic", "claude-3-5-haiku")
+    items = _items(section, 2)
+    assert all(CUSTOM_ID.match(i.custom_id) for i in items) and len(items[0].custom_id) == 64
+    async with aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url="http://127.0.0.1:1")
+        bad = BatchItem(custom_id="not/a:valid id", request=items[0].request)
+        with pytest.raises(ValueError, match="not 1-64 letters"):
+            await api.submit([bad], tag="bad")
+
+
 def test_split_items_respects_bytes_and_refuses_a_request_larger_than_a_batch() -> None:
     from core.batch import BatchLimits
 
