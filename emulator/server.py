@@ -123,6 +123,7 @@ class Emulator:
 
     async def wait_for(self, condition: Callable[[EmulatorStats], bool]) -> EmulatorStats:
         """Wait until `condition(stats)` holds, checking again each time a request finishes; return those stats.
+        Batches move on the clock but are looked at only when asked: a batch client's polls wake this too.
 
         For a caller in the emulator's event loop (tests): no polling, so no sleep to tune.
 
