@@ -300,6 +300,40 @@ def _openai_results(output: bytes) -> Callable[[web.Application], None]:
     )  # type: ignore[return-value]
 
 
+async def test_per_request_failures_say_whether_to_send_again_and_keep_billed_usage() -> None:
+    section = _section("openai", "gpt-4o-mini")
+    a, b, c, d = sorted(i.custom_id for i in _items(section, 4))
+    lines = [
+        {"custom_id": a, "response": {"status_code": 400, "body": {"error": {"message": "bad max_tokens"}}}},
+        {"custom_id": b, "response": {"status_code": 500, "body": {"error": {"message": "server error"}}}},
+        {"custom_id": c, "response": None, "error": {"code": "batch_expired", "message": "window passed"}},
+        {
+            "custom_id": d,
+            "response": {
+                "status_code": 200,
+                "body": {
+                    "choices": [{"message": {"content": ""}, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 64},
+                },
+            },
+        },
+    ]
+    body = b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
+    async with _fake(_openai_results(body)) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url + "/v1")
+        got = {o.custom_id: o async for o in api.results("batch_x", frozenset({a, b, c, d}))}
+    assert (got[a].retryable, got[a].http_status, "bad max_tokens" in (got[a].error or "")) == (False, 400, True)
+    assert (got[b].retryable, got[b].http_status) == (True, 500)
+    assert got[c].retryable and "batch_expired" in (got[c].error or "")
+    truncated = got[d]
+    assert (truncated.unusable, truncated.retryable, truncated.input_tokens, truncated.output_tokens) == (
+        "truncated",
+        False,
+        12,
+        64,
+    )
+
+
 async def test_a_malformed_output_line_names_the_batch_and_the_line() -> None:
     section = _section("openai", "gpt-4o-mini")
     items = _items(section, 2)
