@@ -34,11 +34,11 @@ def _teach(cfg: Path) -> list[str]:
     return [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"]
 
 
-def _batch_config(tmp: Path, emu, mistakes: Path, provider: str) -> Path:
-    """The three conftest teachers on `emu`, `provider`'s in batch mode with short windows and polls."""
+def _batch_config(tmp: Path, emu, mistakes: Path, provider: str, extra: str = "") -> Path:
+    """The three conftest teachers on `emu`, `provider`'s in batch mode with short windows and polls (and `extra`)."""
     cfg = write_config(tmp, emu, {"svamp": mistakes})
     name, _ = BATCH_TEACHER[provider]
-    batch_keys = 'mode = "batch"\nbatch_window_s = 0.2\nbatch_poll_s = 0.05\n'
+    batch_keys = 'mode = "batch"\nbatch_window_s = 0.2\nbatch_poll_s = 0.05\n' + extra
     cfg.write_text(cfg.read_text().replace(f'name = "{name}"\n', f'name = "{name}"\n{batch_keys}', 1))
     return cfg
 
@@ -60,11 +60,12 @@ def _usd(out_dir: Path, teacher: str) -> float:
     return _query(out_dir, "SELECT sum(usd) FROM calls WHERE teacher = ?", teacher)[0][0]
 
 
-async def _reference(tmp: Path, emulator, n: int, delay_s: float):
-    """An emulator whose batches take `delay_s`, `n` demo mistakes, and the run of three sync teachers on them that
-    every batch run must agree with: (emulator, mistakes file, the reference's out_dir)."""
+async def _reference(tmp: Path, emulator, n: int, delay_s: float, **behaviour: float):
+    """An emulator whose batches take `delay_s` (and `behaviour`), `n` demo mistakes, and the run of three sync
+    teachers on them that every batch run must agree with: (emulator, mistakes file, the reference's out_dir)."""
     qs = load_split("svamp", "demo", "train")[:n]
-    spec = EmulatorSpec(latency=Latency(median_ms=20, sigma=0.3), batch=BatchBehaviour(delay_s=delay_s))
+    batches = BatchBehaviour(delay_s=delay_s, **behaviour)  # type: ignore[arg-type]
+    spec = EmulatorSpec(latency=Latency(median_ms=20, sigma=0.3), batch=batches)
     emu = await emulator(spec, FairScript(qs))
     mistakes = authors_file(tmp / "m.json", "svamp", qs)
     (tmp / "ref").mkdir()
@@ -96,6 +97,32 @@ async def test_a_batch_teacher_gives_the_same_dataset_at_half_the_price(tmp_path
     for other, _, _ in TEACHERS:
         if other != name:
             assert _usd(out_dir, other) == pytest.approx(_usd(reference, other))
+
+
+async def test_failed_and_expired_requests_go_into_later_batches_or_through_sync(tmp_path, emulator, monkeypatch):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    # A fifth of the requests fail (server errors), and a batch expires halfway through its requests: what did not
+    # finish goes into the next batch, and a request alone in its batch (last to finish) never makes it, so after
+    # three batches it goes through the sync lane.
+    emu, mistakes, reference = await _reference(tmp_path, emulator, 6, delay_s=0.6, error_share=0.2, expire_after_s=0.3)
+    (tmp_path / "batch").mkdir()
+    extra = 'max_attempts = 3\nfallback = "sync"\n'
+    cfg = _batch_config(tmp_path / "batch", emu, mistakes, "openai", extra)
+    run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+    assert run.returncode == 0, run.stderr.decode()
+    out_dir = tmp_path / "batch" / "run"
+    assert (out_dir / "dataset.jsonl").read_bytes() == (reference / "dataset.jsonl").read_bytes()
+
+    name, model = BATCH_TEACHER["openai"]
+    stats = emu.stats().models[model]
+    assert stats.batch_errored > 0 and stats.batch_expired > 0
+    modes = dict(_query(out_dir, "SELECT mode, count(*) FROM calls WHERE teacher = ? GROUP BY mode", name))
+    assert modes["batch"] == stats.batch_billed and modes["sync"] == stats.received > 0
+    # Each request paid once, whichever way it went.
+    assert set(stats.billed_keys.values()) == {1}
+    closed = _query(out_dir, "SELECT CAST(body AS TEXT) FROM batches WHERE kind = 'closed'")
+    assert any('"state":"expired"' in body for (body,) in closed)
+    assert "teacher 'gpt': batch " in run.stderr.decode() and "expired" in run.stderr.decode()
 
 
 # Where a kill lands, each seen in the store as written by the run being killed (after `?`, its start): a batch
