@@ -82,7 +82,7 @@ class MathAnswer(Rule):
             return True
         text = _TEXT.match(gold.strip())
         if text is not None:
-            # SymPy reads "Monday" as the product M*o*n*d*a*y, equal to "dynamo": compare words instead.
+            # Compared as words: math-verify reads bare letters as symbols multiplied ("ab" equals "ba").
             return _words(predicted) == _words(text.group(1))
         return _verify(gold, predicted)
 
