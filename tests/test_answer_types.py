@@ -300,3 +300,33 @@ def test_a_raising_grader_names_itself_and_the_sample(tmp_path: Path, monkeypatc
     vague = _type(type="number", grader="raising_grader_mod:vague")
     with pytest.raises(GraderError, match="on sample s1 returned str; it should return a bool or a number"):
         vague.correct("4", "4", sample_id="s1")
+
+
+EXAMPLES = Path(__file__).parent / "data" / "tasks"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shipped_math_boxed_golds_read_and_grade(split: str) -> None:
+    lines = (EXAMPLES / "math_boxed" / f"{split}.jsonl").read_text().splitlines()
+    assert len(lines) >= 16
+    for line in lines:
+        record = msgspec.json.decode(line, type=dict[str, str])
+        gold = MATH.gold(record["solution"])
+        reply = f"Let's work it out.\n{record['solution'].replace('boxed', 'fbox')}\nSo the answer is ${gold}$."
+        assert MATH.grade(reply, gold).correct, record["problem"]
+        assert not MATH.correct(MATH.wrong(gold), gold), gold
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shipped_mc5_items_read_and_grade(split: str) -> None:
+    import csv
+
+    with (EXAMPLES / "mc5" / f"{split}.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 12 and len({row["key"] for row in rows}) == 5
+    for row in rows:
+        options = tuple(row[f"choice{k}"] for k in range(1, 6))
+        gold = CHOICE.gold(row["key"], options)
+        quoted = f"Thinking about each option in turn.\nThe answer is: {options['ABCDE'.index(gold)]}."
+        assert CHOICE.grade(quoted, gold, options).correct, row["qid"]
+        assert not CHOICE.grade(f"Answer: {CHOICE.wrong(gold, options)}", gold, options).correct
