@@ -5,7 +5,7 @@ Everything others call is re-exported here; the modules behind it each do one jo
 """
 
 from tasks.answer_types import AnswerType, Graded, GraderError, answer_type
-from tasks.answers import builtin_answer_type, extract_answer, is_correct, normalize_answer
+from tasks.answers import extract_answer, is_correct, normalize_answer
 from tasks.family import Family, family
 from tasks.loaders import LoadReport, SkippedRecord, load_split, load_split_report
 from tasks.mistakes_import import import_mistakes
@@ -19,7 +19,6 @@ __all__ = [
     "LoadReport",
     "SkippedRecord",
     "answer_type",
-    "builtin_answer_type",
     "extract_answer",
     "family",
     "import_mistakes",
