@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 
 from core.config import AnswerKind
 from tasks.answer_types.base import Rule
@@ -105,6 +106,8 @@ def _words(latex: str) -> str:
     return " ".join(_NON_WORD.sub(" ", _TEXT_COMMAND.sub(r"\1", latex).casefold()).split())
 
 
+# A resumed run regrades the answers it stored: the same pairs again, each worth tens of milliseconds of SymPy.
+@lru_cache(maxsize=4096)
 def _verify(gold: str, predicted: str) -> bool:
     import math_verify as mv  # deferred: SymPy takes a second to import, and only maths tasks need it
 
