@@ -343,3 +343,20 @@ def test_shipped_mc5_items_read_and_grade(split: str) -> None:
         quoted = f"Thinking about each option in turn.\nThe answer is: {options['ABCDE'.index(gold)]}."
         assert CHOICE.grade(quoted, gold, options).correct, row["qid"]
         assert not CHOICE.grade(f"Answer: {CHOICE.wrong(gold, options)}", gold, options).correct
+
+
+def test_a_grader_module_beside_the_config_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from core.config import load_config
+    from core.graders import import_grader
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_config's addition is undone after the test
+    (tmp_path / "beside_config_grader.py").write_text("def check(reply, gold, options):\n    return reply == gold\n")
+    with pytest.raises(ValueError, match="put it beside the config"):
+        import_grader("beside_config_grader:check")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[run]\nname = "x"\nout_dir = "r"\n[[datasets]]\ntask = "svamp"\n')
+    load_config(cfg)
+    assert import_grader("beside_config_grader:check")("4", "4", ())
+    assert sys.path[-1] == str(tmp_path.resolve())
