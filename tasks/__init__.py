@@ -4,7 +4,6 @@ mistakes (the messages teachers are sent live in `prompts.messages`).
 Everything others call is re-exported here; the modules behind it each do one job.
 """
 
-from tasks.answer_types import AnswerType, Graded, GraderError, answer_type
 from tasks.answers import extract_answer, is_correct, normalize_answer
 from tasks.family import Family, family
 from tasks.loaders import LoadReport, SkippedRecord, load_split, load_split_report
@@ -12,13 +11,9 @@ from tasks.mistakes_import import import_mistakes
 from tasks.scores import parse_score, parse_structured_score, review_score
 
 __all__ = [
-    "AnswerType",
     "Family",
-    "Graded",
-    "GraderError",
     "LoadReport",
     "SkippedRecord",
-    "answer_type",
     "extract_answer",
     "family",
     "import_mistakes",
