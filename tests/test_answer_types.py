@@ -73,6 +73,8 @@ def test_math_different_answers_are_wrong(gold: str, predicted: str) -> None:
         ("The answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
         ("Therefore the final answer is \\(2\\sqrt{2}\\).", "2\\sqrt{2}"),
         ("Final answer: (1, 2]", "(1, 2]"),
+        ("**Final Answer:** 1/2", "1/2"),
+        ("**Final Answer:** $-\\frac{\\pi}{3}$ radians.", "-\\frac{\\pi}{3}"),
         # A box cut off by max_tokens is not an answer; the marked sentence is.
         ("The answer is 7. Check: \\boxed{7 + \\frac{1}{", "7"),
         ("Adding 3 and 4 gives 7", "7"),

@@ -98,8 +98,8 @@ class MathAnswer(Rule):
 
 
 def _unwrapped(span: str) -> str:
-    """`span` without the `$`s, spaces and closing period around it."""
-    return span.strip().strip("$").strip().removesuffix(".").strip()
+    """`span` without the `$`s, bold stars, spaces and closing period around it."""
+    return span.strip(" \t\n*$").removesuffix(".").strip(" \t\n*$")
 
 
 def _words(latex: str) -> str:
