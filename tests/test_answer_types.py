@@ -70,6 +70,7 @@ def test_math_different_answers_are_wrong(gold: str, predicted: str) -> None:
         ("First \\boxed{4}, but I slipped; redo: \\boxed{\\dfrac{1}{2}}", "\\dfrac{1}{2}"),
         ("\\boxed{\\left\\{ 1, \\frac{2}{3} \\right\\}}", "\\left\\{ 1, \\frac{2}{3} \\right\\}"),
         ("The area is \\fbox{12}.", "12"),
+        ("so $x = \\boxed 5$. Check: 5 + 1 = 6", "5"),
         ("The answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
         ("Therefore the final answer is \\(2\\sqrt{2}\\).", "2\\sqrt{2}"),
         ("Final answer: (1, 2]", "(1, 2]"),

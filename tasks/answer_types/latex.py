@@ -23,6 +23,8 @@ from tasks.answer_types.marks import boxed_contents, marked
 from tasks.numbers import canonical, find_numbers, parse_number
 
 _BOXES = ("boxed", "fbox")
+# "\boxed 5": LaTeX's one-token argument without braces, which MATH's solutions use now and then.
+_BARE_BOX = re.compile(r"\\(boxed|fbox) +([^\s${},\\]+)")
 # Seconds math-verify may spend parsing or comparing one answer (its default).
 _TIMEOUT_S = 5
 # Inline or display maths in an answer sentence: "The answer is $\frac{1}{2}$."
@@ -53,7 +55,7 @@ class MathAnswer(Rule):
         """
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError(f"expected a LaTeX answer, got {type(raw).__name__}")
-        text = str(raw).strip()
+        text = _braced(str(raw).strip())
         if any(f"\\{box}" in text for box in _BOXES):
             boxes = [b for b in boxed_contents(text, _BOXES) if b.strip()]
             if not boxes:
@@ -66,7 +68,7 @@ class MathAnswer(Rule):
 
     def extract(self, text: str, options: Sequence[str] = ()) -> str | None:
         """The reply's final answer as LaTeX (see the class), or None."""
-        for spans in marked(text, _BOXES):
+        for spans in marked(_braced(text), _BOXES):
             for span in reversed(spans):
                 inline = _INLINE.findall(span)
                 answer = _unwrapped(next(g for g in inline[-1] if g) if inline else span)
@@ -95,6 +97,11 @@ class MathAnswer(Rule):
         """`gold` + 1 for a number, else `gold` with "+1" after it."""
         number = parse_number(gold)
         return canonical(number + 1) if number is not None else f"{gold}+1"
+
+
+def _braced(text: str) -> str:
+    """`text` with every bare box braced: "\\boxed 5" -> "\\boxed{5}"."""
+    return _BARE_BOX.sub(r"\\\1{\2}", text)
 
 
 def _unwrapped(span: str) -> str:
