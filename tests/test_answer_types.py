@@ -72,6 +72,8 @@ def test_math_different_answers_are_wrong(gold: str, predicted: str) -> None:
         ("The area is \\fbox{12}.", "12"),
         ("so $x = \\boxed 5$. Check: 5 + 1 = 6", "5"),
         ("The answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
+        ("The answer is $x = 2$ or $x = 3$.", "x = 2, x = 3"),
+        ("The answer is $12$, since $3 \\cdot 4 = 12$.", "12"),
         ("Therefore the final answer is \\(2\\sqrt{2}\\).", "2\\sqrt{2}"),
         ("Final answer: (1, 2]", "(1, 2]"),
         ("**Final Answer:** 1/2", "1/2"),

@@ -29,6 +29,8 @@ _BARE_BOX = re.compile(r"\\(boxed|fbox) +([^\s${},\\]+)")
 _TIMEOUT_S = 5
 # Inline or display maths in an answer sentence: "The answer is $\frac{1}{2}$."
 _INLINE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# What joins the parts of one answer: "$x = 2$ or $x = 3$", "$1$, $2$ and $4$".
+_JOINER = re.compile(r"\s*(?:,|and|or|,\s*and|,\s*or)\s*", re.IGNORECASE)
 # A text answer: the whole gold wrapped in \text{} (MATH writes "\text{Monday}", "\text{(C)}").
 _TEXT = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{(.*)\}$", re.DOTALL)
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
@@ -70,8 +72,7 @@ class MathAnswer(Rule):
         """The reply's final answer as LaTeX (see the class), or None."""
         for spans in marked(_braced(text), _BOXES):
             for span in reversed(spans):
-                inline = _INLINE.findall(span)
-                answer = _unwrapped(next(g for g in inline[-1] if g) if inline else span)
+                answer = _unwrapped(_first_maths(span))
                 if answer:
                     return answer
         numbers = find_numbers(text)
@@ -97,6 +98,20 @@ class MathAnswer(Rule):
         """`gold` + 1 for a number, else `gold` with "+1" after it."""
         number = parse_number(gold)
         return canonical(number + 1) if number is not None else f"{gold}+1"
+
+
+def _first_maths(span: str) -> str:
+    """The maths a marked sentence opens with: its first `$...$` with those joined to it by "," / "and" / "or"
+    ("$x = 2$ or $x = 3$" -> "x = 2, x = 3"; "$5$, since $2 + 3 = 5$" -> "5"), or the sentence if it has none."""
+    found = list(_INLINE.finditer(span))
+    if not found:
+        return span
+    parts = [found[0]]
+    for m in found[1:]:
+        if not _JOINER.fullmatch(span, parts[-1].end(), m.start()):
+            break
+        parts.append(m)
+    return ", ".join(next(g for g in m.groups() if g) for m in parts)
 
 
 def _braced(text: str) -> str:
