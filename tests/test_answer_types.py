@@ -217,6 +217,9 @@ def test_boolean_yes_no_and_synonyms(kind: AnswerType, reply: str, answer: str |
 
 def test_boolean_gold() -> None:
     assert BOOLEAN.gold(True) == "true" and BOOLEAN.gold("No.") == "false"
+    assert BOOLEAN.gold(0) == "false" and BOOLEAN.gold(1) == "true"
+    with pytest.raises(ValueError, match="true/false"):
+        BOOLEAN.gold(2)
     assert FACTS.gold("REFUTED") == "false" and FACTS.correct("supported", "yes")
     with pytest.raises(ValueError, match="true/false"):
         BOOLEAN.gold("maybe")
