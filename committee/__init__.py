@@ -33,6 +33,7 @@ from core.errors import ConfigError, DataError
 from core.records import TrainRecord
 from core.samples import DecidedSample
 from reports.cost import CostReport
+from stages.lock import RunDirBusy
 from stages.problems import Problem
 from student.evaluate import EvalEntry
 
@@ -51,6 +52,7 @@ __all__ = [
     "LoraSection",
     "Problem",
     "ReviewSection",
+    "RunDirBusy",
     "RunPaths",
     "RunResult",
     "RunSection",
