@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
 
     # No prog: `committee` or `run.py`, as it was started.
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, type=Path, help="the run's TOML config (see README)")
+    parser.add_argument(
+        "--config", required=True, type=Path, help="the run's config: TOML, or JSON for a .json file (see README)"
+    )
     parser.add_argument("--stage", choices=STAGES, default="all", help="run one stage only (default: all)")
     parser.add_argument(
         "--dry-run",

@@ -168,3 +168,17 @@ def test_a_config_built_in_code_is_checked_as_a_file_is(tmp_path):
 def test_records_of_a_directory_without_a_dataset_say_what_to_run(tmp_path):
     with pytest.raises(committee.DataError, match=r"dataset\.jsonl: no such file; run the teach stage"):
         committee.records(tmp_path)
+
+
+def test_a_json_config_is_read_as_toml_is_with_its_errors_named(tmp_path):
+    cfg = Config(run=RunSection(name="j", out_dir="run"), datasets=[DatasetSection(task="svamp")])
+    path = tmp_path / "run.json"
+    path.write_bytes(msgspec.json.encode(cfg))
+    assert committee.load(path) == committee.config_from(cfg, base_dir=tmp_path)
+
+    path.write_text('{"run": {"name": "j", "out_dir": "run", "sead": 1}, "datasets": [{"task": "svamp"}]}')
+    with pytest.raises(committee.ConfigError, match=r"run\.json: Object contains unknown field `sead` - at `\$\.run`"):
+        committee.load(path)
+    path.write_text('{"run": ')
+    with pytest.raises(committee.ConfigError, match=r"run\.json: not valid JSON"):
+        committee.load(path)
