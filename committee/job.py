@@ -19,8 +19,9 @@ import msgspec
 from committee.config import config_from
 from committee.results import RunResult, run_result
 from core.config import Config
+from core.errors import ConfigError
 from stages.context import RunContext
-from stages.job import StageName, preflight, run_job
+from stages.job import STAGES, StageName, preflight, run_job
 from stages.lock import hold_run_dir
 
 T = TypeVar("T")
@@ -68,6 +69,8 @@ def _checked_context(
     base_dir: str | os.PathLike[str] | None,
 ) -> RunContext:
     """The run's context once everything that needs no model and no network is checked (nothing is paid yet)."""
+    if stage not in STAGES:
+        raise ConfigError(f"stage {stage!r} is not a stage; use one of {', '.join(STAGES)}")
     cfg = config_from(cfg, base_dir=base_dir)
     path = Path(config_path).resolve() if config_path else Path(cfg.run.out_dir) / CONFIG_FILE
     ctx = RunContext(path, cfg, progress=progress)

@@ -160,6 +160,8 @@ def test_a_config_built_in_code_is_checked_as_a_file_is(tmp_path):
         run=RunSection(name="x", out_dir=Path("run")),  # type: ignore[arg-type]  # a Path where str is declared
         datasets=[DatasetSection(task="svamp", mistakes="m.json", source="hf:ChilleD/SVAMP")],
     )
+    with pytest.raises(committee.ConfigError, match=r"^stage 'teech' is not a stage; use one of all, exam, teach"):
+        committee.run(paths, stage="teech", base_dir=tmp_path)  # type: ignore[arg-type]
     checked = committee.config_from(paths, base_dir=tmp_path)
     assert checked.run.out_dir == str(tmp_path / "run") and checked.datasets[0].mistakes == str(tmp_path / "m.json")
     assert checked.datasets[0].source == "hf:ChilleD/SVAMP"
