@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -23,6 +24,7 @@ from core.errors import ConfigError
 from stages.context import RunContext
 from stages.job import STAGES, StageName, preflight, run_job
 from stages.lock import hold_run_dir
+from trainer.launch import stop_off_main_thread
 
 T = TypeVar("T")
 
@@ -90,8 +92,9 @@ def run(
 
     Called where an event loop is already running (a Jupyter cell), the run gets its own loop on a thread of
     its own, since loops do not nest; the notebook's interrupt stops it as Ctrl-C stops the command (what was
-    answered is committed, the reports are written, then KeyboardInterrupt), except that training in this
-    process finishes first. SIGTERM then keeps its usual effect (handlers are the main thread's).
+    answered is committed, training in this process stops at its next step boundary with a checkpoint, the
+    reports are written, then KeyboardInterrupt). SIGTERM keeps its usual effect there (handlers are the main
+    thread's).
 
         result = committee.run(committee.load("configs/demo.toml"))
         result.cost.total_usd, result.evals
@@ -140,6 +143,8 @@ class _Stopper:
                 loop, scope = self._running
                 # Never blocks: the loop may be busy (training in process) and picks it up when free.
                 loop.call_soon_threadsafe(scope.cancel)
+        # Training in process blocks that loop until it ends: it hears of the stop as it would of Ctrl-C.
+        stop_off_main_thread(signal.SIGINT)
 
 
 def _run_on_own_thread(call: Callable[[], Awaitable[T]]) -> T:

@@ -16,9 +16,11 @@ import pytest
 import committee
 from committee import Config, DatasetSection, EmulatorSection, RunSection, StudentSection, TeacherSection
 from core.config import load_config
+from stages.job import JobResult
 from stages.lock import hold_run_dir
 from tasks import load_split
 from tests.conftest import TEACHERS, authors_file, write_config
+from trainer.launch import on_stop_signals
 
 N_MISTAKES = 6
 
@@ -141,6 +143,37 @@ def test_a_notebook_interrupt_stops_the_run_and_frees_its_directory(tmp_path, mo
     assert not [t for t in threading.enumerate() if t.name == "committee-run"]
     with hold_run_dir(tmp_path / "run"):  # the run let go of its directory
         pass
+
+
+def test_a_notebook_interrupt_reaches_training_that_blocks_the_runs_loop(tmp_path, monkeypatch):
+    heard: list[int] = []
+
+    async def run_job_training(ctx, stage):
+        # In-process training blocks the run's event loop: a cancellation waits for it, its stop handler does not.
+        stopped = threading.Event()
+
+        def handler(signum: int, frame: object) -> None:
+            heard.append(signum)
+            stopped.set()
+
+        with on_stop_signals(handler):
+            os.kill(os.getpid(), signal.SIGINT)
+            stopped.wait(timeout=60)
+        return JobResult()
+
+    monkeypatch.setattr("committee.job.run_job", run_job_training)
+    cfg = Config(run=RunSection(name="t", out_dir=str(tmp_path / "run")), datasets=[DatasetSection(task="svamp")])
+
+    async def cell() -> None:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            committee.run(cfg, stage="report")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(cell())
+    assert heard == [signal.SIGINT]
 
 
 def test_a_config_built_in_code_is_checked_as_a_file_is(tmp_path):
