@@ -20,7 +20,9 @@ from stages.job import JobResult
 from stages.lock import hold_run_dir
 from tasks import load_split
 from tests.conftest import TEACHERS, authors_file, write_config
+from tests.test_trainer import config as trainer_config
 from trainer.launch import on_stop_signals
+from trainer.loss import fair_loss
 
 N_MISTAKES = 6
 
@@ -174,6 +176,36 @@ def test_a_notebook_interrupt_reaches_training_that_blocks_the_runs_loop(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(cell())
     assert heard == [signal.SIGINT]
+
+
+def test_a_notebook_interrupt_stops_real_training_at_a_step_boundary(tmp_path, tiny_model_dir, monkeypatch):
+    from trainer import recipe
+
+    cfg = trainer_config(tmp_path, tiny_model_dir, max_steps=40, save_every_steps=100)
+    calls = 0
+
+    def loss_then_interrupt(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # in the second step (two micro-batches a step)
+            os.kill(os.getpid(), signal.SIGINT)
+        return fair_loss(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "fair_loss", loss_then_interrupt)
+
+    async def cell() -> None:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            committee.run(cfg, stage="train")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(cell())
+    steps = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    # Stopped where Ctrl-C stops a terminal's run: at the end of the step it came in, with a checkpoint to resume.
+    assert len(steps) == 2 and [p.name for p in (tmp_path / "run" / "checkpoints").glob("step*")] == ["step00000002"]
+    assert (tmp_path / "run" / "report.md").is_file()
 
 
 def test_a_config_built_in_code_is_checked_as_a_file_is(tmp_path):
