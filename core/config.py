@@ -467,13 +467,15 @@ def effective_batch_warning(train: TrainSection) -> str | None:
     )
 
 
-def _decode_toml(text: bytes, path: Path) -> Config:
+def _decode(text: bytes, path: Path) -> Config:
+    # JSON as well as TOML: the Python API writes a Config built in code as out_dir/config.json for trainer processes.
+    is_json = path.suffix == ".json"
     try:
-        return msgspec.toml.decode(text, type=Config)
+        return msgspec.json.decode(text, type=Config) if is_json else msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid {'JSON' if is_json else 'TOML'}: {exc}") from None
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
@@ -484,7 +486,7 @@ def _resolve(base: Path, value: str | None) -> str | None:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, validate and resolve a run config.
+    """Read, validate and resolve a run config (TOML; JSON when the file name ends in `.json`).
 
     Raises `ConfigError` (one line naming the file and key) for anything wrong that
     can be known without sending a request: unknown keys, bad values, duplicate
@@ -498,9 +500,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     # A `grader = "module:function"` may live beside the config; appended, so it never shadows an installed module.
     if str(path.resolve().parent) not in sys.path:
         sys.path.append(str(path.resolve().parent))
-    cfg = _decode_toml(text, path)
-    base = path.resolve().parent
+    return checked_config(_decode(text, path), path, path.resolve().parent)
 
+
+def checked_config(cfg: Config, path: str | os.PathLike[str], base: Path) -> Config:
+    """Check `cfg` across its sections and resolve its relative paths against `base`, in place; returns `cfg`.
+
+    What `load_config` does after decoding, for a Config built in code too (`committee.config_from`).
+    `path` names the config in errors: its file, or a label. Raises `ConfigError` as `load_config` does.
+    """
     names = [t.name for t in cfg.teachers]
     for name in names:
         if names.count(name) > 1:
