@@ -8,11 +8,13 @@ from pathlib import Path
 
 from core.config import Config, load_config
 from prompts.sets import check_config
+from tasks.definitions import declare
 
 
 def load_run_config(path: str | os.PathLike[str]) -> Config:
     """The config at `path`, validated down to the prompt templates the run will render."""
     cfg = load_config(path)
+    declare(cfg.datasets)
     check_config(cfg, path)
     return cfg
 
@@ -22,6 +24,10 @@ class RunContext:
     config_path: Path
     cfg: Config
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # The tasks the config defines get their meaning for this run (see tasks/definitions.py).
+        declare(self.cfg.datasets)
 
     @property
     def out_dir(self) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from core.config import TaskName
-from tasks.family import family
+from tasks.definitions import task_def
 from tasks.numbers import canonical, find_numbers, parse_number
 
 LETTERS = ("A", "B", "C", "D")
@@ -63,12 +63,12 @@ def normalize_answer(task: TaskName, value: str) -> str | None:
     "true"/"false" (also yes/no, any case, trailing period). LogiQA: "A".."D" from a
     letter ("b", "(B)", "Option B") or a 0-based option index ("1" -> "B").
     """
-    fam = family(task)
+    kind = task_def(task).answer.type
     text = value.strip()
-    if fam == "math":
+    if kind == "number":
         number = parse_number(text)
         return None if number is None else canonical(number)
-    if fam == "strategyqa":
+    if kind == "boolean":
         return _TRUE_WORDS.get(text.strip(" .!*\"'").lower())
     word = re.sub(r"(?i)^(?:option|choice)\s*", "", text.strip(" .*\"'")).strip("()[] ")
     if word in ("0", "1", "2", "3"):
@@ -90,10 +90,10 @@ def extract_answer(task: TaskName, text: str, *, options: Sequence[str] = ()) ->
     >>> extract_answer("gsm8k", "She pays 3 * $4 = $12.\\nThe answer is $1,200.")
     '1200'
     """
-    fam = family(task)
-    if fam == "math":
+    kind = task_def(task).answer.type
+    if kind == "number":
         return _extract_number(text)
-    if fam == "strategyqa":
+    if kind == "boolean":
         return _extract_bool(text)
     return _extract_option(text, options)
 
@@ -106,7 +106,7 @@ def is_correct(task: TaskName, predicted: str | None, gold: str) -> bool:
     """
     if predicted is None:
         return False
-    if family(task) == "math":
+    if task_def(task).answer.type == "number":
         p, g = parse_number(predicted), parse_number(gold)
         return p is not None and g is not None and abs(p - g) <= MATH_TOLERANCE
     p_norm = normalize_answer(task, predicted)
