@@ -6,8 +6,10 @@
 - `"paper"`: the FAIR authors' strings, `prompts/paper/` (MIT, their notice beside them),
   composed exactly as their code composes them (`prompts/paper/README.md`).
 - a folder: a user's own wording in the committee set's layout (the same file names
-  and fields as `prompts/*.txt`); a template the run's tasks need and the folder lacks
-  is a one-line error naming it.
+  and fields as `prompts/*.txt`). Its files override the built-in templates of the same
+  name; the rest come from the built-in set. Checked before any call (`check_config`),
+  one line each: a file whose name matches no template, a template with a placeholder
+  its kind does not fill, a template a task needs that neither provides.
 
 Every consumer (scheduler, exam, trainer, eval, forecast) asks the set, so a run never
 mixes two wordings. The set is part of each teacher call's messages, hence of its
@@ -267,17 +269,54 @@ def prompt_set(setting: str, base_dir: Path | None = None) -> PromptSet:
             f"[run].prompts = {setting!r}: not a prompt set (committee, paper) nor a folder of templates; "
             f"use one of those"
         )
-    return CommitteePrompts(str(folder), Templates(folder))
+    return CommitteePrompts(str(folder), Templates(folder, fallback=BUILTIN))
+
+
+# The templates named per family, by prefix; their fields are those of the built-in math family's.
+FAMILY_PREFIXES = ("teacher_rationale", "teacher_feedback", "review", "student_instruction")
+
+
+def allowed_fields(name: str) -> set[str] | None:
+    """The placeholders template `name` may use (those its built-in counterpart fills), or None for no template."""
+    if BUILTIN.has(name):
+        return BUILTIN.fields(name)
+    prefix = next((p for p in FAMILY_PREFIXES if name.startswith(f"{p}_") and len(name) > len(p) + 1), None)
+    return None if prefix is None else BUILTIN.fields(f"{prefix}_math")
+
+
+def check_folder(prompts: PromptSet, tasks: Iterable[TaskName]) -> None:
+    """Raise ConfigError on the first file of a user's template folder that no template is named like,
+    or that uses a placeholder its kind does not fill. Built-in sets pass."""
+    folder = prompts.templates.folder
+    if prompts.templates.fallback is None or not isinstance(folder, Path):
+        return
+    needed = set(prompts.required(tasks))
+    for path in sorted(folder.glob("*.txt")):
+        allowed = allowed_fields(path.stem)
+        if allowed is None and path.stem not in needed:
+            raise ConfigError(
+                f"[run].prompts: {path} matches no template (a typo?); name it like a file of prompts/ "
+                f"(e.g. review_math.txt) or <kind>_<templates>.txt for a task's `templates`"
+            )
+        unknown = prompts.templates.fields(path.stem) - (allowed or set())
+        if unknown:
+            fill = ", ".join(f"{{{{{f}}}}}" for f in sorted(allowed or ())) or "none"
+            raise ConfigError(
+                f"[run].prompts: {path} has unknown placeholder {{{{{sorted(unknown)[0]}}}}}; "
+                f"this template may use {fill}"
+            )
 
 
 def check_templates(prompts: PromptSet, tasks: Iterable[TaskName], *, system: bool) -> None:
     """Raise ConfigError naming the first template the run needs and the set lacks."""
+    tasks = list(tasks)
     needed = [n for n in prompts.required(tasks) if n != SYSTEM_TEMPLATE or system]
     for name in needed:
         if not prompts.templates.has(name):
+            users = ", ".join(t for t in tasks if name.endswith(f"_{family(t)}")) or "the run"
             raise ConfigError(
-                f"[run].prompts = {prompts.name!r}: template {name}.txt is missing from {prompts.templates.folder}; "
-                f"add it (see prompts/ for the committee set's files)"
+                f"[run].prompts = {prompts.name!r}: template {name}.txt (needed by {users}) is missing from "
+                f"{prompts.templates.folder}; add it (see prompts/ for the committee set's files)"
             )
 
 
@@ -286,11 +325,10 @@ def check_config(cfg: Config, config_path: str | os.PathLike[str]) -> None:
 
     Raises ConfigError (one line, naming the config file and the template).
     """
+    tasks = [d.task for d in cfg.datasets]
     try:
-        check_templates(
-            prompt_set(cfg.run.prompts),
-            [d.task for d in cfg.datasets],
-            system=any(t.system_message for t in cfg.teachers),
-        )
+        prompts = prompt_set(cfg.run.prompts)
+        check_folder(prompts, tasks)
+        check_templates(prompts, tasks, system=any(t.system_message for t in cfg.teachers))
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None
