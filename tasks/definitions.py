@@ -19,6 +19,10 @@ from collections.abc import Iterable
 import msgspec
 
 from core.config import BUILTIN_TASKS, AnswerKind, AnswerSection, DatasetSection, FieldsSection, TaskName
+from tasks.answer_types import AnswerType, answer_type
+
+# LogiQA's option letters.
+LETTERS = ("A", "B", "C", "D")
 
 # A defined task's templates when its entry names none: the built-in family that asks for its kind of answer.
 TEMPLATES_BY_ANSWER: dict[AnswerKind, str] = {
@@ -53,11 +57,13 @@ BUILTIN: dict[str, TaskDef] = {
     "gsm8k": TaskDef(name="gsm8k", answer=AnswerSection(type="number"), templates="math"),
     "svamp": TaskDef(name="svamp", answer=AnswerSection(type="number"), templates="math"),
     "strategyqa": TaskDef(name="strategyqa", answer=AnswerSection(type="boolean"), templates="strategyqa"),
-    "logiqa": TaskDef(name="logiqa", answer=AnswerSection(type="choice"), templates="logiqa"),
+    "logiqa": TaskDef(name="logiqa", answer=AnswerSection(type="choice", n_options=len(LETTERS)), templates="logiqa"),
 }
 assert tuple(BUILTIN) == BUILTIN_TASKS
 
 _declared: dict[str, TaskDef] = {}
+# Each task's answer type, built once: a custom grader is imported when its task is declared.
+_types: dict[str, AnswerType] = {name: answer_type(t.answer) for name, t in BUILTIN.items()}
 
 
 def definition(d: DatasetSection) -> TaskDef:
@@ -78,8 +84,12 @@ def definition(d: DatasetSection) -> TaskDef:
 def declare(datasets: Iterable[DatasetSection]) -> list[TaskDef]:
     """Make the tasks these entries define known by name (replacing an earlier config's); returns every entry's."""
     defs = [definition(d) for d in datasets]
+    types = {t.name: answer_type(t.answer) for t in defs if not t.builtin}
+    for name in _declared:
+        _types.pop(name, None)
     _declared.clear()
     _declared.update((t.name, t) for t in defs if not t.builtin)
+    _types.update(types)
     return defs
 
 
@@ -93,6 +103,12 @@ def task_def(name: TaskName) -> TaskDef:
         known = ", ".join([*BUILTIN, *_declared])
         raise ValueError(f"unknown task {name!r}; expected one of {known} (or define it in a [[datasets]] entry)")
     return found
+
+
+def answer_type_of(name: TaskName) -> AnswerType:
+    """The answer type of task `name` (see `task_def`); ValueError for a task we do not know."""
+    task_def(name)
+    return _types[name]
 
 
 def known_tasks() -> tuple[str, ...]:
