@@ -24,7 +24,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import cache
-from string import ascii_uppercase
 
 import prompts
 from accounting.forecast import DEFAULT_OUTPUT_TOKENS
@@ -35,6 +34,7 @@ from prompts import Templates
 from prompts.messages import format_question
 from prompts.sets import PAPER_FOLDER
 from tasks import extract_answer, is_correct
+from tasks.definitions import answer_type_of
 
 _PAPER = Templates(PAPER_FOLDER, verbatim=True)
 
@@ -177,10 +177,10 @@ class FairScript:
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
         asked = self._questions.get(question)
-        gold = asked.gold if asked is not None else ""
+        gold, options = (asked.gold, asked.options) if asked is not None else ("", ())
+        kind = answer_type_of(asked.task if asked is not None else _FAMILY_TASK.get(fam, "svamp"))
         right = bool(gold) and _unit(self._seed, "right", model, question) < self.quality(model)
-        answer = gold if right else _wrong(fam, gold, asked.options if asked is not None else ())
-        final = _written(fam, answer)
+        final = kind.written(gold if right else kind.wrong(gold, options))
         return self._padded("Let's think step by step.", f"\nThe answer is {final}.", "rationale", model, question)
 
 
@@ -195,29 +195,6 @@ def _gold_value(fam: str, hint: str) -> str:
         match = re.match(r"\(([A-Z])\)", hint)
         return match.group(1) if match else hint
     return hint
-
-
-def _written(fam: str, answer: str) -> str:
-    """`answer` as the family's templates ask a rationale to end: "(B)", "$\\boxed{...}$", or as it is."""
-    if fam in ("logiqa", "choice"):
-        return f"({answer})"
-    if fam == "boxed":
-        return f"$\\boxed{{{answer}}}$"
-    return answer
-
-
-def _wrong(fam: str, gold: str, options: Sequence[str] = ()) -> str:
-    if fam == "strategyqa":
-        return "false" if gold == "true" else "true"
-    if fam in ("logiqa", "choice"):
-        letters = ascii_uppercase[: len(options) or 4]
-        return letters[(letters.index(gold) + 1) % len(letters)] if gold in letters else "A"
-    if fam == "exact":
-        return f"not {gold}"
-    try:
-        return str(int(float(gold)) + 1)
-    except ValueError:
-        return "0" if fam != "boxed" else f"{gold}+1"
 
 
 __all__ = ["FairScript", "recognise"]

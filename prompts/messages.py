@@ -9,6 +9,7 @@ from core.calls import Message
 from core.config import Stage, TaskName
 from core.records import Mistake, Question
 from core.samples import DecidedSample
+from tasks.definitions import answer_type_of
 from tasks.family import family
 
 
@@ -27,10 +28,7 @@ def format_question(q: Question | Mistake | DecidedSample) -> str:
 
 def gold_hint(mistake: Mistake) -> str:
     """The gold answer as the feedback and review prompts' hint: "72", "true", "(B) <option text>"."""
-    letters = ascii_uppercase[: len(mistake.options)]
-    if mistake.gold and mistake.gold in letters:
-        return f"({mistake.gold}) {mistake.options[letters.index(mistake.gold)]}"
-    return mistake.gold
+    return answer_type_of(mistake.task).hint(mistake.gold, mistake.options)
 
 
 def template_name(stage: Stage, task: TaskName) -> str:

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 
 from core.config import FieldsSection
 from core.records import Question
-from tasks.definitions import TaskDef
-from tasks.gold import read_gold
+from tasks.definitions import TaskDef, answer_type_of
 from tasks.rows import BadRecord, Row
 
 
@@ -92,7 +91,7 @@ def to_question(task: TaskDef, index: int, row: Row) -> Question:
     options = _options(row, fields)
     raw_gold = _get(row, "gold", fields.gold)
     try:
-        gold = read_gold(task, raw_gold, options)
+        gold = answer_type_of(task.name).gold(raw_gold, options)
     except ValueError as exc:
         raise BadRecord(f"field {fields.gold!r} (fields.gold): {exc}") from None
     return Question(
