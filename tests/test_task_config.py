@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def define(tmp: Path, entry: str, extra: str = "") -> Path:
     return path
 
 
-def jsonl(path: Path, rows: list[object]) -> Path:
+def jsonl(path: Path, rows: Sequence[object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
