@@ -33,7 +33,6 @@ from emulator.tokens import count_tokens
 from prompts import Templates
 from prompts.messages import format_question
 from prompts.sets import PAPER_FOLDER
-from tasks import extract_answer, is_correct
 from tasks.definitions import answer_type_of
 
 _PAPER = Templates(PAPER_FOLDER, verbatim=True)
@@ -133,7 +132,7 @@ class FairScript:
 
     def review_score(self, reviewer: str, task: str, rationale: str, gold: str) -> int:
         """The score `reviewer` gives `rationale` (1..5): 3..5 when it reaches `gold`, else 1..3."""
-        right = is_correct(task, extract_answer(task, rationale), gold)  # type: ignore[arg-type]
+        right = answer_type_of(task).grade(rationale, gold).correct
         step = int(_unit(self._seed, "review", reviewer, rationale) * 3)
         return 3 + step if right else 1 + step
 

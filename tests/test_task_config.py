@@ -153,6 +153,7 @@ def test_an_unreadable_gold_answer_stops_or_is_skipped_with_file_and_line(tmp_pa
         ('source = "x"\nanswer = { type = "fraction" }\n', "$.datasets[0].answer.type"),
         ('source = "x"\nanswer = { type = "number" }\ngrader = "authors"\n', "knows the paper's four tasks only"),
         ('source = "x"\nanswer = { type = "number" }\nfields = { questoin = "q" }\n', "$.datasets[0].fields"),
+        ('source = "x"\nanswer = { type = "exact", grader = "nosuch:check" }\n', "cannot import module 'nosuch'"),
     ],
 )
 def test_bad_task_definitions_are_one_line_naming_the_key(tmp_path: Path, entry: str, expected: str) -> None:
@@ -244,3 +245,17 @@ def test_the_paper_set_names_the_template_a_defined_task_lacks(tmp_path: Path) -
     path.write_text(path.read_text().replace('prompts = "mine_prompts"', 'prompts = "paper"'))
     with pytest.raises(ConfigError, match=r"template question_choice\.txt \(needed by mine\) is missing"):
         check(path)
+
+
+def test_a_custom_grader_grades_the_student_and_the_teachers(tmp_path: Path) -> None:
+    from student.answering import grade
+
+    jsonl(tmp_path / "train.jsonl", [{"question": "Name a primary colour.", "answer": "red"}])
+    define(
+        tmp_path,
+        'source = "train.jsonl"\ntest = "train.jsonl"\n'
+        'answer = { type = "exact", grader = "tests.task_graders:mentions_gold" }\n',
+    )
+    (q,) = load_split("mine", str(tmp_path / "train.jsonl"), "train")
+    assert grade(q, "Roses are RED, so: red.", "sha").correct
+    assert not grade(q, "The answer is blue.", "sha").correct
