@@ -127,6 +127,17 @@ def load_split_report(
     return LoadReport(questions=questions, skipped=skipped)
 
 
+def check_split_files(task: TaskName, source: str) -> None:
+    """For a defined task with local data: raise DataError unless both splits' files exist (nothing is read)."""
+    definition = task_def(task)
+    if definition.builtin or source.startswith("hf:"):
+        return
+    for split, named in (("train", definition.train), ("test", definition.test)):
+        path = split_file(Path(source), split, named)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file for the {split} split; fix `source` or `{split}`")
+
+
 def _defined_records(task: TaskDef, source: str, split: Split) -> Records:
     named = task.train if split == "train" else task.test
     if source.startswith("hf:"):

@@ -259,3 +259,38 @@ def test_a_custom_grader_grades_the_student_and_the_teachers(tmp_path: Path) -> 
     (q,) = load_split("mine", str(tmp_path / "train.jsonl"), "train")
     assert grade(q, "Roses are RED, so: red.", "sha").correct
     assert not grade(q, "The answer is blue.", "sha").correct
+
+
+def test_a_missing_split_file_is_named_when_the_config_is_loaded(tmp_path: Path) -> None:
+    from stages.context import load_run_config
+
+    jsonl(tmp_path / "train.jsonl", [{"question": "1+1?", "answer": "2"}])
+    path = write(tmp_path, BASE + '[[datasets]]\ntask = "mine"\nsource = "train.jsonl"\nanswer = { type = "number" }\n')
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path)
+    assert "$.datasets[0]" in str(err.value) and "name the test split's file with `test" in str(err.value)
+    path.write_text(path.read_text() + 'test = "tset.jsonl"\n')
+    with pytest.raises(ConfigError, match=r"tset\.jsonl: no such file for the test split; fix `source` or `test`"):
+        load_run_config(path)
+
+
+def test_a_hugging_face_source_names_its_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    asked = []
+
+    def load_dataset(name: str, config: str | None, split: str) -> list[dict[str, object]]:
+        asked.append((name, config, split))
+        return [{"q": "Is water wet?", "label": "yes"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    define(
+        tmp_path,
+        'source = "hf:me/yesno:v2"\ntrain = "training"\nanswer = { type = "boolean" }\n'
+        'fields = { question = "q", gold = "label" }\n',
+    )
+    (q,) = load_split("mine", "hf:me/yesno:v2", "train")
+    load_split("mine", "hf:me/yesno:v2", "test")
+    assert (q.question, q.gold) == ("Is water wet?", "true")
+    assert asked == [("me/yesno", "v2", "training"), ("me/yesno", "v2", "test")]
