@@ -544,6 +544,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    # A `grader = "module:function"` may live beside the config; appended, so it never shadows an installed module.
+    if str(path.resolve().parent) not in sys.path:
+        sys.path.append(str(path.resolve().parent))
     cfg = _decode_toml(text, path)
     base = path.resolve().parent
 

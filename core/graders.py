@@ -27,7 +27,14 @@ def import_grader(spec: str) -> GraderFunction:
     except ImportError as exc:
         # ModuleNotFoundError's message names the missing module, which may be one the grader imports.
         raise ValueError(
-            f"grader {spec!r}: cannot import module {module_name!r} ({exc}); install it or put its folder on PYTHONPATH"
+            f"grader {spec!r}: cannot import module {module_name!r} ({exc}); "
+            "put it beside the config, install it, or add its folder to PYTHONPATH"
+        ) from None
+    except Exception as exc:
+        # The module's own code failed as it loaded (a syntax error, a file it reads).
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(
+            f"grader {spec!r}: importing module {module_name!r} raised {type(exc).__name__}: {first}; fix the module"
         ) from None
     function = getattr(module, name, None)
     if not callable(function):

@@ -62,8 +62,9 @@ class BooleanAnswer(Rule):
         return self._words.get(" ".join(value.strip().strip(" .!*\"'").lower().split()))
 
     def gold(self, raw: object, options: Sequence[str] = ()) -> str:
-        """The gold "true"/"false" from a bool or a word of the vocabulary; raises ValueError otherwise."""
-        if isinstance(raw, bool):
+        """The gold "true"/"false" from a bool, the integer 1 or 0, or a word of the vocabulary; else ValueError."""
+        if isinstance(raw, bool) or (isinstance(raw, int) and raw in (0, 1)):
+            # Data sets label with bools or with 1/0 (a label column read from Parquet or JSON).
             return "true" if raw else "false"
         gold = self.normalize(str(raw)) if isinstance(raw, (str, int, float)) else None
         if gold is None:

@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 
 from core.config import AnswerKind
 from tasks.answer_types.base import Rule
@@ -22,10 +23,14 @@ from tasks.answer_types.marks import boxed_contents, marked
 from tasks.numbers import canonical, find_numbers, parse_number
 
 _BOXES = ("boxed", "fbox")
+# "\boxed 5": LaTeX's one-token argument without braces, which MATH's solutions use now and then.
+_BARE_BOX = re.compile(r"\\(boxed|fbox) +([^\s${},\\]+)")
 # Seconds math-verify may spend parsing or comparing one answer (its default).
 _TIMEOUT_S = 5
 # Inline or display maths in an answer sentence: "The answer is $\frac{1}{2}$."
 _INLINE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# What joins the parts of one answer: "$x = 2$ or $x = 3$", "$1$, $2$ and $4$".
+_JOINER = re.compile(r"\s*(?:,|and|or|,\s*and|,\s*or)\s*", re.IGNORECASE)
 # A text answer: the whole gold wrapped in \text{} (MATH writes "\text{Monday}", "\text{(C)}").
 _TEXT = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{(.*)\}$", re.DOTALL)
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
@@ -52,7 +57,7 @@ class MathAnswer(Rule):
         """
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise ValueError(f"expected a LaTeX answer, got {type(raw).__name__}")
-        text = str(raw).strip()
+        text = _braced(str(raw).strip())
         if any(f"\\{box}" in text for box in _BOXES):
             boxes = [b for b in boxed_contents(text, _BOXES) if b.strip()]
             if not boxes:
@@ -65,10 +70,9 @@ class MathAnswer(Rule):
 
     def extract(self, text: str, options: Sequence[str] = ()) -> str | None:
         """The reply's final answer as LaTeX (see the class), or None."""
-        for spans in marked(text, _BOXES):
+        for spans in marked(_braced(text), _BOXES):
             for span in reversed(spans):
-                inline = _INLINE.findall(span)
-                answer = _unwrapped(next(g for g in inline[-1] if g) if inline else span)
+                answer = _unwrapped(_first_maths(span))
                 if answer:
                     return answer
         numbers = find_numbers(text)
@@ -82,7 +86,7 @@ class MathAnswer(Rule):
             return True
         text = _TEXT.match(gold.strip())
         if text is not None:
-            # SymPy reads "Monday" as the product M*o*n*d*a*y, equal to "dynamo": compare words instead.
+            # Compared as words: math-verify reads bare letters as symbols multiplied ("ab" equals "ba").
             return _words(predicted) == _words(text.group(1))
         return _verify(gold, predicted)
 
@@ -96,15 +100,36 @@ class MathAnswer(Rule):
         return canonical(number + 1) if number is not None else f"{gold}+1"
 
 
+def _first_maths(span: str) -> str:
+    """The maths a marked sentence opens with: its first `$...$` with those joined to it by "," / "and" / "or"
+    ("$x = 2$ or $x = 3$" -> "x = 2, x = 3"; "$5$, since $2 + 3 = 5$" -> "5"), or the sentence if it has none."""
+    found = list(_INLINE.finditer(span))
+    if not found:
+        return span
+    parts = [found[0]]
+    for m in found[1:]:
+        if not _JOINER.fullmatch(span, parts[-1].end(), m.start()):
+            break
+        parts.append(m)
+    return ", ".join(next(g for g in m.groups() if g) for m in parts)
+
+
+def _braced(text: str) -> str:
+    """`text` with every bare box braced: "\\boxed 5" -> "\\boxed{5}"."""
+    return _BARE_BOX.sub(r"\\\1{\2}", text)
+
+
 def _unwrapped(span: str) -> str:
-    """`span` without the `$`s, spaces and closing period around it."""
-    return span.strip().strip("$").strip().removesuffix(".").strip()
+    """`span` without the `$`s, bold stars, spaces and closing period around it."""
+    return span.strip(" \t\n*$").removesuffix(".").strip(" \t\n*$")
 
 
 def _words(latex: str) -> str:
     return " ".join(_NON_WORD.sub(" ", _TEXT_COMMAND.sub(r"\1", latex).casefold()).split())
 
 
+# A resumed run regrades the answers it stored: the same pairs again, each worth tens of milliseconds of SymPy.
+@lru_cache(maxsize=4096)
 def _verify(gold: str, predicted: str) -> bool:
     import math_verify as mv  # deferred: SymPy takes a second to import, and only maths tasks need it
 
