@@ -19,12 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def example(tmp: Path, name: str, student: Path) -> Path:
-    """configs/examples/<name>.toml with its run in `tmp` and the tiny student answering briefly."""
+    """configs/examples/<name>.toml with its run in `tmp`, 12 exam questions, and the tiny student answering briefly."""
     text = (ROOT / "configs" / "examples" / f"{name}.toml").read_text()
     text = re.sub(r"(?m)^out_dir = .*$", 'out_dir = "run"', text)
     text = re.sub(r'(?m)^source = "\.\./\.\./', f'source = "{ROOT}/', text)
     text = re.sub(r'(?m)^model = "smollm2-135m-instruct"$', f'model = "{student}"', text)
     text = re.sub(r"(?m)^max_new_tokens = \d+$", "max_new_tokens = 8", text)
+    text = re.sub(r"(?m)^(answer = .*)$", r"\1\nlimit = 12", text)
     path = tmp / f"{name}.toml"
     path.write_text(text)
     return path
