@@ -272,6 +272,13 @@ def prompt_set(setting: str, base_dir: Path | None = None) -> PromptSet:
     return CommitteePrompts(str(folder), Templates(folder, fallback=BUILTIN))
 
 
+def student_templates(setting: str) -> Templates:
+    """The committee-layout templates a run's student instructions come from (DPO's preference prompts):
+    a folder's, over the built-in set; else the built-in set (the paper set has no instructions)."""
+    templates = prompt_set(setting).templates
+    return templates if templates.fallback is not None else BUILTIN
+
+
 # The templates named per family, by prefix; their fields are those of the built-in math family's.
 FAMILY_PREFIXES = ("teacher_rationale", "teacher_feedback", "review", "student_instruction")
 
