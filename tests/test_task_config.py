@@ -239,7 +239,8 @@ def test_a_custom_family_in_the_folder_is_used(tmp_path: Path) -> None:
     pset = prompt_set(load_config(path).run.prompts)
     assert pset.teacher_messages("rationale", mistake_from(q, "3"))[0].content == "teacher_rationale: 1+1?"
     # The student is instructed from the same family, at exam and in training alike.
-    assert pset.exam_prompt(None, "instruction", q).startswith("### Instruction:\nstudent_instruction:\n\n### Input:\n1+1?")  # type: ignore[arg-type]
+    prompt = pset.exam_prompt(None, "instruction", q)  # type: ignore[arg-type]  # no tokenizer: not chat
+    assert prompt.startswith("### Instruction:\nstudent_instruction:\n\n### Input:\n1+1?")
 
 
 def test_the_paper_set_names_the_template_a_defined_task_lacks(tmp_path: Path) -> None:
