@@ -39,7 +39,7 @@ from prompts.student import (
     mistake_prompt,
     question_prompt,
 )
-from tasks.answers import LETTERS
+from tasks.authors_formats import authors_hint, authors_train_hint
 from tasks.family import family
 
 if TYPE_CHECKING:
@@ -127,38 +127,6 @@ class CommitteePrompts:
         return mistake_prompt(tokenizer, fmt, r.question, r.student_answer, self.templates)
 
 
-def authors_gold(item: Question | Mistake) -> str:
-    """The gold answer as the authors' mistake files store it, which is their teachers' hint.
-
-    GSM8K: the whole published solution ending in `#### N`; StrategyQA: `true.` or
-    `false.`, a tab, then the facts; SVAMP: the number; LogiQA: the option's index 0-3
-    (their `str(correct_option)`).
-    """
-    gold = item.gold
-    text = item.gold_text.strip()
-    if item.task == "gsm8k" and "####" in text:
-        return text
-    if item.task == "strategyqa":
-        # Imported mistakes keep the authors' string; loaded questions keep the facts only.
-        return text if text.startswith(f"{gold}.\t") else f"{gold}.\t{text}"
-    if item.task == "logiqa":
-        return str(LETTERS.index(gold))
-    return gold
-
-
-def train_hint(task: TaskName, gold: str) -> str:
-    """The gold answer in the authors' learn-from-mistakes record (their data.py).
-
-    GSM8K: the part after `####`; StrategyQA: the part before the tab (`true.`);
-    LogiQA: the stored option index; SVAMP: the stored answer. `gold` is normalised.
-    """
-    if task == "strategyqa":
-        return f"{gold}."
-    if task == "logiqa":
-        return str(LETTERS.index(gold))
-    return gold
-
-
 class PaperPrompts:
     """The FAIR authors' strings, composed as their code does (see PAPER_PROMPTS in the docs).
 
@@ -182,17 +150,17 @@ class PaperPrompts:
 
     def _question(self, item: Asked) -> str:
         """The authors' question prompt: exam and rationale calls."""
-        f = family(item.task)
-        if f == "logiqa":
-            # Their code formats the options list with str(): Python's repr of each option.
+        name = f"question_{family(item.task)}"
+        if "options" in self.templates.fields(name):
+            # LogiQA's: their code formats the options list with str(), Python's repr of each option.
             return self.templates.render(
-                "question_logiqa", context=item.context, query=item.question, options=str(list(item.options))
+                name, context=item.context, query=item.question, options=str(list(item.options))
             )
-        return self.templates.render(f"question_{f}", question=item.question)
+        return self.templates.render(name, question=item.question)
 
     def _plain(self, item: Asked) -> str:
-        """The question in feedback, review and training prompts: bare, LogiQA's filled prompt."""
-        return self._question(item) if family(item.task) == "logiqa" else item.question
+        """The question in feedback, review and training prompts: bare, or with options its filled prompt (LogiQA)."""
+        return self._question(item) if item.options else item.question
 
     def teacher_messages(
         self, stage: Stage, mistake: Mistake, *, rationale: str | None = None, system: bool = False
@@ -207,11 +175,11 @@ class PaperPrompts:
                 "teacher_feedback",
                 question=self._plain(mistake),
                 student_answer=mistake.student_answer,
-                gold=authors_gold(mistake),
+                gold=authors_hint(mistake),
             )
         else:
             user = self.templates.render(
-                "review", question=self._plain(mistake), rationale=rationale or "", gold=authors_gold(mistake)
+                "review", question=self._plain(mistake), rationale=rationale or "", gold=authors_hint(mistake)
             )
         return _with_system(self.templates, system, user)
 
@@ -244,7 +212,7 @@ class PaperPrompts:
         return rest.replace("\0q", question).replace("\0a", student_answer).replace("\0g", hint)
 
     def feedback_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
-        hint = train_hint(r.task, r.gold)
+        hint = authors_train_hint(r.task, r.gold)
         text = self.templates.render("train_feedback", input=self.feedback_input(r.question, r.student_answer, hint))
         return self._student(tokenizer, fmt, text.strip())
 
