@@ -1,4 +1,4 @@
-"""The two example tasks defined in configs/examples end to end through run.py, offline: exam -> teach -> dataset.
+"""The two example tasks defined in configs/examples end to end through run.py, offline: exam, teach, train, eval.
 
 The tiny random student stands in for SmolLM2 (it gets nearly everything wrong, which is what
 the teachers need); the emulator's scripted teachers answer in each task's format, so their
@@ -25,7 +25,7 @@ def example(tmp: Path, name: str, student: Path) -> Path:
     text = re.sub(r'(?m)^source = "\.\./\.\./', f'source = "{ROOT}/', text)
     text = re.sub(r'(?m)^model = "smollm2-135m-instruct"$', f'model = "{student}"', text)
     text = re.sub(r"(?m)^max_new_tokens = \d+$", "max_new_tokens = 8", text)
-    text = re.sub(r"(?m)^(answer = .*)$", r"\1\nlimit = 12", text)
+    text = re.sub(r"(?m)^(answer = .*)$", r"\1\nlimit = 12\ntest_limit = 4", text)
     path = tmp / f"{name}.toml"
     path.write_text(text)
     return path
@@ -44,7 +44,7 @@ def test_example_task_runs_exam_then_teach(
     import run
 
     cfg = example(tmp_path, name, tiny_model_dir)
-    for stage in ("exam", "teach"):
+    for stage in ("exam", "teach", "train", "eval"):
         assert run.main(["--config", str(cfg), "--stage", stage, "--no-progress"]) == 0, capsys.readouterr().err
     out = tmp_path / "run"
     mistakes = [json.loads(line) for line in (out / "mistakes.jsonl").read_text().splitlines()]
@@ -62,4 +62,8 @@ def test_example_task_runs_exam_then_teach(
             assert r.answer_correct == r.text.endswith(f"The answer is {written.format(s.gold)}."), r.text[-80:]
     train = (out / "train.jsonl").read_text().splitlines()
     assert train and all(json.loads(line)["task"] == name for line in train)
+    # The student trained on them and both it and the base student sat the test split.
+    evals = json.loads((out / "eval.json").read_text())["evals"]
+    assert (out / "model").is_dir()
+    assert sorted((e["task"], e["checkpoint"], e["n"]) for e in evals) == [(name, "base", 4), (name, "model", 4)]
     assert "Traceback" not in capsys.readouterr().err
