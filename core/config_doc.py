@@ -62,7 +62,8 @@ DESCRIPTIONS: dict[str, str] = {
     "run.name": "Name shown in reports.",
     "run.out_dir": "Run directory (relative to the config file): store, outputs, reports, model.",
     "run.prompts": "Prompt set: `committee` (this project's wording), `paper` (the FAIR authors' prompts, composed as "
-    "their code does; prompts/paper/) or a folder with the committee set's template files in your wording.",
+    "their code does; prompts/paper/) or a folder of templates in your wording that override the committee set's by "
+    "file name (the rest stay built in; checked before any call).",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
     "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
     "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
