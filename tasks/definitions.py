@@ -109,8 +109,3 @@ def answer_type_of(name: TaskName) -> AnswerType:
     """The answer type of task `name` (see `task_def`); ValueError for a task we do not know."""
     task_def(name)
     return _types[name]
-
-
-def known_tasks() -> tuple[str, ...]:
-    """The built-in tasks and those the run's config defines."""
-    return (*BUILTIN, *_declared)
