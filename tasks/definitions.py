@@ -81,8 +81,8 @@ def definition(d: DatasetSection) -> TaskDef:
     )
 
 
-def declare(datasets: Iterable[DatasetSection]) -> list[TaskDef]:
-    """Make the tasks these entries define known by name (replacing an earlier config's); returns every entry's."""
+def declare(datasets: Iterable[DatasetSection]) -> None:
+    """Make the tasks these entries define known by name, replacing those an earlier config defined."""
     defs = [definition(d) for d in datasets]
     types = {t.name: answer_type(t.answer) for t in defs if not t.builtin}
     for name in _declared:
@@ -90,7 +90,6 @@ def declare(datasets: Iterable[DatasetSection]) -> list[TaskDef]:
     _declared.clear()
     _declared.update((t.name, t) for t in defs if not t.builtin)
     _types.update(types)
-    return defs
 
 
 def task_def(name: TaskName) -> TaskDef:
