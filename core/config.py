@@ -22,7 +22,11 @@ from core.capabilities import ReasoningControl, check_teacher, teacher_request
 from core.errors import ConfigError
 from core.graders import import_grader
 
-TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
+# The paper's four benchmarks: their names keep their meaning. Any other `task` is a short word that its
+# [[datasets]] entry defines (source, fields, answer type); records carry the name, tasks/definitions.py the rest.
+BUILTIN_TASKS = ("gsm8k", "svamp", "strategyqa", "logiqa")
+TaskName = str
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 Stage = Literal["rationale", "feedback", "review"]
 GraderName = Literal["committee", "authors"]
 TruncationSide = Literal["left", "right"]
@@ -116,11 +120,31 @@ _ANSWER_KEYS: dict[str, tuple[AnswerKind, ...]] = {
 }
 
 
+class FieldsSection(_Section):
+    """Which fields of a defined task's records hold what a question needs; `a.b` reaches nested fields."""
+
+    question: str = "question"
+    gold: str = "answer"
+    context: str | None = None
+    # One field holding the list of options, or one field per option.
+    options: str | tuple[str, ...] | None = None
+    # Unset: the record's position in its split.
+    id: str | None = None
+
+
 class DatasetSection(_Section):
     task: TaskName
-    # A folder laid out like ../shared/data/<task>, "hf:<dataset name>", or "demo"
-    # for the few dozen questions that ship inside the repository.
+    # A built-in task: a folder laid out like ../shared/data/<task>, "hf:<dataset name>", or "demo" for
+    # the few dozen questions that ship inside the repository. A defined task: a folder with a file per
+    # split, one JSONL / CSV / Parquet file (the train split), or "hf:<dataset name>[:config]".
     source: str = "demo"
+    # A defined task's splits: files relative to `source`'s folder, or Hugging Face split names.
+    train: str | None = None
+    test: str | None = None
+    fields: FieldsSection | None = None
+    answer: AnswerSection | None = None
+    # The prompt templates' family (`teacher_rationale_<templates>.txt` ...); unset: by answer type.
+    templates: str | None = None
     limit: int | None = None
     test_limit: int | None = None
     mistakes: str | None = None
@@ -133,6 +157,31 @@ class DatasetSection(_Section):
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ValueError(f"`{key}` must be >= 0, got {value}")
+        if not _WORD.fullmatch(self.task):
+            raise ValueError(f"`task` must be a short word of letters, digits, - or _, got {self.task!r}")
+        if self.templates is not None and not _WORD.fullmatch(self.templates):
+            raise ValueError(f"`templates` must be a short word (the templates' file suffix), got {self.templates!r}")
+        if self.task in BUILTIN_TASKS:
+            for key in ("train", "test", "fields", "answer", "templates"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"`{key}` is for a task you define; {self.task!r} is built in with the paper's splits, "
+                        "fields and answers (remove it, or give the task another name to define your own)"
+                    )
+            return
+        if self.answer is None:
+            raise ValueError(
+                f"task {self.task!r} is not built in ({', '.join(BUILTIN_TASKS)}): define it with "
+                '`source`, `fields` and `answer` (e.g. answer = { type = "number" })'
+            )
+        if self.source == "demo":
+            raise ValueError(f"task {self.task!r}: `source = 'demo'` ships SVAMP only; name your data's folder or file")
+        if self.grader == "authors":
+            raise ValueError(f"task {self.task!r}: `grader = 'authors'` knows the paper's four tasks only")
+        if self.mistakes is not None:
+            raise ValueError(
+                f"task {self.task!r}: `mistakes` imports the FAIR authors' files, of the paper's tasks only"
+            )
 
 
 class TeacherSection(_Section):

@@ -16,6 +16,7 @@ from core.config import (
     DatasetSection,
     DpoSection,
     EmulatorSection,
+    FieldsSection,
     HubSection,
     LoraSection,
     ReviewSection,
@@ -28,6 +29,11 @@ from core.config import (
 SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[run]", RunSection, "The run's name, directory and seed."),
     ("[[datasets]]", DatasetSection, "One entry per benchmark; several share the teachers' rate limits."),
+    (
+        "[datasets.fields]",
+        FieldsSection,
+        "A defined task: which field of each record holds what (`a.b` for nested fields, `a.0` for a list item).",
+    ),
     (
         "[datasets.answer]",
         AnswerSection,
@@ -56,13 +62,31 @@ DESCRIPTIONS: dict[str, str] = {
     "run.name": "Name shown in reports.",
     "run.out_dir": "Run directory (relative to the config file): store, outputs, reports, model.",
     "run.prompts": "Prompt set: `committee` (this project's wording), `paper` (the FAIR authors' prompts, composed as "
-    "their code does; prompts/paper/) or a folder with the committee set's template files in your wording.",
+    "their code does; prompts/paper/) or a folder of templates in your wording that override the committee set's by "
+    "file name (the rest stay built in; checked before any call).",
     "run.seed": "Seed for sampling, the per-sample rationale/feedback pick and training (paper: 731).",
     "run.log_to": "Experiment loggers: `tensorboard` (event files in `out_dir/tensorboard/`) and/or `wandb` (offline "
     "unless `WANDB_MODE` is set); training and teach metrics, with the config attached.",
-    "datasets.task": "gsm8k, svamp, strategyqa or logiqa.",
+    "datasets.task": "gsm8k, svamp, strategyqa or logiqa (the paper's), or a short word naming a task this entry "
+    "defines with `source`, `fields` and `answer`.",
     "datasets.source": "A folder laid out like shared/data/<task>, `hf:<dataset>[:config]` (needs `datasets` "
-    "and a network), or `demo` (the SVAMP questions shipped in the repo).",
+    "and a network), or `demo` (the SVAMP questions shipped in the repo). A defined task: a folder with a file per "
+    "split (JSONL, JSON, CSV or Parquet), one such file (the train split), or `hf:<dataset>[:config]`.",
+    "datasets.train": "A defined task's train split: a file relative to `source`'s folder, or a Hugging Face split "
+    "name; unset: the folder's one `train.<jsonl|json|csv|parquet>` (or `train`).",
+    "datasets.test": "A defined task's test split, as `train`.",
+    "datasets.fields": "A defined task's field mapping; see `[datasets.fields]`.",
+    "datasets.answer": "A defined task's answer type or grader; see `[datasets.answer]`.",
+    "datasets.templates": "A defined task's prompt templates: the suffix of `teacher_rationale_<templates>.txt` and "
+    "the rest; unset: by answer type (number `math`, boolean `strategyqa`, choice `choice`, math `boxed`, exact "
+    "`exact`); a name of your own needs its files in `[run] prompts`.",
+    "datasets.fields.question": "The question's field.",
+    "datasets.fields.gold": "The gold answer's field (a choice task's: the letter, a 0-based index or the option's "
+    "text).",
+    "datasets.fields.context": "A passage shown before the question.",
+    "datasets.fields.options": "A choice task's options: one field holding the list (`choices.text` maps over a list "
+    "of tables), or a list of fields, one per option; shown lettered A, B, C, ...",
+    "datasets.fields.id": "A field holding the record's id; unset: its position in the split.",
     "datasets.limit": "At most this many exam questions (train split), or imported mistakes.",
     "datasets.test_limit": "At most this many eval questions (test split).",
     "datasets.mistakes": "Import mistakes (the FAIR authors' *_false_round0.json format) instead of the exam.",

@@ -22,7 +22,7 @@ from core.errors import DataError
 from core.jsonl import decode_lines
 from core.records import RecordDecoder
 from core.samples import DecidedSample, RationaleOutcome
-from prompts import template
+from prompts import BUILTIN, Templates
 from prompts.messages import format_question
 from prompts.student import instruction_name
 
@@ -55,10 +55,13 @@ def _scored(r: RationaleOutcome) -> bool:
     return bool(r.text) and r.mean is not None
 
 
-def preference_pairs(sample: DecidedSample, min_margin: float) -> list[PreferencePair]:
-    """Every pair of this sample's scored rationales whose mean scores differ by >= min_margin (and > 0)."""
+def preference_pairs(sample: DecidedSample, min_margin: float, templates: Templates = BUILTIN) -> list[PreferencePair]:
+    """Every pair of this sample's scored rationales whose mean scores differ by >= min_margin (and > 0).
+
+    `templates`: where the student's instruction comes from (a run's prompt folder over the built-in set).
+    """
     question = format_question(sample)
-    user = Message("user", f"{template(instruction_name(sample.task))}\n\n{question}")
+    user = Message("user", f"{templates.text(instruction_name(sample.task))}\n\n{question}")
     pairs = []
     for a, b in combinations([r for r in sample.rationales if _scored(r)], 2):
         chosen, rejected = (a, b) if a.mean >= b.mean else (b, a)  # type: ignore[operator]
@@ -87,8 +90,10 @@ _sample_decoder = RecordDecoder(DecidedSample)
 _pair_decoder = msgspec.json.Decoder(PreferencePair)
 
 
-def write_preferences(out_dir: Path, min_margin: float) -> int:
+def write_preferences(out_dir: Path, min_margin: float, templates: Templates = BUILTIN) -> int:
     """Rebuild `out_dir/preferences.jsonl` from `out_dir/dataset.jsonl`; returns the number of pairs.
+
+    `templates` words the prompts, as in `preference_pairs`.
 
     Raises `DataError` naming the file and line when dataset.jsonl is missing or malformed.
     """
@@ -99,7 +104,7 @@ def write_preferences(out_dir: Path, min_margin: float) -> int:
         raise DataError(f"{source}: cannot read ({exc.strerror}); run the teach stage first") from None
     out: list[bytes] = []
     for sample in decode_lines(source, lines, _sample_decoder, "dataset record"):
-        out += [msgspec.json.encode(p) for p in preference_pairs(sample, min_margin)]
+        out += [msgspec.json.encode(p) for p in preference_pairs(sample, min_margin, templates)]
     path = out_dir / "preferences.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_bytes(b"".join(line + b"\n" for line in out))

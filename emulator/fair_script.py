@@ -33,8 +33,7 @@ from emulator.tokens import count_tokens
 from prompts import Templates
 from prompts.messages import format_question
 from prompts.sets import PAPER_FOLDER
-from tasks import extract_answer, is_correct
-from tasks.answers import LETTERS
+from tasks.definitions import answer_type_of
 
 _PAPER = Templates(PAPER_FOLDER, verbatim=True)
 
@@ -45,7 +44,10 @@ _FILLER = (
     "We check the operation against the wording before computing it.",
     "Then we combine the partial results in the order the question describes.",
 )
-_FAMILIES = ("math", "strategyqa", "logiqa")
+# The built-in template families: the paper's three, then those of defined tasks' answer types.
+_FAMILIES = ("math", "strategyqa", "logiqa", "choice", "boxed", "exact")
+# The task a review is graded as when its question is not one the script was given.
+_FAMILY_TASK = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}
 _WORDS = ("zero", "one", "two", "three", "four", "five")
 
 
@@ -105,7 +107,7 @@ class FairScript:
         scale: Mapping[str, float] | None = None,
         forget_brackets: Mapping[str, float] | None = None,
     ):
-        self._gold = {format_question(q).strip(): (q.task, q.gold) for q in questions}
+        self._questions = {format_question(q).strip(): q for q in questions}
         self._seed = seed
         # Answers as long as the dry-run forecast assumes (give or take 20%), so a
         # forecast for an emulated run can be checked against what it measures.
@@ -130,14 +132,14 @@ class FairScript:
 
     def review_score(self, reviewer: str, task: str, rationale: str, gold: str) -> int:
         """The score `reviewer` gives `rationale` (1..5): 3..5 when it reaches `gold`, else 1..3."""
-        right = is_correct(task, extract_answer(task, rationale), gold)  # type: ignore[arg-type]
+        right = answer_type_of(task).grade(rationale, gold).correct
         step = int(_unit(self._seed, "review", reviewer, rationale) * 3)
         return 3 + step if right else 1 + step
 
     def __call__(self, request: AnswerRequest) -> str:
         prompt = request.messages[-1][1]
         found = recognise(prompt)
-        if found is None and prompt.strip() in self._gold:
+        if found is None and prompt.strip() in self._questions:
             # The paper set asks for a GSM8K/SVAMP rationale with the bare question.
             found = ("teacher_rationale", "math", {"question": prompt})
         if found is None:
@@ -155,7 +157,10 @@ class FairScript:
                 request.model,
                 prompt,
             )
-        task = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}[fam]
+        asked = self._questions.get(fields["question"].strip())
+        task = asked.task if asked is not None else _FAMILY_TASK.get(fam, "")
+        if not task:
+            return "I can only review questions I was given."
         score = self.review_score(request.model, task, fields["rationale"].strip(), _gold_value(fam, gold))
         head = "The rationale was checked step by step against the hint."
         if request.structured:
@@ -170,10 +175,11 @@ class FairScript:
         return _unit(self._seed, "forget", model, prompt) < self._forget.get(model, 0.0)
 
     def _rationale(self, model: str, fam: str, question: str) -> str:
-        _task, gold = self._gold.get(question, ("", ""))
+        asked = self._questions.get(question)
+        gold, options = (asked.gold, asked.options) if asked is not None else ("", ())
+        kind = answer_type_of(asked.task if asked is not None else _FAMILY_TASK.get(fam, "svamp"))
         right = bool(gold) and _unit(self._seed, "right", model, question) < self.quality(model)
-        answer = gold if right else _wrong(fam, gold)
-        final = {"math": f"{answer}", "strategyqa": f"{answer}", "logiqa": f"({answer})"}[fam]
+        final = kind.written(gold if right else kind.wrong(gold, options))
         return self._padded("Let's think step by step.", f"\nThe answer is {final}.", "rationale", model, question)
 
 
@@ -183,22 +189,11 @@ def _gold_value(fam: str, hint: str) -> str:
         return hint.rsplit("####", 1)[1].strip()
     if fam == "strategyqa":
         return hint.split(".", 1)[0]
-    # The LogiQA hint reads "(B) option text"; graders want the letter.
-    if fam == "logiqa":
-        match = re.match(r"\(([A-D])\)", hint)
+    # A choice hint reads "(B) option text"; graders want the letter.
+    if fam in ("logiqa", "choice"):
+        match = re.match(r"\(([A-Z])\)", hint)
         return match.group(1) if match else hint
     return hint
-
-
-def _wrong(fam: str, gold: str) -> str:
-    if fam == "strategyqa":
-        return "false" if gold == "true" else "true"
-    if fam == "logiqa":
-        return LETTERS[(LETTERS.index(gold) + 1) % 4] if gold in LETTERS else "A"
-    try:
-        return str(int(float(gold)) + 1)
-    except ValueError:
-        return "0"
 
 
 __all__ = ["FairScript", "recognise"]

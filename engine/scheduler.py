@@ -32,7 +32,7 @@ from engine.review import decided, mean_score, passes
 from engine.teacher import Teacher
 from prompts.sets import PromptSet, prompt_set
 from store.calls import CallRow, Store
-from tasks import extract_answer, is_correct, review_score
+from tasks import answer_type_of, review_score
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ class Committee:
             self._failed(m, missing, f"rationale:{teacher.name}", teacher, answer.error)
             return
         out.text = rationale = answer.text
-        out.answer = extract_answer(m.task, answer.text, options=m.options)
-        out.answer_correct = is_correct(m.task, out.answer, m.gold)
+        graded = answer_type_of(m.task).grade(answer.text, m.gold, m.options, sample_id=m.id)
+        out.answer, out.answer_correct = graded.answer, graded.correct
         if not self.review.peer_review or self.review.single_teacher:
             # The paper's baselines: every rationale is taken as it is, no review is bought.
             out.accepted = True

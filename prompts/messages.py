@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
+from string import ascii_uppercase
+
 import prompts
 from core.calls import Message
 from core.config import Stage, TaskName
 from core.records import Mistake, Question
 from core.samples import DecidedSample
-from tasks.answers import LETTERS
+from tasks.definitions import answer_type_of
 from tasks.family import family
 
 
 def format_question(q: Question | Mistake | DecidedSample) -> str:
     """The question as the student and the teachers see it.
 
-    LogiQA: the context, the question and the options lettered "A." .. "D.", one per
-    line. SVAMP's question already joins Body and Question; GSM8K and StrategyQA are
-    the question itself.
+    With a context or options (LogiQA, a defined choice task): the context, the question
+    and the options lettered "A.", "B.", ..., one per line. Otherwise the question itself
+    (SVAMP's already joins Body and Question).
     """
-    if family(q.task) != "logiqa":
+    if not q.context and not q.options:
         return q.question
-    lettered = [f"{letter}. {option}" for letter, option in zip(LETTERS[: len(q.options)], q.options, strict=True)]
+    lettered = [f"{letter}. {option}" for letter, option in zip(ascii_uppercase, q.options, strict=False)]
     return "\n".join([q.context, q.question, *lettered]).strip()
 
 
 def gold_hint(mistake: Mistake) -> str:
     """The gold answer as the feedback and review prompts' hint: "72", "true", "(B) <option text>"."""
-    if family(mistake.task) == "logiqa" and mistake.gold in LETTERS and mistake.options:
-        return f"({mistake.gold}) {mistake.options[LETTERS.index(mistake.gold)]}"
-    return mistake.gold
+    return answer_type_of(mistake.task).hint(mistake.gold, mistake.options)
 
 
 def template_name(stage: Stage, task: TaskName) -> str:

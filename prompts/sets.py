@@ -6,8 +6,10 @@
 - `"paper"`: the FAIR authors' strings, `prompts/paper/` (MIT, their notice beside them),
   composed exactly as their code composes them (`prompts/paper/README.md`).
 - a folder: a user's own wording in the committee set's layout (the same file names
-  and fields as `prompts/*.txt`); a template the run's tasks need and the folder lacks
-  is a one-line error naming it.
+  and fields as `prompts/*.txt`). Its files override the built-in templates of the same
+  name; the rest come from the built-in set. Checked before any call (`check_config`),
+  one line each: a file whose name matches no template, a template with a placeholder
+  its kind does not fill, a template a task needs that neither provides.
 
 Every consumer (scheduler, exam, trainer, eval, forecast) asks the set, so a run never
 mixes two wordings. The set is part of each teacher call's messages, hence of its
@@ -37,7 +39,7 @@ from prompts.student import (
     mistake_prompt,
     question_prompt,
 )
-from tasks.answers import LETTERS
+from tasks.authors_formats import authors_hint, authors_train_hint
 from tasks.family import family
 
 if TYPE_CHECKING:
@@ -125,38 +127,6 @@ class CommitteePrompts:
         return mistake_prompt(tokenizer, fmt, r.question, r.student_answer, self.templates)
 
 
-def authors_gold(item: Question | Mistake) -> str:
-    """The gold answer as the authors' mistake files store it, which is their teachers' hint.
-
-    GSM8K: the whole published solution ending in `#### N`; StrategyQA: `true.` or
-    `false.`, a tab, then the facts; SVAMP: the number; LogiQA: the option's index 0-3
-    (their `str(correct_option)`).
-    """
-    gold = item.gold
-    text = item.gold_text.strip()
-    if item.task == "gsm8k" and "####" in text:
-        return text
-    if item.task == "strategyqa":
-        # Imported mistakes keep the authors' string; loaded questions keep the facts only.
-        return text if text.startswith(f"{gold}.\t") else f"{gold}.\t{text}"
-    if item.task == "logiqa":
-        return str(LETTERS.index(gold))
-    return gold
-
-
-def train_hint(task: TaskName, gold: str) -> str:
-    """The gold answer in the authors' learn-from-mistakes record (their data.py).
-
-    GSM8K: the part after `####`; StrategyQA: the part before the tab (`true.`);
-    LogiQA: the stored option index; SVAMP: the stored answer. `gold` is normalised.
-    """
-    if task == "strategyqa":
-        return f"{gold}."
-    if task == "logiqa":
-        return str(LETTERS.index(gold))
-    return gold
-
-
 class PaperPrompts:
     """The FAIR authors' strings, composed as their code does (see PAPER_PROMPTS in the docs).
 
@@ -180,17 +150,17 @@ class PaperPrompts:
 
     def _question(self, item: Asked) -> str:
         """The authors' question prompt: exam and rationale calls."""
-        f = family(item.task)
-        if f == "logiqa":
-            # Their code formats the options list with str(): Python's repr of each option.
+        name = f"question_{family(item.task)}"
+        if "options" in self.templates.fields(name):
+            # LogiQA's: their code formats the options list with str(), Python's repr of each option.
             return self.templates.render(
-                "question_logiqa", context=item.context, query=item.question, options=str(list(item.options))
+                name, context=item.context, query=item.question, options=str(list(item.options))
             )
-        return self.templates.render(f"question_{f}", question=item.question)
+        return self.templates.render(name, question=item.question)
 
     def _plain(self, item: Asked) -> str:
-        """The question in feedback, review and training prompts: bare, LogiQA's filled prompt."""
-        return self._question(item) if family(item.task) == "logiqa" else item.question
+        """The question in feedback, review and training prompts: bare, or with options its filled prompt (LogiQA)."""
+        return self._question(item) if item.options else item.question
 
     def teacher_messages(
         self, stage: Stage, mistake: Mistake, *, rationale: str | None = None, system: bool = False
@@ -205,11 +175,11 @@ class PaperPrompts:
                 "teacher_feedback",
                 question=self._plain(mistake),
                 student_answer=mistake.student_answer,
-                gold=authors_gold(mistake),
+                gold=authors_hint(mistake),
             )
         else:
             user = self.templates.render(
-                "review", question=self._plain(mistake), rationale=rationale or "", gold=authors_gold(mistake)
+                "review", question=self._plain(mistake), rationale=rationale or "", gold=authors_hint(mistake)
             )
         return _with_system(self.templates, system, user)
 
@@ -242,7 +212,7 @@ class PaperPrompts:
         return rest.replace("\0q", question).replace("\0a", student_answer).replace("\0g", hint)
 
     def feedback_prompt(self, tokenizer: ChatTokenizer, fmt: PromptFormat, r: TrainRecord) -> str:
-        hint = train_hint(r.task, r.gold)
+        hint = authors_train_hint(r.task, r.gold)
         text = self.templates.render("train_feedback", input=self.feedback_input(r.question, r.student_answer, hint))
         return self._student(tokenizer, fmt, text.strip())
 
@@ -267,17 +237,61 @@ def prompt_set(setting: str, base_dir: Path | None = None) -> PromptSet:
             f"[run].prompts = {setting!r}: not a prompt set (committee, paper) nor a folder of templates; "
             f"use one of those"
         )
-    return CommitteePrompts(str(folder), Templates(folder))
+    return CommitteePrompts(str(folder), Templates(folder, fallback=BUILTIN))
+
+
+def student_templates(setting: str) -> Templates:
+    """The committee-layout templates a run's student instructions come from (DPO's preference prompts):
+    a folder's, over the built-in set; else the built-in set (the paper set has no instructions)."""
+    templates = prompt_set(setting).templates
+    return templates if templates.fallback is not None else BUILTIN
+
+
+# The templates named per family, by prefix; their fields are those of the built-in math family's.
+FAMILY_PREFIXES = ("teacher_rationale", "teacher_feedback", "review", "student_instruction")
+
+
+def allowed_fields(name: str) -> set[str] | None:
+    """The placeholders template `name` may use (those its built-in counterpart fills), or None for no template."""
+    if BUILTIN.has(name):
+        return BUILTIN.fields(name)
+    prefix = next((p for p in FAMILY_PREFIXES if name.startswith(f"{p}_") and len(name) > len(p) + 1), None)
+    return None if prefix is None else BUILTIN.fields(f"{prefix}_math")
+
+
+def check_folder(prompts: PromptSet, tasks: Iterable[TaskName]) -> None:
+    """Raise ConfigError on the first file of a user's template folder that no template is named like,
+    or that uses a placeholder its kind does not fill. Built-in sets pass."""
+    folder = prompts.templates.folder
+    if prompts.templates.fallback is None or not isinstance(folder, Path):
+        return
+    needed = set(prompts.required(tasks))
+    for path in sorted(folder.glob("*.txt")):
+        allowed = allowed_fields(path.stem)
+        if allowed is None and path.stem not in needed:
+            raise ConfigError(
+                f"[run].prompts: {path} matches no template (a typo?); name it like a file of prompts/ "
+                f"(e.g. review_math.txt) or <kind>_<templates>.txt for a task's `templates`"
+            )
+        unknown = prompts.templates.fields(path.stem) - (allowed or set())
+        if unknown:
+            fill = ", ".join(f"{{{{{f}}}}}" for f in sorted(allowed or ())) or "none"
+            raise ConfigError(
+                f"[run].prompts: {path} has unknown placeholder {{{{{sorted(unknown)[0]}}}}}; "
+                f"this template may use {fill}"
+            )
 
 
 def check_templates(prompts: PromptSet, tasks: Iterable[TaskName], *, system: bool) -> None:
     """Raise ConfigError naming the first template the run needs and the set lacks."""
+    tasks = list(tasks)
     needed = [n for n in prompts.required(tasks) if n != SYSTEM_TEMPLATE or system]
     for name in needed:
         if not prompts.templates.has(name):
+            users = ", ".join(t for t in tasks if name.endswith(f"_{family(t)}")) or "the run"
             raise ConfigError(
-                f"[run].prompts = {prompts.name!r}: template {name}.txt is missing from {prompts.templates.folder}; "
-                f"add it (see prompts/ for the committee set's files)"
+                f"[run].prompts = {prompts.name!r}: template {name}.txt (needed by {users}) is missing from "
+                f"{prompts.templates.folder}; add it (see prompts/ for the committee set's files)"
             )
 
 
@@ -286,11 +300,10 @@ def check_config(cfg: Config, config_path: str | os.PathLike[str]) -> None:
 
     Raises ConfigError (one line, naming the config file and the template).
     """
+    tasks = [d.task for d in cfg.datasets]
     try:
-        check_templates(
-            prompt_set(cfg.run.prompts),
-            [d.task for d in cfg.datasets],
-            system=any(t.system_message for t in cfg.teachers),
-        )
+        prompts = prompt_set(cfg.run.prompts)
+        check_folder(prompts, tasks)
+        check_templates(prompts, tasks, system=any(t.system_message for t in cfg.teachers))
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None

@@ -12,10 +12,9 @@ from typing import Any, Literal, Protocol
 
 from core.config import TaskName
 from prompts import BUILTIN, Templates
+from tasks.family import family
 
 PromptFormat = Literal["chat", "instruction"]
-
-_FAMILY: dict[str, str] = {"gsm8k": "math", "svamp": "math", "strategyqa": "strategyqa", "logiqa": "logiqa"}
 
 
 class ChatTokenizer(Protocol):
@@ -55,7 +54,7 @@ def _wrap(tokenizer: ChatTokenizer, fmt: PromptFormat, instruction: str, input_t
 
 def instruction_name(task: TaskName) -> str:
     """The template holding the student's instruction for a task's questions."""
-    return f"student_instruction_{_FAMILY[task]}"
+    return f"student_instruction_{family(task)}"
 
 
 def question_prompt(

@@ -22,7 +22,7 @@ from core.config import Config, TaskName
 from core.jsonl import decode_lines
 from core.records import RecordDecoder, TrainRecord
 from core.samples import DecidedSample
-from prompts import template
+from prompts import BUILTIN, template
 from reports.run_report import RunReport
 from tasks.family import family
 
@@ -35,13 +35,15 @@ SOURCE_LICENSES: dict[TaskName, tuple[str, str]] = {
     "strategyqa": ("mit", "eladsegal/strategyqa (MIT; HF ChilleD/StrategyQA is tagged MIT)"),
     "logiqa": ("other", "lgw863/LogiQA-dataset (no licence stated)"),
 }
+# A task the config defines: its data's licence is the user's to state (`[hub] license`).
+DEFINED_LICENSE = ("other", "the run's own data (set `[hub] license` to its licence)")
 
 
 def card_license(cfg: Config) -> str:
     """`[hub] license`, else the sources' shared licence, else `other`."""
     if cfg.hub.license:
         return cfg.hub.license
-    licenses = {SOURCE_LICENSES[d.task][0] for d in cfg.datasets}
+    licenses = {SOURCE_LICENSES.get(d.task, DEFINED_LICENSE)[0] for d in cfg.datasets}
     return licenses.pop() if len(licenses) == 1 else "other"
 
 
@@ -139,7 +141,7 @@ def dataset_card(cfg: Config, report: RunReport, sizes: dict[str, int]) -> str:
                      f"{_usd(cost.usd_per_included)} | {accept or 'n/a'} |")  # fmt: skip
     lines += ["", "## Sources and licences", ""]
     for d in cfg.datasets:
-        lines.append(f"- {d.task}: {SOURCE_LICENSES[d.task][1]}; questions from `{d.source}`.")
+        lines.append(f"- {d.task}: {SOURCE_LICENSES.get(d.task, DEFINED_LICENSE)[1]}; questions from `{d.source}`.")
     lines += [
         "- The rationales, feedback and scores were written by the teacher models above; their providers' terms "
         "of use apply to them as well.",
@@ -148,7 +150,9 @@ def dataset_card(cfg: Config, report: RunReport, sizes: dict[str, int]) -> str:
         "",
     ]
     for fam in sorted({family(d.task) for d in cfg.datasets}):
-        for name in (f"teacher_rationale_{fam}", f"teacher_feedback_{fam}", f"review_{fam}"):
+        names = (f"teacher_rationale_{fam}", f"teacher_feedback_{fam}", f"review_{fam}")
+        # A family of the user's own has no built-in wording to show.
+        for name in [n for n in names if BUILTIN.has(n)]:
             lines += [f"<details><summary><code>{name}</code></summary>", "", "```", template(name).strip(), "```",
                       "", "</details>", ""]  # fmt: skip
     lines += ["## Load it", "", "```python", "from datasets import load_from_disk",

@@ -7,12 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Config, load_config
+from core.errors import ConfigError, DataError
 from prompts.sets import check_config
+from tasks.definitions import declare
+from tasks.loaders import check_split_files
 
 
 def load_run_config(path: str | os.PathLike[str]) -> Config:
     """The config at `path`, validated down to the prompt templates the run will render."""
     cfg = load_config(path)
+    declare(cfg.datasets)
+    for i, d in enumerate(cfg.datasets):
+        try:
+            # Both splits now: the test split is otherwise first read at eval, after the teachers were paid.
+            check_split_files(d.task, d.source)
+        except DataError as exc:
+            raise ConfigError(f"{path}: $.datasets[{i}]: {exc}") from None
     check_config(cfg, path)
     return cfg
 
@@ -22,6 +32,10 @@ class RunContext:
     config_path: Path
     cfg: Config
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # The tasks the config defines get their meaning for this run (see tasks/definitions.py).
+        declare(self.cfg.datasets)
 
     @property
     def out_dir(self) -> Path:

@@ -19,6 +19,7 @@ from typing import Literal
 from core.records import question_from
 from core.timings import start_run, timed
 from dataset.preferences import write_preferences
+from prompts.sets import student_templates
 from reports.hub import check_hub
 from stages.context import RunContext
 from stages.evaluate import run_eval_stage
@@ -88,7 +89,7 @@ async def _run_stages(ctx: RunContext, stage: StageName, board: StageBoard) -> J
         teach = await _teach(ctx, board, with_exam=stage == "all")
         result.problems += teach.problems()
         result.budget_reached = teach.budget_reached
-        write_preferences(ctx.out_dir, ctx.cfg.dpo.min_margin)
+        write_preferences(ctx.out_dir, ctx.cfg.dpo.min_margin, student_templates(ctx.cfg.run.prompts))
     if stage in ("train", "all") and not result.problems:
         result.problems += _train(ctx, result, board)
         if result.stopped_by is not None:

@@ -16,14 +16,14 @@ from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat
 from student.answers_store import AnswerSlot, AnswersStore, StoredAnswer, prompt_sha
 from student.backend import StudentBackend
-from tasks import extract_answer, is_correct
+from tasks import answer_type_of
 from tasks.authors_grader import as_committee_answer, authors_correct, authors_final_answer
 
 
 def grade(question: Question, text: str, sha: str, grader: GraderName = "committee") -> StoredAnswer:
     """The student's `text` for `question`, with its extracted final answer and verdict.
 
-    `grader`: "committee" (`tasks.answers`) or "authors" (the FAIR authors' string
+    `grader`: "committee" (the task's answer type, a custom grader included) or "authors" (the FAIR authors' string
     comparison, `tasks.authors_grader`).
     """
     if grader == "authors":
@@ -31,8 +31,8 @@ def grade(question: Question, text: str, sha: str, grader: GraderName = "committ
         final = as_committee_answer(question.task, theirs)
         correct = authors_correct(question.task, theirs, question.gold, question.gold_text)
     else:
-        final = extract_answer(question.task, text, options=question.options)
-        correct = is_correct(question.task, final, question.gold)
+        graded = answer_type_of(question.task).grade(text, question.gold, question.options, sample_id=question.id)
+        final, correct = graded.answer, graded.correct
     return StoredAnswer(question_id=question.id, prompt_sha=sha, text=text, final_answer=final, correct=correct)
 
 

@@ -5,6 +5,7 @@ Everything others call is re-exported here; the modules behind it each do one jo
 """
 
 from tasks.answers import extract_answer, is_correct, normalize_answer
+from tasks.definitions import answer_type_of, task_def
 from tasks.family import Family, family
 from tasks.loaders import LoadReport, SkippedRecord, load_split, load_split_report
 from tasks.mistakes_import import import_mistakes
@@ -14,6 +15,7 @@ __all__ = [
     "Family",
     "LoadReport",
     "SkippedRecord",
+    "answer_type_of",
     "extract_answer",
     "family",
     "import_mistakes",
@@ -24,4 +26,5 @@ __all__ = [
     "parse_score",
     "parse_structured_score",
     "review_score",
+    "task_def",
 ]

@@ -1,8 +1,9 @@
-"""The paper's four tasks' answers, by task name: thin over their answer types (tasks/answer_types/).
+"""A task's answers, by task name: thin over its definition's answer type (tasks/answer_types/).
 
-GSM8K and SVAMP are `number`, StrategyQA `boolean`, LogiQA `choice` with four options.
-Every answer has one canonical form per type: a number written by `numbers.canonical`
-("72", "0.75"), "true"/"false", or an option letter "A".."D".
+GSM8K and SVAMP are `number`, StrategyQA `boolean`, LogiQA `choice` with four options
+(tasks/definitions.py); a defined task has the type its `answer` says. Every answer has
+one canonical form per type: a number written by `numbers.canonical` ("72", "0.75"),
+"true"/"false", or an option letter "A".."D".
 """
 
 from __future__ import annotations
@@ -10,21 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.config import TaskName
-from tasks.answer_types import AnswerType, BooleanAnswer, ChoiceAnswer, NumberAnswer
-from tasks.family import Family, family
-
-LETTERS = ("A", "B", "C", "D")
-
-BUILTIN: dict[Family, AnswerType] = {
-    "math": NumberAnswer(),
-    "strategyqa": BooleanAnswer(),
-    "logiqa": ChoiceAnswer(n_options=len(LETTERS)),
-}
-
-
-def builtin_answer_type(task: TaskName) -> AnswerType:
-    """The answer type of one of the paper's tasks; ValueError for a task we do not know."""
-    return BUILTIN[family(task)]
+from tasks.definitions import LETTERS as LETTERS  # re-exported: callers import it from here
+from tasks.definitions import answer_type_of
 
 
 def normalize_answer(task: TaskName, value: str) -> str | None:
@@ -34,7 +22,7 @@ def normalize_answer(task: TaskName, value: str) -> str | None:
     "true"/"false" (also yes/no, any case, trailing period). LogiQA: "A".."D" from a
     letter ("b", "(B)", "Option B") or a 0-based option index ("1" -> "B").
     """
-    kind = builtin_answer_type(task)  # an unknown task is an error, not an unreadable answer
+    kind = answer_type_of(task)  # an unknown task is an error, not an unreadable answer
     try:
         return kind.gold(value)
     except ValueError:
@@ -55,7 +43,7 @@ def extract_answer(task: TaskName, text: str, *, options: Sequence[str] = ()) ->
     >>> extract_answer("gsm8k", "She pays 3 * $4 = $12.\\nThe answer is $1,200.")
     '1200'
     """
-    return builtin_answer_type(task).extract(text, options)
+    return answer_type_of(task).extract(text, options)
 
 
 def is_correct(task: TaskName, predicted: str | None, gold: str) -> bool:
@@ -64,4 +52,4 @@ def is_correct(task: TaskName, predicted: str | None, gold: str) -> bool:
     Math compares numerically within 1e-4; the others compare canonical forms.
     None (no answer found) is never correct.
     """
-    return builtin_answer_type(task).correct(predicted, gold)
+    return answer_type_of(task).correct(predicted, gold)

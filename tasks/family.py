@@ -1,23 +1,17 @@
-"""Task families: tasks that share an answer type, prompt templates and grading."""
+"""Task families: tasks that share prompt templates (`teacher_rationale_<family>.txt` ...)."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from core.config import TaskName
+from tasks.definitions import task_def
 
-Family = Literal["math", "strategyqa", "logiqa"]
-
-TASKS: tuple[TaskName, ...] = get_args(TaskName)
-_FAMILY: dict[str, Family] = {"gsm8k": "math", "svamp": "math", "strategyqa": "strategyqa", "logiqa": "logiqa"}
+# A template family's name: "math", "strategyqa", "logiqa" (the paper's), "choice", "boxed", "exact", or a user's.
+Family = str
 
 
 def family(task: TaskName) -> Family:
-    """The family of `task`: "math" (gsm8k, svamp), "strategyqa" or "logiqa".
+    """The template family of `task`: "math" (gsm8k, svamp), "strategyqa", "logiqa", or a defined task's.
 
     Raises ValueError for a task we do not know.
     """
-    try:
-        return _FAMILY[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
+    return task_def(task).templates

@@ -9,10 +9,8 @@ when the user has it, Train.txt. A question's id is its index in that split, the
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -22,9 +20,10 @@ import msgspec
 from core.config import TaskName
 from core.errors import DataError
 from core.records import Question
-from tasks import hf
+from tasks import fields, hf
 from tasks.answers import LETTERS
-from tasks.family import TASKS
+from tasks.definitions import TaskDef, task_def
+from tasks.files import Records, file_records, json_array, jsonl, jsonl_rows, read_text, split_file
 from tasks.rows import BadRecord, Row, to_question
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,6 @@ OnBadLine = Literal["stop", "skip"]
 _SHUFFLE_SEED = 42
 _TRAIN_FRACTION = 0.7
 LOGIQA_TRAIN_URL = "https://raw.githubusercontent.com/lgw863/LogiQA-dataset/master/Train.txt"
-
-# Every reader yields (index in the split, where the record is for messages, raw row);
-# a record that could not even be parsed comes as the BadRecord saying why.
-Records = Iterator[tuple[int, str, Row | BadRecord]]
 
 
 class SkippedRecord(msgspec.Struct, frozen=True):
@@ -86,14 +81,22 @@ def load_split_report(
     limit: int | None = None,
     on_bad_line: OnBadLine = "stop",
 ) -> LoadReport:
-    """Like `load_split`, and also says which records were skipped as malformed."""
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    """Like `load_split`, and also says which records were skipped as malformed.
+
+    A defined task's first record missing a mapped field stops the load whatever `on_bad_line`
+    says: the field mapping is wrong, not the record.
+    """
+    try:
+        definition = task_def(task)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
     if limit is not None and limit < 0:
         raise DataError(f"limit must be >= 0, got {limit}")
-    if source == "demo":
+    if not definition.builtin:
+        records = _defined_records(definition, source, split)
+    elif source == "demo":
         records = _demo_records(task, split)
     elif source.startswith("hf:"):
         records = hf.records(source, split)
@@ -108,8 +111,13 @@ def load_split_report(
         try:
             if isinstance(row, BadRecord):
                 raise row
-            questions.append(to_question(task, index, row))
+            if definition.builtin:
+                questions.append(to_question(task, index, row))
+            else:
+                questions.append(fields.to_question(definition, index, row))
         except BadRecord as exc:
+            if isinstance(exc, fields.MissingField) and not questions and not skipped:
+                raise DataError(f"{where}: {exc}; fix the [[datasets]] entry's field mapping") from None
             if on_bad_line == "stop":
                 raise DataError(f'{where}: {exc} (set on_bad_line = "skip" to skip bad records)') from None
             log.warning("%s: skipped: %s", where, exc)
@@ -119,11 +127,29 @@ def load_split_report(
     return LoadReport(questions=questions, skipped=skipped)
 
 
+def check_split_files(task: TaskName, source: str) -> None:
+    """For a defined task with local data: raise DataError unless both splits' files exist (nothing is read)."""
+    definition = task_def(task)
+    if definition.builtin or source.startswith("hf:"):
+        return
+    for split, named in (("train", definition.train), ("test", definition.test)):
+        path = split_file(Path(source), split, named)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file for the {split} split; fix `source` or `{split}`")
+
+
+def _defined_records(task: TaskDef, source: str, split: Split) -> Records:
+    named = task.train if split == "train" else task.test
+    if source.startswith("hf:"):
+        return hf.records(source, named or split)
+    return file_records(split_file(Path(source), split, named))
+
+
 def _demo_records(task: TaskName, split: Split) -> Records:
     if task != "svamp":
         raise DataError(f"source 'demo' ships SVAMP questions only, not {task}; point `source` at a {task} data folder")
     name = f"tasks/demo_data/svamp_{split}.json"
-    rows = _json_array(name, (resources.files("tasks") / "demo_data" / f"svamp_{split}.json").read_text("utf-8"))
+    rows = json_array(name, (resources.files("tasks") / "demo_data" / f"svamp_{split}.json").read_text("utf-8"))
     for position, row in enumerate(rows):
         # Each demo record carries its index in the full split, so ids match the full data's.
         index = row.get("index", position) if isinstance(row, dict) else position
@@ -137,7 +163,7 @@ def _folder_records(task: TaskName, folder: Path, split: Split) -> Records:
             f"'hf:<dataset>' or 'demo'"
         )
     if task == "gsm8k":
-        return _jsonl(_need(folder / f"{split}.jsonl", task))
+        return jsonl(_need(folder / f"{split}.jsonl", task))
     if task == "svamp":
         return _recipe(_need(folder / "SVAMP.json", task), split)
     if task == "strategyqa":
@@ -156,43 +182,8 @@ def _need(path: Path, task: TaskName) -> Path:
     return path
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-
-
-def _json_array(path: Path | str, text: str) -> list[object]:
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
-    return rows
-
-
-def _jsonl(path: Path) -> Records:
-    for index, (line_no, row) in enumerate(_jsonl_rows(path)):
-        yield index, f"{path}:{line_no}", row
-
-
-def _jsonl_rows(path: Path) -> Iterable[tuple[int, Row | BadRecord]]:
-    """(line number, object) for every non-blank line; a line that is not JSON comes as a
-    BadRecord, so the caller's stop/skip policy applies to it too."""
-    # Not splitlines(): JSON text may hold a raw U+2028, which it would split on.
-    for line_no, line in enumerate(_read(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield line_no, BadRecord(f"not valid JSON ({exc.msg}, column {exc.colno})")
-
-
 def _recipe(path: Path, split: Split) -> Records:
-    rows = _json_array(path, _read(path))
+    rows = json_array(path, read_text(path))
     order = list(range(len(rows)))
     random.Random(_SHUFFLE_SEED).shuffle(order)
     cut = round(len(rows) * _TRAIN_FRACTION)
@@ -202,7 +193,7 @@ def _recipe(path: Path, split: Split) -> Records:
 
 
 def _kard(path: Path) -> Records:
-    for index, (line_no, row) in enumerate(_jsonl_rows(path)):
+    for index, (line_no, row) in enumerate(jsonl_rows(path)):
         # KARD is multiple choice over ("yes", "no"): label 0 is true.
         if isinstance(row, dict) and row.get("label") in (0, 1) and "sent1" in row:
             row = {"question": row["sent1"], "answer": row["label"] == 0}
@@ -224,7 +215,7 @@ def _logiqa_blocks(path: Path) -> Records:
     question, options "A." .. "D."). A bad block is reported at its first line; reading
     resumes at the next blank line."""
     # Not splitlines(), as for JSON Lines.
-    lines = [line.rstrip("\r") for line in _read(path).split("\n")]
+    lines = [line.rstrip("\r") for line in read_text(path).split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     i = index = 0

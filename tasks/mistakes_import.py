@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.config import TaskName
+from core.config import BUILTIN_TASKS, TaskName
 from core.errors import DataError
 from core.records import Mistake
 from tasks.answers import LETTERS, normalize_answer
-from tasks.family import TASKS
 
 # What the authors' extractor writes when it found no final answer.
 _NO_ANSWER = "absolute_wrong_final_ans"
@@ -30,8 +29,8 @@ def import_mistakes(task: TaskName, path: str | Path) -> list[Mistake]:
     is kept in `gold_text`. A missing final answer becomes None. Raises DataError
     naming the file, the record index and the missing or unreadable field.
     """
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task not in BUILTIN_TASKS:
+        raise DataError(f"unknown task {task!r}; the authors' mistake files are of {', '.join(BUILTIN_TASKS)}")
     path = Path(path)
     try:
         records = json.loads(path.read_text(encoding="utf-8"))

@@ -34,7 +34,7 @@ def two_teachers(extra: str = "") -> str:
     [
         (BASE + "[run2]\nx = 1\n", "unknown field `run2`"),
         (BASE.replace('task = "svamp"', 'task = "svamp"\nlimt = 3'), "`limt` - at `$.datasets[0]`"),
-        (BASE.replace('"svamp"', '"mmlu"'), "$.datasets[0].task"),
+        (BASE.replace('"svamp"', '"mmlu"'), "task 'mmlu' is not built in"),
         (two_teachers().replace('"gemini"', '"cohere"'), "$.teachers[1].provider"),
         (two_teachers().replace('api_key_env = "K_a"', 'api_key_env = "K_a"\nrpm = "fast"'), "$.teachers[0].rpm"),
         (two_teachers() + TEACHER.format(name="a", provider="anthropic"), "teacher 'a' is listed twice"),

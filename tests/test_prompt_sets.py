@@ -189,25 +189,18 @@ def test_unknown_set_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_a_folder_missing_a_template_names_it(tmp_path: Path) -> None:
+def test_a_folder_overrides_some_templates_and_the_rest_are_built_in(tmp_path: Path) -> None:
     from prompts import BUILTIN
 
     folder = tmp_path / "mine"
     folder.mkdir()
-    needed = prompt_set("committee").required(["svamp"])
-    for name in needed:
-        if name not in ("review_math", "teacher_system"):
-            (folder / f"{name}.txt").write_text(BUILTIN.text(name) + " (mine)\n")
+    (folder / "teacher_feedback_math.txt").write_text(BUILTIN.text("teacher_feedback_math") + " (mine)\n")
     mine = prompt_set("mine", tmp_path)
-    with pytest.raises(ConfigError, match=r"template review_math\.txt is missing") as err:
-        check_templates(mine, ["svamp"], system=False)
-    assert "\n" not in str(err.value)
-    (folder / "review_math.txt").write_text(BUILTIN.text("review_math"))
-    check_templates(mine, ["svamp"], system=False)
-    with pytest.raises(ConfigError, match=r"teacher_system\.txt is missing"):
-        check_templates(mine, ["svamp"], system=True)
+    check_templates(mine, ["svamp"], system=True)
     q = load_split("svamp", "demo", "train")[0]
     assert mine.teacher_messages("feedback", mistake_from(q, "3"))[0].content.endswith("(mine)")
+    review = mine.teacher_messages("review", mistake_from(q, "3"), rationale="r")[0].content
+    assert review == prompt_set("committee").teacher_messages("review", mistake_from(q, "3"), rationale="r")[0].content
 
 
 def test_paper_set_ships_every_template_and_the_authors_notice() -> None:

@@ -26,9 +26,12 @@ import torch
 
 from core.config import Config, TrainSection
 from dataset.preferences import PreferencePair, load_preferences, write_preferences
+from prompts import BUILTIN, Templates
+from prompts.sets import student_templates
 from prompts.student import PromptFormat, question_prompt, response_suffix
 from student.backend import encode_prompt
 from student.models import is_adapter_dir
+from tasks.definitions import declare
 from trainer.data import Seq, TruncationStats, collate_rows, fit_sequence, rank_batches
 from trainer.dpo_loss import DpoParts, dpo_loss, sequence_logprobs
 from trainer.experiment_log import ExperimentLog
@@ -92,14 +95,15 @@ def start_model_dir(cfg: Config) -> Path:
 
 
 def tokenize_preferences(
-    pairs: list[PreferencePair], tokenizer, fmt: PromptFormat, max_length: int
+    pairs: list[PreferencePair], tokenizer, fmt: PromptFormat, max_length: int, templates: Templates = BUILTIN
 ) -> tuple[list[PrefSeqs], TruncationStats]:
-    """Each pair as (question prompt -> chosen, question prompt -> rejected), rendered like the student's exam."""
+    """Each pair as (question prompt -> chosen, question prompt -> rejected), rendered like the student's exam
+    (with `templates`, the run's committee-layout templates)."""
     suffix = response_suffix(tokenizer)
     stats = TruncationStats()
     out = []
     for p in pairs:
-        prompt = encode_prompt(tokenizer, question_prompt(tokenizer, fmt, p.task, p.question))
+        prompt = encode_prompt(tokenizer, question_prompt(tokenizer, fmt, p.task, p.question, templates))
         chosen, rejected = tokenizer(
             [p.chosen[-1].content + suffix, p.rejected[-1].content + suffix], add_special_tokens=False
         )["input_ids"]
@@ -172,8 +176,9 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
     out = cfg.out_dir
     settings = dpo_settings(cfg)
     prefs_path, model_out = out / "preferences.jsonl", out / "model_dpo"
+    declare(cfg.datasets)  # the records' task names mean what this config says (tasks/definitions.py)
     if (out / "dataset.jsonl").is_file():
-        write_preferences(out, cfg.dpo.min_margin)
+        write_preferences(out, cfg.dpo.min_margin, student_templates(cfg.run.prompts))
     records = load_preferences(prefs_path)
     start = start_model_dir(cfg)
     print_ = _fingerprint(cfg, prefs_path, start, settings)
@@ -182,7 +187,9 @@ def _train_dpo(cfg: Config, stop: list[int]) -> TrainResult:
         return TrainResult(model_dir=str(model_out), skipped=True)
     setup = setup_run(cfg, settings, start)
     ctx, precision, tokenizer = setup.ctx, setup.precision, setup.tokenizer
-    seqs, truncated = tokenize_preferences(records, tokenizer, setup.fmt, settings.max_length)
+    seqs, truncated = tokenize_preferences(
+        records, tokenizer, setup.fmt, settings.max_length, student_templates(cfg.run.prompts)
+    )
     log.info("data ready: %d preference pairs from %s (%d responses truncated)", len(seqs), prefs_path,
              truncated.responses)  # fmt: skip
     ga, world = settings.grad_accum, ctx.world_size

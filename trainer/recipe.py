@@ -42,6 +42,7 @@ from core.timings import Laps
 from prompts.sets import PromptSet, prompt_set
 from prompts.student import PromptFormat, resolve_format
 from student.models import load_causal_lm
+from tasks.definitions import declare
 from trainer.data import (
     Pair,
     TruncationStats,
@@ -678,6 +679,7 @@ def _train(cfg: Config, stop_after_steps: int | None, task: str | None, stop: li
     batch_warning = effective_batch_warning(train_cfg)
     if batch_warning and ctx.rank == 0:
         log.warning("%s", batch_warning)
+    declare(cfg.datasets)  # the records' task names mean what this config says (tasks/definitions.py)
     pairs, truncated = _setup_data(train_path, tokenizer, setup.fmt, train_cfg, prompt_set(cfg.run.prompts), task)
     ga, world = train_cfg.grad_accum, ctx.world_size
     epoch_batches, steps_per_epoch, total_steps = plan_steps([p.length for p in pairs], train_cfg, world, cfg.run.seed)

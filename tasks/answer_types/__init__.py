@@ -4,7 +4,7 @@ Every consumer (the scheduler grading teacher rationales, the exam and eval grad
 student, the trainer's records, the emulator's scripted teachers, imported mistakes)
 asks an `AnswerType` rather than special-casing a task. `answer_type(section)` builds
 one from a `[[datasets]] answer` table; the paper's four tasks are instances too
-(`tasks.answers.BUILTIN`: number, number, boolean, choice with 4 options).
+(`tasks.definitions.BUILTIN`: number, number, boolean, choice with 4 options).
 
 Types: `number` (GSM8K/SVAMP: thousands separators, units, $ and %, fractions, a
 tolerance), `boolean` (StrategyQA: true/false, yes/no and your synonyms), `choice`
