@@ -20,6 +20,8 @@ import msgspec
 
 from core.calls import NO_DETAIL, UsageDetail
 from core.config import TeacherSection
+from engine.budget import CostFn
+from store.calls import CallMode
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,8 @@ class Prices(msgspec.Struct, frozen=True, kw_only=True):
 
     Cached prompt tokens (cache reads) and Anthropic's cache writes have their own rates;
     where none is known they are billed at the input rate (never less than they may cost).
-    Reasoning tokens are output tokens and cost the output rate. The batch rates are for
-    the batch APIs (none used yet).
+    Reasoning tokens are output tokens and cost the output rate. The batch rates are the
+    Batch APIs' (`mode = "batch"`); `mode_prices` turns them into the prices a batch call pays.
     """
 
     in_per_mtok: float
@@ -220,3 +222,62 @@ def cost_usd(
     return (
         fresh * prices.in_per_mtok + cached * cached_rate + written * write_rate + output_tokens * prices.out_per_mtok
     ) / 1e6
+
+
+# Providers whose Batch API bills every model's usage (input, output, cache reads and writes) at half
+# the synchronous price, as each documents:
+# - OpenAI: "a 50% cost discount compared to synchronous APIs", https://platform.openai.com/docs/guides/batch
+#   (the model pages list batch rates at half: https://developers.openai.com/api/docs/models/gpt-5-nano);
+# - Anthropic: "reducing costs by 50%", https://platform.claude.com/docs/en/build-with-claude/batch-processing
+#   (its pricing page applies the batch discount on top of the cache multipliers);
+# - Gemini: "Batch: 50% discount", https://ai.google.dev/gemini-api/docs/optimization and
+#   https://developers.googleblog.com/scale-your-ai-workloads-batch-mode-gemini-api ("priced at 50% less
+#   than the standard rate for a given model").
+BATCH_HALF_PROVIDERS: frozenset[str] = frozenset(("openai", "anthropic", "gemini"))
+
+
+def batch_prices(prices: Prices | None, provider: str) -> Prices | None:
+    """What the same usage costs through `provider`'s Batch API.
+
+    The table's batch input and output rates where it has them; otherwise half the sync
+    rates, for the providers that bill every model at half in batch (the source says so).
+    Cached and cache-write rates are halved too. None when the price is unknown, or the
+    provider documents no batch price.
+
+    >>> batch_prices(Prices(in_per_mtok=0.5, out_per_mtok=1.5, source="config"), "openai").source
+    'config, batch at half (openai bills batches at 50 %)'
+    """
+    if prices is None:
+        return None
+    batch_in, batch_out = prices.batch_in_per_mtok, prices.batch_out_per_mtok
+    if batch_in is not None and batch_out is not None:
+        source = f"{prices.source}, batch rates"
+    elif provider in BATCH_HALF_PROVIDERS:
+        batch_in, batch_out = prices.in_per_mtok / 2, prices.out_per_mtok / 2
+        source = f"{prices.source}, batch at half ({provider} bills batches at 50 %)"
+    else:
+        return None
+    cached, write = prices.cached_in_per_mtok, prices.cache_write_per_mtok
+    return msgspec.structs.replace(
+        prices,
+        in_per_mtok=batch_in,
+        out_per_mtok=batch_out,
+        cached_in_per_mtok=None if cached is None else cached / 2,
+        cache_write_per_mtok=None if write is None else write / 2,
+        source=source,
+    )
+
+
+def mode_prices(teacher: TeacherSection, mode: CallMode) -> Prices | None:
+    """A teacher's prices for calls sent in `mode` ("sync": `teacher_prices`; "batch": `batch_prices` of them)."""
+    prices = teacher_prices(teacher)
+    return prices if mode == "sync" else batch_prices(prices, teacher.provider)
+
+
+def cost_fn(teacher: TeacherSection, mode: CallMode) -> CostFn:
+    """The engine's cost function for a teacher's calls in `mode` (USD of one call's usage; None: unknown).
+
+    A batch teacher needs both: "batch" for its batch lane, "sync" for requests that fall back.
+    """
+    prices = mode_prices(teacher, mode)
+    return lambda input_tokens, output_tokens, detail: cost_usd(prices, input_tokens, output_tokens, detail)
