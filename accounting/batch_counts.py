@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 
 import msgspec
 
+from core.tables import Table, fmt_duration, fmt_num
 from store.batches import BatchRecord, batch_records
 
 
@@ -83,6 +85,29 @@ def batch_views(conn: sqlite3.Connection, *, now: float | None = None, open_only
     """Every batch of the run (only those not closed, with `open_only`), oldest first, aged at `now`."""
     at = time.time() if now is None else now
     return [_view(r, at) for r in _records(conn) if not (open_only and r.closed)]
+
+
+def batches_table(title: str, batches: Sequence[BatchView], note: str = "") -> Table:
+    """Batches as a table: teacher, local and provider ids, state, requests, succeeded, errored, age."""
+    return Table(
+        title=title,
+        headers=["teacher", "batch", "provider id", "state", "requests", "succeeded", "errored", "age"],
+        rows=[
+            [
+                b.teacher,
+                b.local_id,
+                b.provider_id or "(not yet created)",
+                b.state + ("" if b.closed else ", open") + (f": {b.error}" if b.error else ""),
+                fmt_num(b.requests),
+                fmt_num(b.succeeded),
+                fmt_num(b.errored),
+                fmt_duration(b.age_s),
+            ]
+            for b in batches
+        ],
+        text_columns=4,
+        note=note,
+    )
 
 
 def _records(conn: sqlite3.Connection) -> list[BatchRecord]:

@@ -441,11 +441,11 @@ def cost_tables(section: DatasetCost) -> list[Table]:
     )
     tables = [calls, accept, tokens, validity]
     if section.batches:
-        tables.append(batch_table(f"{section.task}: batches per teacher", section.batches))
+        tables.append(batch_counts_table(f"{section.task}: batches per teacher", section.batches))
     return tables
 
 
-def batch_table(title: str, counts: Sequence[BatchCounts]) -> Table:
+def batch_counts_table(title: str, counts: Sequence[BatchCounts]) -> Table:
     """Per batch teacher: batches, their requests, resubmissions, and batches that ended badly."""
     return Table(
         title=title,
