@@ -481,10 +481,11 @@ def batch_counts_table(title: str, counts: Sequence[BatchCounts]) -> Table:
             ]
             for c in counts
         ],
-        note="`requests` counts this dataset's requests in the teacher's batches; `resubmitted`, those an earlier "
-        "batch already carried (failed requests sent again, an expired batch's leftovers). `succeeded` / `errored` "
-        "are the provider's last counts of the whole batches; `expired`, `failed`, `cancelled` count batches that "
-        "ended so (what they had finished is kept), `open` those not closed yet.",
+        note="`requests`: the teacher's requests in batches (in a dataset's table, that dataset's); "
+        "`resubmitted`, those an earlier batch already carried (failed requests sent again, an expired batch's "
+        "leftovers). `succeeded` / `errored` are the provider's last counts of the whole batches; `expired`, "
+        "`failed`, `cancelled` count batches that ended so (what they had finished is kept), `open` those not "
+        "closed yet.",
     )
 
 

@@ -122,3 +122,19 @@ async def test_a_sync_only_run_has_no_batch_table(tmp_path):
     report = cost_report(tmp_path)
     assert report.batches == [] and report.datasets[0].batches == []
     assert "batches per teacher" not in (tmp_path / "cost_report.md").read_text()
+
+
+async def test_run_report_gets_a_batch_section_when_there_were_batches(tmp_path):
+    from reports.run_report import run_report
+
+    (await _batch_store(tmp_path)).close()
+    report = run_report(tmp_path)
+    assert [b.local_id for b in report.batches] == ["b1", "b2", "b3"] and report.batch_counts[0].batches == 3
+    md = (tmp_path / "report.md").read_text()
+    assert "Batches per teacher (the whole run)" in md and "batch_def" in md and "expired" in md
+    assert json.loads((tmp_path / "cost_report.json").read_text())["batches"][0]["resubmitted"] == 1
+    sync_only = tmp_path / "sync"
+    sync_only.mkdir()
+    async with Store.open(sync_only / "store.sqlite") as store:
+        await store.add_call(_call("b", "rationale", "1"))
+    assert "Batches" not in (run_report(sync_only), (sync_only / "report.md").read_text())[1]
