@@ -143,6 +143,16 @@ def malformed(body: bytes, exc: msgspec.DecodeError, status: int = 200) -> Retry
     return Retryable(reason, possibly_billed=True, http_status=status)
 
 
+def check_status(status: int, headers: Mapping[str, str], body: bytes, *, after_s: float | None = None) -> None:
+    """Nothing for a 2xx; else raises the classified error of the status (`AccountError`, `Retryable`, `Permanent`)."""
+    if 200 <= status < 300:
+        return
+    cause = account_problem(status, body)
+    if cause is not None:
+        raise AccountError(f"HTTP {status}: {error_detail(body)}", cause=cause, http_status=status)
+    raise error_for(status, headers, error_detail(body), after_s=after_s)
+
+
 def decode_success(
     status: int,
     headers: Mapping[str, str],
@@ -155,11 +165,7 @@ def decode_success(
 
     `after_s` is a provider-specific retry delay found in an error body (Gemini's RetryInfo).
     """
-    if not 200 <= status < 300:
-        cause = account_problem(status, body)
-        if cause is not None:
-            raise AccountError(f"HTTP {status}: {error_detail(body)}", cause=cause, http_status=status)
-        raise error_for(status, headers, error_detail(body), after_s=after_s)
+    check_status(status, headers, body, after_s=after_s)
     try:
         return decoder.decode(body)
     except msgspec.DecodeError as exc:

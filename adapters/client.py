@@ -71,7 +71,8 @@ def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     return cause.strerror or type(cause).__name__
 
 
-def _redacted(exc: CommitteeError, secret: str) -> CommitteeError:
+def redacted(exc: CommitteeError, secret: str) -> CommitteeError:
+    """`exc` with every occurrence of `secret` in its message replaced by `***`."""
     # Some providers echo part of a bad key in 401 bodies; ours never leaves this process.
     # Same class and fields, only the text changes.
     clean = type(exc).__new__(type(exc))
@@ -115,6 +116,34 @@ def _too_large(status: int, what: str) -> Retryable:
         possibly_billed=200 <= status < 300,
         http_status=status,
     )
+
+
+def transport_error(exc: asyncio.TimeoutError | aiohttp.ClientError, base_url: str, timeout_s: float) -> Retryable:
+    """The Retryable for an HTTP exchange with `base_url` that broke before a whole response came back.
+
+    Once the request may have reached the provider, its model may have run and been
+    billed although we never saw the answer: those attempts are possibly billed.
+    Before a connection was had, nothing was sent: aiohttp's ConnectionTimeoutError
+    is also an asyncio.TimeoutError, so it is told apart first.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Retryable(
+            f"no connection to {base_url} within {timeout_s * _CONNECT_SHARE:g}s "
+            "(connecting or waiting for a pooled one)"
+        )
+    if isinstance(exc, asyncio.TimeoutError):
+        return Retryable(f"timeout after {timeout_s:g}s", possibly_billed=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Retryable(f"cannot connect to {base_url} ({_connect_failure(exc)})")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return Retryable(f"connection to {base_url} closed before a response", possibly_billed=True)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return Retryable(f"connection to {base_url} broke while reading the response", possibly_billed=True)
+    if isinstance(exc, aiohttp.ClientOSError):
+        return Retryable(
+            f"connection to {base_url} failed ({exc.strerror or type(exc).__name__})", possibly_billed=True
+        )
+    return Retryable(f"HTTP exchange with {base_url} failed ({type(exc).__name__})", possibly_billed=True)
 
 
 class ChatClient:
@@ -244,36 +273,11 @@ class ChatClient:
             ) as response:
                 raw = await _read_body(response)
                 status, headers = response.status, response.headers
-        # Once the request may have reached the provider, its model may have run and
-        # been billed although we never saw the answer: those attempts are possibly billed.
-        # Before a connection was had, nothing was sent: aiohttp's ConnectionTimeoutError
-        # is also an asyncio.TimeoutError, so it is caught first.
-        except aiohttp.ConnectionTimeoutError:
-            raise Retryable(
-                f"no connection to {self.base_url} within {timeout_s * _CONNECT_SHARE:g}s "
-                "(connecting or waiting for a pooled one)"
-            ) from None
-        except asyncio.TimeoutError:
-            raise Retryable(f"timeout after {timeout_s:g}s", possibly_billed=True) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise Retryable(f"cannot connect to {self.base_url} ({_connect_failure(exc)})") from None
-        except aiohttp.ServerDisconnectedError:
-            raise Retryable(f"connection to {self.base_url} closed before a response", possibly_billed=True) from None
-        except aiohttp.ClientPayloadError:
-            raise Retryable(
-                f"connection to {self.base_url} broke while reading the response", possibly_billed=True
-            ) from None
-        except aiohttp.ClientOSError as exc:
-            raise Retryable(
-                f"connection to {self.base_url} failed ({exc.strerror or type(exc).__name__})", possibly_billed=True
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise Retryable(
-                f"HTTP exchange with {self.base_url} failed ({type(exc).__name__})", possibly_billed=True
-            ) from None
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_error(exc, self.base_url, timeout_s) from None
         try:
             return adapter.decode(status, headers, raw, time.monotonic() - start)
         except CommitteeError as exc:
             if self._api_key and self._api_key in str(exc):
-                raise _redacted(exc, self._api_key) from None
+                raise redacted(exc, self._api_key) from None
             raise

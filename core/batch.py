@@ -13,7 +13,8 @@ from typing import Literal
 
 import msgspec
 
-from core.calls import ChatRequest, ChatResult
+from core.calls import NO_DETAIL, ChatRequest, ChatResult, UsageDetail
+from core.errors import UnusableKind
 
 # Our view of a provider's batch states (each client maps its provider's names onto these):
 # planned (recorded, not yet created at the provider), submitted (created, not yet running),
@@ -55,10 +56,20 @@ class BatchStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 class BatchOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """One request's result in a downloaded batch: `result` when it succeeded, else `error`
-    (one line) and `retryable` (worth submitting again: a server error, expiry, cancellation)."""
+    (one line) and `retryable` (worth submitting again: a server error, expiry, cancellation).
+
+    `unusable`: the request was answered and billed but without usable text (as
+    `core.errors.Unusable` in the sync path: filtered, refused, truncated, empty), with the
+    usage the provider reported in `input_tokens` / `output_tokens` / `detail` (None: none
+    reported), so the engine bills it as the sync lane does.
+    """
 
     custom_id: str
     result: ChatResult | None = None
     error: str | None = None
     retryable: bool = False
     http_status: int | None = None
+    unusable: UnusableKind | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    detail: UsageDetail = NO_DETAIL

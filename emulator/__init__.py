@@ -9,7 +9,8 @@ In-process (tests):
 Realism, all off by default: `Billing` (abandoned and unusable answers billed),
 `Faults` (filtered, refused, truncated, error-in-200, missing usage), `ModelLimits`
 (quota_requests, TPM without refund, ITPM/OTPM, requests per day, Groq's headers),
-`EmulatorSpec.overloads` (bursts of 503/529).
+`EmulatorSpec.overloads` (bursts of 503/529), `BatchBehaviour` (the three Batch APIs:
+completion delay, per-request errors, expiry, cancel, limits; billed at half price).
 
 In another process (benchmarks): `start_emulator_process(spec)` or
 `python -m emulator --rpm 600 --latency-ms 300`, then `GET /_emulator/stats`.
@@ -18,13 +19,24 @@ In another process (benchmarks): `start_emulator_process(spec)` or
 from emulator.answers import echo
 from emulator.process import start_emulator_process
 from emulator.server import Emulator, run_emulator
-from emulator.spec import AnswerFn, AnswerRequest, Billing, EmulatorSpec, Faults, Latency, ModelLimits, Overload
+from emulator.spec import (
+    AnswerFn,
+    AnswerRequest,
+    BatchBehaviour,
+    Billing,
+    EmulatorSpec,
+    Faults,
+    Latency,
+    ModelLimits,
+    Overload,
+)
 from emulator.stats import EmulatorStats, ModelStats, content_key
 from emulator.tokens import count_prompt_tokens, count_tokens
 
 __all__ = [
     "AnswerFn",
     "AnswerRequest",
+    "BatchBehaviour",
     "Billing",
     "Emulator",
     "EmulatorSpec",

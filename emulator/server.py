@@ -25,7 +25,9 @@ import anyio
 import msgspec
 from aiohttp import web
 
+from emulator import batch_openai
 from emulator.answers import answer_fn_for
+from emulator.batches import BatchBook
 from emulator.caching import PromptCache, anthropic_min_tokens
 from emulator.limiter import ModelLimiter
 from emulator.reasoning import Rejected, thinking_tokens
@@ -42,6 +44,7 @@ _stats_encoder = msgspec.json.Encoder()
 _spec_decoder = msgspec.json.Decoder(EmulatorSpec)
 # SO_LINGER with a zero timeout: close() sends RST, as a crashed server or a proxy reset does.
 _LINGER_RST = struct.pack("ii", 1, 0)
+_MAX_BODY_BYTES = 300 * 1024 * 1024
 
 
 class Emulator:
@@ -72,14 +75,51 @@ class Emulator:
         # Cumulative thresholds, in `FAULT_KINDS` order, for one uniform draw per request.
         self._fault_edges = tuple(accumulate(spec.faults.rates()))
         self._started = self._clock()
+        self.batches = BatchBook(spec.batch, spec.seed, self._clock, self)
 
     def base_url(self, provider: str) -> str:
         """The base_url a client of `provider` should use (OpenAI's includes /v1, as in its SDK)."""
         return self.url + "/v1" if provider == "openai" else self.url
 
     def stats(self) -> EmulatorStats:
-        """A copy of the counters so far."""
-        return snapshot(self._models, self._unauthorized, self._bad_requests)
+        """A copy of the counters so far (batches brought up to now first)."""
+        self.batches.advance_all()
+        batches = (self.batches.created, self.batches.refused)
+        return snapshot(self._models, self._unauthorized, self._bad_requests, batches)
+
+    def model_stats(self, model: str) -> ModelStats:
+        """The live counters of `model` (created on first use)."""
+        stats = self._models.get(model)
+        if stats is None:
+            stats = self._models[model] = ModelStats()
+        return stats
+
+    def refused(self, *, unauthorized: bool = False) -> None:
+        """Count a request refused before any model was known: without a key, or unreadable."""
+        if unauthorized:
+            self._unauthorized += 1
+        else:
+            self._bad_requests += 1
+
+    def notify(self) -> None:
+        """Wake `wait_for`: something it may be waiting on changed."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def run_batched(self, wire: Wire, ask: AnswerRequest, custom_id: str) -> bytes:
+        """Answer one request of a batch the way the sync path would (never a fault, no rate limit,
+        no latency: the batch's clock decided when) and bill it at batch price; the answer's body."""
+        text, finish, billed = self._run(wire, ask, None, count_prompt_tokens(ask.messages))
+        self._cache_begun(ask)
+        stats = self.model_stats(ask.model)
+        _bill(stats, ask, billed)
+        _complete(stats, ask, billed.input_tokens, billed.output_tokens)
+        stats.batch_billed += 1
+        stats.batch_input_tokens += billed.input_tokens
+        stats.batch_output_tokens += billed.output_tokens
+        stats.batch_ids[custom_id] = stats.batch_ids.get(custom_id, 0) + 1
+        return wire.answer(ask, text, finish, billed)
 
     async def wait_for(self, condition: Callable[[EmulatorStats], bool]) -> EmulatorStats:
         """Wait until `condition(stats)` holds, checking again each time a request finishes; return those stats.
@@ -125,9 +165,7 @@ class Emulator:
         try:
             return await self._handle(request, wire, path_model)
         finally:
-            if self._changed is not None:
-                self._changed.set()
-                self._changed = None
+            self.notify()
 
     async def _handle(self, request: web.Request, wire: Wire, path_model: str | None) -> web.StreamResponse:
         if not wire.has_auth(request.headers):
@@ -145,9 +183,7 @@ class Emulator:
             return _error_response(wire, "invalid", f"invalid request body: {exc}")
 
         model = ask.model
-        stats = self._models.get(model)
-        if stats is None:
-            stats = self._models[model] = ModelStats()
+        stats = self.model_stats(model)
         stats.received += 1
         quota = self.spec.limits_for(model).quota_requests
         # Requests running count against the quota, so at most `quota` are ever billed.
@@ -184,15 +220,8 @@ class Emulator:
             _reset_connection(request)
             return web.Response(status=500)  # never written: the connection is gone
 
-        text, finish, output_tokens, thinking = self._answer(ask, fault)
-        cache_read, cache_write = self._cached(wire, ask)
-        billed = Usage(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            thinking=thinking,
-            cache_read=cache_read,
-            cache_write=cache_write,
-        )
+        text, finish, billed = self._run(wire, ask, fault, input_tokens)
+        output_tokens = billed.output_tokens
         billable = fault in _PROPER or self.spec.billing.unusable
         if billable:
             self._committed[model] = self._committed.get(model, 0) + 1
@@ -222,17 +251,24 @@ class Emulator:
         if billable:
             _bill(stats, ask, billed)
         if fault in _PROPER:
-            stats.completed += 1
-            stats.input_tokens += input_tokens
-            stats.output_tokens += output_tokens
-            key = content_key(ask)
-            seen = stats.completed_keys.get(key, 0)
-            stats.completed_keys[key] = seen + 1
-            stats.duplicates += seen > 0
+            _complete(stats, ask, input_tokens, output_tokens)
         if limiter is not None:
             limiter.refund_tokens(ask.max_tokens - output_tokens)
         headers = limiter.headers(anthropic=wire.provider == "anthropic") if limiter is not None else None
         return web.Response(body=body, headers=headers, content_type="application/json")
+
+    def _run(self, wire: Wire, ask: AnswerRequest, fault: str | None, input_tokens: int) -> tuple[str, Finish, Usage]:
+        """The model at work: the answer's text, how it ended, and what it bills (prompt cache included)."""
+        text, finish, output_tokens, thinking = self._answer(ask, fault)
+        cache_read, cache_write = self._cached(wire, ask)
+        billed = Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            thinking=thinking,
+            cache_read=cache_read,
+            cache_write=cache_write,
+        )
+        return text, finish, billed
 
     def _answer(self, ask: AnswerRequest, fault: str | None) -> tuple[str, Finish, int, int]:
         """The text, how it ended, the output tokens billed for it, and how many of those were thinking."""
@@ -321,13 +357,16 @@ class Emulator:
 
     def app(self) -> web.Application:
         """The aiohttp application serving the three providers and the control endpoints."""
-        app = web.Application()
+        # Batch submissions are large: Anthropic takes up to 256 MB in one body (aiohttp's default is 1 MiB).
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure)
         # google-genai calls /v1beta/... by default and /v1/... with api_version="v1".
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)
+        for batch_api in (batch_openai,):
+            batch_api.add_routes(app, self)
         app.router.add_get("/_emulator/stats", self._get_stats)
         app.router.add_post("/_emulator/reset", self._post_reset)
         return app
@@ -342,6 +381,16 @@ def _bill(stats: ModelStats, ask: AnswerRequest, billed: Usage) -> None:
     stats.billed_reasoning_tokens += billed.thinking
     stats.billed_cache_read_tokens += billed.cache_read
     stats.billed_cache_write_tokens += billed.cache_write
+
+
+def _complete(stats: ModelStats, ask: AnswerRequest, input_tokens: int, output_tokens: int) -> None:
+    stats.completed += 1
+    stats.input_tokens += input_tokens
+    stats.output_tokens += output_tokens
+    key = content_key(ask)
+    seen = stats.completed_keys.get(key, 0)
+    stats.completed_keys[key] = seen + 1
+    stats.duplicates += seen > 0
 
 
 def _json_response(status: int, body: bytes) -> web.Response:

@@ -152,6 +152,43 @@ class Overload(_Spec, frozen=True):
             )
 
 
+class BatchBehaviour(_Spec, frozen=True):
+    """How the emulated Batch APIs (OpenAI batches, Anthropic message batches, Gemini batch mode) behave.
+
+    Driven by the emulator's clock: a batch validates for `validate_s`, then its requests
+    finish one after another, evenly spread over `delay_s`, each answered like a sync request
+    and billed then (at half price: `ModelStats.batch_*`). A batch still running
+    `expire_after_s` after creation expires: its unfinished requests come back expired and
+    are never billed; a cancelled batch ends `cancel_s` after the cancel, its unfinished
+    requests cancelled. `error_share` of the requests come back as provider-shaped server
+    errors (not billed). `max_requests` / `max_bytes` override the provider's own limits
+    (None: the provider's, see emulator/batches.py); `max_in_flight` caps the unfinished
+    batches per provider (None: no cap).
+    """
+
+    delay_s: float = 1.0
+    validate_s: float = 0.0
+    error_share: float = 0.0
+    expire_after_s: float = 24 * 3600.0
+    cancel_s: float = 0.0
+    max_in_flight: int | None = None
+    max_requests: int | None = None
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("delay_s", "validate_s", "cancel_s"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"`batch.{key}` must be >= 0, got {getattr(self, key)}")
+        if self.expire_after_s <= 0:
+            raise ValueError(f"`batch.expire_after_s` must be > 0, got {self.expire_after_s}")
+        if not 0 <= self.error_share <= 1:
+            raise ValueError(f"`batch.error_share` must be in [0, 1], got {self.error_share}")
+        for key in ("max_in_flight", "max_requests", "max_bytes"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"`batch.{key}` must be >= 1, got {value}")
+
+
 class EmulatorSpec(_Spec, frozen=True):
     """The whole emulated provider. A model not listed in `models` gets `default_limits`."""
 
@@ -168,6 +205,7 @@ class EmulatorSpec(_Spec, frozen=True):
     output_tokens: int | None = None
     # Tokens a reasoning model thinks per answer at medium effort (emulator/reasoning.py).
     thinking_tokens: int = 400
+    batch: BatchBehaviour = msgspec.field(default_factory=BatchBehaviour)
 
     def limits_for(self, model: str) -> ModelLimits:
         """The limits `model` is held to."""

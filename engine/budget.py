@@ -26,8 +26,10 @@ from collections.abc import Callable
 from typing import Literal
 
 import anyio
+import msgspec
 
 from core.calls import NO_DETAIL, UsageDetail
+from store.calls import CallRow, CallSlot
 
 Verdict = Literal["reserved", "wait", "refused"]
 # USD of (input tokens, output tokens, their reasoning and cached parts); None: price unknown.
@@ -81,6 +83,11 @@ class Budget:
         self._release(reserved_usd)
         if spent_usd is not None and not math.isnan(spent_usd):
             self.spent_usd += spent_usd
+        self._notify()
+
+    def book(self, spent_usd: float) -> None:
+        """Book money spent without a reservation of this run (a batch an earlier run submitted)."""
+        self.spent_usd += spent_usd
         self._notify()
 
     def abandon(self, reserved_usd: float) -> None:
@@ -183,3 +190,21 @@ class CallTab:
         held, self._held = self._held, 0.0
         if self.budget is not None:
             self.budget.settle(held, cost)
+
+
+def billed_row(slot: CallSlot, tab: CallTab, **fields) -> CallRow:
+    """The store row of a call: `fields` plus everything its attempts billed or may have billed."""
+    return CallRow(
+        **msgspec.structs.asdict(slot),
+        **fields,
+        input_tokens=tab.input_tokens,
+        output_tokens=tab.output_tokens,
+        usd=tab.usd,
+        possibly_usd=tab.possibly_usd,
+        possibly_attempts=tab.possibly_attempts,
+        usage_estimated=tab.usage_estimated,
+        reasoning_tokens=tab.reasoning_tokens,
+        cache_read_tokens=tab.cache_read_tokens,
+        cache_write_tokens=tab.cache_write_tokens,
+        reasoning_usd=tab.reasoning_usd,
+    )

@@ -7,7 +7,11 @@ between stages: a slow provider delays only its own calls, and each teacher's
 lane (its rate limits) is the only thing that bounds throughput.
 
 Samples are worked on concurrently up to `samples_in_flight` (shared by all
-datasets of the run), which bounds memory however many mistakes stream in.
+datasets of the run), which bounds memory however many mistakes stream in. A
+sample waiting on a batch teacher gives its place up (engine/parking.py), so a
+mixed committee's sync teachers keep streaming while batches are out; a batch
+teacher's calls go out in waves (rationales and feedback, then the reviews of the
+rationales that came back) because each is asked when what it needs has arrived.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from core.calls import Message
 from core.config import ReviewSection, Stage
 from core.records import Mistake
 from core.samples import DecidedSample, FeedbackOutcome, RationaleOutcome, decision_settings
+from engine.parking import sample_slot
 from engine.review import decided, mean_score, passes
 from engine.teacher import Teacher
 from prompts.sets import PromptSet, prompt_set
@@ -218,8 +223,18 @@ async def teach_dataset(
     """
 
     async def work(m: Mistake, token: object) -> None:
+        released = False
+
+        def release() -> None:
+            # Once: when the sample first waits on a batch (engine/parking.py), or when it is decided.
+            nonlocal released
+            if not released:
+                released = True
+                limiter.release_on_behalf_of(token)
+
         try:
-            sample = await committee.decide(m)
+            with sample_slot(release):
+                sample = await committee.decide(m)
             counters.decided += 1
             counters.included += sample.included
             if sample.missing:
@@ -232,7 +247,7 @@ async def teach_dataset(
                 )
             await on_decided(sample)
         finally:
-            limiter.release_on_behalf_of(token)
+            release()
 
     async with mistakes, anyio.create_task_group() as tg:
         async for mistake in mistakes:

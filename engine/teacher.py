@@ -24,7 +24,9 @@ from adapters.anthropic import min_cacheable_tokens
 from core.calls import NO_DETAIL, ChatRequest, Message
 from core.capabilities import teacher_request
 from core.config import Stage, TeacherSection
-from engine.budget import Budget, CallTab, CostFn
+from engine.batch_lane import BatchLane
+from engine.budget import Budget, CallTab, CostFn, billed_row
+from engine.parking import park
 from engine.tokens import MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
 from store.calls import CallRow, CallSlot, Store, request_key
 
@@ -47,7 +49,11 @@ class _Pending:
 
 
 class Teacher:
-    """A configured teacher bound to its lane, prices, the run store and the budget."""
+    """A configured teacher bound to its lane, prices, the run store and the budget.
+
+    `batch`: the teacher's batch lane when its `mode` is "batch"; `lane` then serves the
+    requests that fall back to sync (`fallback = "sync"`).
+    """
 
     def __init__(
         self,
@@ -58,10 +64,12 @@ class Teacher:
         budget: Budget,
         cost_usd: CostFn,
         estimate_tokens: Callable[[str], int],
+        batch: BatchLane | None = None,
     ):
         self.section = section
         self.name = section.name
         self.lane = lane
+        self.batch = batch
         self._store = store
         self._budget = budget
         self._cost_usd = cost_usd
@@ -94,16 +102,17 @@ class Teacher:
         tokens = sum(MESSAGE_OVERHEAD_TOKENS + self._estimate(text) for text in head)
         return tokens >= min_cacheable_tokens(self.section.model)
 
-    def worst_case_usd(self, request: ChatRequest) -> float:
+    def worst_case_usd(self, request: ChatRequest, cost_usd: CostFn | None = None) -> float:
         """The most one attempt at `request` can cost: its prompt (estimated, with a
-        margin) and all of its output limit (max_tokens and any thinking budget). An
-        abandoned attempt is booked at this."""
+        margin) and all of its output limit (max_tokens and any thinking budget), at
+        the teacher's prices or `cost_usd`'s (batch prices). An abandoned attempt is booked at this."""
         prompt = REPLY_OVERHEAD_TOKENS + sum(
             MESSAGE_OVERHEAD_TOKENS + self._estimate(m.content) for m in request.messages
         )
         # The estimate is off by 3 % on average and up to ~23 % on tiny prompts
         # (engine/tokens.py): the margin keeps a worst case from being an underestimate.
-        return self._cost_usd(math.ceil(prompt * _PROMPT_MARGIN), request.output_limit, NO_DETAIL) or 0.0
+        cost = cost_usd or self._cost_usd
+        return cost(math.ceil(prompt * _PROMPT_MARGIN), request.output_limit, NO_DETAIL) or 0.0
 
     async def ask(
         self,
@@ -129,6 +138,8 @@ class Teacher:
         pending = self._pending.get(key)
         if pending is not None:
             # An identical request is in flight for another slot: wait for its answer.
+            if self.batch is not None:
+                park()
             await pending.done.wait()
             assert pending.answer is not None
             hit = self._store.completed(key)
@@ -138,6 +149,9 @@ class Teacher:
 
         pending = self._pending[key] = _Pending()
         try:
+            if self.batch is not None:
+                pending.answer = await self._batched(request, slot)
+                return pending.answer
             async with self._cache_turn(request):
                 pending.answer = await self._send(request, slot)
             return pending.answer
@@ -174,6 +188,22 @@ class Teacher:
             del self._writing[prefix]
             writing.set()
 
+    async def _batched(self, request: ChatRequest, slot: CallSlot) -> Answer:
+        """Through the batch lane; a request that kept failing in batches goes through the sync lane
+        (`fallback = "sync"`). No cache turn: calls of one batch run side by side anyway."""
+        assert self.batch is not None
+        park()
+        reply = await self.batch.ask(slot, request, self.worst_case_usd(request, self.batch.cost_usd))
+        row = reply.row
+        if row is None:
+            return await self._send(request, slot)
+        if row.status == "skipped":
+            return Answer(None, error="spending cap reached", skipped=True)
+        if row.status == "completed":
+            # A batch an earlier run submitted recorded its answer in the slot it was planned for.
+            await self._reused(row, slot)
+        return Answer(row.text, error=row.error)
+
     async def _reused(self, hit: CallRow, slot: CallSlot) -> None:
         """Record a stored answer reused for another slot (a duplicate question, an identical rationale).
 
@@ -192,16 +222,16 @@ class Teacher:
             # attempts billed or may have billed, then let the cancellation go on.
             # Shielded, or the write would be cancelled too.
             with anyio.CancelScope(shield=True):
-                await self._store.add_call(_billed_row(slot, tab, status="cancelled", error="cancelled"))
+                await self._store.add_call(billed_row(slot, tab, status="cancelled", error="cancelled"))
             raise
         if outcome.status == "skipped":
             # Shielded like the other rows: earlier attempts of this call may have been
             # billed, and a cancellation landing here would leave no row of that money.
             with anyio.CancelScope(shield=True):
-                await self._store.add_call(_billed_row(slot, tab, status="skipped", error="budget"))
+                await self._store.add_call(billed_row(slot, tab, status="skipped", error="budget"))
             return Answer(None, error="spending cap reached", skipped=True)
         result = outcome.result
-        row = _billed_row(
+        row = billed_row(
             slot,
             tab,
             status="completed" if result is not None else "failed",
@@ -222,21 +252,3 @@ class Teacher:
 
 # Prompt estimate margin for worst cases (see `Teacher.worst_case_usd`).
 _PROMPT_MARGIN = 1.25
-
-
-def _billed_row(slot: CallSlot, tab: CallTab, **fields) -> CallRow:
-    """The store row of a call: `fields` plus everything its attempts billed or may have billed."""
-    return CallRow(
-        **msgspec.structs.asdict(slot),
-        **fields,
-        input_tokens=tab.input_tokens,
-        output_tokens=tab.output_tokens,
-        usd=tab.usd,
-        possibly_usd=tab.possibly_usd,
-        possibly_attempts=tab.possibly_attempts,
-        usage_estimated=tab.usage_estimated,
-        reasoning_tokens=tab.reasoning_tokens,
-        cache_read_tokens=tab.cache_read_tokens,
-        cache_write_tokens=tab.cache_write_tokens,
-        reasoning_usd=tab.reasoning_usd,
-    )

@@ -135,6 +135,12 @@ async def run_teach(
                     batches=_open_batches(store) if any(t.mode == "batch" for t in cfg.teachers) else None,
                 )
                 outer.start_soon(view.run)
+            for teacher in teachers:
+                if teacher.batch is not None:
+                    # Returns once the batches an earlier run left open count as in flight (engine/batch_lane.py),
+                    # so no ask below sends one of their requests again; ends with `outer`, leaving batches still
+                    # out at the provider and in the store for a rerun to collect.
+                    await outer.start(teacher.batch.run)
             async with anyio.create_task_group() as tg:
                 for task, produce in producers.items():
                     send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)

@@ -1,0 +1,479 @@
+"""One batch teacher's lane: its requests gathered into provider batches, each paid for once, resumable.
+
+`Teacher.ask` hands a batch teacher's request here after the store look-up and the
+in-flight join. Requests wait in a queue; a batch goes out when it is full (the
+provider's requests and bytes per batch, or `batch_max_requests`) or when its first
+request has waited `batch_window_s`, with at most `limits.max_in_flight` batches out
+at once. Each batch, in this order:
+1. each request's worst case at batch prices is reserved against the spending cap
+   (one the cap can never afford is skipped, as in the sync lane);
+2. `BatchPlanned` (its tag and slots) is committed, then the provider creates the batch;
+3. `BatchSubmitted` is committed the moment its id is known;
+4. it is polled every `batch_poll_s` (`BatchPolled` when its state or counts change);
+5. each result is committed as a call row (mode "batch") as it is read;
+6. `BatchClosed`.
+A request that failed inside its batch (a server error, expiry, cancellation, a
+failed batch) goes into a later batch until `max_attempts`, then fails, or with
+`fallback = "sync"` goes back to the teacher for its sync lane.
+
+A run killed anywhere leaves its batches at the provider and in the store. The next
+run's `run` first finds them (a planned batch with no id by its tag), polls them and
+counts their requests as in flight: an ask for one waits for that batch and is never
+submitted again; results nobody asks for are committed all the same (they are paid).
+Batches are never cancelled from here, for the same reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from adapters.batch import BatchApi
+from core.batch import BATCH_DONE, BatchItem, BatchOutcome, BatchState, BatchStatus
+from core.calls import ChatRequest
+from core.config import TeacherSection
+from core.errors import CommitteeError, Permanent, Retryable
+from engine.budget import Budget, CallTab, CostFn, billed_row
+from engine.tokens import estimate_request_tokens, estimate_tokens
+from store.batches import (
+    BatchClosed,
+    BatchEvent,
+    BatchPlanned,
+    BatchPolled,
+    BatchRecord,
+    BatchSubmitted,
+    batch_records,
+    record_batch_event,
+)
+from store.calls import CallRow, CallSlot, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReply:
+    """How a request ended in batches: `row` as committed (completed, failed, or skipped by the cap);
+    None: it kept failing in batches and goes through the teacher's sync lane (`fallback = "sync"`)."""
+
+    row: CallRow | None
+
+
+class _Entry:
+    """One request of the lane, from its ask (or its resumed batch) to its reply.
+
+    `request` is None for a request of a resumed batch nobody has asked for yet in this run.
+    """
+
+    __slots__ = ("attempts", "done", "held_usd", "queued_at", "reply", "request", "size", "slot", "tab", "worst_usd")
+
+    def __init__(self, slot: CallSlot, request: ChatRequest | None, tab: CallTab, *, worst_usd: float, size: int):
+        self.slot = slot
+        self.request = request
+        # Tokens and USD over all attempts; the cap's reservation is `held_usd` while a batch holds it.
+        self.tab = tab
+        self.worst_usd = worst_usd
+        self.held_usd: float | None = None
+        self.size = size
+        self.attempts = 0
+        self.queued_at = 0.0
+        self.done = anyio.Event()
+        self.reply: BatchReply | None = None
+
+
+class BatchLane:
+    """Batches for one teacher: `ask` from any task; `run` (started once, in the teach stage's task group)."""
+
+    def __init__(self, section: TeacherSection, api: BatchApi, *, store: Store, budget: Budget, cost_usd: CostFn):
+        self.name = section.name
+        self.section = section
+        # USD at the teacher's batch rates, for worst cases and rows alike.
+        self.cost_usd = cost_usd
+        self._api = api
+        self._store = store
+        self._budget = budget
+        limits = api.limits
+        self._max_requests = min(limits.max_requests, section.batch_max_requests or limits.max_requests)
+        self._max_bytes = limits.max_bytes
+        self._max_in_flight = limits.max_in_flight
+        # Requests waiting for, or inside, a batch of this run or of a resumed one, by content key.
+        self._entries: dict[str, _Entry] = {}
+        self._queue: deque[_Entry] = deque()
+        self._queued_bytes = 0
+        self._in_flight = 0
+        self._wake = anyio.Event()
+
+    async def ask(self, slot: CallSlot, request: ChatRequest, worst_usd: float) -> BatchReply:
+        """Get `request` answered through batches (or joined to the open batch that already holds it).
+
+        `worst_usd`: one attempt's worst case at batch prices. Cancelled while queued, the
+        request leaves the queue; once in a batch it stays there (a rerun collects it).
+        """
+        entry = self._entries.get(slot.key)
+        if entry is None:
+            size = self._size(slot.key, request)
+            entry = self._entries[slot.key] = _Entry(slot, request, self._tab(), worst_usd=worst_usd, size=size)
+            self._enqueue(entry)
+        elif entry.request is None:
+            # A resumed batch holds it: should it fail there, this request is what a later batch sends.
+            entry.request, entry.size, entry.worst_usd = request, self._size(slot.key, request), worst_usd
+        try:
+            await entry.done.wait()
+        except BaseException:
+            if entry in self._queue:
+                self._queue.remove(entry)
+                self._queued_bytes -= entry.size
+                del self._entries[slot.key]
+            raise
+        assert entry.reply is not None
+        return entry.reply
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Take up the batches an earlier run left open, then send batches until cancelled.
+
+        `started` is signalled once every open batch's requests count as in flight, so no
+        ask made after it can submit one of them again.
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                for record in batch_records(self._store.connection, self.name):
+                    if not record.closed:
+                        await self._resume(record, tg)
+                task_status.started()
+                await self._send_batches(tg)
+        except anyio.get_cancelled_exc_class():
+            if self._in_flight:
+                log.info(
+                    "teacher %r: %d batches left at the provider; a rerun collects them", self.name, self._in_flight
+                )
+            raise
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def _tab(self) -> CallTab:
+        # No budget on the tab: the lane reserves and settles a whole request per batch itself,
+        # and a resumed batch's results are booked without any reservation of this run.
+        return CallTab(worst_usd=0.0, cost_usd=self.cost_usd)
+
+    def _size(self, key: str, request: ChatRequest) -> int:
+        return self._api.item_bytes(BatchItem(custom_id=key, request=request))
+
+    def _enqueue(self, entry: _Entry) -> None:
+        entry.queued_at = anyio.current_time()
+        self._queue.append(entry)
+        self._queued_bytes += entry.size
+        self._poke()
+
+    def _poke(self) -> None:
+        self._wake.set()
+        self._wake = anyio.Event()
+
+    def _full(self) -> bool:
+        return len(self._queue) >= self._max_requests or self._queued_bytes >= self._max_bytes
+
+    async def _send_batches(self, tg: TaskGroup) -> None:
+        while True:
+            wake = self._wake
+            if not self._queue or self._in_flight >= self._max_in_flight:
+                await wake.wait()
+                continue
+            wait_s = self._queue[0].queued_at + self.section.batch_window_s - anyio.current_time()
+            if wait_s > 0 and not self._full():
+                with anyio.move_on_after(wait_s):
+                    await wake.wait()
+                continue
+            entries = await self._take()
+            if entries:
+                self._in_flight += 1
+                tg.start_soon(self._send_batch, entries)
+
+    async def _take(self) -> list[_Entry]:
+        """The next batch's requests, each with its worst case reserved against the cap (in queue order)."""
+        taken: list[_Entry] = []
+        size = 0
+        while self._queue and len(taken) < self._max_requests:
+            entry = self._queue[0]
+            if entry.size > self._max_bytes:
+                self._dequeue()
+                await self._fail(entry, f"request of {entry.size} bytes is over the batch limit of {self._max_bytes}")
+                continue
+            if size + entry.size > self._max_bytes:
+                break
+            verdict = self._budget.reserve(entry.worst_usd)
+            if verdict == "wait":
+                if taken:
+                    break
+                # Only reservations in flight are in the way: wait for one to settle.
+                await self._budget.changed()
+                continue
+            self._dequeue()
+            if verdict == "refused":
+                await self._finish(entry, billed_row(entry.slot, entry.tab, status="skipped", error="budget"))
+                continue
+            entry.held_usd = entry.worst_usd
+            entry.attempts += 1
+            taken.append(entry)
+            size += entry.size
+        return taken
+
+    def _dequeue(self) -> None:
+        entry = self._queue.popleft()
+        self._queued_bytes -= entry.size
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    async def _send_batch(self, entries: list[_Entry]) -> None:
+        local_id = uuid.uuid4().hex[:16]
+        tag = f"committee-{local_id}"
+        slots = tuple(e.slot for e in entries)
+        try:
+            await self._record(
+                BatchPlanned(local_id=local_id, teacher=self.name, provider=self.section.provider, tag=tag, slots=slots)
+            )
+            items = [BatchItem(custom_id=e.slot.key, request=e.request) for e in entries if e.request is not None]
+            try:
+                batch_id = await self._api.submit(items, tag=tag)
+            except CommitteeError as exc:
+                # The answer to a create can be lost after the batch was made: look before sending again.
+                try:
+                    batch_id = await self._find(tag)
+                except Permanent as lost:
+                    # Maybe created, maybe not: left planned, so the next run looks again; sending its requests
+                    # again now could pay for them twice.
+                    for entry in entries:
+                        await self._fail(entry, f"{lost}")
+                    return
+                if batch_id is None:
+                    cause = f"not created: {exc}"
+                    await self._record(BatchClosed(local_id=local_id, state="failed", error=cause))
+                    await self._after_batch({e.slot.key: e for e in entries}, local_id, None, cause)
+                    return
+            await self._record(BatchSubmitted(local_id=local_id, batch_id=batch_id))
+            await self._follow(
+                local_id, batch_id, {e.slot.key: e for e in entries}, frozenset(e.slot.key for e in entries)
+            )
+        finally:
+            self._in_flight -= 1
+            self._poke()
+
+    async def _follow(
+        self,
+        local_id: str,
+        batch_id: str,
+        entries: dict[str, _Entry],
+        custom_ids: frozenset[str],
+        state: BatchState = "submitted",
+    ) -> None:
+        """Poll the batch until the provider is done with it, then commit its results and close it."""
+        seen: tuple[BatchState, int, int] = (state, 0, 0)
+        while True:
+            try:
+                status = await self._api.status(batch_id)
+            except Retryable as exc:
+                log.warning("teacher %r: batch %s: poll failed (%s); polling again", self.name, batch_id, exc)
+                status = None
+            except Permanent as exc:
+                # The provider no longer shows the batch: nothing of it can be collected.
+                status = BatchStatus(batch_id=batch_id, state="failed", error=f"cannot be polled: {exc}")
+            if status is not None:
+                now = (status.state, status.succeeded, status.errored)
+                if now != seen:
+                    seen = now
+                    await self._record(
+                        BatchPolled(
+                            local_id=local_id,
+                            state=status.state,
+                            succeeded=status.succeeded,
+                            errored=status.errored,
+                            error=status.error,
+                        )
+                    )
+                if status.state in BATCH_DONE:
+                    break
+            await anyio.sleep(self.section.batch_poll_s)
+        await self._collect(local_id, status, entries, custom_ids)
+
+    async def _collect(
+        self, local_id: str, status: BatchStatus, entries: dict[str, _Entry], custom_ids: frozenset[str]
+    ) -> None:
+        batch_id = status.batch_id
+        pending = dict(entries)
+        cause = status.error or status.state
+        while status.state != "failed":
+            try:
+                async for outcome in self._api.results(batch_id, custom_ids):
+                    entry = pending.pop(outcome.custom_id, None)
+                    if entry is not None:
+                        await self._settle(entry, outcome, local_id, batch_id)
+                break
+            except Retryable as exc:
+                log.warning("teacher %r: batch %s: download failed (%s); trying again", self.name, batch_id, exc)
+                await anyio.sleep(self.section.batch_poll_s)
+            except Permanent as exc:
+                # The results are paid for but unreadable: sending the rest again would pay twice.
+                cause = f"results unreadable: {exc}"
+                for entry in pending.values():
+                    await self._fail(entry, self._where(batch_id, cause))
+                pending.clear()
+                break
+        for entry in pending.values():
+            # A request of a failed batch, or one the results left out, was not billed.
+            await self._again_or_fail(
+                entry, batch_id, cause if status.state != "completed" else "no result in the batch"
+            )
+        if status.state != "completed" or cause != status.state:
+            log.warning(
+                "%s", self._where(batch_id, cause) + f" ({len(entries)} requests; see the batch's store events)"
+            )
+        await self._record(
+            BatchClosed(local_id=local_id, state=status.state, error=None if cause == status.state else cause)
+        )
+
+    async def _after_batch(self, entries: dict[str, _Entry], local_id: str, batch_id: str | None, cause: str) -> None:
+        """A batch never created: each request goes into a later batch, fails or falls back."""
+        log.warning("%s", self._where(batch_id or local_id, cause))
+        for entry in entries.values():
+            await self._again_or_fail(entry, batch_id or local_id, cause)
+
+    async def _settle(self, entry: _Entry, outcome: BatchOutcome, local_id: str, batch_id: str) -> None:
+        result = outcome.result
+        if result is None:
+            if outcome.retryable:
+                await self._again_or_fail(entry, batch_id, outcome.error or "failed")
+            else:
+                await self._fail(
+                    entry, self._where(batch_id, outcome.error or "failed"), http_status=outcome.http_status
+                )
+            return
+        stored = self._store.completed(entry.slot.key)
+        if stored is not None and stored.batch == local_id:
+            # Committed before the run that downloaded it was killed: this is the same answer, billed once.
+            self._settle_reservation(entry, 0.0)
+            await self._finish(entry, stored, commit=False)
+            return
+        spent_before = entry.tab.usd
+        if result.usage_reported:
+            entry.tab.billed(result.input_tokens, result.output_tokens, detail=result.detail)
+        else:
+            # No usage reported is not free: bill our estimate, marked as one.
+            prompt = estimate_request_tokens(entry.request) if entry.request is not None else 0
+            entry.tab.billed(prompt, estimate_tokens(result.text), estimated=True)
+        spent = None if entry.tab.usd is None or spent_before is None else entry.tab.usd - spent_before
+        self._settle_reservation(entry, spent)
+        row = billed_row(
+            entry.slot,
+            entry.tab,
+            status="completed",
+            attempts=max(entry.attempts, 1),
+            retries=max(entry.attempts - 1, 0),
+            text=result.text,
+            latency_s=result.latency_s,
+            http_status=result.http_status,
+            mode="batch",
+            batch=local_id,
+        )
+        await self._finish(entry, row)
+
+    def _settle_reservation(self, entry: _Entry, spent_usd: float | None) -> None:
+        if entry.held_usd is not None:
+            self._budget.settle(entry.held_usd, spent_usd)
+            entry.held_usd = None
+        elif spent_usd:
+            self._budget.book(spent_usd)
+
+    async def _again_or_fail(self, entry: _Entry, batch_id: str, cause: str) -> None:
+        # Nothing was billed for this attempt.
+        self._settle_reservation(entry, 0.0)
+        if entry.request is None:
+            # Of a resumed batch and asked by nobody in this run: not billed, and a later ask sends it afresh.
+            del self._entries[entry.slot.key]
+            entry.done.set()
+            return
+        if entry.attempts < self.section.max_attempts:
+            self._enqueue(entry)
+            return
+        if self.section.fallback == "sync":
+            del self._entries[entry.slot.key]
+            entry.reply = BatchReply(None)
+            entry.done.set()
+            return
+        await self._fail(entry, self._where(batch_id, f"{cause}, after {entry.attempts} batches"))
+
+    async def _fail(self, entry: _Entry, error: str, *, http_status: int | None = None) -> None:
+        self._settle_reservation(entry, 0.0)
+        row = billed_row(
+            entry.slot,
+            entry.tab,
+            status="failed",
+            attempts=entry.attempts,
+            error=error,
+            http_status=http_status,
+            mode="batch",
+        )
+        await self._finish(entry, row)
+
+    async def _finish(self, entry: _Entry, row: CallRow, *, commit: bool = True) -> None:
+        if commit:
+            # Shielded: a Ctrl-C landing here must not lose a paid-for answer.
+            with anyio.CancelScope(shield=True):
+                await self._store.add_call(row)
+        # The row is visible to `Store.completed` from here on, so the key can leave the lane.
+        self._entries.pop(entry.slot.key, None)
+        entry.reply = BatchReply(row)
+        entry.done.set()
+
+    def _where(self, batch_id: str, cause: str) -> str:
+        return f"teacher {self.name!r}: batch {batch_id}: {cause}"
+
+    # -- resume -----------------------------------------------------------------------------
+
+    async def _resume(self, record: BatchRecord, tg: TaskGroup) -> None:
+        batch_id = record.batch_id
+        if batch_id is None:
+            batch_id = await self._find(record.tag)
+            if batch_id is None:
+                # Killed between planning and creating it: nothing was sent; the asks of this run send it.
+                await self._record(BatchClosed(local_id=record.local_id, state="planned", error="never created"))
+                return
+            await self._record(BatchSubmitted(local_id=record.local_id, batch_id=batch_id))
+        entries: dict[str, _Entry] = {}
+        for slot in record.slots:
+            if slot.key in self._entries or self._store.completed(slot.key) is not None:
+                continue
+            entry = _Entry(slot, None, self._tab(), worst_usd=0.0, size=0)
+            entry.attempts = 1
+            entries[slot.key] = self._entries[slot.key] = entry
+        log.info(
+            "teacher %r: following batch %s left open by an earlier run (%d requests)",
+            self.name,
+            batch_id,
+            len(entries),
+        )
+        self._in_flight += 1
+        tg.start_soon(self._follow_resumed, record, batch_id, entries)
+
+    async def _follow_resumed(self, record: BatchRecord, batch_id: str, entries: dict[str, _Entry]) -> None:
+        try:
+            custom_ids = frozenset(slot.key for slot in record.slots)
+            await self._follow(record.local_id, batch_id, entries, custom_ids, record.state)
+        finally:
+            self._in_flight -= 1
+            self._poke()
+
+    async def _find(self, tag: str) -> str | None:
+        try:
+            return await self._api.find(tag)
+        except CommitteeError as exc:
+            raise Permanent(
+                f"teacher {self.name!r}: cannot look up batch {tag!r} at the provider ({exc}); "
+                "rerun when the provider answers (nothing was sent again)"
+            ) from None
+
+    async def _record(self, event: BatchEvent) -> None:
+        # Shielded: the batch's history must reach the store even when the run is stopping.
+        with anyio.CancelScope(shield=True):
+            await record_batch_event(self._store, self.name, event)
