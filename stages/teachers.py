@@ -11,13 +11,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import date
 
-from accounting.pricing import cost_usd, teacher_prices, warn_if_stale
+import aiohttp
+
+from accounting.pricing import cost_fn, teacher_prices, warn_if_stale
 from adapters import make_client
+from adapters.batch import batch_api
 from adapters.hosts import structured_output_problem
 from core.calls import HostRoute
 from core.capabilities import teacher_request
 from core.config import Config, ConfigError, TeacherSection, api_key
 from core.records import Question
+from engine.batch_lane import BatchLane
 from engine.budget import Budget
 from engine.lane import Lane, lane_limits
 from engine.teacher import Teacher
@@ -140,13 +144,20 @@ async def _open_teacher(stack: AsyncExitStack, t: TeacherSection, emulator, stor
             t.provider, api_key=key, base_url=base_url, max_connections=t.max_in_flight, name=t.name, route=route
         )
     )
+    # A batch teacher has a sync lane too: for the requests that fall back to sync.
     lane = Lane(t.name, client, lane_limits(t))
-    prices = teacher_prices(t)
+    batch = None
+    if t.mode == "batch":
+        # The Batch API's few control calls (create, poll, download) get their own session.
+        session = await stack.enter_async_context(aiohttp.ClientSession(trust_env=False))
+        api = batch_api(t, session, key, base_url=base_url)
+        batch = BatchLane(t, api, store=store, budget=budget, cost_usd=cost_fn(t, "batch"))
     return Teacher(
         t,
         lane,
         store=store,
         budget=budget,
-        cost_usd=lambda i, o, detail, p=prices: cost_usd(p, i, o, detail),
+        cost_usd=cost_fn(t, "sync"),
         estimate_tokens=estimate_tokens,
+        batch=batch,
     )
