@@ -188,8 +188,7 @@ class BatchBook:
 
     def in_flight(self, provider: str) -> int:
         """Batches of `provider` not yet in an end state."""
-        now = self._clock()
-        return sum(1 for job in self._jobs.get(provider, {}).values() if job.phase(now) not in TERMINAL)
+        return sum(1 for job in self.listed(provider) if job.phase(self._clock()) not in TERMINAL)
 
     def over_in_flight(self, provider: str) -> bool:
         """Whether one more batch would pass `max_in_flight` (counts it refused when so)."""

@@ -25,7 +25,7 @@ import anyio
 import msgspec
 from aiohttp import web
 
-from emulator import batch_openai
+from emulator import batch_anthropic, batch_openai
 from emulator.answers import answer_fn_for
 from emulator.batches import BatchBook
 from emulator.caching import PromptCache, anthropic_min_tokens
@@ -365,7 +365,7 @@ class Emulator:
         # google-genai calls /v1beta/... by default and /v1/... with api_version="v1".
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)
-        for batch_api in (batch_openai,):
+        for batch_api in (batch_openai, batch_anthropic):
             batch_api.add_routes(app, self)
         app.router.add_get("/_emulator/stats", self._get_stats)
         app.router.add_post("/_emulator/reset", self._post_reset)

@@ -273,3 +273,173 @@ async def test_openai_batch_endpoints_want_the_key_and_a_known_id() -> None:
         async with http.get("/v1/files/file-nope/content", headers=OPENAI_AUTH) as response:
             assert response.status == 404
     assert emu.stats().unauthorized == 1
+
+
+# --- Anthropic -------------------------------------------------------------------------------------
+
+ANTHROPIC_AUTH = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+
+
+def anthropic_request(custom_id: str, text: str, model: str = "claude-m") -> dict[str, object]:
+    params = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    return {"custom_id": custom_id, "params": params}
+
+
+async def anthropic_create(http: aiohttp.ClientSession, requests: list[dict], status: int = 200) -> dict:
+    async with http.post("/v1/messages/batches", json={"requests": requests}, headers=ANTHROPIC_AUTH) as response:
+        assert response.status == status, await response.text()
+        return await response.json()
+
+
+async def anthropic_get(http: aiohttp.ClientSession, path: str) -> dict:
+    async with http.get(path, headers=ANTHROPIC_AUTH) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def anthropic_results(http: aiohttp.ClientSession, batch: dict) -> list[dict]:
+    assert batch["results_url"].startswith("http://127.0.0.1:")
+    async with http.get(batch["results_url"], headers=ANTHROPIC_AUTH) as response:
+        assert response.status == 200
+        return [json.loads(line) for line in (await response.text()).splitlines()]
+
+
+@pytest.mark.anyio
+async def test_anthropic_batch_ends_on_the_clock_and_its_results_are_billed_once_at_batch_price() -> None:
+    async with batch_emulator(delay_s=3.0) as (emu, clock, http):
+        batch = await anthropic_create(http, [anthropic_request(f"req-{i}", f"question {i}") for i in range(3)])
+        assert batch["type"] == "message_batch" and batch["processing_status"] == "in_progress"
+        assert batch["results_url"] is None and batch["expires_at"] > batch["created_at"]
+        clock.now += 2.0
+        batch = await anthropic_get(http, f"/v1/messages/batches/{batch['id']}")
+        # Counts leave `processing` only once the whole batch has ended, as Anthropic documents.
+        assert batch["processing_status"] == "in_progress" and batch["request_counts"]["processing"] == 3
+        async with http.get(f"/v1/messages/batches/{batch['id']}/results", headers=ANTHROPIC_AUTH) as response:
+            assert response.status == 400  # not ended: no results yet
+        clock.now += 1.0
+        batch = await anthropic_get(http, f"/v1/messages/batches/{batch['id']}")
+        assert batch["processing_status"] == "ended" and batch["ended_at"] is not None
+        counts = batch["request_counts"]
+        assert counts == {"processing": 0, "succeeded": 3, "errored": 0, "canceled": 0, "expired": 0}
+        results = await anthropic_results(http, batch)
+    assert sorted(r["custom_id"] for r in results) == ["req-0", "req-1", "req-2"]
+    for result in results:
+        message = result["result"]["message"]
+        assert result["result"]["type"] == "succeeded" and message["type"] == "message"
+        assert message["content"][0]["text"] == "Echo: question " + result["custom_id"][-1]
+        assert message["usage"]["input_tokens"] > 0
+    stats = emu.stats().models["claude-m"]
+    assert stats.batch_billed == stats.billed_requests == 3 and stats.received == 0
+    assert stats.batch_input_tokens == stats.billed_input_tokens
+    assert stats.batch_ids == {"req-0": 1, "req-1": 1, "req-2": 1}
+    assert sorted(stats.billed_keys.values()) == [1, 1, 1]
+
+
+@pytest.mark.anyio
+async def test_anthropic_errors_expiry_and_a_bad_request_come_back_per_request() -> None:
+    async with batch_emulator(delay_s=4.0, expire_after_s=3.0, error_share=0.5) as (emu, clock, http):
+        requests = [anthropic_request(f"r{i}", f"q{i}") for i in range(6)]
+        requests.append({"custom_id": "bad", "params": {"model": "claude-m", "messages": []}})  # no max_tokens
+        batch = await anthropic_create(http, requests)
+        clock.now += 3.0
+        batch = await anthropic_get(http, f"/v1/messages/batches/{batch['id']}")
+        assert batch["processing_status"] == "ended"
+        results = {r["custom_id"]: r["result"] for r in await anthropic_results(http, batch)}
+    kinds = {custom_id: result["type"] for custom_id, result in results.items()}
+    assert kinds["bad"] == "expired"  # the last request: it was never reached
+    finished = [kinds[f"r{i}"] for i in range(5)]  # 7 requests over 4 s, expired at 3 s: 5 finished
+    assert kinds["r5"] == "expired" and set(finished) == {"succeeded", "errored"}
+    errored = next(result for result in results.values() if result["type"] == "errored")
+    assert errored["error"]["type"] == "error" and errored["error"]["error"]["type"] == "api_error"
+    counts = batch["request_counts"]
+    assert counts["expired"] == 2 and counts["succeeded"] + counts["errored"] == 5
+    stats = emu.stats().total
+    assert stats.batch_billed == counts["succeeded"] and stats.batch_errored == counts["errored"]
+    assert stats.batch_expired == 1  # the bad request never parsed, so no model to count it under
+
+
+@pytest.mark.anyio
+async def test_anthropic_an_invalid_request_in_a_batch_comes_back_errored() -> None:
+    async with batch_emulator(delay_s=1.0) as (emu, clock, http):
+        bad = {"custom_id": "bad", "params": {"model": "claude-m", "messages": []}}
+        batch = await anthropic_create(http, [anthropic_request("ok", "q"), bad])
+        clock.now += 1.0
+        batch = await anthropic_get(http, f"/v1/messages/batches/{batch['id']}")
+        results = {r["custom_id"]: r["result"] for r in await anthropic_results(http, batch)}
+    assert results["ok"]["type"] == "succeeded"
+    assert results["bad"]["type"] == "errored"
+    assert results["bad"]["error"]["error"]["type"] == "invalid_request_error"
+    assert emu.stats().total.billed_requests == 1
+
+
+@pytest.mark.anyio
+async def test_anthropic_cancel_goes_through_canceling_and_bills_only_what_finished() -> None:
+    async with batch_emulator(delay_s=4.0, cancel_s=1.0) as (emu, clock, http):
+        batch = await anthropic_create(http, [anthropic_request(f"r{i}", f"q{i}") for i in range(4)])
+        clock.now += 2.0
+        async with http.post(f"/v1/messages/batches/{batch['id']}/cancel", headers=ANTHROPIC_AUTH) as response:
+            assert response.status == 200
+            cancelling = await response.json()
+        assert cancelling["processing_status"] == "canceling" and cancelling["cancel_initiated_at"] is not None
+        clock.now += 1.0
+        batch = await anthropic_get(http, f"/v1/messages/batches/{batch['id']}")
+        assert batch["processing_status"] == "ended"
+        assert batch["request_counts"]["canceled"] == 2 and batch["request_counts"]["succeeded"] == 2
+        results = {r["custom_id"]: r["result"]["type"] for r in await anthropic_results(http, batch)}
+    assert results == {"r0": "succeeded", "r1": "succeeded", "r2": "canceled", "r3": "canceled"}
+    assert emu.stats().total.batch_billed == 2
+
+
+@pytest.mark.anyio
+async def test_anthropic_list_pages_newest_first() -> None:
+    async with batch_emulator() as (_emu, _clock, http):
+        ids = [(await anthropic_create(http, [anthropic_request("a", f"q{i}")]))["id"] for i in range(3)]
+        first = await anthropic_get(http, "/v1/messages/batches?limit=2")
+        rest = await anthropic_get(http, f"/v1/messages/batches?limit=2&after_id={first['last_id']}")
+        back = await anthropic_get(http, f"/v1/messages/batches?limit=2&before_id={ids[0]}")
+    assert [b["id"] for b in first["data"]] == [ids[2], ids[1]] and first["has_more"] is True
+    assert [b["id"] for b in rest["data"]] == [ids[0]] and rest["has_more"] is False
+    assert [b["id"] for b in back["data"]] == [ids[2], ids[1]]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("requests", "behaviour", "status", "error_type"),
+    [
+        ([anthropic_request(f"r{i}", "q") for i in range(3)], {"max_requests": 2}, 400, "invalid_request_error"),
+        ([anthropic_request("r", "q" * 300)], {"max_bytes": 200}, 413, "request_too_large"),
+        ([anthropic_request("a", "q"), anthropic_request("a", "q2")], {}, 400, "invalid_request_error"),
+        ([anthropic_request("not a valid id!", "q")], {}, 400, "invalid_request_error"),
+        ([{"custom_id": "a"}], {}, 400, "invalid_request_error"),
+        ([], {}, 400, "invalid_request_error"),
+    ],
+)
+async def test_anthropic_refuses_a_batch_over_its_limits_or_malformed(
+    requests: list[dict], behaviour: dict, status: int, error_type: str
+) -> None:
+    async with batch_emulator(**behaviour) as (emu, _clock, http):
+        document = await anthropic_create(http, requests, status=status)
+    assert document["type"] == "error" and document["error"]["type"] == error_type
+    assert emu.stats().batches_created == 0 and emu.stats().batches_refused == 1
+
+
+@pytest.mark.anyio
+async def test_anthropic_batches_in_flight_over_the_cap_get_a_429() -> None:
+    async with batch_emulator(max_in_flight=1, delay_s=2.0) as (emu, clock, http):
+        await anthropic_create(http, [anthropic_request("a", "q")])
+        refused = await anthropic_create(http, [anthropic_request("a", "q")], status=429)
+        clock.now += 2.0
+        await anthropic_create(http, [anthropic_request("a", "q")])
+    assert refused["error"]["type"] == "rate_limit_error"
+    assert emu.stats().batches_created == 2 and emu.stats().batches_refused == 1
+
+
+@pytest.mark.anyio
+async def test_anthropic_batch_endpoints_want_the_key() -> None:
+    async with batch_emulator() as (emu, _clock, http):
+        async with http.get("/v1/messages/batches") as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["type"] == "authentication_error"
+        async with http.get("/v1/messages/batches/msgbatch_nope", headers=ANTHROPIC_AUTH) as response:
+            assert response.status == 404
+    assert emu.stats().unauthorized == 1

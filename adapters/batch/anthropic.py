@@ -179,12 +179,12 @@ class AnthropicBatches:
         """The id of the batch of exactly `custom_ids` created after `since`, None if there is none
         (see the module's docstring for the rule and its limits).
 
-        Raises ValueError without `custom_ids` and `since` (nothing to match by), Retryable
+        Raises Permanent without `custom_ids` and `since` (nothing to match by), Retryable
         while several in-progress batches could be it.
         """
-        if not custom_ids or since is None:
-            raise ValueError("Anthropic batches carry no tag: find them by `custom_ids` and `since`")
         where = f"finding batch {tag!r}"
+        if not custom_ids or since is None:
+            raise self._http.fail(where, "Anthropic batches carry no tag: the look-up needs `custom_ids` and `since`")
         waiting: list[str] = []
         params = {"limit": "100"}
         while True:
