@@ -231,6 +231,7 @@ async def measure(args: argparse.Namespace) -> PipelineRun:
 
 
 class _StoreFigures(msgspec.Struct, kw_only=True):
+    calls: int
     usd: float | None
     usd_per_teacher: dict[str, float | None]
     batches: int
@@ -241,6 +242,7 @@ def _store_figures(conn: sqlite3.Connection) -> _StoreFigures:
     rows = ledger.stage_ledger(conn)
     teachers = sorted({r.teacher for r in rows})
     return _StoreFigures(
+        calls=ledger.totals(rows).calls,
         usd=ledger.totals(rows).usd,
         usd_per_teacher={t: ledger.totals([r for r in rows if r.teacher == t]).usd for t in teachers},
         batches=len(batch_records(conn)),
@@ -258,7 +260,7 @@ async def _mode_run(
         wall_s=wall,
         usd=figures.usd,
         usd_per_teacher=figures.usd_per_teacher,
-        calls=stats.total.completed + stats.total.batch_billed,
+        calls=figures.calls,
         batch_requests=stats.total.batch_requests,
         batches=figures.batches,
         http_429=stats.total.rejected_429,
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch:
         comparison = anyio.run(compare_batch, args)
-        print_comparison(comparison, Console())
+        print_comparison(comparison, Console(width=200))
         if args.json:
             args.json.write_bytes(msgspec.json.format(msgspec.json.encode(comparison), indent=2))
         return 0
