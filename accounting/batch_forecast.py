@@ -167,8 +167,8 @@ def mode_table(cmp: ModeComparison) -> Table:
     rows.append(
         [
             "run",
-            "",
-            "as configured",
+            "every teacher",
+            "-",
             fmt_num(sum(r.calls for r in cmp.rows)),
             fmt_usd(cmp.usd_sync),
             fmt_usd(cmp.usd_batch),
@@ -184,5 +184,5 @@ def mode_table(cmp: ModeComparison) -> Table:
         note=f"As configured: {fmt_usd(cmp.usd)}, about {fmt_duration(cmp.wall_s)}. USD from the forecast's tokens at "
         "list prices (batch: the table's batch rates, else half). Wall sync: what the rate limits imply; wall batch: "
         "waves one after another (rationales and feedback, then reviews; with skip_decided each batch reviewer of a "
-        "rationale is a wave) times batch_expected_hours; the run row's batch figure puts every teacher in batch mode.",
+        "rationale is a wave) times batch_expected_hours; the run row puts every teacher in sync, then in batch mode.",
     )
