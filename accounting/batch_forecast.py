@@ -41,6 +41,8 @@ class ModeRow(msgspec.Struct, kw_only=True):
     wall_sync_s: float
     wall_batch_s: float
     waves: int
+    # Where the batch prices come from (`Prices.source`: the table's batch rates, or half the sync ones).
+    batch_prices: str = "unknown"
 
 
 class ModeComparison(msgspec.Struct, kw_only=True):
@@ -103,6 +105,7 @@ def compare_modes(
     out: list[ModeRow] = []
     for (dataset, name), (calls, tin, tout) in loads.items():
         t = teachers[name]
+        batch_prices = mode_prices(t, "batch")
         # This teacher's waves were it in batch mode, beside the others as configured.
         waves = batch_waves(cfg, configured | {name})
         out.append(
@@ -112,10 +115,11 @@ def compare_modes(
                 mode=t.mode,
                 calls=round(calls),
                 usd_sync=cost_usd(mode_prices(t, "sync"), round(tin), round(tout)),
-                usd_batch=cost_usd(mode_prices(t, "batch"), round(tin), round(tout)),
+                usd_batch=cost_usd(batch_prices, round(tin), round(tout)),
                 wall_sync_s=sync_wall(t, (calls, tin + tout, tout)),
                 wall_batch_s=waves * t.batch_expected_hours * 3600.0 if calls else 0.0,
                 waves=waves,
+                batch_prices=batch_prices.source if batch_prices is not None else "unknown",
             )
         )
     return _comparison(cfg, out, configured, teacher_walls)
@@ -161,6 +165,7 @@ def mode_table(cmp: ModeComparison) -> Table:
             fmt_usd(r.usd_batch),
             fmt_duration(r.wall_sync_s),
             f"{fmt_duration(r.wall_batch_s)} ({r.waves} x {cmp.batch_hours[r.teacher]:g}h)",
+            r.batch_prices,
         ]
         for r in cmp.rows
     ]
@@ -174,11 +179,22 @@ def mode_table(cmp: ModeComparison) -> Table:
             fmt_usd(cmp.usd_batch),
             fmt_duration(cmp.wall_sync_s),
             fmt_duration(cmp.wall_batch_s),
+            "",
         ]
     )
     return Table(
         title="Dry run: sync or batch, per dataset and teacher",
-        headers=["dataset", "teacher", "mode", "calls", "USD sync", "USD batch", "wall sync", "wall batch"],
+        headers=[
+            "dataset",
+            "teacher",
+            "mode",
+            "calls",
+            "USD sync",
+            "USD batch",
+            "wall sync",
+            "wall batch",
+            "batch prices",
+        ],
         rows=rows,
         text_columns=3,
         note=f"As configured: {fmt_usd(cmp.usd)}, about {fmt_duration(cmp.wall_s)}. USD from the forecast's tokens at "

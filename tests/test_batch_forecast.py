@@ -54,6 +54,7 @@ def test_dry_run_shows_both_modes_per_dataset_and_teacher():
         assert r.calls == n * 2 + n * 2
         # gpt-4o-mini's table batch rates are half its sync rates.
         assert r.usd_batch == pytest.approx(r.usd_sync / 2)
+        assert r.batch_prices == "table:gpt-4o-mini, batch rates"
     # a alone in batch takes one wave of its 2 h; b or c in batch beside a would make it two waves of their 1 h.
     assert (rows["a"].waves, rows["a"].wall_batch_s) == (1, pytest.approx(2 * 3600))
     assert (rows["b"].waves, rows["b"].wall_batch_s) == (2, pytest.approx(2 * 3600))
