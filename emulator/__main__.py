@@ -3,7 +3,9 @@
     python -m emulator --rpm 600 --tpm 100000 --latency-ms 300 --latency-sigma 0.5
 
 Prints `emulator listening on http://127.0.0.1:PORT` once it accepts connections.
-Options override the matching fields of `--spec FILE.json` (an `EmulatorSpec`).
+Options override the matching fields of `--spec FILE.json` (an `EmulatorSpec`). The Batch APIs
+(OpenAI, Anthropic, Gemini) follow the spec's `batch` section, e.g. `{"batch": {"delay_s": 5,
+"error_share": 0.05, "expire_after_s": 60}}` (emulator/spec.py, `BatchBehaviour`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from emulator.batches import (
     TERMINAL,
+    Handler,
     Item,
     Job,
     StoredFile,
@@ -75,9 +76,12 @@ def add_routes(app: web.Application, emu: Emulator) -> None:
     app.router.add_get("/v1/files/{file_id}", route(emu, _WIRE, _file))
     app.router.add_get("/v1/files/{file_id}/content", route(emu, _WIRE, _file_content))
     app.router.add_post("/v1/batches", route(emu, _WIRE, _create))
-    app.router.add_get("/v1/batches", route(emu, _WIRE, _list))
-    app.router.add_get("/v1/batches/{batch_id}", route(emu, _WIRE, _retrieve))
     app.router.add_post("/v1/batches/{batch_id}/cancel", route(emu, _WIRE, _cancel))
+
+
+def shared_routes(emu: Emulator) -> dict[str, Handler]:
+    """The GET routes whose paths Gemini's v1 batches use too (the emulator tells them apart by key header)."""
+    return {"/v1/batches": route(emu, _WIRE, _list), "/v1/batches/{batch_id}": route(emu, _WIRE, _retrieve)}
 
 
 # --- files ---------------------------------------------------------------------------------------

@@ -319,10 +319,11 @@ def limit(override: int | None, provider_limit: int) -> int:
     return provider_limit if override is None else override
 
 
-Handler = Callable[["Emulator", web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Serve = Callable[["Emulator", web.Request], Awaitable[web.StreamResponse]]
 
 
-def route(emu: Emulator, wire: Wire, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def route(emu: Emulator, wire: Wire, handler: Serve) -> Handler:
     """An aiohttp handler: the sync path's auth check (no key: the provider's 401), then `handler`;
     whatever happens, `Emulator.wait_for` is woken."""
 
@@ -355,3 +356,12 @@ def parse_item(wire: Wire, custom_id: str, body: bytes, path_model: str | None =
         return Item(custom_id, None, wire.rejected(exc))
     except (msgspec.DecodeError, ValueError) as exc:
         return Item(custom_id, None, wire.error("invalid", f"invalid request body: {exc}"))
+
+
+def by_key_header(openai: Handler, gemini: Handler) -> Handler:
+    """One path served for two providers: Gemini when the request carries Gemini's key header, else OpenAI."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return await (gemini if "x-goog-api-key" in request.headers else openai)(request)
+
+    return serve

@@ -25,9 +25,9 @@ import anyio
 import msgspec
 from aiohttp import web
 
-from emulator import batch_anthropic, batch_openai
+from emulator import batch_anthropic, batch_gemini, batch_openai
 from emulator.answers import answer_fn_for
-from emulator.batches import BatchBook
+from emulator.batches import BatchBook, by_key_header
 from emulator.caching import PromptCache, anthropic_min_tokens
 from emulator.limiter import ModelLimiter
 from emulator.reasoning import Rejected, thinking_tokens
@@ -123,6 +123,7 @@ class Emulator:
 
     async def wait_for(self, condition: Callable[[EmulatorStats], bool]) -> EmulatorStats:
         """Wait until `condition(stats)` holds, checking again each time a request finishes; return those stats.
+        Batches move on the clock but are looked at only when asked: a batch client's polls wake this too.
 
         For a caller in the emulator's event loop (tests): no polling, so no sleep to tune.
 
@@ -338,6 +339,8 @@ class Emulator:
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
+        if method == "batchGenerateContent":
+            return await batch_gemini.create(self, request, model)
         if method != "generateContent":
             self._bad_requests += 1
             return _error_response(WIRES["gemini"], "not_found", f"method {method!r} is not emulated")
@@ -365,8 +368,12 @@ class Emulator:
         # google-genai calls /v1beta/... by default and /v1/... with api_version="v1".
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         app.router.add_post("/v1/models/{target}", self._gemini)
-        for batch_api in (batch_openai, batch_anthropic):
+        for batch_api in (batch_openai, batch_anthropic, batch_gemini):
             batch_api.add_routes(app, self)
+        # Gemini's batches under /v1 (google-genai's default version) share their paths with OpenAI's.
+        gemini_routes = batch_gemini.shared_routes(self)
+        for path, openai_handler in batch_openai.shared_routes(self).items():
+            app.router.add_get(path, by_key_header(openai_handler, gemini_routes[path]))
         app.router.add_get("/_emulator/stats", self._get_stats)
         app.router.add_post("/_emulator/reset", self._post_reset)
         return app

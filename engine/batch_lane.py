@@ -26,8 +26,10 @@ Batches are never cancelled from here, for the same reason.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -35,9 +37,9 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from adapters.batch import BatchApi
 from core.batch import BATCH_DONE, BatchItem, BatchOutcome, BatchState, BatchStatus
-from core.calls import ChatRequest
+from core.calls import ChatRequest, UsageDetail, plausible_tokens
 from core.config import TeacherSection
-from core.errors import CommitteeError, Permanent, Retryable
+from core.errors import CommitteeError, Permanent, Retryable, UnusableKind
 from engine.budget import Budget, CallTab, CostFn, billed_row
 from engine.tokens import estimate_request_tokens, estimate_tokens
 from store.batches import (
@@ -54,6 +56,9 @@ from store.calls import CallRow, CallSlot, Store
 
 log = logging.getLogger(__name__)
 
+# Look-ups of a planned batch's id before the batch is taken as lost (see `BatchLane._find`).
+_FIND_ATTEMPTS = 5
+
 
 @dataclass(frozen=True, slots=True)
 class BatchReply:
@@ -69,7 +74,19 @@ class _Entry:
     `request` is None for a request of a resumed batch nobody has asked for yet in this run.
     """
 
-    __slots__ = ("attempts", "done", "held_usd", "queued_at", "reply", "request", "size", "slot", "tab", "worst_usd")
+    __slots__ = (
+        "attempts",
+        "done",
+        "held_usd",
+        "queued_at",
+        "reply",
+        "request",
+        "size",
+        "slot",
+        "tab",
+        "unusable",
+        "worst_usd",
+    )
 
     def __init__(self, slot: CallSlot, request: ChatRequest | None, tab: CallTab, *, worst_usd: float, size: int):
         self.slot = slot
@@ -80,6 +97,8 @@ class _Entry:
         self.held_usd: float | None = None
         self.size = size
         self.attempts = 0
+        # Why the last billed answer had no usable text, for the row of a request that ends failed.
+        self.unusable: UnusableKind | None = None
         self.queued_at = 0.0
         self.done = anyio.Event()
         self.reply: BatchReply | None = None
@@ -106,6 +125,8 @@ class BatchLane:
         self._queued_bytes = 0
         self._in_flight = 0
         self._wake = anyio.Event()
+        # Provider ids of this teacher's recorded batches: a look-up by requests must not take one for another.
+        self._known_ids: frozenset[str] = frozenset()
 
     async def ask(self, slot: CallSlot, request: ChatRequest, worst_usd: float) -> BatchReply:
         """Get `request` answered through batches (or joined to the open batch that already holds it).
@@ -140,7 +161,9 @@ class BatchLane:
         """
         try:
             async with anyio.create_task_group() as tg:
-                for record in batch_records(self._store.connection, self.name):
+                records = batch_records(self._store.connection, self.name)
+                self._known_ids = frozenset(r.batch_id for r in records if r.batch_id is not None)
+                for record in records:
                     if not record.closed:
                         await self._resume(record, tg)
                 task_status.started()
@@ -230,6 +253,8 @@ class BatchLane:
         local_id = uuid.uuid4().hex[:16]
         tag = f"committee-{local_id}"
         slots = tuple(e.slot for e in entries)
+        # Before the plan is recorded: a look-up for this batch lists the provider's batches back to here.
+        planned_at = time.time()
         try:
             await self._record(
                 BatchPlanned(local_id=local_id, teacher=self.name, provider=self.section.provider, tag=tag, slots=slots)
@@ -240,7 +265,7 @@ class BatchLane:
             except CommitteeError as exc:
                 # The answer to a create can be lost after the batch was made: look before sending again.
                 try:
-                    batch_id = await self._find(tag)
+                    batch_id = await self._find(tag, slots, planned_at)
                 except Permanent as lost:
                     # Maybe created, maybe not: left planned, so the next run looks again; sending its requests
                     # again now could pay for them twice.
@@ -342,6 +367,13 @@ class BatchLane:
     async def _settle(self, entry: _Entry, outcome: BatchOutcome, local_id: str, batch_id: str) -> None:
         result = outcome.result
         if result is None:
+            if outcome.unusable is not None:
+                # Answered and billed without usable text, as the sync lane bills it; a truncated answer
+                # that reported no usage used all of its output limit.
+                entry.unusable = outcome.unusable
+                limit = entry.request.output_limit if entry.request is not None else 0
+                unreported = limit if outcome.unusable == "truncated" else 0
+                self._bill(entry, outcome.input_tokens, outcome.output_tokens, outcome.detail, unreported)
             if outcome.retryable:
                 await self._again_or_fail(entry, batch_id, outcome.error or "failed")
             else:
@@ -355,15 +387,8 @@ class BatchLane:
             self._settle_reservation(entry, 0.0)
             await self._finish(entry, stored, commit=False)
             return
-        spent_before = entry.tab.usd
-        if result.usage_reported:
-            entry.tab.billed(result.input_tokens, result.output_tokens, detail=result.detail)
-        else:
-            # No usage reported is not free: bill our estimate, marked as one.
-            prompt = estimate_request_tokens(entry.request) if entry.request is not None else 0
-            entry.tab.billed(prompt, estimate_tokens(result.text), estimated=True)
-        spent = None if entry.tab.usd is None or spent_before is None else entry.tab.usd - spent_before
-        self._settle_reservation(entry, spent)
+        reported = (result.input_tokens, result.output_tokens) if result.usage_reported else (None, None)
+        self._bill(entry, *reported, result.detail, estimate_tokens(result.text))
         row = billed_row(
             entry.slot,
             entry.tab,
@@ -377,6 +402,25 @@ class BatchLane:
             batch=local_id,
         )
         await self._finish(entry, row)
+
+    def _bill(
+        self,
+        entry: _Entry,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        detail: UsageDetail,
+        unreported_output: int,
+    ) -> None:
+        """Bill one answer to the request's tab and settle its reservation at what it cost."""
+        before = entry.tab.usd
+        if plausible_tokens(input_tokens) and plausible_tokens(output_tokens):
+            assert input_tokens is not None and output_tokens is not None
+            entry.tab.billed(input_tokens, output_tokens, detail=detail)
+        else:
+            # No usage reported is not free: bill our estimate, marked as one.
+            prompt = estimate_request_tokens(entry.request) if entry.request is not None else 0
+            entry.tab.billed(prompt, unreported_output, estimated=True)
+        self._settle_reservation(entry, None if entry.tab.usd is None or before is None else entry.tab.usd - before)
 
     def _settle_reservation(self, entry: _Entry, spent_usd: float | None) -> None:
         if entry.held_usd is not None:
@@ -412,6 +456,7 @@ class BatchLane:
             attempts=entry.attempts,
             error=error,
             http_status=http_status,
+            unusable=entry.unusable,
             mode="batch",
         )
         await self._finish(entry, row)
@@ -434,7 +479,7 @@ class BatchLane:
     async def _resume(self, record: BatchRecord, tg: TaskGroup) -> None:
         batch_id = record.batch_id
         if batch_id is None:
-            batch_id = await self._find(record.tag)
+            batch_id = await self._find(record.tag, record.slots, record.planned_at)
             if batch_id is None:
                 # Killed between planning and creating it: nothing was sent; the asks of this run send it.
                 await self._record(BatchClosed(local_id=record.local_id, state="planned", error="never created"))
@@ -464,16 +509,33 @@ class BatchLane:
             self._in_flight -= 1
             self._poke()
 
-    async def _find(self, tag: str) -> str | None:
-        try:
-            return await self._api.find(tag)
-        except CommitteeError as exc:
-            raise Permanent(
-                f"teacher {self.name!r}: cannot look up batch {tag!r} at the provider ({exc}); "
-                "rerun when the provider answers (nothing was sent again)"
-            ) from None
+    async def _find(self, tag: str, slots: Sequence[CallSlot], planned_at: float) -> str | None:
+        """The provider's id of the batch planned under `tag`, None if it was never created.
+
+        Anthropic's batches carry no tag: its client matches the requests' custom_ids among the
+        batches created since the plan, other than those this teacher already recorded.
+        """
+        custom_ids = frozenset(slot.key for slot in slots)
+        cause: CommitteeError | None = None
+        for attempt in range(1, _FIND_ATTEMPTS + 1):
+            try:
+                return await self._api.find(tag, custom_ids=custom_ids, since=planned_at, exclude=self._known_ids)
+            except Retryable as exc:
+                # Say, several batches that could be it are still running: look again shortly.
+                cause = exc
+                if attempt < _FIND_ATTEMPTS:
+                    await anyio.sleep(self.section.batch_poll_s)
+            except CommitteeError as exc:
+                cause = exc
+                break
+        raise Permanent(
+            f"teacher {self.name!r}: cannot look up batch {tag!r} at the provider ({cause}); "
+            "rerun when the provider answers (nothing was sent again)"
+        )
 
     async def _record(self, event: BatchEvent) -> None:
+        if isinstance(event, BatchSubmitted):
+            self._known_ids |= {event.batch_id}
         # Shielded: the batch's history must reach the store even when the run is stopping.
         with anyio.CancelScope(shield=True):
             await record_batch_event(self._store, self.name, event)

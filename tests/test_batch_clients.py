@@ -306,6 +306,64 @@ async def test_a_malformed_output_line_names_the_batch_and_the_line() -> None:
         assert "batch batch_x" in message and "line 3" in message and "\n" not in message
 
 
+def _anthropic_results(results: bytes, host: str | None = None) -> Callable[[web.Application], None]:
+    async def batch(request: web.Request) -> web.Response:
+        origin = host or f"http://{request.host}"
+        return web.json_response(
+            {
+                "id": "msgbatch_x",
+                "processing_status": "ended",
+                "request_counts": {"succeeded": 2},
+                "results_url": f"{origin}/v1/messages/batches/msgbatch_x/results",
+            }
+        )
+
+    async def content(request: web.Request) -> web.Response:
+        return web.Response(body=results)
+
+    return lambda app: (
+        app.router.add_get("/v1/messages/batches/msgbatch_x", batch),
+        app.router.add_get("/v1/messages/batches/msgbatch_x/results", content),
+    )  # type: ignore[return-value]
+
+
+async def test_anthropic_results_name_a_garbled_line_and_stay_on_the_providers_host() -> None:
+    section = _section("anthropic", "claude-3-5-haiku")
+    ids = frozenset(i.custom_id for i in _items(section, 2))
+    garbled = b'{"custom_id": "%s", "result": {"type": "succeeded", "message": ' % min(ids).encode()
+    async with _fake(_anthropic_results(garbled)) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url)
+        with pytest.raises(Permanent, match=r"batch msgbatch_x: line 1 of the results is not a result"):
+            await anext(api.results("msgbatch_x", ids))
+    async with _fake(_anthropic_results(b"", host="http://127.0.0.1:1")) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url)
+        with pytest.raises(Permanent, match="results_url points to another host"):
+            await anext(api.results("msgbatch_x", ids))
+
+
+async def test_gemini_responses_without_metadata_are_matched_by_position() -> None:
+    # Not every Gemini response echoes its metadata; they come in request order, and requests go out sorted.
+    section = _section("gemini", "gemini-2.0-flash")
+    ids = sorted(i.custom_id for i in _items(section, 3))
+    answers = [{"response": {"candidates": [{"content": {"parts": [{"text": c}]}}]}} for c in ids]
+    document = {"name": "batches/x", "done": True, "metadata": {"state": "BATCH_STATE_SUCCEEDED"}}
+
+    def routes(answered: list[dict]) -> Callable[[web.Application], None]:
+        async def operation(request: web.Request) -> web.Response:
+            return web.json_response({**document, "response": {"inlinedResponses": {"inlinedResponses": answered}}})
+
+        return lambda app: app.router.add_get("/v1beta/batches/x", operation)  # type: ignore[return-value]
+
+    async with _fake(routes(answers)) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url)
+        got = [o async for o in api.results("batches/x", frozenset(ids))]
+        assert [(o.custom_id, o.result.text if o.result else None) for o in got] == [(c, c) for c in ids]
+    async with _fake(routes(answers[:2])) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url)
+        with pytest.raises(Permanent, match=r"batch batches/x: response 1 has no metadata\.key and 2 responses"):
+            await anext(api.results("batches/x", frozenset(ids)))
+
+
 async def test_control_calls_retry_503s_and_never_leak_the_key() -> None:
     calls = {"n": 0}
 

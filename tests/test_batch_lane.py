@@ -74,8 +74,15 @@ class FakeBatchApi:
         self.submitted = anyio.Event()
         return batch_id
 
-    async def find(self, tag: str) -> str | None:
-        return next((i for i, b in self.batches.items() if b.tag == tag), None)
+    async def find(
+        self,
+        tag: str,
+        *,
+        custom_ids: frozenset[str] = frozenset(),
+        since: float | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> str | None:
+        return next((i for i, b in self.batches.items() if b.tag == tag and i not in exclude), None)
 
     async def status(self, batch_id: str) -> BatchStatus:
         batch = self.batches[batch_id]
@@ -468,3 +475,58 @@ async def test_sync_teachers_keep_streaming_while_samples_wait_on_a_batch(tmp_pa
     # The batch teacher's rationale and feedback per sample, and its reviews of the sync rationales: s1 and s2 were
     # asked the same and answered alike, so its two reviews per sample are one request, joined.
     assert sum(api.sizes()) == 3 * n
+
+
+async def test_unreadable_results_keep_what_was_read_and_fail_the_rest_without_paying_again(tmp_path: Path) -> None:
+    class Garbled(FakeBatchApi):
+        async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+            async for outcome in super().results(batch_id, custom_ids):
+                yield outcome
+                raise Permanent(f"teacher 'b': batch {batch_id}: output line 2 is not JSON")
+
+    db = tmp_path / "store.sqlite"
+    api = Garbled()
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(batch_max_requests=2), store, Budget(None), api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            answers.update(await _ask_all(teacher, 2))
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert api.sizes() == [2]
+    read, lost = sorted(answers.values(), key=lambda a: a.text is None)
+    assert read.text is not None and lost.text is None and lost.error is not None
+    assert lost.error.startswith("teacher 'b': batch batch_0: results unreadable: ") and "line 2" in lost.error
+    assert record.closed and record.error is not None and "line 2" in record.error
+    assert sorted(r[1] for r in _rows(db)) == ["completed", "failed"]
+
+
+async def test_an_answer_without_usable_text_is_billed_and_recorded_as_unusable(tmp_path: Path) -> None:
+    class Truncating(FakeBatchApi):
+        async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+            for item in self.batches[batch_id].items:
+                yield BatchOutcome(
+                    custom_id=item.custom_id,
+                    error="max_tokens reached before any text",
+                    unusable="truncated",
+                    input_tokens=10,
+                    output_tokens=100,
+                )
+
+    db = tmp_path / "store.sqlite"
+    async with Store.open(db) as store:
+        budget = Budget(None)
+        teacher = _teacher(_section(), store, budget, Truncating(), SyncClient())
+
+        async def body() -> None:
+            answer = await teacher.ask(_question(0), dataset="d", sample_id="0", stage="rationale")
+            assert answer.text is None and answer.error is not None and "max_tokens" in answer.error
+
+        await _with_lane(teacher, body)
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT status, unusable, input_tokens, output_tokens, usd FROM calls").fetchone()
+    # Billed at the batch rates: (10 + 2 * 100) / 2 micro-dollars.
+    assert row == ("failed", "truncated", 10, 100, pytest.approx(105e-6))
+    assert budget.spent_usd == pytest.approx(105e-6)

@@ -443,3 +443,187 @@ async def test_anthropic_batch_endpoints_want_the_key() -> None:
         async with http.get("/v1/messages/batches/msgbatch_nope", headers=ANTHROPIC_AUTH) as response:
             assert response.status == 404
     assert emu.stats().unauthorized == 1
+
+
+# --- Gemini ----------------------------------------------------------------------------------------
+
+GEMINI_AUTH = {"x-goog-api-key": KEY}
+
+
+def gemini_request(key: str | None, text: str) -> dict[str, object]:
+    request = {"contents": [{"role": "user", "parts": [{"text": text}]}], "generationConfig": {"maxOutputTokens": 64}}
+    return {"request": request, "metadata": {"key": key}} if key is not None else {"request": request}
+
+
+async def gemini_create(
+    http: aiohttp.ClientSession, requests: list[dict], name: str = "run", status: int = 200, model: str = "gem-m"
+) -> dict:
+    body = {"batch": {"displayName": name, "inputConfig": {"requests": {"requests": requests}}}}
+    async with http.post(f"/v1beta/models/{model}:batchGenerateContent", json=body, headers=GEMINI_AUTH) as response:
+        assert response.status == status, await response.text()
+        return await response.json()
+
+
+async def gemini_get(http: aiohttp.ClientSession, path: str) -> dict:
+    async with http.get(path, headers=GEMINI_AUTH) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+@pytest.mark.anyio
+async def test_gemini_batch_is_an_operation_that_ends_with_inline_responses_billed_once_at_batch_price() -> None:
+    async with batch_emulator(validate_s=1.0, delay_s=2.0) as (emu, clock, http):
+        operation = await gemini_create(http, [gemini_request(f"k{i}", f"question {i}") for i in range(2)], name="r1")
+        assert operation["name"].startswith("batches/") and "done" not in operation
+        batch = operation["metadata"]
+        assert batch["state"] == "BATCH_STATE_PENDING" and batch["displayName"] == "r1"
+        assert batch["model"] == "models/gem-m" and batch["batchStats"]["requestCount"] == "2"
+        clock.now += 2.0
+        operation = await gemini_get(http, f"/v1beta/{operation['name']}")
+        assert operation["metadata"]["state"] == "BATCH_STATE_RUNNING"
+        assert operation["metadata"]["batchStats"]["successfulRequestCount"] == "1"
+        clock.now += 1.0
+        operation = await gemini_get(http, f"/v1beta/{operation['name']}")
+    assert operation["done"] is True and operation["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    responses = operation["response"]["inlinedResponses"]["inlinedResponses"]
+    assert responses == operation["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
+    assert [r["metadata"]["key"] for r in responses] == ["k0", "k1"]  # in request order
+    for i, entry in enumerate(responses):
+        assert entry["response"]["candidates"][0]["content"]["parts"][0]["text"] == f"Echo: question {i}"
+        assert entry["response"]["usageMetadata"]["promptTokenCount"] > 0
+    stats = emu.stats().models["gem-m"]
+    assert stats.batch_billed == stats.billed_requests == 2 and stats.received == 0
+    assert stats.batch_output_tokens == stats.billed_output_tokens > 0
+    assert stats.batch_ids == {"k0": 1, "k1": 1} and sorted(stats.billed_keys.values()) == [1, 1]
+
+
+@pytest.mark.anyio
+async def test_gemini_errors_and_expiry_come_back_as_statuses_per_request() -> None:
+    async with batch_emulator(delay_s=4.0, expire_after_s=3.0, error_share=1.0) as (emu, clock, http):
+        operation = await gemini_create(http, [gemini_request(f"k{i}", f"q{i}") for i in range(4)])
+        clock.now += 3.0
+        operation = await gemini_get(http, f"/v1beta/{operation['name']}")
+    assert operation["metadata"]["state"] == "BATCH_STATE_EXPIRED"
+    errors = [entry["error"] for entry in operation["response"]["inlinedResponses"]["inlinedResponses"]]
+    assert [e["code"] for e in errors] == [13, 13, 13, 4]  # INTERNAL x3, then DEADLINE_EXCEEDED
+    stats = emu.stats().total
+    assert stats.billed_requests == 0 and stats.batch_errored == 3 and stats.batch_expired == 1
+
+
+@pytest.mark.anyio
+async def test_gemini_cancel_and_list_by_display_name() -> None:
+    async with batch_emulator(delay_s=4.0) as (emu, clock, http):
+        first = await gemini_create(http, [gemini_request(None, f"q{i}") for i in range(4)], name="first")
+        second = await gemini_create(http, [gemini_request("a", "q")], name="second")
+        clock.now += 2.0
+        async with http.post(f"/v1beta/{first['name']}:cancel", headers=GEMINI_AUTH) as response:
+            assert response.status == 200 and await response.json() == {}
+        operation = await gemini_get(http, f"/v1beta/{first['name']}")
+        page = await gemini_get(http, "/v1beta/batches?pageSize=1")
+        rest = await gemini_get(http, f"/v1beta/batches?pageSize=1&pageToken={page['nextPageToken']}")
+        async with http.post(f"/v1beta/{first['name']}:cancel", headers=GEMINI_AUTH) as response:
+            assert response.status == 400  # already ended
+    assert operation["metadata"]["state"] == "BATCH_STATE_CANCELLED"
+    entries = operation["response"]["inlinedResponses"]["inlinedResponses"]
+    assert ["response" in e for e in entries] == [True, True, False, False]
+    assert all("metadata" not in e for e in entries)  # sent without keys: nothing to echo
+    assert [op["name"] for op in page["operations"]] == [second["name"]] and "nextPageToken" not in rest
+    found = [op["name"] for op in page["operations"] + rest["operations"] if op["metadata"]["displayName"] == "first"]
+    assert found == [first["name"]]
+    assert emu.stats().total.batch_cancelled == 2 and emu.stats().total.batch_billed == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("requests", "behaviour", "status"),
+    [
+        ([gemini_request("a", "q" * 300)], {"max_bytes": 200}, 400),
+        ([gemini_request(f"k{i}", "q") for i in range(3)], {"max_requests": 2}, 400),
+        ([], {}, 400),
+        ([{"metadata": {"key": "a"}}], {}, 400),
+    ],
+)
+async def test_gemini_refuses_a_batch_over_its_limits_or_malformed(
+    requests: list[dict], behaviour: dict, status: int
+) -> None:
+    async with batch_emulator(**behaviour) as (emu, _clock, http):
+        document = await gemini_create(http, requests, status=status)
+    assert document["error"]["status"] == "INVALID_ARGUMENT"
+    assert emu.stats().batches_created == 0 and emu.stats().batches_refused == 1
+
+
+@pytest.mark.anyio
+async def test_gemini_batches_in_flight_over_the_cap_get_resource_exhausted() -> None:
+    async with batch_emulator(max_in_flight=1, delay_s=2.0) as (emu, clock, http):
+        await gemini_create(http, [gemini_request("a", "q")])
+        refused = await gemini_create(http, [gemini_request("a", "q")], status=429)
+        clock.now += 2.0
+        await gemini_create(http, [gemini_request("a", "q")])
+    assert refused["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert emu.stats().batches_created == 2 and emu.stats().batches_refused == 1
+
+
+@pytest.mark.anyio
+async def test_gemini_batch_endpoints_want_the_key() -> None:
+    async with batch_emulator() as (emu, _clock, http):
+        async with http.post("/v1beta/models/gem-m:batchGenerateContent", json={}) as response:
+            assert response.status == 401
+        async with http.get("/v1beta/batches/nope", headers=GEMINI_AUTH) as response:
+            assert response.status == 404
+    assert emu.stats().unauthorized == 1
+
+
+# --- the official SDKs read the emulated batches ---------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_openai_sdk_runs_a_batch_from_upload_to_output_file() -> None:
+    openai = pytest.importorskip("openai")
+    async with batch_emulator(delay_s=1.0) as (_emu, clock, _http):
+        emu = _emu
+        async with openai.AsyncOpenAI(api_key=KEY, base_url=emu.base_url("openai"), max_retries=0) as client:
+            upload = await client.files.create(file=("in.jsonl", openai_line("a", "hello") + b"\n"), purpose="batch")
+            batch = await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"k": "v"}
+            )
+            clock.now += 1.0
+            batch = await client.batches.retrieve(batch.id)
+            listed = [b.id async for b in client.batches.list(limit=5)]
+            assert batch.output_file_id is not None
+            output = (await client.files.content(batch.output_file_id)).text
+    assert batch.status == "completed" and batch.request_counts is not None and batch.request_counts.completed == 1
+    assert batch.metadata == {"k": "v"} and listed == [batch.id]
+    assert json.loads(output)["response"]["body"]["choices"][0]["message"]["content"] == "Echo: hello"
+
+
+@pytest.mark.anyio
+async def test_the_anthropic_sdk_runs_a_message_batch_to_its_results() -> None:
+    anthropic = pytest.importorskip("anthropic")
+    async with batch_emulator(delay_s=1.0) as (emu, clock, _http):
+        async with anthropic.AsyncAnthropic(api_key=KEY, base_url=emu.url, max_retries=0) as client:
+            batch = await client.messages.batches.create(requests=[anthropic_request("a", "hello")])  # type: ignore[list-item]
+            clock.now += 1.0
+            batch = await client.messages.batches.retrieve(batch.id)
+            results = [result async for result in await client.messages.batches.results(batch.id)]
+    assert batch.processing_status == "ended" and batch.request_counts.succeeded == 1
+    assert results[0].custom_id == "a" and results[0].result.type == "succeeded"
+    assert results[0].result.message.content[0].text == "Echo: hello"  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_the_google_genai_sdk_runs_an_inline_batch_to_its_responses() -> None:
+    genai = pytest.importorskip("google.genai")
+    types = genai.types
+    async with batch_emulator(delay_s=1.0) as (emu, clock, _http):
+        options = types.HttpOptions(base_url=emu.url, retry_options=types.HttpRetryOptions(attempts=1))
+        client = genai.Client(api_key=KEY, http_options=options)
+        inline = [{"contents": [{"role": "user", "parts": [{"text": "hello"}]}], "metadata": {"key": "a"}}]
+        job = await client.aio.batches.create(model="gem-m", src=inline, config={"display_name": "run-1"})
+        clock.now += 1.0
+        assert job.name is not None
+        job = await client.aio.batches.get(name=job.name)
+    assert job.state == types.JobState.JOB_STATE_SUCCEEDED and job.display_name == "run-1"
+    assert job.dest is not None and job.dest.inlined_responses is not None
+    response = job.dest.inlined_responses[0]
+    assert response.metadata == {"key": "a"} and response.response is not None
+    assert response.response.text == "Echo: hello"

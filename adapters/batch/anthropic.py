@@ -30,7 +30,9 @@ from yarl import URL
 
 from adapters import anthropic
 from adapters.batch.http import (
+    NULL,
     BatchHttp,
+    Tally,
     answered,
     create_once,
     decode_line,
@@ -110,7 +112,7 @@ class _Error(msgspec.Struct):
 
 class _Result(msgspec.Struct):
     type: str
-    message: msgspec.Raw | None = None
+    message: msgspec.Raw = NULL
     error: _Error | None = None
 
 
@@ -226,19 +228,13 @@ class AnthropicBatches:
         names a custom_id this batch did not send.
         """
         batch = await self._batch(batch_id)
-        seen: set[str] = set()
         where = f"batch {batch_id}"
+        tally = Tally(custom_ids, lambda reason: self._http.fail(where, reason))
         for number, line in await self._lines(batch):
-            if line.custom_id not in custom_ids:
-                raise self._http.fail(
-                    where, f"line {number} of the results names custom_id {line.custom_id!r}, not sent in it"
-                )
-            if line.custom_id in seen:
-                continue
-            seen.add(line.custom_id)
-            yield _outcome(line)
-        for custom_id in sorted(custom_ids - seen):
-            yield not_run(custom_id, f"no result in batch {batch_id} ({batch.processing_status})")
+            if tally.first(line.custom_id, f"line {number} of the results"):
+                yield _outcome(line)
+        for outcome in tally.missing(f"no result in batch {batch_id} ({batch.processing_status})"):
+            yield outcome
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch; requests already finished keep their results."""
@@ -258,7 +254,7 @@ class AnthropicBatches:
             url = URL(self._base).join(url)
         if url.origin() != URL(self._base).origin():
             # The key goes with the request: only ever to the host it is meant for.
-            raise self._http.fail(where, f"results_url points to another host ({url.host}); not following it")
+            raise self._http.fail(where, f"results_url points to another host ({url.origin()}); not following it")
         content = await self._http.download(str(url), where=where)
 
         def fail(reason: str) -> CommitteeError:
@@ -303,7 +299,7 @@ def _unix_s(text: str) -> float | None:
 
 def _outcome(line: _ResultLine) -> BatchOutcome:
     result = line.result
-    if result.type == "succeeded" and result.message is not None:
+    if result.type == "succeeded" and bytes(result.message) != bytes(NULL):
         return answered(line.custom_id, anthropic.decode, 200, bytes(result.message))
     if result.type in ("canceled", "expired"):
         return not_run(line.custom_id, f"request {result.type} before it ran")

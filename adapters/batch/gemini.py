@@ -22,7 +22,7 @@ from urllib.parse import quote
 import msgspec
 
 from adapters import gemini
-from adapters.batch.http import BatchHttp, answered, create_once, error_status, not_run
+from adapters.batch.http import NULL, BatchHttp, Tally, answered, create_once, error_status, not_run
 from adapters.batch.packing import check_items
 from core.batch import BatchItem, BatchLimits, BatchOutcome, BatchState, BatchStatus
 
@@ -78,7 +78,7 @@ class _Status(msgspec.Struct):
 
 
 class _InlinedResponse(msgspec.Struct):
-    response: msgspec.Raw | None = None
+    response: msgspec.Raw = NULL
     error: _Status | None = None
     metadata: dict[str, object] | None = None
 
@@ -217,7 +217,7 @@ class GeminiBatches:
             raise self._http.fail(where, f"results are in file {output.responsesFile}, not inline as requested")
         responses = output.inlinedResponses.inlinedResponses if output and output.inlinedResponses else []
         ordered = sorted(custom_ids)
-        seen: set[str] = set()
+        tally = Tally(custom_ids, lambda reason: self._http.fail(where, reason))
         for number, response in enumerate(responses, start=1):
             key = (response.metadata or {}).get("key")
             if key is None:
@@ -228,15 +228,12 @@ class GeminiBatches:
                         f"for {len(ordered)} requests: cannot tell which request it answers",
                     )
                 key = ordered[number - 1]
-            if not isinstance(key, str) or key not in custom_ids:
-                raise self._http.fail(where, f"response {number} names custom_id {key!r}, not sent in it")
-            if key in seen:
-                continue
-            seen.add(key)
-            yield _outcome(key, response)
+            if tally.first(key, f"response {number}"):
+                assert isinstance(key, str)
+                yield _outcome(key, response)
         state = (operation.metadata.state if operation.metadata else "") or "no state"
-        for custom_id in sorted(custom_ids - seen):
-            yield not_run(custom_id, f"no result in batch {batch_id} ({state})")
+        for outcome in tally.missing(f"no result in batch {batch_id} ({state})"):
+            yield outcome
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch; requests already finished keep their results."""
@@ -260,7 +257,7 @@ def _count(value: int | str) -> int:
 
 
 def _outcome(custom_id: str, response: _InlinedResponse) -> BatchOutcome:
-    if response.response is not None:
+    if bytes(response.response) != bytes(NULL):
         return answered(custom_id, gemini.decode, 200, bytes(response.response))
     error = response.error or _Status(code=13, message="neither a response nor an error came back")
     if error.code == _CANCELLED:

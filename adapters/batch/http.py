@@ -36,6 +36,8 @@ MAX_RETRY_AFTER_S = 60.0
 # Uploads and downloads of whole batches (up to hundreds of MB) take a while.
 CONTROL_TIMEOUT_S = 600.0
 
+# A JSON null as a Raw field's default: msgspec takes no `Raw | None`, so an absent body reads as this.
+NULL = msgspec.Raw(b"null")
 T = TypeVar("T")
 Decode = Callable[[int, Mapping[str, str], bytes, float], ChatResult]
 Sleep = Callable[[float], Awaitable[Any]]
@@ -200,6 +202,36 @@ def decode_line(decoder: msgspec.json.Decoder[T], line: bytes, fail: Callable[[s
     except msgspec.DecodeError as exc:
         head = line[:60].decode("utf-8", "replace")
         raise fail(shorten(f"line {number} of the results is not a result ({exc}; starts {head!r})")) from None
+
+
+class Tally:
+    """The requests of one batch's results so far: each answered once, none that it did not send.
+
+    `first(...)` vets the next result (raises `fail(...)` naming it for a custom_id not sent,
+    False for a repeat, which is skipped); `missing(...)` is every request with no result.
+    """
+
+    __slots__ = ("_custom_ids", "_fail", "_seen")
+
+    def __init__(self, custom_ids: frozenset[str], fail: Callable[[str], CommitteeError]) -> None:
+        self._custom_ids = custom_ids
+        self._fail = fail
+        self._seen: set[str] = set()
+
+    def first(self, custom_id: object, where: str) -> bool:
+        """True for a request's first result; `where` ("line 3", "response 2") names it in an error."""
+        if not isinstance(custom_id, str) or custom_id not in self._custom_ids:
+            raise self._fail(f"{where} names custom_id {custom_id!r}, not sent in it")
+        if custom_id in self._seen:
+            log.warning("%s repeats the result of %s; the first one counts", where, custom_id)
+            return False
+        self._seen.add(custom_id)
+        return True
+
+    def missing(self, why: str) -> Iterator[BatchOutcome]:
+        """A not-run outcome, saying `why`, for each request without a result, in custom_id order."""
+        for custom_id in sorted(self._custom_ids - self._seen):
+            yield not_run(custom_id, why)
 
 
 def answered(custom_id: str, decode: Decode, status: int, body: bytes) -> BatchOutcome:

@@ -22,7 +22,9 @@ import msgspec
 
 from adapters import openai
 from adapters.batch.http import (
+    NULL,
     BatchHttp,
+    Tally,
     answered,
     create_once,
     decode_line,
@@ -116,7 +118,7 @@ class _BatchPage(msgspec.Struct):
 
 class _Response(msgspec.Struct):
     status_code: int
-    body: msgspec.Raw = msgspec.Raw(b"null")
+    body: msgspec.Raw = NULL
 
 
 class _LineError(msgspec.Struct):
@@ -231,7 +233,7 @@ class OpenAIBatches:
         result or names a custom_id this batch did not send.
         """
         batch = await self._batch(batch_id)
-        seen: set[str] = set()
+        tally = Tally(custom_ids, lambda reason: self._http.fail(f"batch {batch_id}", reason))
         for kind, file_id in (("output", batch.output_file_id), ("error", batch.error_file_id)):
             if not file_id:
                 continue
@@ -239,14 +241,10 @@ class OpenAIBatches:
             content = await self._http.download(f"{self._base}/files/{file_id}/content", where=where)
             for number, raw in jsonl_lines(content):
                 line = decode_line(_line_decoder, raw, lambda reason, w=where: self._http.fail(w, reason), number)
-                if line.custom_id not in custom_ids:
-                    raise self._http.fail(where, f"line {number} names custom_id {line.custom_id!r}, not sent in it")
-                if line.custom_id in seen:
-                    continue
-                seen.add(line.custom_id)
-                yield _outcome(line)
-        for custom_id in sorted(custom_ids - seen):
-            yield not_run(custom_id, f"no result in batch {batch_id} ({batch.status})")
+                if tally.first(line.custom_id, f"line {number} of the {kind} file"):
+                    yield _outcome(line)
+        for outcome in tally.missing(f"no result in batch {batch_id} ({batch.status})"):
+            yield outcome
 
     async def cancel(self, batch_id: str) -> None:
         """Ask the provider to cancel the batch; requests already finished keep their results."""
