@@ -118,19 +118,20 @@ def _too_large(status: int, what: str) -> Retryable:
     )
 
 
-def transport_error(exc: asyncio.TimeoutError | aiohttp.ClientError, base_url: str, timeout_s: float) -> Retryable:
+def transport_error(
+    exc: asyncio.TimeoutError | aiohttp.ClientError, base_url: str, timeout_s: float, connect_s: float | None = None
+) -> Retryable:
     """The Retryable for an HTTP exchange with `base_url` that broke before a whole response came back.
 
     Once the request may have reached the provider, its model may have run and been
     billed although we never saw the answer: those attempts are possibly billed.
     Before a connection was had, nothing was sent: aiohttp's ConnectionTimeoutError
-    is also an asyncio.TimeoutError, so it is told apart first.
+    is also an asyncio.TimeoutError, so it is told apart first. `connect_s`: the connect
+    limit when it is not `ChatClient`'s share of `timeout_s`.
     """
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return Retryable(
-            f"no connection to {base_url} within {timeout_s * _CONNECT_SHARE:g}s "
-            "(connecting or waiting for a pooled one)"
-        )
+        connect_s = timeout_s * _CONNECT_SHARE if connect_s is None else connect_s
+        return Retryable(f"no connection to {base_url} within {connect_s:g}s (connecting or waiting for a pooled one)")
     if isinstance(exc, asyncio.TimeoutError):
         return Retryable(f"timeout after {timeout_s:g}s", possibly_billed=True)
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -112,7 +112,7 @@ class Job:
         self.finished_at: float | None = None  # when the last request finished, for a batch that completed
         self.files: dict[str, str] = {}
         self.written = False  # the provider module wrote its end-of-batch output
-        self._next = 0  # requests finish in order: the first one not finished yet
+        self.cursor = 0  # requests finish in order: the first one not finished yet
         n = len(items)
         if n == 0:
             self.finished_at = self.validated_at
@@ -253,21 +253,21 @@ class BatchBook:
 
     def advance(self, job: Job) -> None:
         """Finish (answer and bill, or fail) the requests whose time has come; end a stopped batch's rest."""
-        if job.errors is not None or job._next == len(job.items):
+        if job.errors is not None or job.cursor == len(job.items):
             return
         now = self._clock()
         stop = job.expire_at if job.cancel_at is None else min(job.expire_at, job.cancel_at)
         until = min(now, stop)
         items = job.items
-        while job._next < len(items) and items[job._next].done_at <= until:
-            self._finish(job, items[job._next])
-            job._next += 1
-        if job._next == len(items):
+        while job.cursor < len(items) and items[job.cursor].done_at <= until:
+            self._finish(job, items[job.cursor])
+            job.cursor += 1
+        if job.cursor == len(items):
             job.finished_at = items[-1].done_at
         elif now >= stop:
             # A cancel is only taken before expiry, so a cancelled batch's rest is cancelled.
             kind: OutcomeKind = "cancelled" if job.cancel_at is not None else "expired"
-            for item in items[job._next :]:
+            for item in items[job.cursor :]:
                 item.outcome = Outcome(kind)
                 if item.ask is not None:
                     stats = self._runner.model_stats(item.ask.model)
@@ -275,7 +275,7 @@ class BatchBook:
                         stats.batch_cancelled += 1
                     else:
                         stats.batch_expired += 1
-            job._next = len(items)
+            job.cursor = len(items)
 
     def _finish(self, job: Job, item: Item) -> None:
         if item.invalid is not None or item.ask is None:

@@ -242,6 +242,19 @@ async def test_a_result_for_a_request_not_sent_is_a_one_line_error(provider: Pro
         assert "\n" not in message and KEY not in message
 
 
+async def test_our_content_keys_fit_anthropics_custom_id_rule() -> None:
+    from adapters.batch.anthropic import CUSTOM_ID
+
+    section = _section("anthropic", "claude-3-5-haiku")
+    items = _items(section, 2)
+    assert all(CUSTOM_ID.match(i.custom_id) for i in items) and len(items[0].custom_id) == 64
+    async with aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url="http://127.0.0.1:1")
+        bad = BatchItem(custom_id="not/a:valid id", request=items[0].request)
+        with pytest.raises(ValueError, match="not 1-64 letters"):
+            await api.submit([bad], tag="bad")
+
+
 def test_split_items_respects_bytes_and_refuses_a_request_larger_than_a_batch() -> None:
     from core.batch import BatchLimits
 
@@ -285,6 +298,40 @@ def _openai_results(output: bytes) -> Callable[[web.Application], None]:
         app.router.add_get("/v1/batches/batch_x", batch),
         app.router.add_get("/v1/files/file-out/content", content),
     )  # type: ignore[return-value]
+
+
+async def test_per_request_failures_say_whether_to_send_again_and_keep_billed_usage() -> None:
+    section = _section("openai", "gpt-4o-mini")
+    a, b, c, d = sorted(i.custom_id for i in _items(section, 4))
+    lines = [
+        {"custom_id": a, "response": {"status_code": 400, "body": {"error": {"message": "bad max_tokens"}}}},
+        {"custom_id": b, "response": {"status_code": 500, "body": {"error": {"message": "server error"}}}},
+        {"custom_id": c, "response": None, "error": {"code": "batch_expired", "message": "window passed"}},
+        {
+            "custom_id": d,
+            "response": {
+                "status_code": 200,
+                "body": {
+                    "choices": [{"message": {"content": ""}, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 64},
+                },
+            },
+        },
+    ]
+    body = b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
+    async with _fake(_openai_results(body)) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url + "/v1")
+        got = {o.custom_id: o async for o in api.results("batch_x", frozenset({a, b, c, d}))}
+    assert (got[a].retryable, got[a].http_status, "bad max_tokens" in (got[a].error or "")) == (False, 400, True)
+    assert (got[b].retryable, got[b].http_status) == (True, 500)
+    assert got[c].retryable and "batch_expired" in (got[c].error or "")
+    truncated = got[d]
+    assert (truncated.unusable, truncated.retryable, truncated.input_tokens, truncated.output_tokens) == (
+        "truncated",
+        False,
+        12,
+        64,
+    )
 
 
 async def test_a_malformed_output_line_names_the_batch_and_the_line() -> None:

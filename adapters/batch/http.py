@@ -164,7 +164,7 @@ class BatchHttp:
             ) as response:
                 return response.status, response.headers, await response.read()
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, url.split("?")[0], self._timeout.total or 0.0) from None
+            raise transport_error(exc, url.split("?")[0], self._timeout.total or 0.0, self._timeout.connect) from None
 
     def _delay_s(self, exc: Retryable, attempt: int) -> float:
         if exc.after_s is not None and exc.after_s > 0:
