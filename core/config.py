@@ -10,6 +10,7 @@ variables that hold them.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,7 @@ import msgspec
 from core.calls import HostName, ProviderName, TokenLimitField
 from core.capabilities import ReasoningControl, check_teacher, teacher_request
 from core.errors import ConfigError
+from core.graders import import_grader
 
 TaskName = Literal["gsm8k", "svamp", "strategyqa", "logiqa"]
 Stage = Literal["rationale", "feedback", "review"]
@@ -48,11 +50,70 @@ AnswerKind = Literal["number", "choice", "boolean", "exact", "math"]
 
 
 class AnswerSection(_Section):
-    """How a task's answers are read from a reply and graded (tasks/answer_types.py)."""
+    """How a task's answers are read from a reply and graded (tasks/answer_types/).
+
+    The keys after `grader` each belong to one type; unset, the type's default applies
+    (set for another type, they are an error, since they would do nothing).
+    """
 
     type: AnswerKind = "exact"
-    # "module:function" that grades instead of `type`'s rule (see tasks/answer_types.py for its signature).
+    # "module:function" that grades instead of `type`'s rule, imported here so a typo stops the load
+    # (core/graders.py has its signature); `type` still reads the answer shown in records.
     grader: str | None = None
+    # A grader's float score counts as correct from this value up.
+    pass_score: float | None = None
+    # number: |predicted - gold| <= tolerance + relative_tolerance * |gold| (defaults 1e-4 and 0).
+    tolerance: float | None = None
+    relative_tolerance: float | None = None
+    # boolean: words read as yes / no beside true, yes / false, no.
+    true_words: tuple[str, ...] | None = None
+    false_words: tuple[str, ...] | None = None
+    # choice: how many options every question has (letters A..); unset: as many as each question lists.
+    n_options: int | None = None
+    # exact: how both sides are normalised before they are compared, and a regex that finds the answer.
+    case_sensitive: bool | None = None
+    ignore_punctuation: bool | None = None
+    ignore_articles: bool | None = None
+    pattern: str | None = None
+
+    def __post_init__(self) -> None:
+        for key, types in _ANSWER_KEYS.items():
+            if getattr(self, key) is not None and self.type not in types:
+                raise ValueError(f"`{key}` applies to answer type {' or '.join(types)}, not {self.type!r}")
+        if self.pass_score is not None and self.grader is None:
+            raise ValueError("`pass_score` applies to a `grader`'s score; set `grader` or remove it")
+        for key in ("tolerance", "relative_tolerance"):
+            value = getattr(self, key)
+            if value is not None and not value >= 0:
+                raise ValueError(f"`{key}` must be >= 0, got {value}")
+        if self.n_options is not None and not 2 <= self.n_options <= 26:
+            raise ValueError(f"`n_options` must be 2..26 (one letter each), got {self.n_options}")
+        for key in ("true_words", "false_words"):
+            if any(not word.strip() for word in getattr(self, key) or ()):
+                raise ValueError(f"`{key}` holds an empty word")
+        if self.pattern is not None:
+            try:
+                compiled = re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"`pattern` is not a valid regular expression: {exc}") from None
+            if compiled.groups > 1:
+                raise ValueError(f"`pattern` may have one capture group (the answer), it has {compiled.groups}")
+        if self.grader is not None:
+            import_grader(self.grader)
+
+
+# The type-specific keys of AnswerSection and the types they belong to.
+_ANSWER_KEYS: dict[str, tuple[AnswerKind, ...]] = {
+    "tolerance": ("number",),
+    "relative_tolerance": ("number",),
+    "true_words": ("boolean",),
+    "false_words": ("boolean",),
+    "n_options": ("choice",),
+    "case_sensitive": ("exact",),
+    "ignore_punctuation": ("exact",),
+    "ignore_articles": ("exact",),
+    "pattern": ("exact",),
+}
 
 
 class DatasetSection(_Section):
@@ -406,13 +467,15 @@ def effective_batch_warning(train: TrainSection) -> str | None:
     )
 
 
-def _decode_toml(text: bytes, path: Path) -> Config:
+def _decode(text: bytes, path: Path) -> Config:
+    # JSON as well as TOML: the Python API writes a Config built in code as out_dir/config.json for trainer processes.
+    is_json = path.suffix == ".json"
     try:
-        return msgspec.toml.decode(text, type=Config)
+        return msgspec.json.decode(text, type=Config) if is_json else msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid {'JSON' if is_json else 'TOML'}: {exc}") from None
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
@@ -423,7 +486,7 @@ def _resolve(base: Path, value: str | None) -> str | None:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, validate and resolve a run config.
+    """Read, validate and resolve a run config (TOML; JSON when the file name ends in `.json`).
 
     Raises `ConfigError` (one line naming the file and key) for anything wrong that
     can be known without sending a request: unknown keys, bad values, duplicate
@@ -434,9 +497,18 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    cfg = _decode_toml(text, path)
-    base = path.resolve().parent
+    # A `grader = "module:function"` may live beside the config; appended, so it never shadows an installed module.
+    if str(path.resolve().parent) not in sys.path:
+        sys.path.append(str(path.resolve().parent))
+    return checked_config(_decode(text, path), path, path.resolve().parent)
 
+
+def checked_config(cfg: Config, path: str | os.PathLike[str], base: Path) -> Config:
+    """Check `cfg` across its sections and resolve its relative paths against `base`, in place; returns `cfg`.
+
+    What `load_config` does after decoding, for a Config built in code too (`committee.config_from`).
+    `path` names the config in errors: its file, or a label. Raises `ConfigError` as `load_config` does.
+    """
     names = [t.name for t in cfg.teachers]
     for name in names:
         if names.count(name) > 1:

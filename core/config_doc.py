@@ -12,6 +12,7 @@ import json
 import msgspec
 
 from core.config import (
+    AnswerSection,
     DatasetSection,
     DpoSection,
     EmulatorSection,
@@ -27,6 +28,12 @@ from core.config import (
 SECTIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("[run]", RunSection, "The run's name, directory and seed."),
     ("[[datasets]]", DatasetSection, "One entry per benchmark; several share the teachers' rate limits."),
+    (
+        "[datasets.answer]",
+        AnswerSection,
+        "A task you define: how its answers are read and graded (tasks/answer_types/). The keys after `grader` "
+        "belong to one type each.",
+    ),
     ("[[teachers]]", TeacherSection, "At least two: each rationale is reviewed by every other teacher."),
     ("[review]", ReviewSection, "Peer review, the options beyond the paper, and the spending cap."),
     ("[student]", StudentSection, "The student model and how it generates at exam and eval."),
@@ -89,6 +96,22 @@ DESCRIPTIONS: dict[str, str] = {
     "teachers.max_attempts": "Attempts before a call is recorded as failed (a rerun retries it).",
     "datasets.grader": "`committee` (tasks/answers.py: answer phrases, numeric comparison) or `authors` (the FAIR "
     "authors' extraction and string comparison, to compare with the paper like for like).",
+    "datasets.answer.type": "`number` (one number; units, $, %, thousands separators), `boolean` (true/false, "
+    "yes/no), `choice` (an option letter, or the option's text), `exact` (normalised text), `math` (LaTeX, "
+    "`\\boxed{}`, compared symbolically with math-verify).",
+    "datasets.answer.grader": "`module:function` deciding correctness instead: called as `f(reply, gold, options)`, "
+    "returns a bool or a score; imported when the config loads. `type` still reads gold and final answers.",
+    "datasets.answer.pass_score": "A grader's numeric score counts as correct from this value up (default 0.5).",
+    "datasets.answer.tolerance": "number: absolute tolerance (default 1e-4, the paper tasks').",
+    "datasets.answer.relative_tolerance": "number: tolerance as a share of the gold's size (default 0).",
+    "datasets.answer.true_words": "boolean: more words read as true, beside true and yes (e.g. `supported`).",
+    "datasets.answer.false_words": "boolean: more words read as false, beside false and no (e.g. `refuted`).",
+    "datasets.answer.n_options": "choice: options per question (letters A..); unset: as many as each question lists.",
+    "datasets.answer.case_sensitive": "exact: compare case too (default false).",
+    "datasets.answer.ignore_punctuation": "exact: drop punctuation before comparing (default true).",
+    "datasets.answer.ignore_articles": "exact: drop a/an/the before comparing (default true).",
+    "datasets.answer.pattern": "exact: a regex finding the answer in a reply (its one group, else the match; the "
+    "last match wins); unset: the last box, answer phrase or line.",
     "teachers.system_message": "Send the prompt set's `teacher_system` message first (the authors did so for GPT "
     "only).",
     "teachers.host": "openai wire only: who serves it, `openai` (default), `azure`, `openrouter`, `vllm`, `llamacpp`, "

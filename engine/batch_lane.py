@@ -270,12 +270,12 @@ class BatchLane:
                     # Maybe created, maybe not: left planned, so the next run looks again; sending its requests
                     # again now could pay for them twice.
                     for entry in entries:
-                        await self._fail(entry, f"{lost}")
+                        await self._fail(entry, str(lost))
                     return
                 if batch_id is None:
                     cause = f"not created: {exc}"
                     await self._record(BatchClosed(local_id=local_id, state="failed", error=cause))
-                    await self._after_batch({e.slot.key: e for e in entries}, local_id, None, cause)
+                    await self._not_created(entries, local_id, cause)
                     return
             await self._record(BatchSubmitted(local_id=local_id, batch_id=batch_id))
             await self._follow(
@@ -358,11 +358,11 @@ class BatchLane:
             BatchClosed(local_id=local_id, state=status.state, error=None if cause == status.state else cause)
         )
 
-    async def _after_batch(self, entries: dict[str, _Entry], local_id: str, batch_id: str | None, cause: str) -> None:
-        """A batch never created: each request goes into a later batch, fails or falls back."""
-        log.warning("%s", self._where(batch_id or local_id, cause))
-        for entry in entries.values():
-            await self._again_or_fail(entry, batch_id or local_id, cause)
+    async def _not_created(self, entries: list[_Entry], local_id: str, cause: str) -> None:
+        """A batch the provider refused to create: each request goes into a later batch, fails or falls back."""
+        log.warning("%s", self._where(local_id, cause))
+        for entry in entries:
+            await self._again_or_fail(entry, local_id, cause)
 
     async def _settle(self, entry: _Entry, outcome: BatchOutcome, local_id: str, batch_id: str) -> None:
         result = outcome.result
@@ -433,6 +433,10 @@ class BatchLane:
         # Nothing was billed for this attempt.
         self._settle_reservation(entry, 0.0)
         if entry.request is None:
+            if entry.tab.input_tokens or entry.tab.output_tokens:
+                # Billed without usable text: its row keeps that money.
+                await self._fail(entry, self._where(batch_id, cause))
+                return
             # Of a resumed batch and asked by nobody in this run: not billed, and a later ask sends it afresh.
             del self._entries[entry.slot.key]
             entry.done.set()

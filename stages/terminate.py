@@ -7,7 +7,9 @@ action would end the process with the store's queued rows unwritten.
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import anyio
@@ -39,9 +41,10 @@ async def stop_on_sigterm(body: Callable[[], Awaitable[T]], on_stop: Callable[[]
             return
 
     try:
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        with _sigterm_receiver() as signals:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(on_sigterm, signals, tg.cancel_scope)
+                if signals is not None:
+                    tg.start_soon(on_sigterm, signals, tg.cancel_scope)
                 results.append(await body())
                 tg.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
@@ -52,3 +55,14 @@ async def stop_on_sigterm(body: Callable[[], Awaitable[T]], on_stop: Callable[[]
         on_stop()
         raise Terminated
     return results[0]
+
+
+@contextmanager
+def _sigterm_receiver() -> Iterator[AsyncIterator[signal.Signals] | None]:
+    """SIGTERM's receiver, or None off the main thread, where Python lets no handler be set: there (the Python
+    API beside a notebook's event loop) SIGTERM keeps its usual effect."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        yield signals

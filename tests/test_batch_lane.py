@@ -530,3 +530,33 @@ async def test_an_answer_without_usable_text_is_billed_and_recorded_as_unusable(
     # Billed at the batch rates: (10 + 2 * 100) / 2 micro-dollars.
     assert row == ("failed", "truncated", 10, 100, pytest.approx(105e-6))
     assert budget.spent_usd == pytest.approx(105e-6)
+
+
+async def test_a_stopped_run_leaves_its_batch_at_the_provider_and_the_next_run_collects_it(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi(hold=True)
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        assert teacher.batch is not None
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)
+            tg.start_soon(_collect_one, {}, teacher, 0)
+            await api.submitted.wait()
+            # Ctrl-C while the batch runs: FakeBatchApi.cancel fails the test if the engine cancels it.
+            tg.cancel_scope.cancel()
+        (record,) = batch_records(store.connection, "b")
+    assert (record.batch_id, record.closed) == ("batch_0", False)
+    assert _rows(db) == []
+
+    api.hold = False
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            await _collect_one(answers, teacher, 0)
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert answers == {0: Answer("re: question 0")} and api.sizes() == [1] and record.closed
+    assert [r[:3] for r in _rows(db)] == [("0", "completed", "batch")]

@@ -12,6 +12,7 @@ import random
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -33,11 +34,11 @@ def _teach(cfg: Path) -> list[str]:
     return [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"]
 
 
-def _batch_config(tmp: Path, emu, mistakes: Path, provider: str) -> Path:
-    """The three conftest teachers on `emu`, `provider`'s in batch mode with short windows and polls."""
+def _batch_config(tmp: Path, emu, mistakes: Path, provider: str, extra: str = "") -> Path:
+    """The three conftest teachers on `emu`, `provider`'s in batch mode with short windows and polls (and `extra`)."""
     cfg = write_config(tmp, emu, {"svamp": mistakes})
     name, _ = BATCH_TEACHER[provider]
-    batch_keys = 'mode = "batch"\nbatch_window_s = 0.2\nbatch_poll_s = 0.05\n'
+    batch_keys = 'mode = "batch"\nbatch_window_s = 0.2\nbatch_poll_s = 0.05\n' + extra
     cfg.write_text(cfg.read_text().replace(f'name = "{name}"\n', f'name = "{name}"\n{batch_keys}', 1))
     return cfg
 
@@ -59,26 +60,25 @@ def _usd(out_dir: Path, teacher: str) -> float:
     return _query(out_dir, "SELECT sum(usd) FROM calls WHERE teacher = ?", teacher)[0][0]
 
 
-async def _reference(tmp: Path, emu, mistakes: Path) -> Path:
-    """Three sync teachers: the run every batch run must agree with."""
+async def _reference(tmp: Path, emulator, n: int, delay_s: float, **behaviour: float):
+    """An emulator whose batches take `delay_s` (and `behaviour`), `n` demo mistakes, and the run of three sync
+    teachers on them that every batch run must agree with: (emulator, mistakes file, the reference's out_dir)."""
+    qs = load_split("svamp", "demo", "train")[:n]
+    batches = BatchBehaviour(delay_s=delay_s, **behaviour)  # type: ignore[arg-type]
+    spec = EmulatorSpec(latency=Latency(median_ms=20, sigma=0.3), batch=batches)
+    emu = await emulator(spec, FairScript(qs))
+    mistakes = authors_file(tmp / "m.json", "svamp", qs)
     (tmp / "ref").mkdir()
     ref = await anyio.run_process(_teach(write_config(tmp / "ref", emu, {"svamp": mistakes})), cwd=ROOT, check=False)
     assert ref.returncode == 0, ref.stderr.decode()
     emu.reset_stats()
-    return tmp / "ref" / "run"
-
-
-def _spec(delay_s: float) -> EmulatorSpec:
-    return EmulatorSpec(latency=Latency(median_ms=20, sigma=0.3), batch=BatchBehaviour(delay_s=delay_s))
+    return emu, mistakes, tmp / "ref" / "run"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_batch_teacher_gives_the_same_dataset_at_half_the_price(tmp_path, emulator, monkeypatch, provider):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
-    qs = load_split("svamp", "demo", "train")[:6]
-    emu = await emulator(_spec(0.3), FairScript(qs))
-    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
-    reference = await _reference(tmp_path, emu, mistakes)
+    emu, mistakes, reference = await _reference(tmp_path, emulator, 6, delay_s=0.3)
 
     (tmp_path / "batch").mkdir()
     run = await anyio.run_process(
@@ -99,21 +99,48 @@ async def test_a_batch_teacher_gives_the_same_dataset_at_half_the_price(tmp_path
             assert _usd(out_dir, other) == pytest.approx(_usd(reference, other))
 
 
-# Where a kill lands, each seen in the store: a batch planned (being submitted), polled while it runs, partly
-# committed (its results being downloaded).
+async def test_failed_and_expired_requests_go_into_later_batches_or_through_sync(tmp_path, emulator, monkeypatch):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    # A fifth of the requests fail (server errors), and a batch expires halfway through its requests: what did not
+    # finish goes into the next batch, and a request alone in its batch (last to finish) never makes it, so after
+    # three batches it goes through the sync lane.
+    emu, mistakes, reference = await _reference(tmp_path, emulator, 6, delay_s=0.6, error_share=0.2, expire_after_s=0.3)
+    (tmp_path / "batch").mkdir()
+    extra = 'max_attempts = 3\nfallback = "sync"\n'
+    cfg = _batch_config(tmp_path / "batch", emu, mistakes, "openai", extra)
+    run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+    assert run.returncode == 0, run.stderr.decode()
+    out_dir = tmp_path / "batch" / "run"
+    assert (out_dir / "dataset.jsonl").read_bytes() == (reference / "dataset.jsonl").read_bytes()
+
+    name, model = BATCH_TEACHER["openai"]
+    stats = emu.stats().models[model]
+    assert stats.batch_errored > 0 and stats.batch_expired > 0
+    modes = dict(_query(out_dir, "SELECT mode, count(*) FROM calls WHERE teacher = ? GROUP BY mode", name))
+    assert modes["batch"] == stats.batch_billed and modes["sync"] == stats.received > 0
+    # Each request paid once, whichever way it went.
+    assert set(stats.billed_keys.values()) == {1}
+    closed = _query(out_dir, "SELECT CAST(body AS TEXT) FROM batches WHERE kind = 'closed'")
+    assert any('"state":"expired"' in body for (body,) in closed)
+    assert "teacher 'gpt': batch " in run.stderr.decode() and "expired" in run.stderr.decode()
+
+
+# Where a kill lands, each seen in the store as written by the run being killed (after `?`, its start): a batch
+# planned (being submitted), a batch polled and not closed (polling), a batch's results partly committed (download).
+_OPEN = "(SELECT local_id FROM batches WHERE kind = 'closed')"
 PHASES = {
-    "submission": "SELECT 1 FROM batches WHERE kind = 'planned'",
-    "polling": "SELECT 1 FROM batches WHERE kind = 'polled' AND CAST(body AS TEXT) LIKE '%\"state\":\"running\"%'",
-    "download": "SELECT 1 FROM calls c WHERE c.mode = 'batch' AND c.batch NOT IN "
-    "(SELECT local_id FROM batches WHERE kind = 'closed')",
+    "submission": "SELECT 1 FROM batches WHERE kind = 'planned' AND at > ?",
+    "polling": f"SELECT 1 FROM batches WHERE kind = 'polled' AND at > ? AND local_id NOT IN {_OPEN}",
+    "download": f"SELECT 1 FROM calls WHERE mode = 'batch' AND finished_at > ? AND batch NOT IN {_OPEN}",
 }
 
 
 async def _run_until(cfg: Path, out_dir: Path, phase: str) -> int | None:
     """Run the teach stage and SIGKILL it once `phase` shows in its store; its exit code if it ended first."""
+    started = time.time()
     async with await anyio.open_process(_teach(cfg), cwd=ROOT, stdout=None, stderr=None) as proc:
         with anyio.fail_after(60):
-            while proc.returncode is None and not _query(out_dir, PHASES[phase]):
+            while proc.returncode is None and not _query(out_dir, PHASES[phase], started):
                 # The store is another process's file: nothing to wait on but time.
                 with anyio.move_on_after(0.01):
                     await proc.wait()
@@ -128,10 +155,7 @@ async def _run_until(cfg: Path, out_dir: Path, phase: str) -> int | None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_sigkill_in_any_batch_phase_then_rerun_bills_each_request_once(tmp_path, emulator, monkeypatch, provider):
     monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
-    qs = load_split("svamp", "demo", "train")[:10]
-    emu = await emulator(_spec(1.0), FairScript(qs))
-    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
-    reference = await _reference(tmp_path, emu, mistakes)
+    emu, mistakes, reference = await _reference(tmp_path, emulator, 10, delay_s=1.0)
 
     (tmp_path / "killed").mkdir()
     cfg = _batch_config(tmp_path / "killed", emu, mistakes, provider)

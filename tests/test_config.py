@@ -95,7 +95,7 @@ def test_every_key_is_documented_and_readme_is_in_step():
 
 def test_run_py_unwraps_project_errors_from_task_groups():
     sys.path.insert(0, str(ROOT))
-    from run import _project_error
+    from committee.cli import _project_error
 
     inner = ConfigError("teacher 'a': environment variable K is not set")
     group = BaseExceptionGroup("tg", [ExceptionGroup("inner", [inner])])

@@ -187,14 +187,27 @@ def _forward_stops(launcher: subprocess.Popen) -> Iterator[list[int]]:
         yield received
 
 
+# The handlers of blocks running off the main thread (a training started by the Python API beside a notebook's
+# event loop), which no signal reaches: `stop_off_main_thread` calls them instead.
+_OFF_MAIN: list[Callable[[int, object], None]] = []
+_OFF_MAIN_LOCK = threading.Lock()
+
+
 @contextmanager
 def on_stop_signals(handler: Callable[[int, object], None]) -> Iterator[None]:
     """Call `handler(signum, frame)` on Ctrl-C and SIGTERM within the block, then put the previous handlers back.
 
-    Off the main thread, where handlers cannot be set, it sets none: signals keep their usual effect.
+    Off the main thread, where handlers cannot be set, it sets none (signals keep their usual effect) and
+    `stop_off_main_thread` calls `handler` instead.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        with _OFF_MAIN_LOCK:
+            _OFF_MAIN.append(handler)
+        try:
+            yield
+        finally:
+            with _OFF_MAIN_LOCK:
+                _OFF_MAIN.remove(handler)
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -202,3 +215,12 @@ def on_stop_signals(handler: Callable[[int, object], None]) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def stop_off_main_thread(signum: int = signal.SIGINT) -> None:
+    """Deliver `signum` to the `on_stop_signals` blocks running off the main thread, as the signal would on it:
+    a training stops at its next step boundary (a second SIGINT: at once)."""
+    with _OFF_MAIN_LOCK:
+        handlers = list(_OFF_MAIN)
+    for handler in handlers:
+        handler(signum, None)

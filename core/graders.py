@@ -1,0 +1,42 @@
+"""A user's grader named in the config as "module:function", imported when the config loads."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+# The documented signature: (reply, gold, options) -> bool, or a score that passes at `pass_score`.
+GraderFunction = Callable[[str, str, Sequence[str]], object]
+
+
+def import_grader(spec: str) -> GraderFunction:
+    """The function `spec` ("package.module:function") names.
+
+    Raises ValueError, one line naming the module or function and what to do, when the
+    module cannot be imported or has no such callable; the config turns it into a
+    `ConfigError` naming the key.
+
+    >>> import_grader("operator:eq")("4", "4", ())
+    True
+    """
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise ValueError(f'grader {spec!r} should read "module:function", e.g. "mypkg.grade:check"')
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        # ModuleNotFoundError's message names the missing module, which may be one the grader imports.
+        raise ValueError(
+            f"grader {spec!r}: cannot import module {module_name!r} ({exc}); "
+            "put it beside the config, install it, or add its folder to PYTHONPATH"
+        ) from None
+    except Exception as exc:
+        # The module's own code failed as it loaded (a syntax error, a file it reads).
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(
+            f"grader {spec!r}: importing module {module_name!r} raised {type(exc).__name__}: {first}; fix the module"
+        ) from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ValueError(f"grader {spec!r}: module {module_name!r} has no function {name!r}")
+    return function
