@@ -35,9 +35,10 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
+from accounting.batch_forecast import ModeComparison, compare_modes, mode_table
 from accounting.calibration import History, read_history
 from accounting.pilot import Pilot, Total, extrapolate
-from accounting.pricing import cost_usd, teacher_prices
+from accounting.pricing import cost_usd, mode_prices
 from core.calls import ChatRequest, Message
 from core.capabilities import reasoning_tokens_estimate, teacher_request
 from core.config import Config, Stage, TeacherSection
@@ -132,6 +133,8 @@ class Forecast(msgspec.Struct, kw_only=True):
     usd_low: float | None = None
     usd_high: float | None = None
     pilot_usd: float | None = None
+    # Per dataset and teacher: USD and wall time in sync and in batch mode (accounting/batch_forecast.py).
+    modes: ModeComparison | None = None
 
 
 def _prompt_tokens(
@@ -222,6 +225,8 @@ def forecast(
     sections: list[DatasetForecast] = []
     # Per teacher: calls, tokens and output tokens still to send, for the wall time.
     load: dict[str, list[float]] = {t.name: [0, 0, 0.0] for t in teachers}
+    # Per dataset x teacher x stage: (dataset, teacher, calls, input, output tokens) still to send.
+    todo_rows: list[tuple[str, str, float, float, float]] = []
     for ds in cfg.datasets:
         items = list(work.get(ds.task, ()))
         assumed = any(isinstance(i, Question) for i in items)
@@ -241,6 +246,7 @@ def forecast(
             acc[0] += r.calls * todo
             acc[1] += (r.input_tokens + r.output_tokens) * todo
             acc[2] += r.output_tokens * todo
+            todo_rows.append((r.dataset, r.teacher, r.calls * todo, r.input_tokens * todo, r.output_tokens * todo))
         sections.append(section)
 
     def measured_latency(t: TeacherSection) -> tuple[float, str] | None:
@@ -257,6 +263,12 @@ def forecast(
         return None
 
     walls = [_teacher_wall(cfg, t, load[t.name], measured_latency(t)) for t in teachers]
+    modes = compare_modes(
+        cfg,
+        todo_rows,
+        lambda t, dataset_load: _teacher_wall(cfg, t, dataset_load, measured_latency(t)).wall_s,
+        {w.teacher: w.wall_s for w in walls},
+    )
     usd: float | None = 0.0
     for s_ in sections:
         usd = _add_usd(usd, s_.usd)
@@ -272,12 +284,16 @@ def forecast(
         teachers=walls,
         calls=sum(s_.calls for s_ in sections),
         usd=usd,
-        wall_s=max((w.wall_s for w in walls), default=0.0),
+        # Batch teachers take their waves; with none this is the slowest teacher's sync time.
+        wall_s=modes.wall_s
+        if any(t.mode == "batch" for t in teachers)
+        else max((w.wall_s for w in walls), default=0.0),
         output_tokens_source=", ".join(row_sources) or "defaults",
         max_usd=cfg.review.max_usd,
         usd_low=low,
         usd_high=high,
         pilot_usd=pilot_usd,
+        modes=modes,
     )
 
 
@@ -296,7 +312,8 @@ def _estimated_section(
     prompt = _prompt_tokens(items, teachers[0], messages, estimate) if teachers else {}
     rows: list[ForecastRow] = []
     for teacher in teachers:
-        prices = teacher_prices(teacher)
+        # At the prices of the teacher's mode: a batch teacher's calls cost batch rates.
+        prices = mode_prices(teacher, teacher.mode)
         # Reviews by this teacher score every other teacher's rationale.
         # Only a rationale's visible text goes into the review prompt, never its thinking.
         others_rationale = sum(
@@ -450,6 +467,7 @@ def forecast_tables(fc: Forecast) -> list[Table]:
                 + (f", counted against review.max_usd ({fmt_usd(fc.max_usd)})." if fc.max_usd is not None else "."),
             )
         )
+    batch = {r.teacher for r in fc.modes.rows if r.mode == "batch"} if fc.modes is not None else set()
     rows = []
     for ds in fc.datasets:
         for r in ds.rows:
@@ -527,9 +545,17 @@ def forecast_tables(fc: Forecast) -> list[Table]:
             ],
             note=f"Teacher stages take about {fmt_duration(fc.wall_s)} (the slowest teacher); in-flight bound assumes "
             + ", ".join(f"{w.teacher} {w.latency_s:.2f}s ({w.latency_source})" for w in fc.teachers)
-            + " per call.",
+            + " per call."
+            + (
+                f" Batch teachers ({', '.join(t.teacher for t in fc.teachers if t.teacher in batch)}) send no sync "
+                "calls: see the sync-or-batch table."
+                if batch
+                else ""
+            ),
         )
     )
+    if fc.modes is not None:
+        tables.append(mode_table(fc.modes))
     return tables
 
 

@@ -22,6 +22,7 @@ from collections import defaultdict
 
 import msgspec
 
+from store.calls import CallMode
 from store.events import StageEnd, StageStart, read_events
 
 STAGES: tuple[str, ...] = ("rationale", "feedback", "review")
@@ -41,11 +42,16 @@ _UNPRICED = f"({_CHARGED} AND usd IS NULL AND (status = 'completed' OR input_tok
 
 
 class StageLedger(msgspec.Struct, kw_only=True):
-    """One dataset x teacher x stage: what was sent, failed, reused and skipped."""
+    """One dataset x teacher x mode x stage: what was sent, failed, reused and skipped.
+
+    `mode`: "batch" for calls answered through a Batch API (billed at batch prices), "sync"
+    otherwise; a batch teacher whose requests fell back to its sync lane has rows of both.
+    """
 
     dataset: str
     teacher: str
     stage: str
+    mode: CallMode = "sync"
     calls: int = 0
     failed: int = 0
     retries: int = 0
@@ -170,11 +176,11 @@ def _latest_rows(where: str = "1") -> str:
 
 
 def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[StageLedger]:
-    """Per dataset x teacher x stage figures, ordered by dataset, teacher, then stage order."""
+    """Per dataset x teacher x mode x stage figures, ordered by dataset, teacher, mode, then stage order."""
     where, args = ("dataset = ?", (dataset,)) if dataset is not None else ("1", ())
-    rows: dict[tuple[str, str, str], StageLedger] = {}
+    rows: dict[tuple[str, str, str, str], StageLedger] = {}
     cur = conn.execute(
-        "SELECT dataset, teacher, stage, "
+        "SELECT dataset, teacher, mode, stage, "
         "SUM(status = 'completed'), SUM(status = 'failed'), SUM(retries), SUM(http_429), SUM(status = 'cached'), "
         f"SUM(CASE WHEN {_CHARGED} THEN input_tokens ELSE 0 END), "
         f"SUM(CASE WHEN {_CHARGED} THEN output_tokens ELSE 0 END), "
@@ -184,12 +190,13 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
         f"SUM(CASE WHEN {_CHARGED} THEN reasoning_usd ELSE 0 END), "
         f"SUM(CASE WHEN {_CHARGED} THEN cache_read_tokens ELSE 0 END), "
         f"SUM(CASE WHEN {_CHARGED} THEN cache_write_tokens ELSE 0 END) "
-        f"FROM calls WHERE {where} GROUP BY dataset, teacher, stage",
+        f"FROM calls WHERE {where} GROUP BY dataset, teacher, mode, stage",
         args,
     )
     for (
         ds,
         teacher,
+        mode,
         stage,
         calls,
         failed,
@@ -208,10 +215,11 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
         cache_read,
         cache_write,
     ) in cur:
-        rows[(ds, teacher, stage)] = StageLedger(
+        rows[(ds, teacher, mode, stage)] = StageLedger(
             dataset=ds,
             teacher=teacher,
             stage=stage,
+            mode=mode,
             calls=calls,
             failed=failed,
             retries=retries,
@@ -229,15 +237,17 @@ def stage_ledger(conn: sqlite3.Connection, dataset: str | None = None) -> list[S
             cache_write_tokens=cache_write,
         )
     cur = conn.execute(
-        f"SELECT dataset, teacher, stage, COALESCE(error, ''), COUNT(*) FROM ({_latest_rows(where)}) "
-        "WHERE status = 'skipped' GROUP BY dataset, teacher, stage, error",
+        f"SELECT dataset, teacher, mode, stage, COALESCE(error, ''), COUNT(*) FROM ({_latest_rows(where)}) "
+        "WHERE status = 'skipped' GROUP BY dataset, teacher, mode, stage, error",
         args,
     )
-    for ds, teacher, stage, reason, n in cur:
-        row = rows[(ds, teacher, stage)]
+    for ds, teacher, mode, stage, reason, n in cur:
+        row = rows[(ds, teacher, mode, stage)]
         row.skipped = {**row.skipped, reason: n}
     order = {s: i for i, s in enumerate(STAGES)}
-    return sorted(rows.values(), key=lambda r: (r.dataset, r.teacher, order.get(r.stage, len(order)), r.stage))
+    return sorted(
+        rows.values(), key=lambda r: (r.dataset, r.teacher, r.mode != "sync", order.get(r.stage, len(order)), r.stage)
+    )
 
 
 def totals(rows: list[StageLedger]) -> Totals:

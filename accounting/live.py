@@ -1,4 +1,5 @@
-"""The live progress display of the teach stage: per teacher calls, rates, 429s and USD; per dataset samples.
+"""The live progress display of the teach stage: per teacher calls, rates, 429s and USD; per dataset samples;
+batches in flight with their state, counts and age.
 
 It only reads counters the lanes and the scheduler keep anyway (`lane.stats`,
 the scheduler's per-dataset counts), a few times a second from its own task:
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import anyio
@@ -30,7 +31,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from accounting.batch_counts import BatchView
 from accounting.pricing import Prices, cost_usd
+from core.tables import fmt_duration
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +84,13 @@ class ProgressView:
         prices: Mapping[str, Prices | None] | None = None,
         datasets: Mapping[str, SampleCounters] | None = None,
         totals: Mapping[str, int | None] | None = None,
+        batches: Callable[[], Sequence[BatchView]] | None = None,
         window_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ):
+        """`batches` returns the batches in flight (e.g. `batch_views(conn, open_only=True)`), read at each draw."""
         self.lanes = lanes
+        self.batches = batches
         self.prices = prices or {}
         self.datasets = datasets or {}
         self.totals = totals or {}
@@ -146,7 +152,23 @@ class ProgressView:
             samples.add_column(header, justify="left" if header == "dataset" else "right")
         for task, decided, received, total in self._samples():
             samples.add_row(task, f"{decided:,}", f"{received:,}", "?" if total is None else f"{total:,}")
-        return Group(teachers, samples)
+        in_flight = self.batches() if self.batches is not None else ()
+        if not in_flight:
+            return Group(teachers, samples)
+        batches = Table(title="Batches in flight", title_justify="left")
+        for header in ("teacher", "batch", "state", "requests", "succeeded", "errored", "age"):
+            batches.add_column(header, justify="left" if header in ("teacher", "batch", "state") else "right")
+        for b in in_flight:
+            batches.add_row(
+                b.teacher,
+                b.provider_id or b.local_id,
+                b.state,
+                f"{b.requests:,}",
+                f"{b.succeeded:,}",
+                f"{b.errored:,}",
+                fmt_duration(b.age_s),
+            )
+        return Group(teachers, samples, batches)
 
     def summary_line(self) -> str:
         """One line for logs: per teacher done/in-flight, req/s, 429s, USD; per dataset decided/total."""
@@ -157,6 +179,11 @@ class ProgressView:
         parts += [
             f"{task} {decided}/{received if total is None else total} decided"
             for task, decided, received, total in self._samples()
+        ]
+        parts += [
+            f"batch {b.teacher}/{b.provider_id or b.local_id} {b.state} {b.succeeded + b.errored}/{b.requests} "
+            f"done, {fmt_duration(b.age_s)} old"
+            for b in (self.batches() if self.batches is not None else ())
         ]
         return "; ".join(parts)
 

@@ -4,6 +4,7 @@
     committee --config CFG --stage teach                    # one stage
     committee --config CFG --dry-run                        # forecast calls, tokens, USD, time; send nothing
     committee --config CFG --dry-run --pilot 20             # pay for 20 mistakes per dataset, extrapolate
+    committee --config CFG --status                         # where the run stands (its batches too); sends nothing
 
 Stages, in order (`all`, the default, runs them all and streams the exam's
 mistakes straight into the teachers, so teachers start while the student is
@@ -79,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="with --dry-run: learn answer lengths and latencies from the store of an earlier run directory",
     )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print where the run stands from its store (samples, calls and USD per teacher, each batch's state, "
+        "counts and age); sends and writes nothing, and works beside the run that holds the directory",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display; log lines instead")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.pilot is not None or args.calibrate_from is not None) and not args.dry_run:
         parser.error("--pilot and --calibrate-from go with --dry-run")
+    if args.status and (args.dry_run or args.stage != "all"):
+        parser.error("--status goes alone: it only reads the run store")
     if args.pilot is not None and args.pilot < 1:
         parser.error(f"--pilot {args.pilot}: give at least 1 mistake per dataset")
     level = logging.DEBUG if args.verbose else logging.INFO
@@ -126,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         out_dir = cfg.run.out_dir
+        if args.status:
+            from stages.status import show_status
+
+            # No lock and a read-only store: it may look at a run in progress.
+            show_status(cfg)
+            return 0
         if args.dry_run:
             from stages.forecast import dry_run, pilot_dry_run
 

@@ -22,6 +22,7 @@ import msgspec
 from rich.console import Console
 
 from accounting import ledger
+from accounting.batch_counts import BatchCounts, batch_counts
 from core.samples import DecidedSample
 from core.tables import (
     Table,
@@ -33,7 +34,7 @@ from core.tables import (
     to_rich,
 )
 from dataset.writer import decode_samples, picked_teacher
-from store.calls import sample_bodies
+from store.calls import CallMode, sample_bodies
 from store.events import BudgetReached, read_events
 
 STORE_FILE = "store.sqlite"
@@ -47,7 +48,9 @@ class CostRow(msgspec.Struct, kw_only=True):
     and never answered, which a provider may have billed; `unusable` counts calls
     whose last answer was billed without usable text. `reasoning_tokens` are inside
     `output_tokens` (`reasoning_usd` their part of `usd`), `cache_read_tokens` and
-    `cache_write_tokens` inside `input_tokens`, each priced at its own rate.
+    `cache_write_tokens` inside `input_tokens`, each priced at its own rate. `mode`: "batch"
+    for calls answered through a Batch API (at batch prices); a batch teacher whose requests
+    fell back to its sync lane has rows of both modes.
     """
 
     teacher: str
@@ -68,6 +71,7 @@ class CostRow(msgspec.Struct, kw_only=True):
     reasoning_usd: float = 0.0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    mode: CallMode = "sync"
 
 
 class Acceptance(msgspec.Struct, kw_only=True):
@@ -121,6 +125,8 @@ class DatasetCost(msgspec.Struct, kw_only=True):
     budget: BudgetStop | None = None
     missing_calls: int = 0
     review_validity: list[ReviewValidity] = []
+    # Per batch teacher: its batches carrying this dataset's requests (none for a sync-only run).
+    batches: list[BatchCounts] = []
 
 
 class CostReport(msgspec.Struct, kw_only=True):
@@ -128,6 +134,8 @@ class CostReport(msgspec.Struct, kw_only=True):
     total_usd: float | None
     generated_at: str
     possibly_usd: float = 0.0
+    # Per batch teacher, over the whole run.
+    batches: list[BatchCounts] = []
 
 
 def decided_samples(conn: sqlite3.Connection, dataset: str) -> list[DecidedSample]:
@@ -231,6 +239,7 @@ def dataset_cost(conn: sqlite3.Connection, task: str, seed: int = 731) -> Datase
                 reasoning_usd=r.reasoning_usd,
                 cache_read_tokens=r.cache_read_tokens,
                 cache_write_tokens=r.cache_write_tokens,
+                mode=r.mode,
             )
             for r in stage_rows
         ],
@@ -248,6 +257,7 @@ def dataset_cost(conn: sqlite3.Connection, task: str, seed: int = 731) -> Datase
         budget=budget,
         missing_calls=missing,
         review_validity=review_validity(samples),
+        batches=batch_counts(conn, task),
     )
 
 
@@ -268,6 +278,7 @@ def build_cost_report(conn: sqlite3.Connection, tasks: Sequence[str] | None = No
         datasets=sections,
         total_usd=total,
         possibly_usd=sum(s.total.possibly_usd for s in sections),
+        batches=batch_counts(conn),
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -276,6 +287,7 @@ def cost_tables(section: DatasetCost) -> list[Table]:
     """A dataset's cost figures as tables: teacher x stage, acceptance (Table 4), tokens per sample (Table 5)."""
     head = [
         "teacher",
+        "mode",
         "stage",
         "calls",
         "failed",
@@ -295,6 +307,7 @@ def cost_tables(section: DatasetCost) -> list[Table]:
     rows = [
         [
             r.teacher,
+            r.mode,
             r.stage,
             fmt_num(r.calls),
             fmt_num(r.failed),
@@ -317,6 +330,7 @@ def cost_tables(section: DatasetCost) -> list[Table]:
     rows.append(
         [
             "total",
+            "",
             "",
             fmt_num(t.calls),
             fmt_num(t.failed),
@@ -363,8 +377,10 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         notes.append(f"{section.missing_calls} calls failed or were not sent; rerun the same config to send them.")
     if section.stopped_at_budget:
         notes.append("The spending cap (review.max_usd) stopped this dataset before it finished.")
+    if any(r.mode == "batch" for r in section.rows):
+        notes.append("Rows of mode `batch` were answered through the provider's Batch API, at batch prices.")
     calls = Table(
-        title=f"{section.task}: teacher calls and cost", headers=head, rows=rows, note=" ".join(notes), text_columns=2
+        title=f"{section.task}: teacher calls and cost", headers=head, rows=rows, note=" ".join(notes), text_columns=3
     )
     accept = Table(
         title=f"{section.task}: acceptance per teacher (paper's Table 4)",
@@ -423,7 +439,54 @@ def cost_tables(section: DatasetCost) -> list[Table]:
         "valid 1..5 score does not count in the mean.",
         text_columns=2,
     )
-    return [calls, accept, tokens, validity]
+    tables = [calls, accept, tokens, validity]
+    if section.batches:
+        tables.append(batch_counts_table(f"{section.task}: batches per teacher", section.batches))
+    return tables
+
+
+def batch_counts_table(title: str, counts: Sequence[BatchCounts]) -> Table:
+    """Per batch teacher: batches, their requests, resubmissions, and batches that ended badly."""
+    return Table(
+        title=title,
+        headers=[
+            "teacher",
+            "batches",
+            "requests",
+            "resubmitted",
+            "succeeded",
+            "errored",
+            "expired",
+            "failed",
+            "cancelled",
+            "open",
+        ],
+        rows=[
+            [
+                c.teacher,
+                *(
+                    fmt_num(v)
+                    for v in (
+                        c.batches,
+                        c.requests,
+                        c.resubmitted,
+                        c.succeeded,
+                        c.errored,
+                        c.expired,
+                        c.failed,
+                        c.cancelled,
+                        c.open,
+                    )
+                ),
+            ]
+            for c in counts
+        ],
+        note="`requests`: the teacher's requests in batches (in a dataset's table, that dataset's); "
+        "`resubmitted`, those an earlier batch already carried (failed requests sent again, an expired batch's "
+        "leftovers). `succeeded` / `errored` are the provider's last counts of the whole batches; `expired`, "
+        "`failed`, `cancelled` count batches that ended so (what they had finished is kept), `open` those not "
+        "closed yet.",
+    )
 
 
 def _share(part: float, whole: float | None) -> str:

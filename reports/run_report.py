@@ -25,6 +25,7 @@ import msgspec
 from rich.console import Console
 
 from accounting import ledger
+from accounting.batch_counts import BatchCounts, BatchView, batch_counts, batch_views, batches_table
 from core.config import Config
 from core.tables import Table, fmt_duration, fmt_num, fmt_pct, fmt_usd, join_markdown, to_markdown, to_rich
 from core.timings import PhaseTime, read_phases
@@ -33,6 +34,7 @@ from reports.cost import (
     BudgetStop,
     CostReport,
     DatasetCost,
+    batch_counts_table,
     build_cost_report,
     cost_tables,
     ledger_connection,
@@ -92,6 +94,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     forecast: list[ForecastCheckRow] = []
     # Where the latest invocation's wall time went (timings.jsonl), in the order the phases ended.
     phases: list[PhaseTime] = []
+    # The batch teachers' provider batches (none for a sync-only run): counts per teacher, then each batch.
+    batch_counts: list[BatchCounts] = []
+    batches: list[BatchView] = []
 
 
 def _count_mistakes(out_dir: Path, task: str, cost: DatasetCost | None) -> tuple[int | None, str]:
@@ -185,6 +190,8 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         walls = ledger.stage_walls(conn) if conn is not None else []
         fc = read_forecast(out_dir)
         forecast = check_forecast(fc, conn) if fc is not None and conn is not None else []
+        counts = batch_counts(conn) if conn is not None else []
+        batches = batch_views(conn) if conn is not None else []
     finally:
         if conn is not None:
             conn.close()
@@ -232,6 +239,8 @@ def build_run_report(out_dir: Path, cfg: Config | None = None) -> RunReport:
         notes=notes,
         forecast=forecast,
         phases=read_phases(out_dir),
+        batch_counts=counts,
+        batches=batches,
     )
 
 
@@ -398,6 +407,16 @@ def report_tables(report: RunReport) -> list[Table]:
             ],
         )
     )
+    if report.batches:
+        tables.append(batch_counts_table("Batches per teacher (the whole run)", report.batch_counts))
+        tables.append(
+            batches_table(
+                "Batches",
+                report.batches,
+                "Each provider batch of the run: its state, requests and the provider's counts; age is how long it "
+                "took (planned to closed), or has been out so far for one still open (a rerun collects it).",
+            )
+        )
     if report.forecast:
         tables.append(forecast_check_table(report.forecast))
     if report.train is not None:
@@ -471,7 +490,14 @@ def run_report(out_dir: Path, cfg: Config | None = None, console: Console | None
     costs = [s.cost for s in report.datasets if s.cost is not None]
     if costs:
         write_cost_report(
-            CostReport(datasets=costs, total_usd=report.total_usd, generated_at=report.generated_at), out_dir
+            CostReport(
+                datasets=costs,
+                total_usd=report.total_usd,
+                generated_at=report.generated_at,
+                possibly_usd=sum(c.total.possibly_usd for c in costs),
+                batches=report.batch_counts,
+            ),
+            out_dir,
         )
     draw_plots(report, out_dir, cfg)
     write_run_report(report, out_dir)

@@ -18,6 +18,7 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
+from accounting.batch_counts import BatchView, batch_views
 from accounting.ledger import committed_usd
 from accounting.live import ProgressView
 from accounting.pricing import teacher_prices
@@ -131,6 +132,7 @@ async def run_teach(
                     {t.name: t.lane.stats for t in teachers},
                     prices={t.name: teacher_prices(t.section) for t in teachers},
                     datasets=result.counters,
+                    batches=_open_batches(store) if any(t.mode == "batch" for t in cfg.teachers) else None,
                 )
                 outer.start_soon(view.run)
             for teacher in teachers:
@@ -170,6 +172,11 @@ async def run_teach(
     result.budget_reached = budget.reached
     result.spent_usd = budget.spent_usd
     return result
+
+
+def _open_batches(store: Store) -> Callable[[], list[BatchView]]:
+    # The store's own connection: the display runs on the event loop, like the writer.
+    return partial(batch_views, store.connection, open_only=True)
 
 
 def _decided_of(counters: dict[str, TeachCounters], board: StageBoard) -> tuple[int, int | None]:

@@ -89,3 +89,31 @@ async def test_on_a_terminal_it_draws_until_cancelled():
         await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()
     assert "Teachers" in console.export_text()
+
+
+def test_batches_in_flight_show_with_state_counts_and_age():
+    from accounting.batch_counts import BatchView
+
+    in_flight = [
+        BatchView(
+            local_id="b1",
+            teacher="a",
+            provider_id="batch_abc",
+            state="running",
+            requests=40,
+            succeeded=25,
+            errored=1,
+            age_s=754.0,
+            closed=False,
+        )
+    ]
+    view = ProgressView({"a": _lane()}, batches=lambda: in_flight)
+    console = Console(file=io.StringIO(), width=160, record=True)
+    console.print(view.render())
+    text = console.export_text()
+    assert "Batches in flight" in text and "batch_abc" in text and "running" in text and "12m34s" in text
+    assert "batch a/batch_abc running 26/40 done, 12m34s old" in view.summary_line()
+    in_flight.clear()
+    console = Console(file=io.StringIO(), width=160, record=True)
+    console.print(view.render())
+    assert "Batches" not in console.export_text() and "batch " not in view.summary_line()
