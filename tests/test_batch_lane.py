@@ -560,3 +560,190 @@ async def test_a_stopped_run_leaves_its_batch_at_the_provider_and_the_next_run_c
         (record,) = batch_records(store.connection, "b")
     assert answers == {0: Answer("re: question 0")} and api.sizes() == [1] and record.closed
     assert [r[:3] for r in _rows(db)] == [("0", "completed", "batch")]
+
+
+class _NoBatchApi(FakeBatchApi):
+    """A host that serves chat completions but has no Batch API: every create is a 404, look-ups must not happen."""
+
+    def __init__(self) -> None:
+        # One batch at a time: the requests after the first batch are still queued when it is refused.
+        super().__init__(BatchLimits(max_requests=100, max_bytes=1_000_000, max_in_flight=1))
+        self.creates = 0
+
+    async def submit(self, items: Sequence[BatchItem], *, tag: str) -> str:
+        self.creates += 1
+        raise Permanent(f"teacher 'b': batch {tag!r}: HTTP 404: not found", http_status=404)
+
+    async def find(self, tag: str, **_) -> str | None:
+        raise AssertionError("a create the provider answered with an error made nothing to look for")
+
+
+@pytest.mark.parametrize("fallback", ["none", "sync"])
+async def test_a_host_without_a_batch_api_fails_every_request_at_once_in_one_line(tmp_path: Path, fallback) -> None:
+    db = tmp_path / "store.sqlite"
+    api, sync = _NoBatchApi(), SyncClient()
+    async with Store.open(db) as store:
+        # One request per batch and many attempts: without the stop, each request would make six 404s.
+        teacher = _teacher(_section(batch_max_requests=1, fallback=fallback), store, Budget(None), api, sync)
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            answers.update(await _ask_all(teacher, 3))
+
+        await _with_lane(teacher, body)
+        records = batch_records(store.connection, "b")
+    assert api.creates == 1
+    assert [(r.closed, r.state, r.batch_id) for r in records] == [(True, "failed", None)]
+    if fallback == "sync":
+        assert answers == {i: Answer(f"re: question {i}") for i in range(3)} and len(sync.requests) == 3
+        return
+    errors = {a.error for a in answers.values()}
+    assert len(errors) == 1 and all(a.text is None for a in answers.values())
+    (error,) = errors
+    assert error is not None and "\n" not in error
+    assert error.startswith(f"teacher 'b': batch {records[0].local_id}: not created: ") and "HTTP 404" in error
+    assert error.endswith("set mode = 'sync' for this teacher")
+
+
+async def test_a_planned_batch_that_cannot_be_looked_up_holds_its_requests_and_the_run_goes_on(tmp_path: Path) -> None:
+    class Unreachable(FakeBatchApi):
+        async def find(self, tag: str, **_) -> str | None:
+            raise Permanent(f"teacher 'b': finding batch {tag!r}: HTTP 404: not found", http_status=404)
+
+    db = tmp_path / "store.sqlite"
+    api = Unreachable()
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        slot = CallSlot(key=_key(teacher, 0), dataset="d", sample_id="0", teacher="b", stage="rationale")
+        await record_batch_event(
+            store, "b", BatchPlanned(local_id="A", teacher="b", provider="openai", tag="tag-A", slots=(slot,))
+        )
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            answers.update(await _ask_all(teacher, 2))
+
+        await _with_lane(teacher, body)
+        records = {r.local_id: r for r in batch_records(store.connection, "b")}
+    # The request that may be in batch A is not sent again; the other one is.
+    assert answers[1] == Answer("re: question 1") and answers[0].text is None
+    assert answers[0].error is not None and "cannot look up batch 'tag-A'" in answers[0].error
+    assert [len(b.items) for b in api.batches.values()] == [1] and api.batches["batch_0"].items[0].custom_id != slot.key
+    assert not records["A"].closed and records["A"].batch_id is None
+
+
+async def test_an_unreadable_result_is_booked_as_possibly_billed_at_its_worst_case(tmp_path: Path) -> None:
+    class Garbled(FakeBatchApi):
+        async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+            raise Permanent(f"teacher 'b': batch {batch_id}: line 1 of the results is not a result")
+            yield  # pragma: no cover
+
+    db = tmp_path / "store.sqlite"
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, Garbled(), SyncClient())
+        worst = teacher.worst_case_usd(teacher.request(_question(0)), _half)
+
+        async def body() -> None:
+            assert (await _collect_one({}, teacher, 0)) is None
+
+        await _with_lane(teacher, body)
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT status, usd, possibly_usd, possibly_attempts FROM calls").fetchone()
+    assert row == ("failed", 0.0, pytest.approx(worst), 1)
+    assert budget.possibly_usd == pytest.approx(worst) and budget.reserved_usd == 0.0
+
+
+class _Refusing(FakeBatchApi):
+    """Every answer comes back refused (billed, no usable text, worth asking again)."""
+
+    async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+        for item in self.batches[batch_id].items:
+            self.billed.append(item.custom_id)
+            yield BatchOutcome(
+                custom_id=item.custom_id,
+                error="refused",
+                retryable=True,
+                unusable="refused",
+                input_tokens=10,
+                output_tokens=4,
+            )
+
+
+async def test_refused_answers_are_recorded_as_read_even_when_the_request_then_goes_to_sync(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    async with Store.open(db) as store:
+        api = _Refusing()
+        teacher = _teacher(_section(max_attempts=2, fallback="sync"), store, Budget(None), api, SyncClient())
+
+        async def body() -> None:
+            assert await _collect_one({}, teacher, 0) is None
+
+        await _with_lane(teacher, body)
+    rows = _rows(db)
+    # Two refused batch answers, each paid (10 in + 4 out at half of _cost), then the sync answer.
+    assert [r[1:3] for r in rows] == [("failed", "batch"), ("failed", "batch"), ("completed", "sync")]
+    assert [r[4] for r in rows] == [pytest.approx(9e-6), pytest.approx(9e-6), pytest.approx(20e-6)]
+    assert len(api.billed) == 2
+
+
+async def test_a_batch_downloaded_again_after_a_kill_adds_no_second_row_for_a_billed_unusable_answer(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "store.sqlite"
+    api = _Refusing(hold=True)
+    section = _section(max_attempts=1)
+    async with Store.open(db) as store:
+        teacher = _teacher(section, store, Budget(None), api, SyncClient())
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)  # type: ignore[union-attr]
+            tg.start_soon(_collect_one, {}, teacher, 0)
+            await api.submitted.wait()
+            api.hold = False
+            # Killed as the row of its answer is committed, before the batch is closed.
+            await _until(lambda: bool(_rows(db)))
+            tg.cancel_scope.cancel()
+    with sqlite3.connect(db) as conn:
+        # As a SIGKILL leaves it: the answer's row committed, the batch not closed.
+        conn.execute("DELETE FROM batches WHERE kind = 'closed'")
+    assert len(_rows(db)) == 1
+
+    async with Store.open(db) as store:
+        teacher = _teacher(section, store, Budget(None), api, SyncClient())
+        await _with_lane(teacher, lambda: _until(lambda: _all_closed(store)))
+        (record,) = batch_records(store.connection, "b")
+    assert record.closed and len(api.billed) == 2  # downloaded twice, the provider billed it once in truth
+    assert [r[1:3] for r in _rows(db)] == [("failed", "batch")]
+
+
+async def test_a_key_left_in_two_open_batches_gets_a_row_for_each_paid_answer(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi()
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        slot = CallSlot(key=_key(teacher, 0), dataset="d", sample_id="0", teacher="b", stage="rationale")
+        item = BatchItem(custom_id=slot.key, request=teacher.request(_question(0)))
+        # Killed while collecting batch A: the request had failed there and gone into batch B already.
+        for local_id in ("A", "B"):
+            plan = BatchPlanned(local_id=local_id, teacher="b", provider="openai", tag=f"tag-{local_id}", slots=(slot,))
+            await record_batch_event(store, "b", plan)
+            batch_id = await api.submit([item], tag=f"tag-{local_id}")
+            await record_batch_event(store, "b", BatchSubmitted(local_id=local_id, batch_id=batch_id))
+
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        await _with_lane(teacher, lambda: _until(lambda: _all_closed(store)))
+        records = batch_records(store.connection, "b")
+    assert api.billed == [slot.key, slot.key] and all(r.closed for r in records)
+    assert [r[1:3] for r in _rows(db)] == [("completed", "batch"), ("completed", "batch")]
+
+
+async def _until(done) -> None:
+    """Return once `done()` holds: checked at each turn of the loop (no delay), for at most 10 s."""
+    with anyio.fail_after(10):
+        while not done():
+            await anyio.lowlevel.checkpoint()
+
+
+def _all_closed(store: Store) -> bool:
+    return all(r.closed for r in batch_records(store.connection, "b"))

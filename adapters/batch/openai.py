@@ -27,7 +27,6 @@ from adapters.batch.http import (
     Tally,
     answered,
     create_once,
-    decode_line,
     error_status,
     jsonl_lines,
     not_run,
@@ -230,7 +229,7 @@ class OpenAIBatches:
         request in neither (a batch that failed or ended early) comes out as not run, retryable.
 
         Raises `Permanent` naming the batch, the file and the line for a line that is not a
-        result or names a custom_id this batch did not send.
+        result or names a custom_id this batch did not send, once every readable line came out.
         """
         batch = await self._batch(batch_id)
         tally = Tally(custom_ids, lambda reason: self._http.fail(f"batch {batch_id}", reason))
@@ -240,8 +239,9 @@ class OpenAIBatches:
             where = f"batch {batch_id} ({kind} file {file_id})"
             content = await self._http.download(f"{self._base}/files/{file_id}/content", where=where)
             for number, raw in jsonl_lines(content):
-                line = decode_line(_line_decoder, raw, lambda reason, w=where: self._http.fail(w, reason), number)
-                if tally.first(line.custom_id, f"line {number} of the {kind} file"):
+                named = f"line {number} of the {kind} file {file_id}"
+                line = tally.read(_line_decoder, raw, named)
+                if line is not None and tally.first(line.custom_id, named):
                     yield _outcome(line)
         for outcome in tally.missing(f"no result in batch {batch_id} ({batch.status})"):
             yield outcome
