@@ -1,0 +1,80 @@
+"""Batch mode's bad input end to end (run.py): a host with no Batch API, unreadable results, a failed batch.
+
+Each ends with one line naming the teacher, the batch and the cause, and nothing already paid is lost.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from emulator import EmulatorSpec, Latency
+from emulator.fair_script import FairScript
+from tasks import load_split
+from tests.conftest import authors_file, write_config
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@asynccontextmanager
+async def _chat_only(upstream: str) -> AsyncIterator[str]:
+    """An OpenAI-compatible server (as vLLM's): chat completions passed to `upstream`, 404 for anything else."""
+
+    async def chat(request: web.Request) -> web.Response:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{upstream}/chat/completions", data=await request.read(), headers=dict(request.headers)
+            ) as answer:
+                return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+def _teach(cfg: Path) -> list[str]:
+    return [sys.executable, "run.py", "--config", str(cfg), "--stage", "teach", "--no-progress"]
+
+
+def _in_batch_mode(cfg: Path, name: str) -> Path:
+    keys = 'mode = "batch"\nbatch_window_s = 0.05\nbatch_poll_s = 0.05\n'
+    cfg.write_text(cfg.read_text().replace(f'name = "{name}"\n', f'name = "{name}"\n{keys}', 1))
+    return cfg
+
+
+async def test_a_host_without_a_batch_api_ends_in_one_line_naming_teacher_and_batch(tmp_path, emulator, monkeypatch):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = load_split("svamp", "demo", "train")[:2]
+    emu = await emulator(EmulatorSpec(latency=Latency(median_ms=5, sigma=0.1)), FairScript(qs))
+    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
+    async with _chat_only(emu.base_url("openai")) as url:
+        cfg = _in_batch_mode(write_config(tmp_path, emu, {"svamp": mistakes}, urls={"gpt": url}), "gpt")
+        for _ in range(2):
+            # Twice: the first run leaves nothing that makes the second one fail otherwise.
+            with anyio.fail_after(120):
+                run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+            stderr = run.stderr.decode()
+            assert run.returncode == 3, stderr
+            # The warning as it happens and the run's summary say the same line.
+            said = {line[line.index("teacher 'gpt'") :] for line in stderr.splitlines() if "set mode = 'sync'" in line}
+            assert len(said) == 1, stderr
+            (line,) = said
+            assert line.startswith("teacher 'gpt': batch ") and "not created" in line and "HTTP 404" in line
+    # The batch teacher's requests never reached a model (nor the emulator behind the proxy).
+    assert "model-gpt" not in emu.stats().models
