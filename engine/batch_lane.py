@@ -131,6 +131,7 @@ class BatchLane:
         # Set once the provider refused a batch for a reason no later batch escapes (no Batch API at
         # the host, an account that cannot use it): the one line every request still waiting fails with.
         self._refused: str | None = None
+        self._closing = anyio.Event()
 
     async def ask(self, slot: CallSlot, request: ChatRequest, worst_usd: float) -> BatchReply:
         """Get `request` answered through batches (or joined to the open batch that already holds it).
@@ -161,10 +162,11 @@ class BatchLane:
         return entry.reply
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Take up the batches an earlier run left open, then send batches until cancelled.
+        """Take up the batches an earlier run left open, then send batches until `close` (or cancelled).
 
         `started` is signalled once every open batch's requests count as in flight, so no
-        ask made after it can submit one of them again.
+        ask made after it can submit one of them again. After `close`, returns once each batch
+        still out was polled once more and, when done, collected; the others stay open.
         """
         try:
             async with anyio.create_task_group() as tg:
@@ -208,9 +210,16 @@ class BatchLane:
             len(self._queue) >= self._max_requests or self._queued_bytes >= self._max_bytes or self._refused is not None
         )
 
+    def close(self) -> None:
+        """Teaching is over (no ask is waiting): collect what is ready, leave what is not, and let `run` return."""
+        self._closing.set()
+        self._poke()
+
     async def _send_batches(self, tg: TaskGroup) -> None:
         while True:
             wake = self._wake
+            if self._closing.is_set() and not self._queue:
+                return
             if not self._queue or (self._in_flight >= self._max_in_flight and self._refused is None):
                 await wake.wait()
                 continue
@@ -341,7 +350,11 @@ class BatchLane:
                     )
                 if status.state in BATCH_DONE:
                     break
-            await anyio.sleep(self.section.batch_poll_s)
+            if self._closing.is_set():
+                # Polled once since teaching ended and not done: left open, for a later run to collect.
+                return
+            with anyio.move_on_after(self.section.batch_poll_s):
+                await self._closing.wait()
         await self._collect(local_id, status, entries, slots)
 
     async def _collect(

@@ -31,6 +31,7 @@ from stages.context import RunContext
 from stages.problems import Problem
 from stages.progress import StageBoard
 from stages.teachers import open_teachers
+from store.batches import BatchRecord, batch_records
 from store.calls import Store
 from store.events import BudgetReached, DatasetStop, StageEnd, StageStart, TeacherModels
 
@@ -46,6 +47,8 @@ class TeachResult:
     train_records: dict[str, int] = field(default_factory=dict)
     budget_reached: bool = False
     spent_usd: float = 0.0
+    # Provider batches still open when teaching ended (results paid or to be paid, not collected yet).
+    open_batches: list[BatchRecord] = field(default_factory=list)
 
     def problems(self) -> list[Problem]:
         """What each dataset left undone (nothing when every sample was decided with all its calls)."""
@@ -67,7 +70,23 @@ class TeachResult:
                         f"{task}: {c.not_started} mistakes not started because the spending cap was reached",
                     )
                 )
-        return found
+        return found + _open_batch_problems(self.open_batches)
+
+
+def _open_batch_problems(records: Sequence[BatchRecord]) -> list[Problem]:
+    by_teacher: dict[str, list[BatchRecord]] = {}
+    for record in records:
+        by_teacher.setdefault(record.teacher, []).append(record)
+    return [
+        Problem(
+            "batches_open",
+            f"teacher {teacher!r}: {len(open_)} batch{'es' if len(open_) > 1 else ''} still open at the provider "
+            f"({', '.join(r.batch_id or f'{r.local_id} (not looked up yet)' for r in open_)}; "
+            f"{sum(len(r.slots) for r in open_)} requests), which no sample of this run waited for: "
+            "rerun the same command later to collect their answers (paid once they finish)",
+        )
+        for teacher, open_ in by_teacher.items()
+    ]
 
 
 def list_producer(mistakes: Sequence[Mistake]) -> Producer:
@@ -133,29 +152,36 @@ async def run_teach(
                     datasets=result.counters,
                 )
                 outer.start_soon(view.run)
-            for teacher in teachers:
-                if teacher.batch is not None:
-                    # Returns once the batches an earlier run left open count as in flight (engine/batch_lane.py),
-                    # so no ask below sends one of their requests again; ends with `outer`, leaving batches still
-                    # out at the provider and in the store for a rerun to collect.
-                    await outer.start(teacher.batch.run)
-            async with anyio.create_task_group() as tg:
-                for task, produce in producers.items():
-                    send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
-                    tg.start_soon(produce, send)
-                    tg.start_soon(
-                        partial(
-                            teach_dataset,
-                            committee,
-                            recv,
-                            limiter=limiter,
-                            done_ids=complete_ids(store, task, committee),
-                            on_decided=store_sample,
-                            counters=result.counters[task],
-                            budget_reached=lambda: budget.reached,
+            async with anyio.create_task_group() as lanes:
+                for teacher in teachers:
+                    if teacher.batch is not None:
+                        # Returns once the batches an earlier run left open count as in flight
+                        # (engine/batch_lane.py), so no ask below sends one of their requests again.
+                        await lanes.start(teacher.batch.run)
+                async with anyio.create_task_group() as tg:
+                    for task, produce in producers.items():
+                        send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
+                        tg.start_soon(produce, send)
+                        tg.start_soon(
+                            partial(
+                                teach_dataset,
+                                committee,
+                                recv,
+                                limiter=limiter,
+                                done_ids=complete_ids(store, task, committee),
+                                on_decided=store_sample,
+                                counters=result.counters[task],
+                                budget_reached=lambda: budget.reached,
+                            )
                         )
-                    )
+                for teacher in teachers:
+                    if teacher.batch is not None:
+                        # Collects the batches that are done, leaves those still running at the provider and
+                        # in the store for a rerun.
+                        teacher.batch.close()
             outer.cancel_scope.cancel()
+        # Every batch event is committed before the lane records the next step, so this is where each one stands.
+        result.open_batches = [r for r in batch_records(store.connection) if not r.closed]
         if budget.reached:
             stopped = {
                 task: DatasetStop(not_started=c.not_started, incomplete=c.incomplete)
