@@ -280,7 +280,14 @@ class BatchLane:
         planned_at = time.time()
         try:
             await self._record(
-                BatchPlanned(local_id=local_id, teacher=self.name, provider=self.section.provider, tag=tag, slots=slots)
+                BatchPlanned(
+                    local_id=local_id,
+                    teacher=self.name,
+                    provider=self.section.provider,
+                    tag=tag,
+                    slots=slots,
+                    worst_usd=tuple(e.worst_usd for e in entries),
+                )
             )
             items = [BatchItem(custom_id=e.slot.key, request=e.request) for e in entries if e.request is not None]
             try:
@@ -589,11 +596,15 @@ class BatchLane:
                 return
             await self._record(BatchSubmitted(local_id=record.local_id, batch_id=batch_id))
         entries: dict[str, _Entry] = {}
-        for slot in record.slots:
+        worst = record.worst_usd if len(record.worst_usd) == len(record.slots) else (0.0,) * len(record.slots)
+        for slot, worst_usd in zip(record.slots, worst, strict=True):
             if slot.key in self._entries or self._store.completed(slot.key) is not None:
                 continue
-            entry = _Entry(slot, None, self._tab(0.0), worst_usd=0.0, size=0)
+            entry = _Entry(slot, None, self._tab(worst_usd), worst_usd=worst_usd, size=0)
             entry.attempts = 1
+            # Already sent: its worst case counts against the cap until its result settles it.
+            self._budget.hold(worst_usd)
+            entry.held_usd = worst_usd
             entries[slot.key] = self._entries[slot.key] = entry
         log.info(
             "teacher %r: following batch %s left open by an earlier run (%d requests)",

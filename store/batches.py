@@ -33,6 +33,8 @@ class BatchPlanned(_BatchEvent, frozen=True, tag="planned"):
     provider: str
     tag: str
     slots: tuple[CallSlot, ...]
+    # Each slot's worst case at batch prices: a run resuming the batch holds it against the spending cap.
+    worst_usd: tuple[float, ...] = ()
 
 
 class BatchSubmitted(_BatchEvent, frozen=True, tag="submitted"):
@@ -71,6 +73,7 @@ class BatchRecord(msgspec.Struct, kw_only=True):
     provider: str
     tag: str
     slots: tuple[CallSlot, ...]
+    worst_usd: tuple[float, ...] = ()
     batch_id: str | None = None
     state: BatchState = "planned"
     succeeded: int = 0
@@ -107,6 +110,7 @@ def batch_records(conn: sqlite3.Connection, teacher: str | None = None) -> list[
                 provider=event.provider,
                 tag=event.tag,
                 slots=event.slots,
+                worst_usd=event.worst_usd,
                 planned_at=at,
                 updated_at=at,
             )

@@ -747,3 +747,29 @@ async def _until(done) -> None:
 
 def _all_closed(store: Store) -> bool:
     return all(r.closed for r in batch_records(store.connection, "b"))
+
+
+async def test_a_resumed_batch_holds_its_worst_cases_against_the_cap_until_its_results_settle(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi(hold=True)
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(1.0), api, SyncClient())
+        worst = teacher.worst_case_usd(teacher.request(_question(0)), _half)
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)  # type: ignore[union-attr]
+            tg.start_soon(_collect_one, {}, teacher, 0)
+            await api.submitted.wait()
+            tg.cancel_scope.cancel()  # killed while the batch runs
+
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, api, SyncClient())
+        assert teacher.batch is not None
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)
+            # Sent by the killed run, so out of this run's hands: it counts against the cap from the start.
+            assert budget.reserved_usd == pytest.approx(worst)
+            api.hold = False
+            await _until(lambda: _all_closed(store))
+            tg.cancel_scope.cancel()
+    assert budget.reserved_usd == 0.0 and budget.spent_usd == pytest.approx(_rows(db)[0][4])
