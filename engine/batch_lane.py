@@ -340,8 +340,15 @@ class BatchLane:
                 log.warning("teacher %r: batch %s: poll failed (%s); polling again", self.name, batch_id, exc)
                 status = None
             except Permanent as exc:
-                # The provider no longer shows the batch: nothing of it can be collected.
-                status = BatchStatus(batch_id=batch_id, state="failed", error=f"cannot be polled: {exc}")
+                # Not shown to this key (another account's, a changed base_url) or refused: it may still run
+                # and bill, so its requests are not sent again, and it stays open for a run that can poll it.
+                cause = self._where(
+                    batch_id, f"cannot be polled ({exc}); rerun with the API key and base_url that created it"
+                )
+                log.warning("%s", cause)
+                for entry in entries.values():
+                    self._block(entry, cause)
+                return
             if status is not None:
                 now = (status.state, status.succeeded, status.errored)
                 if now != seen:
@@ -623,8 +630,17 @@ class BatchLane:
             if slot.key in self._entries or self._store.completed(slot.key) is not None:
                 continue
             entry = self._entries[slot.key] = _Entry(slot, None, self._tab(0.0), worst_usd=0.0, size=0)
-            entry.reply = BatchReply(billed_row(slot, entry.tab, status="failed", error=cause, mode="batch"))
-            entry.done.set()
+            self._block(entry, cause)
+
+    def _block(self, entry: _Entry, cause: str) -> None:
+        """Fail the request in this run and keep its key in the lane, so no ask sends it again: it may be paid."""
+        if entry.held_usd is not None:
+            # Perhaps billed, never settled: booked as possibly billed, not held (a hold that never
+            # settles would keep every later reservation waiting).
+            self._budget.abandon(entry.held_usd)
+            entry.held_usd = None
+        entry.reply = BatchReply(billed_row(entry.slot, entry.tab, status="failed", error=cause, mode="batch"))
+        entry.done.set()
 
     async def _follow_resumed(self, record: BatchRecord, batch_id: str, entries: dict[str, _Entry]) -> None:
         try:

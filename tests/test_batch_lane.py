@@ -773,3 +773,30 @@ async def test_a_resumed_batch_holds_its_worst_cases_against_the_cap_until_its_r
             await _until(lambda: _all_closed(store))
             tg.cancel_scope.cancel()
     assert budget.reserved_usd == 0.0 and budget.spent_usd == pytest.approx(_rows(db)[0][4])
+
+
+async def test_a_batch_that_cannot_be_polled_is_left_open_and_its_requests_are_not_sent_again(tmp_path: Path) -> None:
+    class Unknown(FakeBatchApi):
+        async def status(self, batch_id: str) -> BatchStatus:
+            # As a key of another project sees it.
+            raise Permanent(f"teacher 'b': batch {batch_id}: HTTP 404: No batch found with id '{batch_id}'.")
+
+    db = tmp_path / "store.sqlite"
+    api = Unknown()
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            await _collect_one(answers, teacher, 0)
+            # Asked again in another slot: still not sent.
+            answers[1] = await teacher.ask(_question(0), dataset="d", sample_id="1", stage="rationale")
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert api.sizes() == [1] and not record.closed and record.batch_id == "batch_0"
+    assert answers[0] == answers[1] and answers[0].text is None and answers[0].error is not None
+    assert answers[0].error.startswith("teacher 'b': batch batch_0: cannot be polled (") and "404" in answers[0].error
+    # Perhaps billed: booked as such, not held for ever.
+    assert budget.reserved_usd == 0.0 and budget.possibly_usd > 0
