@@ -411,8 +411,16 @@ class BatchLane:
                     await self._unreadable(entry, self._where(batch_id, cause))
                 pending.clear()
                 break
+        others_out = self._in_flight > 1
+        if status.queue_full and others_out:
+            # The provider's queue holds no more than the other batches out now: wait for one of them
+            # before sending again, and do not count this try against the requests' attempts.
+            self._max_in_flight = self._in_flight - 1
+            cause += f"; sending its requests again with at most {self._max_in_flight} batches out"
         for entry in pending.values():
             # A request of a failed batch, or one the results left out, was not billed.
+            if status.queue_full and others_out:
+                entry.attempts -= 1
             await self._again_or_fail(
                 entry, batch_id, cause if status.state != "completed" else "no result in the batch"
             )

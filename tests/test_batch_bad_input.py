@@ -5,6 +5,8 @@ Each ends with one line naming the teacher, the batch and the cause, and nothing
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from emulator import EmulatorSpec, Latency
+from emulator import BatchBehaviour, EmulatorSpec, Latency
 from emulator.fair_script import FairScript
 from tasks import load_split
 from tests.conftest import authors_file, write_config
@@ -78,3 +80,31 @@ async def test_a_host_without_a_batch_api_ends_in_one_line_naming_teacher_and_ba
             assert line.startswith("teacher 'gpt': batch ") and "not created" in line and "HTTP 404" in line
     # The batch teacher's requests never reached a model (nor the emulator behind the proxy).
     assert "model-gpt" not in emu.stats().models
+
+
+async def test_batches_the_provider_fails_are_named_in_one_line_and_nothing_paid_is_lost(
+    tmp_path, emulator, monkeypatch
+):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = load_split("svamp", "demo", "train")[:3]
+    # One batch in progress at a time: OpenAI fails the others (its enqueued limit, `token_limit_exceeded`).
+    spec = EmulatorSpec(latency=Latency(median_ms=5, sigma=0.1), batch=BatchBehaviour(delay_s=0.2, max_in_flight=1))
+    emu = await emulator(spec, FairScript(qs))
+    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
+    cfg = _in_batch_mode(write_config(tmp_path, emu, {"svamp": mistakes}), "gpt")
+    cfg.write_text(cfg.read_text().replace('mode = "batch"\n', 'mode = "batch"\nbatch_max_requests = 1\n', 1))
+    with anyio.fail_after(120):
+        run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+    stderr = run.stderr.decode()
+    # Each failed batch named in one line; its requests went again, without using up their attempts.
+    assert run.returncode == 0, stderr
+    failed = [line for line in stderr.splitlines() if "token_limit_exceeded" in line]
+    assert failed and all(
+        re.search(r"WARNING engine\.batch_lane: teacher 'gpt': batch batch_emu\d+: ", x) for x in failed
+    )
+    # Failed batches bill nothing; every answered request is billed once and recorded once.
+    stats = emu.stats().models["model-gpt"]
+    assert set(stats.billed_keys.values()) == {1}
+    with sqlite3.connect(tmp_path / "run" / "store.sqlite") as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM calls WHERE teacher = 'gpt' AND status = 'completed'").fetchone()
+    assert rows == stats.batch_billed > 0

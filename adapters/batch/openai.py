@@ -57,6 +57,10 @@ _STATES: dict[str, BatchState] = {
     "expired": "expired",
     "cancelled": "cancelled",
 }
+# A batch failed because the organization's enqueued tokens for the model are at their limit
+# (https://platform.openai.com/docs/guides/batch, "Batch expiration" and rate limits; the
+# `errors.data[].code` of the failed batch object): nothing of it ran, and it may go again later.
+_QUEUE_FULL = "token_limit_exceeded"
 # Error codes of requests the batch never ran: sending them again is safe and may succeed
 # (https://platform.openai.com/docs/api-reference/batch/request-output, `error.code`).
 _NOT_RUN = frozenset({"batch_expired", "batch_cancelled", "request_timeout"})
@@ -215,6 +219,7 @@ class OpenAIBatches:
         counts = batch.request_counts or _Counts()
         state = _STATES.get(batch.status, "running")
         error = _batch_error(batch) if state == "failed" else None
+        codes = {e.code for e in batch.errors.data} if batch.errors else set()
         return BatchStatus(
             batch_id=batch_id,
             state=state,
@@ -222,6 +227,7 @@ class OpenAIBatches:
             succeeded=counts.completed,
             errored=counts.failed,
             error=error,
+            queue_full=state == "failed" and _QUEUE_FULL in codes,
         )
 
     async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
