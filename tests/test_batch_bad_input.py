@@ -27,18 +27,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @asynccontextmanager
-async def _chat_only(upstream: str) -> AsyncIterator[str]:
-    """An OpenAI-compatible server (as vLLM's): chat completions passed to `upstream`, 404 for anything else."""
+async def _proxy(upstream: str, *, batches: bool, garble: bytes | None = None) -> AsyncIterator[str]:
+    """An OpenAI-wire server in front of `upstream` (its `/v1` URL): chat completions passed through; the Files
+    and Batch endpoints too when `batches`, else 404 as an OpenAI-compatible server without them (vLLM's) answers.
+    `garble`: the first line of the first output file downloaded becomes these bytes."""
+    garbled: list[str] = []
 
-    async def chat(request: web.Request) -> web.Response:
+    async def passed(request: web.Request) -> web.Response:
+        if not batches and request.path != "/v1/chat/completions":
+            raise web.HTTPNotFound()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        url = upstream.removesuffix("/v1") + request.path_qs
         async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"{upstream}/chat/completions", data=await request.read(), headers=dict(request.headers)
-            ) as answer:
-                return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")
+            async with session.request(request.method, url, data=await request.read(), headers=headers) as answer:
+                body = await answer.read()
+        if garble is not None and request.path.endswith("/content") and not garbled and b'"status_code"' in body:
+            garbled.append(request.path)
+            body = b"\n".join([garble, *body.split(b"\n")[1:]])
+        return web.Response(status=answer.status, body=body, content_type=answer.content_type)
 
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_route("*", "/{tail:.*}", passed)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -65,7 +74,7 @@ async def test_a_host_without_a_batch_api_ends_in_one_line_naming_teacher_and_ba
     qs = load_split("svamp", "demo", "train")[:2]
     emu = await emulator(EmulatorSpec(latency=Latency(median_ms=5, sigma=0.1)), FairScript(qs))
     mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
-    async with _chat_only(emu.base_url("openai")) as url:
+    async with _proxy(emu.base_url("openai"), batches=False) as url:
         cfg = _in_batch_mode(write_config(tmp_path, emu, {"svamp": mistakes}, urls={"gpt": url}), "gpt")
         for _ in range(2):
             # Twice: the first run leaves nothing that makes the second one fail otherwise.
@@ -108,3 +117,29 @@ async def test_batches_the_provider_fails_are_named_in_one_line_and_nothing_paid
     with sqlite3.connect(tmp_path / "run" / "store.sqlite") as conn:
         (rows,) = conn.execute("SELECT count(*) FROM calls WHERE teacher = 'gpt' AND status = 'completed'").fetchone()
     assert rows == stats.batch_billed > 0
+
+
+async def test_an_unreadable_output_line_is_named_and_the_rest_of_the_batch_is_kept(tmp_path, emulator, monkeypatch):
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = load_split("svamp", "demo", "train")[:2]
+    spec = EmulatorSpec(latency=Latency(median_ms=5, sigma=0.1), batch=BatchBehaviour(delay_s=0.1))
+    emu = await emulator(spec, FairScript(qs))
+    mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
+    async with _proxy(emu.base_url("openai"), batches=True, garble=b'{"custom_id": "x", "resp') as url:
+        cfg = _in_batch_mode(write_config(tmp_path, emu, {"svamp": mistakes}, urls={"gpt": url}), "gpt")
+        with anyio.fail_after(120):
+            run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+    stderr = run.stderr.decode()
+    assert run.returncode == 3, stderr
+    said = {x[x.index("teacher 'gpt'") :] for x in stderr.splitlines() if "results unreadable" in x and "WARN" in x}
+    assert len(said) == 1, stderr
+    (line,) = said
+    assert re.match(r"teacher 'gpt': batch batch_emu\d+: results unreadable: .*line 1 of the output file", line)
+    # The garbled answer was paid: its request failed, booked as possibly billed, and was not sent again; every
+    # other answer of that batch was kept.
+    stats = emu.stats().models["model-gpt"]
+    assert set(stats.billed_keys.values()) == {1}
+    with sqlite3.connect(tmp_path / "run" / "store.sqlite") as conn:
+        rows = dict(conn.execute("SELECT status, count(*) FROM calls WHERE teacher = 'gpt' GROUP BY status"))
+        (possibly,) = conn.execute("SELECT sum(possibly_usd) FROM calls WHERE teacher = 'gpt'").fetchone()
+    assert rows == {"completed": stats.batch_billed - 1, "failed": 1} and possibly > 0
