@@ -29,7 +29,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -133,11 +133,20 @@ class BatchLane:
         self._refused: str | None = None
         self._closing = anyio.Event()
 
-    async def ask(self, slot: CallSlot, request: ChatRequest, worst_usd: float) -> BatchReply:
+    async def ask(
+        self,
+        slot: CallSlot,
+        request: ChatRequest,
+        worst_usd: float,
+        *,
+        queued: Callable[[], Awaitable[None]] | None = None,
+    ) -> BatchReply:
         """Get `request` answered through batches (or joined to the open batch that already holds it).
 
-        `worst_usd`: one attempt's worst case at batch prices. Cancelled while queued, the
-        request leaves the queue; once in a batch it stays there (a rerun collects it).
+        `worst_usd`: one attempt's worst case at batch prices. `queued` is awaited once the
+        request is in the lane, before waiting for its answer (the sample parks there: its
+        request must not wait on the parking). Cancelled while queued, the request leaves
+        the queue; once in a batch it stays there (a rerun collects it).
         """
         entry = self._entries.get(slot.key)
         if entry is None:
@@ -151,6 +160,8 @@ class BatchLane:
             entry.request, entry.size, entry.worst_usd = request, self._size(slot.key, request), worst_usd
             entry.tab.worst_usd = worst_usd
         try:
+            if queued is not None:
+                await queued()
             await entry.done.wait()
         except BaseException:
             if entry in self._queue:

@@ -25,6 +25,7 @@ from core.records import Mistake, Question
 from core.samples import DecidedSample
 from dataset.writer import decode_samples, write_outputs
 from engine.budget import Budget
+from engine.parking import PARKED_PER_SLOT
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from prompts.sets import prompt_set
 from stages.context import RunContext
@@ -131,6 +132,7 @@ async def run_teach(
     spent, possibly = committed_usd(store.connection)
     budget = Budget(cfg.review.max_usd, spent_usd=spent, possibly_usd=possibly)
     limiter = anyio.CapacityLimiter(cfg.review.samples_in_flight)
+    parked = anyio.CapacityLimiter(PARKED_PER_SLOT * cfg.review.samples_in_flight)
 
     async def store_sample(sample: DecidedSample) -> None:
         position = int(sample.id) if sample.id.isdigit() else -1
@@ -168,6 +170,7 @@ async def run_teach(
                                 committee,
                                 recv,
                                 limiter=limiter,
+                                parked=parked,
                                 done_ids=complete_ids(store, task, committee),
                                 on_decided=store_sample,
                                 counters=result.counters[task],

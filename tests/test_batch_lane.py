@@ -800,3 +800,57 @@ async def test_a_batch_that_cannot_be_polled_is_left_open_and_its_requests_are_n
     assert answers[0].error.startswith("teacher 'b': batch batch_0: cannot be polled (") and "404" in answers[0].error
     # Perhaps billed: booked as such, not held for ever.
     assert budget.reserved_usd == 0.0 and budget.possibly_usd > 0
+
+
+async def test_samples_waiting_on_a_batch_are_bounded_and_a_new_one_waits_for_a_parked_place(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi(hold=True)
+    async with Store.open(db) as store:
+        budget = Budget(None)
+        sync_a = SyncClient()
+        teachers = [
+            _teacher(_section("b"), store, budget, api, SyncClient()),
+            _teacher(_section("s1", mode="sync"), store, budget, None, sync_a),
+            _teacher(_section("s2", mode="sync"), store, budget, None, SyncClient()),
+        ]
+        committee = Committee(teachers, ReviewSection(), store)
+        counters = TeachCounters()
+        send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=0)
+
+        async def feed() -> None:
+            async with send:
+                for i in range(4):
+                    await send.send(_mistake(i))
+
+        def started() -> set[int]:
+            return {i for i in range(4) for r in sync_a.requests if f"What is {i} + {i}?" in r.messages[-1].content}
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed)
+                tg.start_soon(
+                    lambda: teach_dataset(
+                        committee,
+                        recv,
+                        limiter=anyio.CapacityLimiter(1),
+                        parked=anyio.CapacityLimiter(1),
+                        done_ids=frozenset(),
+                        on_decided=_ignore,
+                        counters=counters,
+                        budget_reached=lambda: False,
+                    )
+                )
+                with anyio.fail_after(20):
+                    while not {0, 1} <= started():
+                        await sync_a.arrived.wait()
+                await anyio.wait_all_tasks_blocked()
+                # Sample 0 parked; sample 1 waits for its place with its slot held; 2 and 3 wait for a slot.
+                assert started() == {0, 1} and counters.decided == 0
+                api.hold = False
+
+        await _with_lane(teachers[0], body)
+    assert counters.decided == 4 and counters.incomplete == 0
+
+
+async def _ignore(sample) -> None:
+    pass
