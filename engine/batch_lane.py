@@ -319,9 +319,10 @@ class BatchLane:
                     batch_id = await self._find(tag, slots, planned_at)
                 except Permanent as lost:
                     # Maybe created, maybe not: left planned, so the next run looks again; sending its requests
-                    # again now could pay for them twice.
+                    # again (in this run too) could pay for them twice.
+                    log.warning("%s", lost)
                     for entry in entries:
-                        await self._fail(entry, str(lost))
+                        self._block(entry, str(lost))
                     return
                 if batch_id is None:
                     cause = f"not created: {exc}"

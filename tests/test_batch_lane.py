@@ -854,3 +854,37 @@ async def test_samples_waiting_on_a_batch_are_bounded_and_a_new_one_waits_for_a_
 
 async def _ignore(sample) -> None:
     pass
+
+
+async def test_a_batch_that_may_have_been_created_keeps_its_requests_from_being_sent_again(tmp_path: Path) -> None:
+    from core.errors import Retryable
+
+    class Lost(FakeBatchApi):
+        def __init__(self) -> None:
+            super().__init__()
+            self.creates = 0
+
+        async def submit(self, items: Sequence[BatchItem], *, tag: str) -> str:
+            self.creates += 1
+            raise Retryable(f"teacher 'b': batch {tag!r}: connection reset; the batch may have been created")
+
+        async def find(self, tag: str, **_) -> str | None:
+            raise Permanent(f"teacher 'b': finding batch {tag!r}: HTTP 503 after 6 attempts")
+
+    db = tmp_path / "store.sqlite"
+    api = Lost()
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            await _collect_one(answers, teacher, 0)
+            answers[1] = await teacher.ask(_question(0), dataset="d", sample_id="1", stage="rationale")
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert api.creates == 1 and not record.closed and record.batch_id is None
+    assert answers[0] == answers[1] and answers[0].error is not None and "cannot look up" in answers[0].error
+    # It may be running and billing: booked as possibly billed, not released, not held for ever.
+    assert budget.possibly_usd > 0 and budget.reserved_usd == 0.0
