@@ -254,6 +254,12 @@ class BatchLane:
                 self._dequeue()
                 await self._give_up(entry, self._refused)
                 continue
+            answered = self._store.completed(entry.slot.key)
+            if answered is not None:
+                # Answered while it waited here (a batch an earlier run left open held it too): not bought again.
+                self._dequeue()
+                await self._finish(entry, answered, commit=False)
+                continue
             if entry.size > self._max_bytes:
                 self._dequeue()
                 await self._fail(entry, f"request of {entry.size} bytes is over the batch limit of {self._max_bytes}")

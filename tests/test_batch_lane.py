@@ -23,7 +23,7 @@ from engine.lane import Lane, LaneLimits
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from engine.teacher import Answer, Teacher
 from store.batches import BatchPlanned, BatchSubmitted, batch_records, record_batch_event
-from store.calls import CallSlot, Store, request_key
+from store.calls import CallRow, CallSlot, Store, request_key
 
 pytestmark = pytest.mark.anyio
 
@@ -428,7 +428,9 @@ async def test_sync_teachers_keep_streaming_while_samples_wait_on_a_batch(tmp_pa
         budget = Budget(None)
         sync_a, sync_b = SyncClient(), SyncClient()
         teachers = [
-            _teacher(_section("b"), store, budget, api, SyncClient()),
+            # Its own model, as config validation requires: the same model would ask the same requests as s1, and
+            # the store would answer them from s1's.
+            _teacher(_section("b", model="mb"), store, budget, api, SyncClient()),
             _teacher(_section("s1", mode="sync"), store, budget, None, sync_a),
             _teacher(_section("s2", mode="sync"), store, budget, None, sync_b),
         ]
@@ -809,7 +811,7 @@ async def test_samples_waiting_on_a_batch_are_bounded_and_a_new_one_waits_for_a_
         budget = Budget(None)
         sync_a = SyncClient()
         teachers = [
-            _teacher(_section("b"), store, budget, api, SyncClient()),
+            _teacher(_section("b", model="mb"), store, budget, api, SyncClient()),
             _teacher(_section("s1", mode="sync"), store, budget, None, sync_a),
             _teacher(_section("s2", mode="sync"), store, budget, None, SyncClient()),
         ]
@@ -888,3 +890,35 @@ async def test_a_batch_that_may_have_been_created_keeps_its_requests_from_being_
     assert answers[0] == answers[1] and answers[0].error is not None and "cannot look up" in answers[0].error
     # It may be running and billing: booked as possibly billed, not released, not held for ever.
     assert budget.possibly_usd > 0 and budget.reserved_usd == 0.0
+
+
+async def test_a_queued_request_answered_meanwhile_is_not_sent(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi()
+    async with Store.open(db) as store:
+        # Batches go when full (two requests), never on the window.
+        teacher = _teacher(_section(batch_max_requests=2, batch_window_s=3600), store, Budget(None), api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_collect_one, answers, teacher, 0)
+                await anyio.wait_all_tasks_blocked()
+                # Its answer arrives another way (a batch an earlier run left open, answering the same request).
+                row = CallRow(
+                    key=_key(teacher, 0),
+                    dataset="d",
+                    sample_id="0",
+                    teacher="b",
+                    stage="rationale",
+                    status="completed",
+                    text="from elsewhere",
+                    mode="batch",
+                    batch="other",
+                )
+                await store.add_call(row)
+                tg.start_soon(_collect_one, answers, teacher, 1)
+
+        await _with_lane(teacher, body)
+    assert answers[0] == Answer("from elsewhere") and answers[1] == Answer("re: question 1")
+    assert [[i.custom_id for i in b.items] for b in api.batches.values()] == [[_key(teacher, 1)]]
