@@ -44,6 +44,9 @@ class BatchStatus(msgspec.Struct, frozen=True, kw_only=True):
 
     `succeeded` / `errored`: requests finished each way so far (`errored` includes expired
     and cancelled requests). `error`: the provider's reason for a failed batch, one line.
+    `queue_full`: a failed batch the provider refused for the work it already has queued
+    (OpenAI's `token_limit_exceeded`), not for its content: its requests never ran, and
+    go again once fewer batches are out.
     """
 
     batch_id: str
@@ -52,6 +55,7 @@ class BatchStatus(msgspec.Struct, frozen=True, kw_only=True):
     succeeded: int = 0
     errored: int = 0
     error: str | None = None
+    queue_full: bool = False
 
 
 class BatchOutcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,7 +29,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -39,7 +39,7 @@ from adapters.batch import BatchApi
 from core.batch import BATCH_DONE, BatchItem, BatchOutcome, BatchState, BatchStatus
 from core.calls import ChatRequest, UsageDetail, plausible_tokens
 from core.config import TeacherSection
-from core.errors import CommitteeError, Permanent, Retryable, UnusableKind
+from core.errors import AccountError, CommitteeError, Permanent, Retryable, UnusableKind
 from engine.budget import Budget, CallTab, CostFn, billed_row
 from engine.tokens import estimate_request_tokens, estimate_tokens
 from store.batches import (
@@ -49,6 +49,7 @@ from store.batches import (
     BatchPolled,
     BatchRecord,
     BatchSubmitted,
+    batch_call_rows,
     batch_records,
     record_batch_event,
 )
@@ -127,22 +128,40 @@ class BatchLane:
         self._wake = anyio.Event()
         # Provider ids of this teacher's recorded batches: a look-up by requests must not take one for another.
         self._known_ids: frozenset[str] = frozenset()
+        # Set once the provider refused a batch for a reason no later batch escapes (no Batch API at
+        # the host, an account that cannot use it): the one line every request still waiting fails with.
+        self._refused: str | None = None
+        self._closing = anyio.Event()
 
-    async def ask(self, slot: CallSlot, request: ChatRequest, worst_usd: float) -> BatchReply:
+    async def ask(
+        self,
+        slot: CallSlot,
+        request: ChatRequest,
+        worst_usd: float,
+        *,
+        queued: Callable[[], Awaitable[None]] | None = None,
+    ) -> BatchReply:
         """Get `request` answered through batches (or joined to the open batch that already holds it).
 
-        `worst_usd`: one attempt's worst case at batch prices. Cancelled while queued, the
-        request leaves the queue; once in a batch it stays there (a rerun collects it).
+        `worst_usd`: one attempt's worst case at batch prices. `queued` is awaited once the
+        request is in the lane, before waiting for its answer (the sample parks there: its
+        request must not wait on the parking). Cancelled while queued, the request leaves
+        the queue; once in a batch it stays there (a rerun collects it).
         """
         entry = self._entries.get(slot.key)
         if entry is None:
             size = self._size(slot.key, request)
-            entry = self._entries[slot.key] = _Entry(slot, request, self._tab(), worst_usd=worst_usd, size=size)
+            entry = self._entries[slot.key] = _Entry(
+                slot, request, self._tab(worst_usd), worst_usd=worst_usd, size=size
+            )
             self._enqueue(entry)
         elif entry.request is None:
             # A resumed batch holds it: should it fail there, this request is what a later batch sends.
             entry.request, entry.size, entry.worst_usd = request, self._size(slot.key, request), worst_usd
+            entry.tab.worst_usd = worst_usd
         try:
+            if queued is not None:
+                await queued()
             await entry.done.wait()
         except BaseException:
             if entry in self._queue:
@@ -154,10 +173,11 @@ class BatchLane:
         return entry.reply
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Take up the batches an earlier run left open, then send batches until cancelled.
+        """Take up the batches an earlier run left open, then send batches until `close` (or cancelled).
 
         `started` is signalled once every open batch's requests count as in flight, so no
-        ask made after it can submit one of them again.
+        ask made after it can submit one of them again. After `close`, returns once each batch
+        still out was polled once more and, when done, collected; the others stay open.
         """
         try:
             async with anyio.create_task_group() as tg:
@@ -177,10 +197,10 @@ class BatchLane:
 
     # -- the queue ---------------------------------------------------------------------------
 
-    def _tab(self) -> CallTab:
+    def _tab(self, worst_usd: float) -> CallTab:
         # No budget on the tab: the lane reserves and settles a whole request per batch itself,
         # and a resumed batch's results are booked without any reservation of this run.
-        return CallTab(worst_usd=0.0, cost_usd=self.cost_usd)
+        return CallTab(worst_usd=worst_usd, cost_usd=self.cost_usd)
 
     def _size(self, key: str, request: ChatRequest) -> int:
         return self._api.item_bytes(BatchItem(custom_id=key, request=request))
@@ -196,12 +216,22 @@ class BatchLane:
         self._wake = anyio.Event()
 
     def _full(self) -> bool:
-        return len(self._queue) >= self._max_requests or self._queued_bytes >= self._max_bytes
+        # Refused: the queue is failed (or sent to sync) at once, not after a window.
+        return (
+            len(self._queue) >= self._max_requests or self._queued_bytes >= self._max_bytes or self._refused is not None
+        )
+
+    def close(self) -> None:
+        """Teaching is over (no ask is waiting): collect what is ready, leave what is not, and let `run` return."""
+        self._closing.set()
+        self._poke()
 
     async def _send_batches(self, tg: TaskGroup) -> None:
         while True:
             wake = self._wake
-            if not self._queue or self._in_flight >= self._max_in_flight:
+            if self._closing.is_set() and not self._queue:
+                return
+            if not self._queue or (self._in_flight >= self._max_in_flight and self._refused is None):
                 await wake.wait()
                 continue
             wait_s = self._queue[0].queued_at + self.section.batch_window_s - anyio.current_time()
@@ -220,6 +250,16 @@ class BatchLane:
         size = 0
         while self._queue and len(taken) < self._max_requests:
             entry = self._queue[0]
+            if self._refused is not None:
+                self._dequeue()
+                await self._give_up(entry, self._refused)
+                continue
+            answered = self._store.completed(entry.slot.key)
+            if answered is not None:
+                # Answered while it waited here (a batch an earlier run left open held it too): not bought again.
+                self._dequeue()
+                await self._finish(entry, answered, commit=False)
+                continue
             if entry.size > self._max_bytes:
                 self._dequeue()
                 await self._fail(entry, f"request of {entry.size} bytes is over the batch limit of {self._max_bytes}")
@@ -257,20 +297,38 @@ class BatchLane:
         planned_at = time.time()
         try:
             await self._record(
-                BatchPlanned(local_id=local_id, teacher=self.name, provider=self.section.provider, tag=tag, slots=slots)
+                BatchPlanned(
+                    local_id=local_id,
+                    teacher=self.name,
+                    provider=self.section.provider,
+                    tag=tag,
+                    slots=slots,
+                    worst_usd=tuple(e.worst_usd for e in entries),
+                )
             )
             items = [BatchItem(custom_id=e.slot.key, request=e.request) for e in entries if e.request is not None]
             try:
                 batch_id = await self._api.submit(items, tag=tag)
-            except CommitteeError as exc:
+            except Permanent as exc:
+                # The provider answered no (the clients raise Permanent only then): nothing was created.
+                cause = f"not created: {exc}"
+                await self._record(BatchClosed(local_id=local_id, state="failed", error=cause))
+                if exc.http_status == 404 or isinstance(exc, AccountError):
+                    # No Batch API at this host (an OpenAI-compatible server), or an account that cannot
+                    # use it: every later batch would be refused the same way.
+                    self._refused = self._where(local_id, f"{cause}; set mode = 'sync' for this teacher")
+                await self._not_created(entries, local_id, cause)
+                return
+            except Retryable as exc:
                 # The answer to a create can be lost after the batch was made: look before sending again.
                 try:
                     batch_id = await self._find(tag, slots, planned_at)
                 except Permanent as lost:
                     # Maybe created, maybe not: left planned, so the next run looks again; sending its requests
-                    # again now could pay for them twice.
+                    # again (in this run too) could pay for them twice.
+                    log.warning("%s", lost)
                     for entry in entries:
-                        await self._fail(entry, str(lost))
+                        self._block(entry, str(lost))
                     return
                 if batch_id is None:
                     cause = f"not created: {exc}"
@@ -278,9 +336,7 @@ class BatchLane:
                     await self._not_created(entries, local_id, cause)
                     return
             await self._record(BatchSubmitted(local_id=local_id, batch_id=batch_id))
-            await self._follow(
-                local_id, batch_id, {e.slot.key: e for e in entries}, frozenset(e.slot.key for e in entries)
-            )
+            await self._follow(local_id, batch_id, {e.slot.key: e for e in entries}, {s.key: s for s in slots})
         finally:
             self._in_flight -= 1
             self._poke()
@@ -290,7 +346,7 @@ class BatchLane:
         local_id: str,
         batch_id: str,
         entries: dict[str, _Entry],
-        custom_ids: frozenset[str],
+        slots: dict[str, CallSlot],
         state: BatchState = "submitted",
     ) -> None:
         """Poll the batch until the provider is done with it, then commit its results and close it."""
@@ -302,8 +358,15 @@ class BatchLane:
                 log.warning("teacher %r: batch %s: poll failed (%s); polling again", self.name, batch_id, exc)
                 status = None
             except Permanent as exc:
-                # The provider no longer shows the batch: nothing of it can be collected.
-                status = BatchStatus(batch_id=batch_id, state="failed", error=f"cannot be polled: {exc}")
+                # Not shown to this key (another account's, a changed base_url) or refused: it may still run
+                # and bill, so its requests are not sent again, and it stays open for a run that can poll it.
+                cause = self._where(
+                    batch_id, f"cannot be polled ({exc}); rerun with the API key and base_url that created it"
+                )
+                log.warning("%s", cause)
+                for entry in entries.values():
+                    self._block(entry, cause)
+                return
             if status is not None:
                 now = (status.state, status.succeeded, status.errored)
                 if now != seen:
@@ -319,73 +382,112 @@ class BatchLane:
                     )
                 if status.state in BATCH_DONE:
                     break
-            await anyio.sleep(self.section.batch_poll_s)
-        await self._collect(local_id, status, entries, custom_ids)
+            if self._closing.is_set():
+                # Polled once since teaching ended and not done: left open, for a later run to collect.
+                return
+            with anyio.move_on_after(self.section.batch_poll_s):
+                await self._closing.wait()
+        await self._collect(local_id, status, entries, slots)
 
     async def _collect(
-        self, local_id: str, status: BatchStatus, entries: dict[str, _Entry], custom_ids: frozenset[str]
+        self, local_id: str, status: BatchStatus, entries: dict[str, _Entry], slots: dict[str, CallSlot]
     ) -> None:
         batch_id = status.batch_id
         pending = dict(entries)
         cause = status.error or status.state
+        # Rows a run killed while downloading this batch already committed from its results: billed once, kept once.
+        recorded = batch_call_rows(self._store.connection, local_id)
+        seen: set[str] = set()
         while status.state != "failed":
             try:
-                async for outcome in self._api.results(batch_id, custom_ids):
+                async for outcome in self._api.results(batch_id, frozenset(slots)):
+                    if outcome.custom_id in seen:
+                        continue  # a download started again after a lost connection
+                    seen.add(outcome.custom_id)
                     entry = pending.pop(outcome.custom_id, None)
-                    if entry is not None:
-                        await self._settle(entry, outcome, local_id, batch_id)
+                    earlier = recorded.get(outcome.custom_id)
+                    if earlier is not None:
+                        if entry is not None:
+                            await self._settle_recorded(entry, earlier, outcome, batch_id)
+                        continue
+                    if entry is None:
+                        if outcome.result is None and outcome.unusable is None:
+                            continue  # not billed
+                        # Its key is held by another batch too, or already answered another way: this answer
+                        # is paid all the same, so it gets a row of its own.
+                        entry = _Entry(slots[outcome.custom_id], None, self._tab(0.0), worst_usd=0.0, size=0)
+                        entry.attempts = 1
+                    await self._settle(entry, outcome, local_id, batch_id)
                 break
             except Retryable as exc:
                 log.warning("teacher %r: batch %s: download failed (%s); trying again", self.name, batch_id, exc)
                 await anyio.sleep(self.section.batch_poll_s)
             except Permanent as exc:
-                # The results are paid for but unreadable: sending the rest again would pay twice.
+                # Paid for, perhaps, but unreadable: sending the rest again could pay twice.
                 cause = f"results unreadable: {exc}"
                 for entry in pending.values():
-                    await self._fail(entry, self._where(batch_id, cause))
+                    await self._unreadable(entry, self._where(batch_id, cause))
                 pending.clear()
                 break
+        others_out = self._in_flight > 1
+        if status.queue_full and others_out:
+            # The provider's queue holds no more than the other batches out now: wait for one of them
+            # before sending again, and do not count this try against the requests' attempts.
+            self._max_in_flight = self._in_flight - 1
+            cause += f"; sending its requests again with at most {self._max_in_flight} batches out"
         for entry in pending.values():
             # A request of a failed batch, or one the results left out, was not billed.
+            if status.queue_full and others_out:
+                entry.attempts -= 1
             await self._again_or_fail(
                 entry, batch_id, cause if status.state != "completed" else "no result in the batch"
             )
         if status.state != "completed" or cause != status.state:
-            log.warning(
-                "%s", self._where(batch_id, cause) + f" ({len(entries)} requests; see the batch's store events)"
-            )
+            log.warning("%s", self._where(batch_id, cause) + f" ({len(slots)} requests; see the batch's store events)")
         await self._record(
             BatchClosed(local_id=local_id, state=status.state, error=None if cause == status.state else cause)
         )
 
     async def _not_created(self, entries: list[_Entry], local_id: str, cause: str) -> None:
         """A batch the provider refused to create: each request goes into a later batch, fails or falls back."""
-        log.warning("%s", self._where(local_id, cause))
+        log.warning("%s", self._refused or self._where(local_id, cause))
         for entry in entries:
             await self._again_or_fail(entry, local_id, cause)
 
     async def _settle(self, entry: _Entry, outcome: BatchOutcome, local_id: str, batch_id: str) -> None:
+        """Commit what `outcome` billed as a row of this batch, then finish the request or send it again."""
         result = outcome.result
         if result is None:
-            if outcome.unusable is not None:
-                # Answered and billed without usable text, as the sync lane bills it; a truncated answer
-                # that reported no usage used all of its output limit.
-                entry.unusable = outcome.unusable
-                limit = entry.request.output_limit if entry.request is not None else 0
-                unreported = limit if outcome.unusable == "truncated" else 0
-                self._bill(entry, outcome.input_tokens, outcome.output_tokens, outcome.detail, unreported)
-            if outcome.retryable:
+            if outcome.unusable is None and outcome.retryable:
                 await self._again_or_fail(entry, batch_id, outcome.error or "failed")
-            else:
+                return
+            if outcome.unusable is None:
                 await self._fail(
                     entry, self._where(batch_id, outcome.error or "failed"), http_status=outcome.http_status
                 )
-            return
-        stored = self._store.completed(entry.slot.key)
-        if stored is not None and stored.batch == local_id:
-            # Committed before the run that downloaded it was killed: this is the same answer, billed once.
-            self._settle_reservation(entry, 0.0)
-            await self._finish(entry, stored, commit=False)
+                return
+            # Answered and billed without usable text, as the sync lane bills it; a truncated answer
+            # that reported no usage used all of its output limit.
+            entry.unusable = outcome.unusable
+            limit = entry.request.output_limit if entry.request is not None else 0
+            unreported = limit if outcome.unusable == "truncated" else 0
+            self._bill(entry, outcome.input_tokens, outcome.output_tokens, outcome.detail, unreported)
+            row = billed_row(
+                entry.slot,
+                entry.tab,
+                status="failed",
+                attempts=entry.attempts,
+                error=self._where(batch_id, outcome.error or "failed"),
+                http_status=outcome.http_status,
+                unusable=outcome.unusable,
+                mode="batch",
+                batch=local_id,
+            )
+            # Committed now, not with the request's last attempt: a kill after this batch is closed must
+            # not lose this money. Later attempts start a tab of their own.
+            await self._commit(row)
+            entry.tab = self._tab(entry.worst_usd)
+            await self._settle_recorded(entry, row, outcome, batch_id)
             return
         reported = (result.input_tokens, result.output_tokens) if result.usage_reported else (None, None)
         self._bill(entry, *reported, result.detail, estimate_tokens(result.text))
@@ -402,6 +504,14 @@ class BatchLane:
             batch=local_id,
         )
         await self._finish(entry, row)
+
+    async def _settle_recorded(self, entry: _Entry, row: CallRow, outcome: BatchOutcome, batch_id: str) -> None:
+        """Finish a request whose outcome in this batch is already a committed `row`, or send it again."""
+        self._settle_reservation(entry, 0.0)
+        if row.status != "completed" and outcome.retryable:
+            await self._again_or_fail(entry, batch_id, outcome.error or "failed", recorded=row)
+            return
+        await self._finish(entry, row, commit=False)
 
     def _bill(
         self,
@@ -429,27 +539,44 @@ class BatchLane:
         elif spent_usd:
             self._budget.book(spent_usd)
 
-    async def _again_or_fail(self, entry: _Entry, batch_id: str, cause: str) -> None:
-        # Nothing was billed for this attempt.
+    async def _again_or_fail(
+        self, entry: _Entry, batch_id: str, cause: str, *, recorded: CallRow | None = None
+    ) -> None:
+        """Into a later batch while attempts are left; else given up (`_give_up`). `recorded`: the
+        row already committed for this attempt (a billed answer without usable text), ending it if it ends."""
         self._settle_reservation(entry, 0.0)
         if entry.request is None:
-            if entry.tab.input_tokens or entry.tab.output_tokens:
-                # Billed without usable text: its row keeps that money.
-                await self._fail(entry, self._where(batch_id, cause))
-                return
-            # Of a resumed batch and asked by nobody in this run: not billed, and a later ask sends it afresh.
-            del self._entries[entry.slot.key]
+            # Of a resumed batch and asked by nobody in this run: a later ask sends it afresh.
+            self._release(entry)
+            entry.reply = BatchReply(recorded)
             entry.done.set()
             return
-        if entry.attempts < self.section.max_attempts:
+        if entry.attempts < self.section.max_attempts and self._refused is None:
             self._enqueue(entry)
             return
+        error = self._refused or self._where(batch_id, f"{cause}, after {entry.attempts} batches")
+        await self._give_up(entry, error, recorded=recorded)
+
+    async def _give_up(self, entry: _Entry, error: str, *, recorded: CallRow | None = None) -> None:
+        """No more batches for this request: through the sync lane (`fallback = "sync"`), or failed with `error`."""
+        self._settle_reservation(entry, 0.0)
         if self.section.fallback == "sync":
-            del self._entries[entry.slot.key]
+            self._release(entry)
             entry.reply = BatchReply(None)
             entry.done.set()
             return
-        await self._fail(entry, self._where(batch_id, f"{cause}, after {entry.attempts} batches"))
+        if recorded is not None:
+            await self._finish(entry, recorded, commit=False)
+            return
+        await self._fail(entry, error)
+
+    async def _unreadable(self, entry: _Entry, error: str) -> None:
+        """Sent, and perhaps answered and billed in a result nobody can read: possibly billed at its worst case."""
+        if entry.held_usd is not None:
+            self._budget.abandon(entry.held_usd)
+            entry.held_usd = None
+        entry.tab.abandoned()
+        await self._fail(entry, error)
 
     async def _fail(self, entry: _Entry, error: str, *, http_status: int | None = None) -> None:
         self._settle_reservation(entry, 0.0)
@@ -467,13 +594,21 @@ class BatchLane:
 
     async def _finish(self, entry: _Entry, row: CallRow, *, commit: bool = True) -> None:
         if commit:
-            # Shielded: a Ctrl-C landing here must not lose a paid-for answer.
-            with anyio.CancelScope(shield=True):
-                await self._store.add_call(row)
+            await self._commit(row)
         # The row is visible to `Store.completed` from here on, so the key can leave the lane.
-        self._entries.pop(entry.slot.key, None)
+        self._release(entry)
         entry.reply = BatchReply(row)
         entry.done.set()
+
+    async def _commit(self, row: CallRow) -> None:
+        # Shielded: a Ctrl-C landing here must not lose a paid-for answer.
+        with anyio.CancelScope(shield=True):
+            await self._store.add_call(row)
+
+    def _release(self, entry: _Entry) -> None:
+        # Only its own entry: a stray answer (see `_collect`) must not take the key from the request holding it.
+        if self._entries.get(entry.slot.key) is entry:
+            del self._entries[entry.slot.key]
 
     def _where(self, batch_id: str, cause: str) -> str:
         return f"teacher {self.name!r}: batch {batch_id}: {cause}"
@@ -483,18 +618,26 @@ class BatchLane:
     async def _resume(self, record: BatchRecord, tg: TaskGroup) -> None:
         batch_id = record.batch_id
         if batch_id is None:
-            batch_id = await self._find(record.tag, record.slots, record.planned_at)
+            try:
+                batch_id = await self._find(record.tag, record.slots, record.planned_at)
+            except Permanent as exc:
+                self._hold_unknown(record, str(exc))
+                return
             if batch_id is None:
                 # Killed between planning and creating it: nothing was sent; the asks of this run send it.
                 await self._record(BatchClosed(local_id=record.local_id, state="planned", error="never created"))
                 return
             await self._record(BatchSubmitted(local_id=record.local_id, batch_id=batch_id))
         entries: dict[str, _Entry] = {}
-        for slot in record.slots:
+        worst = record.worst_usd if len(record.worst_usd) == len(record.slots) else (0.0,) * len(record.slots)
+        for slot, worst_usd in zip(record.slots, worst, strict=True):
             if slot.key in self._entries or self._store.completed(slot.key) is not None:
                 continue
-            entry = _Entry(slot, None, self._tab(), worst_usd=0.0, size=0)
+            entry = _Entry(slot, None, self._tab(worst_usd), worst_usd=worst_usd, size=0)
             entry.attempts = 1
+            # Already sent: its worst case counts against the cap until its result settles it.
+            self._budget.hold(worst_usd)
+            entry.held_usd = worst_usd
             entries[slot.key] = self._entries[slot.key] = entry
         log.info(
             "teacher %r: following batch %s left open by an earlier run (%d requests)",
@@ -505,10 +648,30 @@ class BatchLane:
         self._in_flight += 1
         tg.start_soon(self._follow_resumed, record, batch_id, entries)
 
+    def _hold_unknown(self, record: BatchRecord, cause: str) -> None:
+        """A planned batch nobody can say was created or not: its requests fail in this run instead of being
+        sent again (which could pay twice); the batch stays planned, so the next run looks for it again."""
+        log.warning("%s", cause)
+        for slot in record.slots:
+            if slot.key in self._entries or self._store.completed(slot.key) is not None:
+                continue
+            entry = self._entries[slot.key] = _Entry(slot, None, self._tab(0.0), worst_usd=0.0, size=0)
+            self._block(entry, cause)
+
+    def _block(self, entry: _Entry, cause: str) -> None:
+        """Fail the request in this run and keep its key in the lane, so no ask sends it again: it may be paid."""
+        if entry.held_usd is not None:
+            # Perhaps billed, never settled: booked as possibly billed, not held (a hold that never
+            # settles would keep every later reservation waiting).
+            self._budget.abandon(entry.held_usd)
+            entry.held_usd = None
+        entry.reply = BatchReply(billed_row(entry.slot, entry.tab, status="failed", error=cause, mode="batch"))
+        entry.done.set()
+
     async def _follow_resumed(self, record: BatchRecord, batch_id: str, entries: dict[str, _Entry]) -> None:
         try:
-            custom_ids = frozenset(slot.key for slot in record.slots)
-            await self._follow(record.local_id, batch_id, entries, custom_ids, record.state)
+            slots = {slot.key: slot for slot in record.slots}
+            await self._follow(record.local_id, batch_id, entries, slots, record.state)
         finally:
             self._in_flight -= 1
             self._poke()

@@ -72,6 +72,14 @@ class Budget:
         self._holders += 1
         return "reserved"
 
+    def hold(self, usd: float) -> None:
+        """Reserve `usd` for an attempt already sent (a batch an earlier run submitted): never refused,
+        since it is out of our hands; settled like any reservation."""
+        if self.max_usd is None:
+            return
+        self.reserved_usd += usd
+        self._holders += 1
+
     async def changed(self) -> None:
         """Wait until a reservation is settled or the cap is reached."""
         if self._changed is None:

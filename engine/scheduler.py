@@ -212,8 +212,10 @@ async def teach_dataset(
     on_decided: OnDecided,
     counters: TeachCounters,
     budget_reached: Callable[[], bool],
+    parked: anyio.CapacityLimiter | None = None,
 ) -> None:
-    """Decide every mistake arriving on `mistakes`, at most `limiter` samples at once.
+    """Decide every mistake arriving on `mistakes`, at most `limiter` samples at once, and at most `parked`
+    more that wait on a batch teacher (engine/parking.py; None: no bound).
 
     Samples in `done_ids` (decided by an earlier run with these settings and
     nothing missing) are passed over: rerunning a finished run sends nothing.
@@ -223,7 +225,7 @@ async def teach_dataset(
     """
 
     async def work(m: Mistake, token: object) -> None:
-        released = False
+        released = parking = holds_parked = False
 
         def release() -> None:
             # Once: when the sample first waits on a batch (engine/parking.py), or when it is decided.
@@ -232,8 +234,19 @@ async def teach_dataset(
                 released = True
                 limiter.release_on_behalf_of(token)
 
+        async def park_sample() -> None:
+            # Its other calls wait on their batches meanwhile; one of them trades the slot.
+            nonlocal parking, holds_parked
+            if parking:
+                return
+            parking = True
+            if parked is not None:
+                await parked.acquire_on_behalf_of(token)
+                holds_parked = True
+            release()
+
         try:
-            with sample_slot(release):
+            with sample_slot(park_sample):
                 sample = await committee.decide(m)
             counters.decided += 1
             counters.included += sample.included
@@ -248,6 +261,9 @@ async def teach_dataset(
             await on_decided(sample)
         finally:
             release()
+            if holds_parked:
+                assert parked is not None
+                parked.release_on_behalf_of(token)
 
     async with mistakes, anyio.create_task_group() as tg:
         async for mistake in mistakes:

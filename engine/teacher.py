@@ -139,7 +139,7 @@ class Teacher:
         if pending is not None:
             # An identical request is in flight for another slot: wait for its answer.
             if self.batch is not None:
-                park()
+                await park()
             await pending.done.wait()
             assert pending.answer is not None
             hit = self._store.completed(key)
@@ -192,8 +192,7 @@ class Teacher:
         """Through the batch lane; a request that kept failing in batches goes through the sync lane
         (`fallback = "sync"`). No cache turn: calls of one batch run side by side anyway."""
         assert self.batch is not None
-        park()
-        reply = await self.batch.ask(slot, request, self.worst_case_usd(request, self.batch.cost_usd))
+        reply = await self.batch.ask(slot, request, self.worst_case_usd(request, self.batch.cost_usd), queued=park)
         row = reply.row
         if row is None:
             return await self._send(request, slot)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-ProblemKind = Literal["incomplete", "call_failed", "not_started", "nothing_to_train", "training_failed"]
+ProblemKind = Literal["incomplete", "call_failed", "not_started", "nothing_to_train", "training_failed", "batches_open"]
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -14,7 +14,8 @@ class Problem(msgspec.Struct, frozen=True):
 
     incomplete: samples ended with failed or unsent calls; call_failed: why a teacher's calls
     failed; not_started: mistakes the spending cap left unsent; nothing_to_train: no sample
-    was included, so no student was trained; training_failed: a training process failed.
+    was included, so no student was trained; training_failed: a training process failed;
+    batches_open: provider batches still running when teaching ended, their results not yet collected.
     """
 
     kind: ProblemKind

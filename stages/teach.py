@@ -26,12 +26,14 @@ from core.records import Mistake, Question
 from core.samples import DecidedSample
 from dataset.writer import decode_samples, write_outputs
 from engine.budget import Budget
+from engine.parking import PARKED_PER_SLOT
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from prompts.sets import prompt_set
 from stages.context import RunContext
 from stages.problems import Problem
 from stages.progress import StageBoard
 from stages.teachers import open_teachers
+from store.batches import BatchRecord, batch_records
 from store.calls import Store
 from store.events import BudgetReached, DatasetStop, StageEnd, StageStart, TeacherModels
 
@@ -47,6 +49,8 @@ class TeachResult:
     train_records: dict[str, int] = field(default_factory=dict)
     budget_reached: bool = False
     spent_usd: float = 0.0
+    # Provider batches still open when teaching ended (results paid or to be paid, not collected yet).
+    open_batches: list[BatchRecord] = field(default_factory=list)
 
     def problems(self) -> list[Problem]:
         """What each dataset left undone (nothing when every sample was decided with all its calls)."""
@@ -68,7 +72,23 @@ class TeachResult:
                         f"{task}: {c.not_started} mistakes not started because the spending cap was reached",
                     )
                 )
-        return found
+        return found + _open_batch_problems(self.open_batches)
+
+
+def _open_batch_problems(records: Sequence[BatchRecord]) -> list[Problem]:
+    by_teacher: dict[str, list[BatchRecord]] = {}
+    for record in records:
+        by_teacher.setdefault(record.teacher, []).append(record)
+    return [
+        Problem(
+            "batches_open",
+            f"teacher {teacher!r}: {len(open_)} batch{'es' if len(open_) > 1 else ''} still open at the provider "
+            f"({', '.join(r.batch_id or f'{r.local_id} (not looked up yet)' for r in open_)}; "
+            f"{sum(len(r.slots) for r in open_)} requests), which no sample of this run waited for: "
+            "rerun the same command later to collect their answers (paid once they finish)",
+        )
+        for teacher, open_ in by_teacher.items()
+    ]
 
 
 def list_producer(mistakes: Sequence[Mistake]) -> Producer:
@@ -113,6 +133,7 @@ async def run_teach(
     spent, possibly = committed_usd(store.connection)
     budget = Budget(cfg.review.max_usd, spent_usd=spent, possibly_usd=possibly)
     limiter = anyio.CapacityLimiter(cfg.review.samples_in_flight)
+    parked = anyio.CapacityLimiter(PARKED_PER_SLOT * cfg.review.samples_in_flight)
 
     async def store_sample(sample: DecidedSample) -> None:
         position = int(sample.id) if sample.id.isdigit() else -1
@@ -135,29 +156,37 @@ async def run_teach(
                     batches=_open_batches(store) if any(t.mode == "batch" for t in cfg.teachers) else None,
                 )
                 outer.start_soon(view.run)
-            for teacher in teachers:
-                if teacher.batch is not None:
-                    # Returns once the batches an earlier run left open count as in flight (engine/batch_lane.py),
-                    # so no ask below sends one of their requests again; ends with `outer`, leaving batches still
-                    # out at the provider and in the store for a rerun to collect.
-                    await outer.start(teacher.batch.run)
-            async with anyio.create_task_group() as tg:
-                for task, produce in producers.items():
-                    send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
-                    tg.start_soon(produce, send)
-                    tg.start_soon(
-                        partial(
-                            teach_dataset,
-                            committee,
-                            recv,
-                            limiter=limiter,
-                            done_ids=complete_ids(store, task, committee),
-                            on_decided=store_sample,
-                            counters=result.counters[task],
-                            budget_reached=lambda: budget.reached,
+            async with anyio.create_task_group() as lanes:
+                for teacher in teachers:
+                    if teacher.batch is not None:
+                        # Returns once the batches an earlier run left open count as in flight
+                        # (engine/batch_lane.py), so no ask below sends one of their requests again.
+                        await lanes.start(teacher.batch.run)
+                async with anyio.create_task_group() as tg:
+                    for task, produce in producers.items():
+                        send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=64)
+                        tg.start_soon(produce, send)
+                        tg.start_soon(
+                            partial(
+                                teach_dataset,
+                                committee,
+                                recv,
+                                limiter=limiter,
+                                parked=parked,
+                                done_ids=complete_ids(store, task, committee),
+                                on_decided=store_sample,
+                                counters=result.counters[task],
+                                budget_reached=lambda: budget.reached,
+                            )
                         )
-                    )
+                for teacher in teachers:
+                    if teacher.batch is not None:
+                        # Collects the batches that are done, leaves those still running at the provider and
+                        # in the store for a rerun.
+                        teacher.batch.close()
             outer.cancel_scope.cancel()
+        # Every batch event is committed before the lane records the next step, so this is where each one stands.
+        result.open_batches = [r for r in batch_records(store.connection) if not r.closed]
         if budget.reached:
             stopped = {
                 task: DatasetStop(not_started=c.not_started, incomplete=c.incomplete)

@@ -15,7 +15,7 @@ import time
 import msgspec
 
 from core.batch import BATCH_DONE, BatchState
-from store.calls import CallSlot, Store
+from store.calls import CallRow, CallSlot, Store
 
 
 class _BatchEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -33,6 +33,8 @@ class BatchPlanned(_BatchEvent, frozen=True, tag="planned"):
     provider: str
     tag: str
     slots: tuple[CallSlot, ...]
+    # Each slot's worst case at batch prices: a run resuming the batch holds it against the spending cap.
+    worst_usd: tuple[float, ...] = ()
 
 
 class BatchSubmitted(_BatchEvent, frozen=True, tag="submitted"):
@@ -71,6 +73,7 @@ class BatchRecord(msgspec.Struct, kw_only=True):
     provider: str
     tag: str
     slots: tuple[CallSlot, ...]
+    worst_usd: tuple[float, ...] = ()
     batch_id: str | None = None
     state: BatchState = "planned"
     succeeded: int = 0
@@ -107,6 +110,7 @@ def batch_records(conn: sqlite3.Connection, teacher: str | None = None) -> list[
                 provider=event.provider,
                 tag=event.tag,
                 slots=event.slots,
+                worst_usd=event.worst_usd,
                 planned_at=at,
                 updated_at=at,
             )
@@ -125,3 +129,15 @@ def batch_records(conn: sqlite3.Connection, teacher: str | None = None) -> list[
         else:
             record.state, record.error, record.closed = event.state, event.error or record.error, True
     return list(records.values())
+
+
+_CALL_COLUMNS = CallRow.__struct_fields__
+
+
+def batch_call_rows(conn: sqlite3.Connection, local_id: str) -> dict[str, CallRow]:
+    """The committed call rows of one batch's results, by content key (the latest where a key has several)."""
+    query = f"SELECT {', '.join(_CALL_COLUMNS)} FROM calls WHERE batch = ? ORDER BY seq"
+    return {
+        row.key: row
+        for row in (CallRow(**dict(zip(_CALL_COLUMNS, r, strict=True))) for r in conn.execute(query, (local_id,)))
+    }

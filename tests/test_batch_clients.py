@@ -473,3 +473,53 @@ async def test_a_lost_answer_to_create_finds_the_batch_instead_of_paying_twice()
 
 async def _no_sleep(delay_s: float) -> None:
     assert 0 <= delay_s <= 60
+
+
+async def test_lines_after_a_malformed_or_foreign_one_still_come_out_before_the_error() -> None:
+    # Each readable line is a paid answer: a garbled line or a stranger's custom_id before it must not lose it.
+    section = _section("openai", "gpt-4o-mini")
+    a, b, c = sorted(i.custom_id for i in _items(section, 3))
+
+    def good(custom_id: str, text: str) -> bytes:
+        body = {"choices": [{"message": {"content": text}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9}}
+        line = {"custom_id": custom_id, "response": {"status_code": 200, "body": body}, "error": None}
+        return msgspec.json.encode(line)
+
+    foreign = good("not-ours", "?")
+    body = b"\n".join([good(a, "1"), b"{not json", foreign, good(b, "2")]) + b"\n"
+    async with _fake(_openai_results(body)) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url + "/v1")
+        seen = []
+        with pytest.raises(Permanent) as caught:
+            async for outcome in api.results("batch_x", frozenset({a, b, c})):
+                seen.append(outcome)
+    # c has no readable result: it may be the garbled line (paid), so it is not handed back as never run.
+    assert [(o.custom_id, o.result.text if o.result else None) for o in seen] == [(a, "1"), (b, "2")]
+    message = str(caught.value)
+    assert "batch batch_x" in message and "line 2 of the output file file-out is not a result" in message
+    assert "1 more" in message and "\n" not in message
+
+
+async def test_a_create_whose_answer_was_lost_and_cannot_be_looked_up_is_not_called_refused() -> None:
+    # The lane sends the requests of a refused batch (Permanent) again; one that may exist must say Retryable.
+    async def upload(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"id": "file-1"})
+
+    async def create(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"id": "batch_', content_type="application/json")
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "listing is down"}}, status=404)
+
+    def routes(app: web.Application) -> None:
+        app.router.add_post("/v1/files", upload)
+        app.router.add_post("/v1/batches", create)
+        app.router.add_get("/v1/batches", listing)
+
+    section = _section("openai", "gpt-4o-mini")
+    async with _fake(routes) as url, aiohttp.ClientSession() as session:
+        api = batch_api(section, session, KEY, base_url=url + "/v1")
+        with pytest.raises(Retryable) as caught:
+            await api.submit(_items(section, 2), tag="lost")
+    assert caught.value.possibly_billed and "may have been created" in str(caught.value)

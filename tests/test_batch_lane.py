@@ -23,7 +23,7 @@ from engine.lane import Lane, LaneLimits
 from engine.scheduler import Committee, TeachCounters, teach_dataset
 from engine.teacher import Answer, Teacher
 from store.batches import BatchPlanned, BatchSubmitted, batch_records, record_batch_event
-from store.calls import CallSlot, Store, request_key
+from store.calls import CallRow, CallSlot, Store, request_key
 
 pytestmark = pytest.mark.anyio
 
@@ -428,7 +428,9 @@ async def test_sync_teachers_keep_streaming_while_samples_wait_on_a_batch(tmp_pa
         budget = Budget(None)
         sync_a, sync_b = SyncClient(), SyncClient()
         teachers = [
-            _teacher(_section("b"), store, budget, api, SyncClient()),
+            # Its own model, as config validation requires: the same model would ask the same requests as s1, and
+            # the store would answer them from s1's.
+            _teacher(_section("b", model="mb"), store, budget, api, SyncClient()),
             _teacher(_section("s1", mode="sync"), store, budget, None, sync_a),
             _teacher(_section("s2", mode="sync"), store, budget, None, sync_b),
         ]
@@ -560,3 +562,363 @@ async def test_a_stopped_run_leaves_its_batch_at_the_provider_and_the_next_run_c
         (record,) = batch_records(store.connection, "b")
     assert answers == {0: Answer("re: question 0")} and api.sizes() == [1] and record.closed
     assert [r[:3] for r in _rows(db)] == [("0", "completed", "batch")]
+
+
+class _NoBatchApi(FakeBatchApi):
+    """A host that serves chat completions but has no Batch API: every create is a 404, look-ups must not happen."""
+
+    def __init__(self) -> None:
+        # One batch at a time: the requests after the first batch are still queued when it is refused.
+        super().__init__(BatchLimits(max_requests=100, max_bytes=1_000_000, max_in_flight=1))
+        self.creates = 0
+
+    async def submit(self, items: Sequence[BatchItem], *, tag: str) -> str:
+        self.creates += 1
+        raise Permanent(f"teacher 'b': batch {tag!r}: HTTP 404: not found", http_status=404)
+
+    async def find(self, tag: str, **_) -> str | None:
+        raise AssertionError("a create the provider answered with an error made nothing to look for")
+
+
+@pytest.mark.parametrize("fallback", ["none", "sync"])
+async def test_a_host_without_a_batch_api_fails_every_request_at_once_in_one_line(tmp_path: Path, fallback) -> None:
+    db = tmp_path / "store.sqlite"
+    api, sync = _NoBatchApi(), SyncClient()
+    async with Store.open(db) as store:
+        # One request per batch and many attempts: without the stop, each request would make six 404s.
+        teacher = _teacher(_section(batch_max_requests=1, fallback=fallback), store, Budget(None), api, sync)
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            answers.update(await _ask_all(teacher, 3))
+
+        await _with_lane(teacher, body)
+        records = batch_records(store.connection, "b")
+    assert api.creates == 1
+    assert [(r.closed, r.state, r.batch_id) for r in records] == [(True, "failed", None)]
+    if fallback == "sync":
+        assert answers == {i: Answer(f"re: question {i}") for i in range(3)} and len(sync.requests) == 3
+        return
+    errors = {a.error for a in answers.values()}
+    assert len(errors) == 1 and all(a.text is None for a in answers.values())
+    (error,) = errors
+    assert error is not None and "\n" not in error
+    assert error.startswith(f"teacher 'b': batch {records[0].local_id}: not created: ") and "HTTP 404" in error
+    assert error.endswith("set mode = 'sync' for this teacher")
+
+
+async def test_a_planned_batch_that_cannot_be_looked_up_holds_its_requests_and_the_run_goes_on(tmp_path: Path) -> None:
+    class Unreachable(FakeBatchApi):
+        async def find(self, tag: str, **_) -> str | None:
+            raise Permanent(f"teacher 'b': finding batch {tag!r}: HTTP 404: not found", http_status=404)
+
+    db = tmp_path / "store.sqlite"
+    api = Unreachable()
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        slot = CallSlot(key=_key(teacher, 0), dataset="d", sample_id="0", teacher="b", stage="rationale")
+        await record_batch_event(
+            store, "b", BatchPlanned(local_id="A", teacher="b", provider="openai", tag="tag-A", slots=(slot,))
+        )
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            answers.update(await _ask_all(teacher, 2))
+
+        await _with_lane(teacher, body)
+        records = {r.local_id: r for r in batch_records(store.connection, "b")}
+    # The request that may be in batch A is not sent again; the other one is.
+    assert answers[1] == Answer("re: question 1") and answers[0].text is None
+    assert answers[0].error is not None and "cannot look up batch 'tag-A'" in answers[0].error
+    assert [len(b.items) for b in api.batches.values()] == [1] and api.batches["batch_0"].items[0].custom_id != slot.key
+    assert not records["A"].closed and records["A"].batch_id is None
+
+
+async def test_an_unreadable_result_is_booked_as_possibly_billed_at_its_worst_case(tmp_path: Path) -> None:
+    class Garbled(FakeBatchApi):
+        async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+            raise Permanent(f"teacher 'b': batch {batch_id}: line 1 of the results is not a result")
+            yield  # pragma: no cover
+
+    db = tmp_path / "store.sqlite"
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, Garbled(), SyncClient())
+        worst = teacher.worst_case_usd(teacher.request(_question(0)), _half)
+
+        async def body() -> None:
+            assert (await _collect_one({}, teacher, 0)) is None
+
+        await _with_lane(teacher, body)
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT status, usd, possibly_usd, possibly_attempts FROM calls").fetchone()
+    assert row == ("failed", 0.0, pytest.approx(worst), 1)
+    assert budget.possibly_usd == pytest.approx(worst) and budget.reserved_usd == 0.0
+
+
+class _Refusing(FakeBatchApi):
+    """Every answer comes back refused (billed, no usable text, worth asking again)."""
+
+    async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
+        for item in self.batches[batch_id].items:
+            self.billed.append(item.custom_id)
+            yield BatchOutcome(
+                custom_id=item.custom_id,
+                error="refused",
+                retryable=True,
+                unusable="refused",
+                input_tokens=10,
+                output_tokens=4,
+            )
+
+
+async def test_refused_answers_are_recorded_as_read_even_when_the_request_then_goes_to_sync(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    async with Store.open(db) as store:
+        api = _Refusing()
+        teacher = _teacher(_section(max_attempts=2, fallback="sync"), store, Budget(None), api, SyncClient())
+
+        async def body() -> None:
+            assert await _collect_one({}, teacher, 0) is None
+
+        await _with_lane(teacher, body)
+    rows = _rows(db)
+    # Two refused batch answers, each paid (10 in + 4 out at half of _cost), then the sync answer.
+    assert [r[1:3] for r in rows] == [("failed", "batch"), ("failed", "batch"), ("completed", "sync")]
+    assert [r[4] for r in rows] == [pytest.approx(9e-6), pytest.approx(9e-6), pytest.approx(20e-6)]
+    assert len(api.billed) == 2
+
+
+async def test_a_batch_downloaded_again_after_a_kill_adds_no_second_row_for_a_billed_unusable_answer(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "store.sqlite"
+    api = _Refusing(hold=True)
+    section = _section(max_attempts=1)
+    async with Store.open(db) as store:
+        teacher = _teacher(section, store, Budget(None), api, SyncClient())
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)  # type: ignore[union-attr]
+            tg.start_soon(_collect_one, {}, teacher, 0)
+            await api.submitted.wait()
+            api.hold = False
+            # Killed as the row of its answer is committed, before the batch is closed.
+            await _until(lambda: bool(_rows(db)))
+            tg.cancel_scope.cancel()
+    with sqlite3.connect(db) as conn:
+        # As a SIGKILL leaves it: the answer's row committed, the batch not closed.
+        conn.execute("DELETE FROM batches WHERE kind = 'closed'")
+    assert len(_rows(db)) == 1
+
+    async with Store.open(db) as store:
+        teacher = _teacher(section, store, Budget(None), api, SyncClient())
+        await _with_lane(teacher, lambda: _until(lambda: _all_closed(store)))
+        (record,) = batch_records(store.connection, "b")
+    assert record.closed and len(api.billed) == 2  # downloaded twice, the provider billed it once in truth
+    assert [r[1:3] for r in _rows(db)] == [("failed", "batch")]
+
+
+async def test_a_key_left_in_two_open_batches_gets_a_row_for_each_paid_answer(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi()
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        slot = CallSlot(key=_key(teacher, 0), dataset="d", sample_id="0", teacher="b", stage="rationale")
+        item = BatchItem(custom_id=slot.key, request=teacher.request(_question(0)))
+        # Killed while collecting batch A: the request had failed there and gone into batch B already.
+        for local_id in ("A", "B"):
+            plan = BatchPlanned(local_id=local_id, teacher="b", provider="openai", tag=f"tag-{local_id}", slots=(slot,))
+            await record_batch_event(store, "b", plan)
+            batch_id = await api.submit([item], tag=f"tag-{local_id}")
+            await record_batch_event(store, "b", BatchSubmitted(local_id=local_id, batch_id=batch_id))
+
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(None), api, SyncClient())
+        await _with_lane(teacher, lambda: _until(lambda: _all_closed(store)))
+        records = batch_records(store.connection, "b")
+    assert api.billed == [slot.key, slot.key] and all(r.closed for r in records)
+    assert [r[1:3] for r in _rows(db)] == [("completed", "batch"), ("completed", "batch")]
+
+
+async def _until(done) -> None:
+    """Return once `done()` holds: checked at each turn of the loop (no delay), for at most 10 s."""
+    with anyio.fail_after(10):
+        while not done():
+            await anyio.lowlevel.checkpoint()
+
+
+def _all_closed(store: Store) -> bool:
+    return all(r.closed for r in batch_records(store.connection, "b"))
+
+
+async def test_a_resumed_batch_holds_its_worst_cases_against_the_cap_until_its_results_settle(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi(hold=True)
+    async with Store.open(db) as store:
+        teacher = _teacher(_section(), store, Budget(1.0), api, SyncClient())
+        worst = teacher.worst_case_usd(teacher.request(_question(0)), _half)
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)  # type: ignore[union-attr]
+            tg.start_soon(_collect_one, {}, teacher, 0)
+            await api.submitted.wait()
+            tg.cancel_scope.cancel()  # killed while the batch runs
+
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, api, SyncClient())
+        assert teacher.batch is not None
+        async with anyio.create_task_group() as tg:
+            await tg.start(teacher.batch.run)
+            # Sent by the killed run, so out of this run's hands: it counts against the cap from the start.
+            assert budget.reserved_usd == pytest.approx(worst)
+            api.hold = False
+            await _until(lambda: _all_closed(store))
+            tg.cancel_scope.cancel()
+    assert budget.reserved_usd == 0.0 and budget.spent_usd == pytest.approx(_rows(db)[0][4])
+
+
+async def test_a_batch_that_cannot_be_polled_is_left_open_and_its_requests_are_not_sent_again(tmp_path: Path) -> None:
+    class Unknown(FakeBatchApi):
+        async def status(self, batch_id: str) -> BatchStatus:
+            # As a key of another project sees it.
+            raise Permanent(f"teacher 'b': batch {batch_id}: HTTP 404: No batch found with id '{batch_id}'.")
+
+    db = tmp_path / "store.sqlite"
+    api = Unknown()
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            await _collect_one(answers, teacher, 0)
+            # Asked again in another slot: still not sent.
+            answers[1] = await teacher.ask(_question(0), dataset="d", sample_id="1", stage="rationale")
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert api.sizes() == [1] and not record.closed and record.batch_id == "batch_0"
+    assert answers[0] == answers[1] and answers[0].text is None and answers[0].error is not None
+    assert answers[0].error.startswith("teacher 'b': batch batch_0: cannot be polled (") and "404" in answers[0].error
+    # Perhaps billed: booked as such, not held for ever.
+    assert budget.reserved_usd == 0.0 and budget.possibly_usd > 0
+
+
+async def test_samples_waiting_on_a_batch_are_bounded_and_a_new_one_waits_for_a_parked_place(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi(hold=True)
+    async with Store.open(db) as store:
+        budget = Budget(None)
+        sync_a = SyncClient()
+        teachers = [
+            _teacher(_section("b", model="mb"), store, budget, api, SyncClient()),
+            _teacher(_section("s1", mode="sync"), store, budget, None, sync_a),
+            _teacher(_section("s2", mode="sync"), store, budget, None, SyncClient()),
+        ]
+        committee = Committee(teachers, ReviewSection(), store)
+        counters = TeachCounters()
+        send, recv = anyio.create_memory_object_stream[Mistake](max_buffer_size=0)
+
+        async def feed() -> None:
+            async with send:
+                for i in range(4):
+                    await send.send(_mistake(i))
+
+        def started() -> set[int]:
+            return {i for i in range(4) for r in sync_a.requests if f"What is {i} + {i}?" in r.messages[-1].content}
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed)
+                tg.start_soon(
+                    lambda: teach_dataset(
+                        committee,
+                        recv,
+                        limiter=anyio.CapacityLimiter(1),
+                        parked=anyio.CapacityLimiter(1),
+                        done_ids=frozenset(),
+                        on_decided=_ignore,
+                        counters=counters,
+                        budget_reached=lambda: False,
+                    )
+                )
+                with anyio.fail_after(20):
+                    while not {0, 1} <= started():
+                        await sync_a.arrived.wait()
+                await anyio.wait_all_tasks_blocked()
+                # Sample 0 parked; sample 1 waits for its place with its slot held; 2 and 3 wait for a slot.
+                assert started() == {0, 1} and counters.decided == 0
+                api.hold = False
+
+        await _with_lane(teachers[0], body)
+    assert counters.decided == 4 and counters.incomplete == 0
+
+
+async def _ignore(sample) -> None:
+    pass
+
+
+async def test_a_batch_that_may_have_been_created_keeps_its_requests_from_being_sent_again(tmp_path: Path) -> None:
+    from core.errors import Retryable
+
+    class Lost(FakeBatchApi):
+        def __init__(self) -> None:
+            super().__init__()
+            self.creates = 0
+
+        async def submit(self, items: Sequence[BatchItem], *, tag: str) -> str:
+            self.creates += 1
+            raise Retryable(f"teacher 'b': batch {tag!r}: connection reset; the batch may have been created")
+
+        async def find(self, tag: str, **_) -> str | None:
+            raise Permanent(f"teacher 'b': finding batch {tag!r}: HTTP 503 after 6 attempts")
+
+    db = tmp_path / "store.sqlite"
+    api = Lost()
+    async with Store.open(db) as store:
+        budget = Budget(1.0)
+        teacher = _teacher(_section(), store, budget, api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            await _collect_one(answers, teacher, 0)
+            answers[1] = await teacher.ask(_question(0), dataset="d", sample_id="1", stage="rationale")
+
+        await _with_lane(teacher, body)
+        (record,) = batch_records(store.connection, "b")
+    assert api.creates == 1 and not record.closed and record.batch_id is None
+    assert answers[0] == answers[1] and answers[0].error is not None and "cannot look up" in answers[0].error
+    # It may be running and billing: booked as possibly billed, not released, not held for ever.
+    assert budget.possibly_usd > 0 and budget.reserved_usd == 0.0
+
+
+async def test_a_queued_request_answered_meanwhile_is_not_sent(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    api = FakeBatchApi()
+    async with Store.open(db) as store:
+        # Batches go when full (two requests), never on the window.
+        teacher = _teacher(_section(batch_max_requests=2, batch_window_s=3600), store, Budget(None), api, SyncClient())
+        answers: dict[int, Answer] = {}
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_collect_one, answers, teacher, 0)
+                await anyio.wait_all_tasks_blocked()
+                # Its answer arrives another way (a batch an earlier run left open, answering the same request).
+                row = CallRow(
+                    key=_key(teacher, 0),
+                    dataset="d",
+                    sample_id="0",
+                    teacher="b",
+                    stage="rationale",
+                    status="completed",
+                    text="from elsewhere",
+                    mode="batch",
+                    batch="other",
+                )
+                await store.add_call(row)
+                tg.start_soon(_collect_one, answers, teacher, 1)
+
+        await _with_lane(teacher, body)
+    assert answers[0] == Answer("from elsewhere") and answers[1] == Answer("re: question 1")
+    assert [[i.custom_id for i in b.items] for b in api.batches.values()] == [[_key(teacher, 1)]]

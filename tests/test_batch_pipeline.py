@@ -189,3 +189,46 @@ async def test_sigkill_in_any_batch_phase_then_rerun_bills_each_request_once(tmp
         "WHERE local_id NOT IN (SELECT local_id FROM batches WHERE kind = 'closed')",
     )
     assert open_batches == []
+
+
+class _Clock:
+    """The emulator's clock, moved by hand: a batch finishes only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_teaching_that_ends_with_a_batch_still_open_says_so_and_exits_3(tmp_path, monkeypatch):
+    from emulator import run_emulator
+
+    monkeypatch.setenv("COMMITTEE_TEST_KEY", "k")
+    qs = load_split("svamp", "demo", "train")[:2]
+    clock = _Clock()
+    spec = EmulatorSpec(latency=Latency(median_ms=5, sigma=0.1), batch=BatchBehaviour(delay_s=60))
+    async with run_emulator(spec, FairScript(qs), clock=clock) as emu:
+        mistakes = authors_file(tmp_path / "m.json", "svamp", qs)
+        cfg = _batch_config(tmp_path, emu, mistakes, "openai")
+        out_dir = tmp_path / "run"
+        # Killed while its batch runs (the emulator's clock stands still).
+        assert await _run_until(cfg, out_dir, "polling") is None
+        # The next run has no mistakes to teach: nobody waits for the open batch, and teaching ends at once.
+        empty = authors_file(tmp_path / "none.json", "svamp", [])
+        cfg.write_text(cfg.read_text().replace(str(mistakes), str(empty)))
+        run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+        stderr = run.stderr.decode()
+        assert run.returncode == 3, stderr
+        (line,) = [line for line in stderr.splitlines() if "still open at the provider" in line]
+        assert "teacher 'gpt': 1 batch still open at the provider (batch_" in line
+        assert "rerun the same command later" in line
+
+        # Once the batch is done, a rerun collects it though no sample waits for it: every answer recorded once.
+        clock.now += 120
+        run = await anyio.run_process(_teach(cfg), cwd=ROOT, check=False)
+        assert run.returncode == 0, run.stderr.decode()
+        billed = emu.stats().models["model-gpt"].batch_billed
+        rows = _query(out_dir, "SELECT count(*) FROM calls WHERE teacher = 'gpt' AND mode = 'batch'")
+        assert billed > 0 and rows == [(billed,)]
+        assert _query(out_dir, "SELECT count(*) FROM batches WHERE kind = 'closed'") == [(1,)]

@@ -225,13 +225,15 @@ class AnthropicBatches:
         """One outcome per request of the ended batch; canceled and expired requests are retryable.
 
         Raises `Permanent` naming the batch and the line for a line that is not a result or
-        names a custom_id this batch did not send.
+        names a custom_id this batch did not send, once every readable line came out.
         """
         batch = await self._batch(batch_id)
         where = f"batch {batch_id}"
         tally = Tally(custom_ids, lambda reason: self._http.fail(where, reason))
-        for number, line in await self._lines(batch):
-            if tally.first(line.custom_id, f"line {number} of the results"):
+        for number, raw in await self._lines(batch):
+            named = f"line {number} of the results"
+            line = tally.read(_line_decoder, raw, named)
+            if line is not None and tally.first(line.custom_id, named):
                 yield _outcome(line)
         for outcome in tally.missing(f"no result in batch {batch_id} ({batch.processing_status})"):
             yield outcome
@@ -245,7 +247,7 @@ class AnthropicBatches:
         url = f"{self._base}/v1/messages/batches/{batch_id}"
         return await self._http.call("GET", url, _batch_decoder, where=f"batch {batch_id}")
 
-    async def _lines(self, batch: _Batch) -> list[tuple[int, _ResultLine]]:
+    async def _lines(self, batch: _Batch) -> list[tuple[int, bytes]]:
         where = f"batch {batch.id}"
         if not batch.results_url:
             return []
@@ -255,15 +257,13 @@ class AnthropicBatches:
         if url.origin() != URL(self._base).origin():
             # The key goes with the request: only ever to the host it is meant for.
             raise self._http.fail(where, f"results_url points to another host ({url.origin()}); not following it")
-        content = await self._http.download(str(url), where=where)
-
-        def fail(reason: str) -> CommitteeError:
-            return self._http.fail(where, reason)
-
-        return [(number, decode_line(_line_decoder, raw, fail, number)) for number, raw in jsonl_lines(content)]
+        return list(jsonl_lines(await self._http.download(str(url), where=where)))
 
     async def _custom_ids(self, batch: _Batch) -> frozenset[str]:
-        return frozenset(line.custom_id for _, line in await self._lines(batch))
+        def fail(reason: str) -> CommitteeError:
+            return self._http.fail(f"batch {batch.id}", reason)
+
+        return frozenset(decode_line(_line_decoder, raw, fail, n).custom_id for n, raw in await self._lines(batch))
 
 
 def _request(item: BatchItem) -> bytes:

@@ -208,7 +208,8 @@ class GeminiBatches:
         """One outcome per request of the finished batch, matched by `metadata.key` or else by position.
 
         Raises `Permanent` naming the batch and the response for a key this batch did not send,
-        or for responses that cannot be matched to requests (a different count and no keys).
+        or for responses that cannot be matched to requests (a different count and no keys),
+        once every response that can be matched came out.
         """
         operation = await self._operation(batch_id)
         where = f"batch {batch_id}"
@@ -222,11 +223,11 @@ class GeminiBatches:
             key = (response.metadata or {}).get("key")
             if key is None:
                 if len(responses) != len(ordered):
-                    raise self._http.fail(
-                        where,
+                    tally.problem(
                         f"response {number} has no metadata.key and {len(responses)} responses came back "
-                        f"for {len(ordered)} requests: cannot tell which request it answers",
+                        f"for {len(ordered)} requests: cannot tell which request it answers"
                     )
+                    continue
                 key = ordered[number - 1]
             if tally.first(key, f"response {number}"):
                 assert isinstance(key, str)

@@ -197,39 +197,68 @@ def jsonl_lines(body: bytes) -> Iterator[tuple[int, bytes]]:
 
 def decode_line(decoder: msgspec.json.Decoder[T], line: bytes, fail: Callable[[str], CommitteeError], number: int) -> T:
     """One JSONL line decoded; a line that is not the JSON we expect raises `fail(...)` naming its number."""
+    problem = _not_a_result(decoder, line, f"line {number} of the results")
+    if isinstance(problem, str):
+        raise fail(problem)
+    return problem
+
+
+def _not_a_result(decoder: msgspec.json.Decoder[T], line: bytes, where: str) -> T | str:
     try:
         return decoder.decode(line)
     except msgspec.DecodeError as exc:
         head = line[:60].decode("utf-8", "replace")
-        raise fail(shorten(f"line {number} of the results is not a result ({exc}; starts {head!r})")) from None
+        return shorten(f"{where} is not a result ({exc}; starts {head!r})")
 
 
 class Tally:
     """The requests of one batch's results so far: each answered once, none that it did not send.
 
-    `first(...)` vets the next result (raises `fail(...)` naming it for a custom_id not sent,
-    False for a repeat, which is skipped); `missing(...)` is every request with no result.
+    A line that cannot be read or names a custom_id not sent is noted and skipped, so the
+    readable results after it still come out (each is paid for); `missing(...)` then raises
+    `fail(...)` naming the first such line, since a request without a readable result may be
+    one of them, paid and unreadable, and must not be sent again as if it never ran.
     """
 
-    __slots__ = ("_custom_ids", "_fail", "_seen")
+    __slots__ = ("_custom_ids", "_fail", "_problems", "_seen")
 
     def __init__(self, custom_ids: frozenset[str], fail: Callable[[str], CommitteeError]) -> None:
         self._custom_ids = custom_ids
         self._fail = fail
         self._seen: set[str] = set()
+        self._problems: list[str] = []
+
+    def read(self, decoder: msgspec.json.Decoder[T], line: bytes, where: str) -> T | None:
+        """The line decoded, or None (noted) when it is not the JSON we expect; `where` names it ("line 3")."""
+        decoded = _not_a_result(decoder, line, where)
+        if isinstance(decoded, str):
+            self._problems.append(decoded)
+            return None
+        return decoded
 
     def first(self, custom_id: object, where: str) -> bool:
         """True for a request's first result; `where` ("line 3", "response 2") names it in an error."""
         if not isinstance(custom_id, str) or custom_id not in self._custom_ids:
-            raise self._fail(f"{where} names custom_id {custom_id!r}, not sent in it")
+            self._problems.append(f"{where} names custom_id {custom_id!r}, not sent in it")
+            return False
         if custom_id in self._seen:
             log.warning("%s repeats the result of %s; the first one counts", where, custom_id)
             return False
         self._seen.add(custom_id)
         return True
 
+    def problem(self, reason: str) -> None:
+        """Note a result that cannot be told apart or read (see `missing`)."""
+        self._problems.append(reason)
+
     def missing(self, why: str) -> Iterator[BatchOutcome]:
-        """A not-run outcome, saying `why`, for each request without a result, in custom_id order."""
+        """A not-run outcome, saying `why`, for each request without a result, in custom_id order.
+
+        Raises `fail(...)` instead when a result could not be read (see the class).
+        """
+        if self._problems:
+            more = f" (and {len(self._problems) - 1} more such lines)" if len(self._problems) > 1 else ""
+            raise self._fail(self._problems[0] + more)
         for custom_id in sorted(self._custom_ids - self._seen):
             yield not_run(custom_id, why)
 
@@ -284,15 +313,36 @@ async def create_once(
     `create` does not repeat an attempt that may have reached the provider (see `BatchHttp.call`,
     `resend=False`); after such an attempt `find` looks for the batch by its tag before trying
     again, so a lost answer to a create call never pays for the same batch twice.
+
+    Raises `Permanent` only when no batch was created (the provider answered no, and no
+    earlier attempt may have created one); `Retryable` when one may exist (look it up with `find`).
     """
+    lost: Retryable | None = None
     for attempt in range(1, attempts + 1):
         try:
             return await create()
-        except Retryable as exc:
-            if not exc.possibly_billed or attempt == attempts:
+        except Permanent as exc:
+            if lost is None:
                 raise
-            found = await find()
+            # An earlier attempt may have made the batch (a list can lag behind a create):
+            # the caller must look again before sending its requests anywhere else.
+            raise _maybe_created(lost, exc) from None
+        except Retryable as exc:
+            if not exc.possibly_billed and lost is None:
+                # Never reached the provider (`call` retried it already): nothing was created.
+                raise
+            lost = lost or exc
+            if not exc.possibly_billed or attempt == attempts:
+                raise _maybe_created(lost, exc) from None
+            try:
+                found = await find()
+            except CommitteeError as failed:
+                raise _maybe_created(lost, failed) from None
             if found is not None:
-                log.warning("%s; the batch was created all the same: %s", exc.reason, found)
+                log.warning("%s; the batch was created all the same: %s", lost.reason, found)
                 return found
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _maybe_created(lost: Retryable, last: CommitteeError) -> Retryable:
+    return Retryable(f"{lost.reason}; the batch may have been created ({last})", possibly_billed=True)

@@ -27,7 +27,6 @@ from adapters.batch.http import (
     Tally,
     answered,
     create_once,
-    decode_line,
     error_status,
     jsonl_lines,
     not_run,
@@ -58,6 +57,10 @@ _STATES: dict[str, BatchState] = {
     "expired": "expired",
     "cancelled": "cancelled",
 }
+# A batch failed because the organization's enqueued tokens for the model are at their limit
+# (https://platform.openai.com/docs/guides/batch, "Batch expiration" and rate limits; the
+# `errors.data[].code` of the failed batch object): nothing of it ran, and it may go again later.
+_QUEUE_FULL = "token_limit_exceeded"
 # Error codes of requests the batch never ran: sending them again is safe and may succeed
 # (https://platform.openai.com/docs/api-reference/batch/request-output, `error.code`).
 _NOT_RUN = frozenset({"batch_expired", "batch_cancelled", "request_timeout"})
@@ -216,6 +219,7 @@ class OpenAIBatches:
         counts = batch.request_counts or _Counts()
         state = _STATES.get(batch.status, "running")
         error = _batch_error(batch) if state == "failed" else None
+        codes = {e.code for e in batch.errors.data} if batch.errors else set()
         return BatchStatus(
             batch_id=batch_id,
             state=state,
@@ -223,6 +227,7 @@ class OpenAIBatches:
             succeeded=counts.completed,
             errored=counts.failed,
             error=error,
+            queue_full=state == "failed" and _QUEUE_FULL in codes,
         )
 
     async def results(self, batch_id: str, custom_ids: frozenset[str]) -> AsyncIterator[BatchOutcome]:
@@ -230,7 +235,7 @@ class OpenAIBatches:
         request in neither (a batch that failed or ended early) comes out as not run, retryable.
 
         Raises `Permanent` naming the batch, the file and the line for a line that is not a
-        result or names a custom_id this batch did not send.
+        result or names a custom_id this batch did not send, once every readable line came out.
         """
         batch = await self._batch(batch_id)
         tally = Tally(custom_ids, lambda reason: self._http.fail(f"batch {batch_id}", reason))
@@ -240,8 +245,9 @@ class OpenAIBatches:
             where = f"batch {batch_id} ({kind} file {file_id})"
             content = await self._http.download(f"{self._base}/files/{file_id}/content", where=where)
             for number, raw in jsonl_lines(content):
-                line = decode_line(_line_decoder, raw, lambda reason, w=where: self._http.fail(w, reason), number)
-                if tally.first(line.custom_id, f"line {number} of the {kind} file"):
+                named = f"line {number} of the {kind} file {file_id}"
+                line = tally.read(_line_decoder, raw, named)
+                if line is not None and tally.first(line.custom_id, named):
                     yield _outcome(line)
         for outcome in tally.missing(f"no result in batch {batch_id} ({batch.status})"):
             yield outcome
