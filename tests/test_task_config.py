@@ -297,3 +297,25 @@ def test_a_hugging_face_source_names_its_splits(tmp_path: Path, monkeypatch: pyt
     load_split("mine", "hf:me/yesno:v2", "test")
     assert (q.question, q.gold) == ("Is water wet?", "true")
     assert asked == [("me/yesno", "v2", "training"), ("me/yesno", "v2", "test")]
+
+
+def test_a_field_missing_from_the_test_split_is_named_when_the_config_is_loaded(tmp_path: Path) -> None:
+    """The test split is first read at eval, after the teachers were paid: its mapping is checked at load too."""
+    import committee
+    from stages.context import load_run_config
+
+    jsonl(tmp_path / "data" / "train.jsonl", NESTED)
+    test = jsonl(tmp_path / "data" / "test.jsonl", [{"uid": "t1", "body": {"text": "1+1?"}, "solution": "2"}])
+    path = write(
+        tmp_path,
+        BASE + '[[datasets]]\ntask = "mine"\nsource = "data"\nanswer = { type = "number" }\n'
+        'fields = { question = "body.text", gold = "sol.value", id = "uid" }\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path)
+    message = str(err.value)
+    assert f"$.datasets[0]: {test}:1: fields.gold = 'sol.value': no such field" in message and "\n" not in message
+    # A Config built in code is checked the same way, before any stage runs.
+    cfg = load_config(path)
+    with pytest.raises(ConfigError, match=r"test\.jsonl:1: fields\.gold = 'sol\.value': no such field"):
+        committee.config_from(cfg)
