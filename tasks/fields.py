@@ -79,7 +79,7 @@ def _options(row: Row, fields: FieldsSection) -> tuple[str, ...]:
     return tuple(str(o).strip() for o in options)
 
 
-def check_mapping(task: TaskDef, row: Row) -> None:
+def check_mapping(task: TaskDef, row: object) -> None:
     """Raise MissingField for the first mapped field `row` lacks; a record of another shape is left to `to_question`.
 
     For a split's first record, where a missing field means a wrong mapping rather than a bad record.
