@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 # The documented signature: (reply, gold, options) -> bool, or a score that passes at `pass_score`.
 GraderFunction = Callable[[str, str, Sequence[str]], object]
@@ -40,3 +42,16 @@ def import_grader(spec: str) -> GraderFunction:
     if not callable(function):
         raise ValueError(f"grader {spec!r}: module {module_name!r} has no function {name!r}")
     return function
+
+
+def grader_folder(spec: str) -> Path | None:
+    """The folder the module of `spec` (imported already) was imported from: what a child process needs on
+    its PYTHONPATH to import it too, whatever its working directory. None for a module that is not a file.
+    """
+    module_name = spec.partition(":")[0]
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    if file is None:
+        return None
+    path = Path(file).resolve()
+    # "pkg.grade" lives in <folder>/pkg/grade.py; a package's own "pkg" in <folder>/pkg/__init__.py.
+    return path.parents[module_name.count(".") + (path.name == "__init__.py")]

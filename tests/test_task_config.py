@@ -319,3 +319,33 @@ def test_a_field_missing_from_the_test_split_is_named_when_the_config_is_loaded(
     cfg = load_config(path)
     with pytest.raises(ConfigError, match=r"test\.jsonl:1: fields\.gold = 'sol\.value': no such field"):
         committee.config_from(cfg)
+
+
+def test_trainer_workers_import_a_grader_from_the_notebooks_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers start in the package's folder and load out_dir/config.json: a grader beside the notebook (on the
+    kernel's sys.path, not beside that file) reaches them through their PYTHONPATH."""
+    import os
+    import subprocess
+    import sys
+
+    from trainer.launch import _REPO, worker_pythonpath
+
+    notebook = tmp_path / "notebook"
+    (notebook / "r15graders").mkdir(parents=True)
+    (notebook / "r15graders" / "__init__.py").write_text("")
+    (notebook / "r15graders" / "yn.py").write_text("def check(reply, gold, options):\n    return gold in reply\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(notebook)])  # the kernel's working directory
+    jsonl(tmp_path / "train.jsonl", [{"question": "Is ice cold?", "answer": "yes"}])
+    define(
+        tmp_path,
+        'source = "train.jsonl"\ntest = "train.jsonl"\nanswer = { type = "boolean", grader = "r15graders.yn:check" }\n',
+    )
+    cfg = load_config(tmp_path / "run.toml")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = worker_pythonpath(cfg, None)
+    done = subprocess.run(
+        [sys.executable, "-c", "import r15graders.yn"], cwd=_REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-500:]
