@@ -248,6 +248,17 @@ def test_boolean_gold() -> None:
         BOOLEAN.gold("maybe")
 
 
+def test_boolean_gold_labels_1_and_0_read_alike_from_every_file_kind() -> None:
+    # JSON and Parquet give ints, CSV gives text, a Parquet column with gaps gives floats: one label, one gold.
+    for true, false in [(1, 0), ("1", "0"), (" 1 ", "0\n"), (1.0, 0.0)]:
+        assert (BOOLEAN.gold(true), BOOLEAN.gold(false)) == ("true", "false"), (true, false)
+    for bad in ("2", 0.5, "1.5", "-1"):
+        with pytest.raises(ValueError, match="true/false"):
+            BOOLEAN.gold(bad)
+    # A reply's "1" is still no yes/no answer.
+    assert BOOLEAN.extract("The answer is 1.") is None
+
+
 EXACT = _type(type="exact")
 
 
