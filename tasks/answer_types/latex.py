@@ -11,6 +11,7 @@ nothing could interrupt SymPy anyway. It is imported on first use: SymPy takes a
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import threading
@@ -42,6 +43,7 @@ _MAX_VERIFIED_CHARS = 1000
 # A factorial SymPy would compute in full ("1000000!" takes minutes).
 _BIG_FACTORIAL = re.compile(r"\d{6,}\s*!")
 _COMMAND = re.compile(r"\\[A-Za-z]+")
+_SMALL_POWER = re.compile(r"\s*(\d+)\s*\^\s*\{?\s*(\d+)\s*\}?\s*")
 
 
 class MathAnswer(Rule):
@@ -152,8 +154,8 @@ def _verify(gold: str, predicted: str) -> bool:
 
 
 def _too_costly(latex: str) -> bool:
-    """Whether SymPy would spend minutes on `latex`: very long, a huge factorial, or an integer power whose
-    exponent is itself a power, a factorial or a number of six digits or more ("9^{9^{9^{9}}}", "2^{1000000}")."""
+    """Whether SymPy would spend minutes on `latex`: very long, a huge factorial, or a power whose numeric
+    exponent may be huge ("9^{9^{9^{9}}}", "2^{1000000}", "2^{10!}")."""
     if len(latex) > _MAX_VERIFIED_CHARS or _BIG_FACTORIAL.search(latex):
         return True
     for at in (m.end() for m in re.finditer(r"\^\s*", latex)):
@@ -161,9 +163,20 @@ def _too_costly(latex: str) -> bool:
         # An exponent with a symbol in it stays symbolic ("e^{x^2}"): SymPy computes nothing huge.
         if re.search(r"[A-Za-z]", _COMMAND.sub("", exponent)):
             continue
-        if "^" in exponent or "!" in exponent or re.search(r"\d{6,}", exponent):
+        if _huge(exponent):
             return True
     return False
+
+
+def _huge(exponent: str) -> bool:
+    """Whether a numeric exponent may be huge: a factorial, six digits or more, or a power that is."""
+    if "!" in exponent:
+        return True
+    if "^" not in exponent:
+        return re.search(r"\d{6,}", exponent) is not None
+    power = _SMALL_POWER.fullmatch(exponent)
+    # One level of tower stays cheap while it is small ("2^{2^{3}}" is 2^8); a deeper one never is.
+    return power is None or int(power.group(2)) * math.log10(max(int(power.group(1)), 2)) >= 5
 
 
 def _group(latex: str, at: int) -> str:
