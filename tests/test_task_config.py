@@ -154,6 +154,10 @@ def test_an_unreadable_gold_answer_stops_or_is_skipped_with_file_and_line(tmp_pa
         ('source = "x"\nanswer = { type = "number" }\ngrader = "authors"\n', "knows the paper's four tasks only"),
         ('source = "x"\nanswer = { type = "number" }\nfields = { questoin = "q" }\n', "$.datasets[0].fields"),
         ('source = "x"\nanswer = { type = "exact", grader = "nosuch:check" }\n', "cannot import module 'nosuch'"),
+        (
+            'source = "x"\nanswer = { type = "exact", grader = "tests.task_graders:two_arguments" }\n',
+            "two_arguments(reply, gold) cannot be called as two_arguments(reply, gold, options)",
+        ),
     ],
 )
 def test_bad_task_definitions_are_one_line_naming_the_key(tmp_path: Path, entry: str, expected: str) -> None:
@@ -161,6 +165,15 @@ def test_bad_task_definitions_are_one_line_naming_the_key(tmp_path: Path, entry:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert expected in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_grader_taking_reply_gold_and_options_loads(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BASE + '[[datasets]]\ntask = "mine"\nsource = "x"\n'
+        'answer = { type = "exact", grader = "tests.task_graders:with_defaults" }\n',
+    )
+    assert load_config(path).datasets[0].answer is not None
 
 
 def test_a_built_in_task_keeps_its_meaning(tmp_path: Path) -> None:
