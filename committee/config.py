@@ -9,8 +9,7 @@ import msgspec
 
 from core.config import Config, checked_config
 from core.errors import ConfigError
-from prompts.sets import check_config
-from stages.context import load_run_config
+from stages.context import checked_run_config, load_run_config
 
 # How errors name a Config that comes from no file.
 BUILT_IN_CODE = "Config built in Python"
@@ -42,8 +41,7 @@ def config_from(cfg: Config, *, base_dir: str | os.PathLike[str] | None = None) 
         raise ConfigError(f"{BUILT_IN_CODE}: {exc}") from None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     checked_config(copy, BUILT_IN_CODE, base.resolve())
-    check_config(copy, BUILT_IN_CODE)
-    return copy
+    return checked_run_config(copy, BUILT_IN_CODE)
 
 
 def _path_as_str(value: object) -> str:

@@ -17,7 +17,8 @@ from core.children import die_with_parent, stop_group
 from emulator.spec import EmulatorSpec
 
 READY_PREFIX = "emulator listening on "
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+# The folder holding the emulator package: a checkout's root, or site-packages once installed.
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager

@@ -15,7 +15,15 @@ from tasks.loaders import check_split_files
 
 def load_run_config(path: str | os.PathLike[str]) -> Config:
     """The config at `path`, validated down to the prompt templates the run will render."""
-    cfg = load_config(path)
+    return checked_run_config(load_config(path), path)
+
+
+def checked_run_config(cfg: Config, path: str | os.PathLike[str]) -> Config:
+    """`cfg`, checked as a Config already, checked down to what the run will read: its tasks declared, each
+    defined task's split files and field mapping, the prompt templates. Returns `cfg`.
+
+    Raises ConfigError naming `path` (the config's file, or a label for one built in code) and the key.
+    """
     declare(cfg.datasets)
     for i, d in enumerate(cfg.datasets):
         try:

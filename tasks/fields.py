@@ -79,6 +79,21 @@ def _options(row: Row, fields: FieldsSection) -> tuple[str, ...]:
     return tuple(str(o).strip() for o in options)
 
 
+def check_mapping(task: TaskDef, row: object) -> None:
+    """Raise MissingField for the first mapped field `row` lacks; a record of another shape is left to `to_question`.
+
+    For a split's first record, where a missing field means a wrong mapping rather than a bad record.
+    """
+    if not isinstance(row, Mapping):
+        return
+    fields = task.fields or FieldsSection()
+    options = (fields.options,) if isinstance(fields.options, str) else fields.options or ()
+    mapped = [("question", fields.question), ("gold", fields.gold), ("context", fields.context), ("id", fields.id)]
+    for key, path in [*mapped, *(("options", path) for path in options)]:
+        if path is not None:
+            _get(row, key, path)
+
+
 def to_question(task: TaskDef, index: int, row: Row) -> Question:
     """The Question for `row`, the `index`-th record of its split (the id unless `fields.id` names one).
 

@@ -128,7 +128,9 @@ def load_split_report(
 
 
 def check_split_files(task: TaskName, source: str) -> None:
-    """For a defined task with local data: raise DataError unless both splits' files exist (nothing is read)."""
+    """For a defined task with local data: raise DataError unless both splits' files exist and each split's
+    first record has every mapped field (the test split is otherwise first read at eval, after the teachers
+    were paid). Other bad records are left to the split's `on_bad_line`."""
     definition = task_def(task)
     if definition.builtin or source.startswith("hf:"):
         return
@@ -136,6 +138,12 @@ def check_split_files(task: TaskName, source: str) -> None:
         path = split_file(Path(source), split, named)
         if not path.is_file():
             raise DataError(f"{path}: no such file for the {split} split; fix `source` or `{split}`")
+        for _, where, row in file_records(path):
+            try:
+                fields.check_mapping(definition, row)
+            except fields.MissingField as exc:
+                raise DataError(f"{where}: {exc}; fix the [[datasets]] entry's field mapping") from None
+            break
 
 
 def _defined_records(task: TaskDef, source: str, split: Split) -> Records:

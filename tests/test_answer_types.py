@@ -126,6 +126,31 @@ def test_math_verify_gets_a_time_limit_only_where_signal_alarm_works(monkeypatch
     assert limits == [5, 5, 5, None, None, None]
 
 
+def test_math_never_hangs_on_an_enormous_number_off_the_main_thread() -> None:
+    """A notebook's run grades on a thread of its own, where math-verify has no time limit, and SymPy building
+    9^(9^(9^9)) holds the GIL for good: the whole kernel would hang. Such answers are compared as text only."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading\n"
+        "from tasks.answer_types import MathAnswer\n"
+        "m, out = MathAnswer(), []\n"
+        "def grade():\n"
+        "    out.extend([m.correct('9^{9^{9^{9}}}', '2'), m.correct('10!^{10!^{10!}}', '2')])\n"
+        "    out.append(m.correct('9^{9^{9^{9}}}', '9^{9^{9^{9}}}'))\n"
+        "    out.append(m.correct('(2)' * 2000, '2'))\n"
+        "t = threading.Thread(target=grade)\n"
+        "t.start(); t.join()\n"
+        "print(out)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[False, False, True, False]", done.stderr[-2000:]
+    # A small tower is still compared by value.
+    assert MATH.correct("2^{2^{3}}", "256") and MATH.correct("2^{20}", "1048576")
+
+
 NUMBER = _type(type="number")
 
 
@@ -223,6 +248,17 @@ def test_boolean_gold() -> None:
     assert FACTS.gold("REFUTED") == "false" and FACTS.correct("supported", "yes")
     with pytest.raises(ValueError, match="true/false"):
         BOOLEAN.gold("maybe")
+
+
+def test_boolean_gold_labels_1_and_0_read_alike_from_every_file_kind() -> None:
+    # JSON and Parquet give ints, CSV gives text, a Parquet column with gaps gives floats: one label, one gold.
+    for true, false in [(1, 0), ("1", "0"), (" 1 ", "0\n"), (1.0, 0.0)]:
+        assert (BOOLEAN.gold(true), BOOLEAN.gold(false)) == ("true", "false"), (true, false)
+    for bad in ("2", 0.5, "1.5", "-1"):
+        with pytest.raises(ValueError, match="true/false"):
+            BOOLEAN.gold(bad)
+    # A reply's "1" is still no yes/no answer.
+    assert BOOLEAN.extract("The answer is 1.") is None
 
 
 EXACT = _type(type="exact")

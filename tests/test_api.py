@@ -249,3 +249,15 @@ def test_a_json_config_is_read_as_toml_is_with_its_errors_named(tmp_path):
     path.write_text('{"run": ')
     with pytest.raises(committee.ConfigError, match=r"run\.json: not valid JSON"):
         committee.load(path)
+
+
+def test_every_config_section_is_part_of_the_api() -> None:
+    # A notebook defining its own task builds a FieldsSection too: every section comes from `committee`.
+    import core.config
+
+    sections = {
+        name
+        for name, value in vars(core.config).items()
+        if name.endswith("Section") and not name.startswith("_") and isinstance(value, type)
+    }
+    assert "FieldsSection" in sections and sections <= set(committee.__all__)

@@ -310,3 +310,10 @@ def test_emulator_in_a_child_process() -> None:
             assert response.headers["x-ratelimit-limit-requests"] == "60"
         with urllib.request.urlopen(url + "/_emulator/stats", timeout=10) as response:
             assert json.load(response)["total"]["completed"] == 1
+
+
+def test_the_emulator_child_gets_this_copy_on_its_path() -> None:
+    # The child runs `python -m emulator` from the caller's directory: the path we add must hold the package.
+    from emulator import process
+
+    assert (process._REPO_ROOT / "emulator" / "__main__.py").is_file()

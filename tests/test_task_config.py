@@ -154,6 +154,10 @@ def test_an_unreadable_gold_answer_stops_or_is_skipped_with_file_and_line(tmp_pa
         ('source = "x"\nanswer = { type = "number" }\ngrader = "authors"\n', "knows the paper's four tasks only"),
         ('source = "x"\nanswer = { type = "number" }\nfields = { questoin = "q" }\n', "$.datasets[0].fields"),
         ('source = "x"\nanswer = { type = "exact", grader = "nosuch:check" }\n', "cannot import module 'nosuch'"),
+        (
+            'source = "x"\nanswer = { type = "exact", grader = "tests.task_graders:two_arguments" }\n',
+            "two_arguments(reply, gold) cannot be called as two_arguments(reply, gold, options)",
+        ),
     ],
 )
 def test_bad_task_definitions_are_one_line_naming_the_key(tmp_path: Path, entry: str, expected: str) -> None:
@@ -161,6 +165,15 @@ def test_bad_task_definitions_are_one_line_naming_the_key(tmp_path: Path, entry:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert expected in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_grader_taking_reply_gold_and_options_loads(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BASE + '[[datasets]]\ntask = "mine"\nsource = "x"\n'
+        'answer = { type = "exact", grader = "tests.task_graders:with_defaults" }\n',
+    )
+    assert load_config(path).datasets[0].answer is not None
 
 
 def test_a_built_in_task_keeps_its_meaning(tmp_path: Path) -> None:
@@ -297,3 +310,55 @@ def test_a_hugging_face_source_names_its_splits(tmp_path: Path, monkeypatch: pyt
     load_split("mine", "hf:me/yesno:v2", "test")
     assert (q.question, q.gold) == ("Is water wet?", "true")
     assert asked == [("me/yesno", "v2", "training"), ("me/yesno", "v2", "test")]
+
+
+def test_a_field_missing_from_the_test_split_is_named_when_the_config_is_loaded(tmp_path: Path) -> None:
+    """The test split is first read at eval, after the teachers were paid: its mapping is checked at load too."""
+    import committee
+    from stages.context import load_run_config
+
+    jsonl(tmp_path / "data" / "train.jsonl", NESTED)
+    test = jsonl(tmp_path / "data" / "test.jsonl", [{"uid": "t1", "body": {"text": "1+1?"}, "solution": "2"}])
+    path = write(
+        tmp_path,
+        BASE + '[[datasets]]\ntask = "mine"\nsource = "data"\nanswer = { type = "number" }\n'
+        'fields = { question = "body.text", gold = "sol.value", id = "uid" }\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path)
+    message = str(err.value)
+    assert f"$.datasets[0]: {test}:1: fields.gold = 'sol.value': no such field" in message and "\n" not in message
+    # A Config built in code is checked the same way, before any stage runs.
+    cfg = load_config(path)
+    with pytest.raises(ConfigError, match=r"test\.jsonl:1: fields\.gold = 'sol\.value': no such field"):
+        committee.config_from(cfg)
+
+
+def test_trainer_workers_import_a_grader_from_the_notebooks_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers start in the package's folder and load out_dir/config.json: a grader beside the notebook (on the
+    kernel's sys.path, not beside that file) reaches them through their PYTHONPATH."""
+    import os
+    import subprocess
+    import sys
+
+    from trainer.launch import _REPO, worker_pythonpath
+
+    notebook = tmp_path / "notebook"
+    (notebook / "r15graders").mkdir(parents=True)
+    (notebook / "r15graders" / "__init__.py").write_text("")
+    (notebook / "r15graders" / "yn.py").write_text("def check(reply, gold, options):\n    return gold in reply\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(notebook)])  # the kernel's working directory
+    jsonl(tmp_path / "train.jsonl", [{"question": "Is ice cold?", "answer": "yes"}])
+    define(
+        tmp_path,
+        'source = "train.jsonl"\ntest = "train.jsonl"\nanswer = { type = "boolean", grader = "r15graders.yn:check" }\n',
+    )
+    cfg = load_config(tmp_path / "run.toml")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = worker_pythonpath(cfg, None)
+    done = subprocess.run(
+        [sys.executable, "-c", "import r15graders.yn"], cwd=_REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-500:]

@@ -23,6 +23,7 @@ from typing import Literal
 from core.children import die_with_parent, kill_group, stop_group
 from core.config import Config
 from core.errors import ConfigError
+from core.graders import grader_folder
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,15 @@ def launch_command(
     ]  # fmt: skip
 
 
+def worker_pythonpath(cfg: Config, inherited: str | None) -> str:
+    """PYTHONPATH for trainer workers: this copy's packages, then the folders of the config's `module:function`
+    graders, then the caller's own. Workers start in this copy's folder and load the config again, importing
+    its graders: one beside a notebook (its config written to out_dir) would be found nowhere else."""
+    graders = {d.answer.grader for d in cfg.datasets if d.answer is not None and d.answer.grader is not None}
+    folders = [str(folder) for spec in sorted(graders) if (folder := grader_folder(spec)) is not None]
+    return os.pathsep.join(filter(None, [str(_REPO), *dict.fromkeys(folders), inherited]))
+
+
 def launch(
     config_path: str | os.PathLike[str], cfg: Config, objective: Objective = "sft", task: str | None = None
 ) -> int:
@@ -135,7 +145,7 @@ def launch(
     # The launcher gives each worker its own rank and port; stale ones from this process must not leak in.
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT"):
         env.pop(key, None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = worker_pythonpath(cfg, env.get("PYTHONPATH"))
     # Workers watch this process themselves (`trainer.recipe.run_cli`): neither our process
     # group nor the kernel's parent-death signal reaches all of them if we are SIGKILLed.
     env[RUN_PID_ENV] = str(os.getpid())

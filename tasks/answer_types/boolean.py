@@ -63,9 +63,12 @@ class BooleanAnswer(Rule):
 
     def gold(self, raw: object, options: Sequence[str] = ()) -> str:
         """The gold "true"/"false" from a bool, the integer 1 or 0, or a word of the vocabulary; else ValueError."""
-        if isinstance(raw, bool) or (isinstance(raw, int) and raw in (0, 1)):
-            # Data sets label with bools or with 1/0 (a label column read from Parquet or JSON).
+        if isinstance(raw, bool) or (isinstance(raw, (int, float)) and raw in (0, 1)):
+            # Data sets label with bools or with 1/0: ints from JSON or Parquet, floats from a Parquet column with gaps.
             return "true" if raw else "false"
+        if isinstance(raw, str) and raw.strip() in ("0", "1"):
+            # The same 1/0 label read from a CSV file, where every cell is text.
+            return "true" if raw.strip() == "1" else "false"
         gold = self.normalize(str(raw)) if isinstance(raw, (str, int, float)) else None
         if gold is None:
             raise ValueError(f"expected true/false or yes/no, got {str(raw)[:40]!r}")

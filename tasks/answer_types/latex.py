@@ -11,6 +11,7 @@ nothing could interrupt SymPy anyway. It is imported on first use: SymPy takes a
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 import threading
@@ -37,6 +38,12 @@ _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 # Spacing commands and delimiters that never change an answer's value.
 _NOISE = re.compile(r"\\[,;:! ]|\\left|\\right|\\displaystyle|\s|\$")
 _NON_WORD = re.compile(r"[\W_]+")
+# Longer answers are compared as text only: no real answer is this long, and SymPy's cost grows with it.
+_MAX_VERIFIED_CHARS = 1000
+# A factorial SymPy would compute in full ("1000000!" takes minutes).
+_BIG_FACTORIAL = re.compile(r"\d{6,}\s*!")
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+_SMALL_POWER = re.compile(r"\s*(\d+)\s*\^\s*\{?\s*(\d+)\s*\}?\s*")
 
 
 class MathAnswer(Rule):
@@ -131,6 +138,10 @@ def _words(latex: str) -> str:
 # A resumed run regrades the answers it stored: the same pairs again, each worth tens of milliseconds of SymPy.
 @lru_cache(maxsize=4096)
 def _verify(gold: str, predicted: str) -> bool:
+    if _too_costly(gold) or _too_costly(predicted):
+        # Nothing bounds SymPy here off the main thread (a notebook's run), and a huge integer power holds the
+        # GIL until it is done, hanging the whole process; the exact-text match above already had its chance.
+        return False
     import math_verify as mv  # deferred: SymPy takes a second to import, and only maths tasks need it
 
     # signal.alarm exists on POSIX only, and only the main thread may set it.
@@ -140,3 +151,42 @@ def _verify(gold: str, predicted: str) -> bool:
     if not parsed_gold or not parsed:
         return False
     return bool(mv.verify(parsed_gold, parsed, timeout_seconds=limit))
+
+
+def _too_costly(latex: str) -> bool:
+    """Whether SymPy would spend minutes on `latex`: very long, a huge factorial, or a power whose numeric
+    exponent may be huge ("9^{9^{9^{9}}}", "2^{1000000}", "2^{10!}")."""
+    if len(latex) > _MAX_VERIFIED_CHARS or _BIG_FACTORIAL.search(latex):
+        return True
+    for at in (m.end() for m in re.finditer(r"\^\s*", latex)):
+        exponent = _group(latex, at)
+        # An exponent with a symbol in it stays symbolic ("e^{x^2}"): SymPy computes nothing huge.
+        if re.search(r"[A-Za-z]", _COMMAND.sub("", exponent)):
+            continue
+        if _huge(exponent):
+            return True
+    return False
+
+
+def _huge(exponent: str) -> bool:
+    """Whether a numeric exponent may be huge: a factorial, six digits or more, or a power that is."""
+    if "!" in exponent:
+        return True
+    if "^" not in exponent:
+        return re.search(r"\d{6,}", exponent) is not None
+    power = _SMALL_POWER.fullmatch(exponent)
+    # One level of tower stays cheap while it is small ("2^{2^{3}}" is 2^8); a deeper one never is.
+    return power is None or int(power.group(2)) * math.log10(max(int(power.group(1)), 2)) >= 5
+
+
+def _group(latex: str, at: int) -> str:
+    """The braced group starting at `at` (its braces balanced, without them), else the one token there."""
+    if not latex.startswith("{", at):
+        token = re.match(r"\d+|\\[A-Za-z]+|.", latex[at:], re.DOTALL)
+        return token.group(0) if token else ""
+    depth = 0
+    for i in range(at, len(latex)):
+        depth += {"{": 1, "}": -1}.get(latex[i], 0)
+        if depth == 0:
+            return latex[at + 1 : i]
+    return latex[at + 1 :]
