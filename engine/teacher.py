@@ -210,7 +210,11 @@ class Teacher:
         """
         where = (slot.dataset, slot.sample_id, slot.stage, slot.target)
         if (hit.dataset, hit.sample_id, hit.stage, hit.target) != where and not self._store.reused_in(slot):
-            await self._store.add_call(CallRow(**msgspec.structs.asdict(slot), status="cached", text=hit.text, usd=0.0))
+            # In the mode (and batch) of the answer reused, so the cost report counts it with that work.
+            reuse = CallRow(
+                **msgspec.structs.asdict(slot), status="cached", text=hit.text, usd=0.0, mode=hit.mode, batch=hit.batch
+            )
+            await self._store.add_call(reuse)
 
     async def _send(self, request: ChatRequest, slot: CallSlot) -> Answer:
         tab = CallTab(self._budget, worst_usd=self.worst_case_usd(request), cost_usd=self._cost_usd)

@@ -14,7 +14,7 @@ from core.config import TeacherSection
 from engine.budget import Budget
 from engine.lane import Lane, LaneLimits
 from engine.teacher import Answer, Teacher
-from store.calls import Store
+from store.calls import CallRow, Store, request_key
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +69,22 @@ async def test_a_stored_answer_is_returned_without_calling_the_lane(tmp_path: Pa
     assert first == again == later == Answer("The answer is 42.")
     assert len(client.requests) == 1
     assert _rows(db) == [("1", "completed", None, pytest.approx(30e-6)), ("2", "cached", None, 0.0)]
+
+
+async def test_a_reused_batch_answer_is_recorded_as_batch_work(tmp_path: Path) -> None:
+    # The cost report groups rows by mode: a batch answer reused for another slot belongs to the batch rows.
+    db = tmp_path / "store.sqlite"
+    client = FakeClient()
+    async with Store.open(db) as store:
+        teacher = _teacher(client, store)
+        key = request_key("openai", teacher.request(QUESTION))
+        slot = {"key": key, "dataset": "d", "teacher": "t", "stage": "rationale"}
+        await store.add_call(CallRow(**slot, sample_id="1", status="completed", text="42", mode="batch", batch="b1"))
+        assert await teacher.ask(QUESTION, dataset="d", sample_id="2", stage="rationale") == Answer("42")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT sample_id, status, mode, batch FROM calls ORDER BY rowid").fetchall()
+    assert rows == [("1", "completed", "batch", "b1"), ("2", "cached", "batch", "b1")]
+    assert client.requests == []
 
 
 async def test_two_identical_asks_in_flight_join_one_call(tmp_path: Path) -> None:
