@@ -611,7 +611,9 @@ class BatchLane:
             del self._entries[entry.slot.key]
 
     def _where(self, batch_id: str, cause: str) -> str:
-        return f"teacher {self.name!r}: batch {batch_id}: {cause}"
+        # A client's error names the teacher already; once is enough in a one-line message.
+        own = f"teacher {self.name!r}: "
+        return f"{own}batch {batch_id}: {cause.replace(own, '', 1)}"
 
     # -- resume -----------------------------------------------------------------------------
 

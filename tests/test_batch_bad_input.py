@@ -87,6 +87,7 @@ async def test_a_host_without_a_batch_api_ends_in_one_line_naming_teacher_and_ba
             assert len(said) == 1, stderr
             (line,) = said
             assert line.startswith("teacher 'gpt': batch ") and "not created" in line and "HTTP 404" in line
+            assert line.count("teacher 'gpt'") == 1, line
     # The batch teacher's requests never reached a model (nor the emulator behind the proxy).
     assert "model-gpt" not in emu.stats().models
 
