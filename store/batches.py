@@ -14,8 +14,8 @@ import time
 
 import msgspec
 
-from core.batch import BATCH_DONE, BatchState
-from store.calls import CallRow, CallSlot, Store
+from core.batch import BatchState
+from store.calls import SELECT_CALLS, CallRow, CallSlot, Store, call_row
 
 
 class _BatchEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -80,14 +80,8 @@ class BatchRecord(msgspec.Struct, kw_only=True):
     errored: int = 0
     error: str | None = None
     planned_at: float = 0.0
-    submitted_at: float | None = None
     updated_at: float = 0.0
     closed: bool = False
-
-    @property
-    def done(self) -> bool:
-        """The provider has finished with the batch (results may still be downloading)."""
-        return self.state in BATCH_DONE
 
 
 async def record_batch_event(store: Store, teacher: str, event: BatchEvent) -> None:
@@ -121,7 +115,6 @@ def batch_records(conn: sqlite3.Connection, teacher: str | None = None) -> list[
         record.updated_at = at
         if isinstance(event, BatchSubmitted):
             record.batch_id = event.batch_id
-            record.submitted_at = at
             record.state = "submitted"
         elif isinstance(event, BatchPolled):
             record.state, record.succeeded, record.errored = event.state, event.succeeded, event.errored
@@ -131,13 +124,7 @@ def batch_records(conn: sqlite3.Connection, teacher: str | None = None) -> list[
     return list(records.values())
 
 
-_CALL_COLUMNS = CallRow.__struct_fields__
-
-
 def batch_call_rows(conn: sqlite3.Connection, local_id: str) -> dict[str, CallRow]:
     """The committed call rows of one batch's results, by content key (the latest where a key has several)."""
-    query = f"SELECT {', '.join(_CALL_COLUMNS)} FROM calls WHERE batch = ? ORDER BY seq"
-    return {
-        row.key: row
-        for row in (CallRow(**dict(zip(_CALL_COLUMNS, r, strict=True))) for r in conn.execute(query, (local_id,)))
-    }
+    query = f"{SELECT_CALLS} WHERE batch = ? ORDER BY seq"
+    return {row.key: row for row in map(call_row, conn.execute(query, (local_id,)))}

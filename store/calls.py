@@ -163,6 +163,15 @@ _ADDED_CALL_COLUMNS = {
 }
 
 _COLUMNS = tuple(CallRow.__struct_fields__)
+# Reads of call rows: this, a WHERE clause, and `call_row` on each row fetched.
+SELECT_CALLS = f"SELECT {', '.join(_COLUMNS)} FROM calls"
+
+
+def call_row(values: tuple) -> CallRow:
+    """A row fetched with `SELECT_CALLS`, as its Struct."""
+    return CallRow(**dict(zip(_COLUMNS, values, strict=True)))
+
+
 _INSERT_CALL = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
@@ -248,11 +257,11 @@ class Store:
         if pending is not None:
             return pending[0]
         cur = self._conn.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM calls WHERE key = ? AND status = 'completed' ORDER BY seq DESC LIMIT 1",
+            f"{SELECT_CALLS} WHERE key = ? AND status = 'completed' ORDER BY seq DESC LIMIT 1",
             (key,),
         )
         row = cur.fetchone()
-        return None if row is None else CallRow(**dict(zip(_COLUMNS, row, strict=True)))
+        return None if row is None else call_row(row)
 
     def reused_in(self, slot: CallSlot) -> bool:
         """Whether a `cached` row already records this answer in this slot (a sample decided again)."""
