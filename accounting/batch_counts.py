@@ -84,7 +84,7 @@ def batch_counts(conn: sqlite3.Connection, dataset: str | None = None) -> list[B
 def batch_views(conn: sqlite3.Connection, *, now: float | None = None, open_only: bool = False) -> list[BatchView]:
     """Every batch of the run (only those not closed, with `open_only`), oldest first, aged at `now`."""
     at = time.time() if now is None else now
-    return [_view(r, at) for r in _records(conn) if not (open_only and r.closed)]
+    return [_view(r, at) for r in _records(conn, open_only=open_only)]
 
 
 def batches_table(title: str, batches: Sequence[BatchView], note: str = "") -> Table:
@@ -110,11 +110,11 @@ def batches_table(title: str, batches: Sequence[BatchView], note: str = "") -> T
     )
 
 
-def _records(conn: sqlite3.Connection) -> list[BatchRecord]:
+def _records(conn: sqlite3.Connection, *, open_only: bool = False) -> list[BatchRecord]:
     # A read-only connection to a store made before batch mode has no batches table (and no batches).
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batches'").fetchone() is None:
         return []
-    return batch_records(conn)
+    return batch_records(conn, open_only=open_only)
 
 
 def _view(record: BatchRecord, now: float) -> BatchView:

@@ -186,7 +186,7 @@ async def run_teach(
                         teacher.batch.close()
             outer.cancel_scope.cancel()
         # Every batch event is committed before the lane records the next step, so this is where each one stands.
-        result.open_batches = [r for r in batch_records(store.connection) if not r.closed]
+        result.open_batches = batch_records(store.connection, open_only=True)
         if budget.reached:
             stopped = {
                 task: DatasetStop(not_started=c.not_started, incomplete=c.incomplete)

@@ -91,11 +91,22 @@ async def record_batch_event(store: Store, teacher: str, event: BatchEvent) -> N
     await store.add_durably("batch", (event.local_id, teacher, time.time(), kind, _encoder.encode(event)))
 
 
-def batch_records(conn: sqlite3.Connection, teacher: str | None = None) -> list[BatchRecord]:
-    """Every batch of the run (of one teacher), oldest first, from any connection to a run store."""
+def batch_records(
+    conn: sqlite3.Connection, teacher: str | None = None, *, open_only: bool = False
+) -> list[BatchRecord]:
+    """Every batch of the run (of one teacher; with `open_only`, those not closed), oldest first, from any
+    connection to a run store."""
     records: dict[str, BatchRecord] = {}
-    query = "SELECT at, body FROM batches" + (" WHERE teacher = ?" if teacher else "") + " ORDER BY seq"
-    for at, body in conn.execute(query, (teacher,) if teacher else ()):
+    where, params = [], []
+    if teacher:
+        where.append("teacher = ?")
+        params.append(teacher)
+    if open_only:
+        # In SQL: a closed batch's plan (every slot of it) is never read or decoded, which the live view,
+        # reading this at each redraw, would otherwise do for every batch the run ever closed.
+        where.append("local_id NOT IN (SELECT local_id FROM batches WHERE kind = 'closed')")
+    query = "SELECT at, body FROM batches" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq"
+    for at, body in conn.execute(query, params):
         event = _decoder.decode(body)
         if isinstance(event, BatchPlanned):
             records[event.local_id] = BatchRecord(

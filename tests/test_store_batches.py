@@ -43,3 +43,20 @@ def test_batch_events_are_on_disk_when_recorded_and_fold_into_records(tmp_path):
     ]
     assert [r.local_id for r in batch_records(sqlite3.connect(path), teacher="b")] == ["b2"]
     assert sqlite3.connect(path).execute("SELECT mode, batch FROM calls").fetchall() == [("batch", "b1")]
+
+
+def test_open_only_reads_the_batches_not_closed(tmp_path):
+    path = tmp_path / "store.sqlite"
+
+    async def main() -> None:
+        async with Store.open(path) as store:
+            for local_id in ("b1", "b2", "b3"):
+                planned = BatchPlanned(local_id=local_id, teacher="a", provider="openai", tag=local_id, slots=())
+                await record_batch_event(store, "a", planned)
+            await record_batch_event(store, "a", BatchClosed(local_id="b2", state="completed"))
+
+    anyio.run(main)
+    conn = sqlite3.connect(path)
+    assert [r.local_id for r in batch_records(conn, open_only=True)] == ["b1", "b3"]
+    assert [r.local_id for r in batch_records(conn, "a", open_only=True)] == ["b1", "b3"]
+    assert [r.local_id for r in batch_records(conn, "b", open_only=True)] == []
