@@ -17,9 +17,11 @@ between the waves take seconds.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import reduce
 
 import msgspec
 
+from accounting.ledger import add_usd
 from accounting.pricing import cost_usd, mode_prices
 from core.config import Config, TeacherSection
 from core.tables import Table, fmt_duration, fmt_num, fmt_usd
@@ -147,10 +149,7 @@ def _comparison(
 
 
 def _total(values: Iterable[float | None]) -> float | None:
-    total: float | None = 0.0
-    for v in values:
-        total = None if total is None or v is None else total + v
-    return total
+    return reduce(add_usd, values, 0.0)
 
 
 def mode_table(cmp: ModeComparison) -> Table:
