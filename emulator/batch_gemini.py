@@ -24,7 +24,6 @@ import msgspec
 from aiohttp import web
 
 from emulator.batches import (
-    TERMINAL,
     Handler,
     Item,
     Job,
@@ -212,7 +211,7 @@ def _operation(emu: Emulator, job: Job) -> dict[str, object]:
         "name": job.id,
     }
     operation: dict[str, object] = {"name": job.id, "metadata": batch}
-    if phase in TERMINAL and ended is not None:
+    if ended is not None:
         batch["endTime"] = rfc3339(job.wall(ended))
         output = {
             "inlinedResponses": {"inlinedResponses": [_response(item, outcome) for item, outcome in job.outcomes()]}

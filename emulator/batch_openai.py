@@ -249,13 +249,9 @@ async def _cancel(emu: Emulator, request: web.Request) -> web.Response:
     if job is None:
         return refuse(emu, _WIRE, "not_found", f"No batch found with id '{request.match_info['batch_id']}'.")
     if not emu.batches.cancel(job):
-        status = _STATUS[job.phase(emu.batches.now())]
+        status = job.phase(emu.batches.now())
         return refuse(emu, _WIRE, "invalid", f"Cannot cancel a batch with status '{status}'.")
     return json_response(_batch_object(emu, job))
-
-
-# Our phases are OpenAI's statuses (finalizing is skipped: the files are ready at once).
-_STATUS = {phase: phase for phase in TERMINAL | {"validating", "in_progress", "cancelling"}}
 
 
 def _batch_object(emu: Emulator, job: Job) -> dict[str, object]:
@@ -279,7 +275,8 @@ def _batch_object(emu: Emulator, job: Job) -> dict[str, object]:
         "errors": {"object": "list", "data": job.errors} if job.errors and phase == "failed" else None,
         "input_file_id": job.files["input"],
         "completion_window": "24h",
-        "status": _STATUS[phase],
+        # Our phases are OpenAI's statuses (finalizing is skipped: the files are ready at once).
+        "status": phase,
         "output_file_id": job.files.get("output"),
         "error_file_id": job.files.get("error"),
         "created_at": at(job.created_at),

@@ -85,7 +85,6 @@ class Job:
 
     def __init__(
         self,
-        provider: str,
         job_id: str,
         wire: Wire,
         items: list[Item],
@@ -96,7 +95,6 @@ class Job:
         model: str = "",
         errors: list[dict[str, object]] | None = None,
     ):
-        self.provider = provider
         self.id = job_id
         self.wire = wire
         self.items = items
@@ -210,7 +208,7 @@ class BatchBook:
         errors: list[dict[str, object]] | None = None,
     ) -> Job:
         """Record a new batch (one that failed validation when `errors` is given) and return it."""
-        job = Job(provider, job_id, wire, items, self._clock(), self.behaviour, tag=tag, model=model, errors=errors)
+        job = Job(job_id, wire, items, self._clock(), self.behaviour, tag=tag, model=model, errors=errors)
         self._jobs.setdefault(provider, {})[job_id] = job
         self.created += 1
         if errors is None:
