@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from adapters.batch import BatchApi, batch_api
-from adapters.batch.packing import check_items, split_items
+from adapters.batch.packing import check_items
 from core.batch import BatchItem, BatchOutcome
 from core.calls import Message, ProviderName
 from core.capabilities import teacher_request
@@ -219,8 +219,7 @@ async def test_batch_max_requests_splits_work_into_several_batches(provider: Pro
             items = _items(section, 5)
             with pytest.raises(ValueError, match="over the 2"):
                 await api.submit(items, tag="too-big")
-            parts = split_items(items, api.limits, api.item_bytes)
-            assert [len(p) for p in parts] == [2, 2, 1]
+            parts = [items[i : i + api.limits.max_requests] for i in range(0, len(items), api.limits.max_requests)]
             ids = [await api.submit(part, tag=f"split-{n}") for n, part in enumerate(parts)]
             s.clock.now += DELAY_S + 1
             got = {}
@@ -255,15 +254,12 @@ async def test_our_content_keys_fit_anthropics_custom_id_rule() -> None:
             await api.submit([bad], tag="bad")
 
 
-def test_split_items_respects_bytes_and_refuses_a_request_larger_than_a_batch() -> None:
+def test_check_items_refuses_a_batch_with_a_request_twice() -> None:
     from core.batch import BatchLimits
 
     section = _section("openai", "gpt-4o-mini")
     items = _items(section, 4)
     limits = BatchLimits(max_requests=10, max_bytes=250, max_in_flight=1)
-    assert [len(p) for p in split_items(items, limits, lambda item: 100)] == [2, 2]
-    with pytest.raises(ValueError, match="over the 250"):
-        split_items(items, limits, lambda item: 300)
     with pytest.raises(ValueError, match="repeat"):
         check_items([items[0], items[0]], limits, lambda item: 1)
 

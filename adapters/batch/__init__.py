@@ -1,8 +1,8 @@
 """The providers' Batch APIs behind one protocol: submit many requests, poll, download the results.
 
 Each provider's module speaks its own protocol (OpenAI files + batches, Anthropic message
-batches, Gemini batchGenerateContent); the engine sees only `BatchApi`, made by `batch_api`.
-`packing.split_items` cuts a teacher's requests into submissions within `BatchApi.limits`.
+batches, Gemini batchGenerateContent); the engine sees only `BatchApi`, made by `batch_api`,
+and cuts a teacher's requests into submissions within `BatchApi.limits` (engine/batch_lane.py).
 """
 
 from __future__ import annotations

@@ -85,6 +85,10 @@ class _Counts(msgspec.Struct):
     canceled: int = 0
     expired: int = 0
 
+    @property
+    def total(self) -> int:
+        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
+
 
 class _Batch(msgspec.Struct):
     """A view of the Message Batch object: only the fields we read."""
@@ -197,9 +201,7 @@ class AnthropicBatches:
                 created = _unix_s(batch.created_at)
                 if created is not None and created < since - CLOCK_SKEW_S:
                     return _single(waiting, self._http, where)
-                counts = batch.request_counts
-                total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-                if batch.id in exclude or total != len(custom_ids):
+                if batch.id in exclude or batch.request_counts.total != len(custom_ids):
                     continue
                 if batch.processing_status != "ended":
                     waiting.append(batch.id)
@@ -216,7 +218,7 @@ class AnthropicBatches:
         return BatchStatus(
             batch_id=batch_id,
             state=_state(batch),
-            total=counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired,
+            total=counts.total,
             succeeded=counts.succeeded,
             errored=counts.errored + counts.canceled + counts.expired,
         )

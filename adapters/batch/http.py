@@ -73,10 +73,7 @@ class BatchHttp:
 
     def fail(self, where: str, reason: str, *, error: type[CommitteeError] = Permanent) -> CommitteeError:
         """A one-line error naming the teacher and `where` (the batch, or the tag of one being created)."""
-        text = " ".join(f"teacher {self.teacher!r}: {where}: {reason}".split())
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
-        return error(text)
+        return error(self._clean(" ".join(f"teacher {self.teacher!r}: {where}: {reason}".split())))
 
     async def call(
         self,
