@@ -125,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     import anyio
 
     from committee.config import load
-    from committee.job import run
+    from committee.job import run_checked
     from core.errors import CommitteeError
     from stages.context import RunContext
+    from stages.job import preflight
     from stages.lock import hold_run_dir
     from stages.terminate import Terminated, stop_on_sigterm
 
@@ -141,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             # No lock and a read-only store: it may look at a run in progress.
             show_status(cfg)
             return 0
+        # `load` checked the config; the run goes on from here without checking it again.
+        ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress)
         if args.dry_run:
             from stages.forecast import dry_run, pilot_dry_run
 
-            ctx = RunContext(args.config.resolve(), cfg, progress=not args.no_progress)
             if args.pilot is not None:
                 # A pilot sends calls and writes the store like a run, so it holds the run directory
                 # too, and stops on SIGTERM like one (the store commits what is queued).
@@ -156,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 # reader may do that beside a running writer).
                 dry_run(ctx, mistake_rate=args.mistake_rate, calibrate_from=args.calibrate_from)
             return 0
-        result = run(cfg, args.stage, progress=not args.no_progress, config_path=args.config)
+        preflight(ctx, args.stage)
+        result = anyio.run(partial(run_checked, ctx, args.stage, write_config=False))
     except Terminated:
         print(
             f"terminated (SIGTERM): everything answered so far is saved in {out_dir}; rerun the same command to resume",

@@ -1,6 +1,6 @@
 """A run driven from Python: `run` (blocking, Jupyter included) and `arun` (in the caller's event loop).
 
-The command (`committee.cli`) runs through `run` too, so Python and the command cannot drift apart.
+The command (`committee.cli`) runs through `run_checked`, as `arun` does, so Python and the command cannot drift apart.
 """
 
 from __future__ import annotations
@@ -54,8 +54,16 @@ async def arun(
         result = await committee.arun(committee.load("run.toml"), stage="teach")
     """
     ctx = _checked_context(cfg, stage, progress=progress, config_path=config_path, base_dir=base_dir)
+    return await run_checked(ctx, stage, write_config=config_path is None)
+
+
+async def run_checked(ctx: RunContext, stage: StageName, *, write_config: bool) -> RunResult:
+    """`arun` past its checks: for the command, whose config `load` checked and `preflight` passed already.
+
+    `write_config`: write the config to `ctx.config_path` (a config built in code has no file of its own).
+    """
     with hold_run_dir(ctx.out_dir):
-        if config_path is None:
+        if write_config:
             # Under the lock: a second run on this directory must not rewrite it beneath the first.
             ctx.config_path.write_bytes(msgspec.json.format(msgspec.json.encode(ctx.cfg), indent=2) + b"\n")
         job = await run_job(ctx, stage)
