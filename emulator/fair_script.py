@@ -33,7 +33,7 @@ from emulator.tokens import count_tokens
 from prompts import Templates
 from prompts.messages import format_question
 from prompts.sets import PAPER_FOLDER
-from tasks.definitions import answer_type_of
+from tasks.definitions import TEMPLATES_BY_ANSWER, answer_type_of
 
 _PAPER = Templates(PAPER_FOLDER, verbatim=True)
 
@@ -45,7 +45,7 @@ _FILLER = (
     "Then we combine the partial results in the order the question describes.",
 )
 # The built-in template families: the paper's three, then those of defined tasks' answer types.
-_FAMILIES = ("math", "strategyqa", "logiqa", "choice", "boxed", "exact")
+_FAMILIES = tuple(dict.fromkeys(("math", "strategyqa", "logiqa", *TEMPLATES_BY_ANSWER.values())))
 # The task a review is graded as when its question is not one the script was given.
 _FAMILY_TASK = {"math": "svamp", "strategyqa": "strategyqa", "logiqa": "logiqa"}
 _WORDS = ("zero", "one", "two", "three", "four", "five")
