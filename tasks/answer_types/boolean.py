@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 from core.config import AnswerKind, AnswerSection
 from tasks.answer_types.base import Rule
@@ -29,11 +28,6 @@ class _Patterns:
         )
 
 
-@lru_cache(maxsize=32)
-def _patterns(words: tuple[str, ...], fallback: tuple[str, ...]) -> _Patterns:
-    return _Patterns(words, fallback)
-
-
 class BooleanAnswer(Rule):
     """ "true" / "false". `true_words` / `false_words` add synonyms to true, yes / false, no ("supported", "refuted").
 
@@ -42,7 +36,7 @@ class BooleanAnswer(Rule):
     at the start: "there is no evidence" says nothing about the answer.
     """
 
-    __slots__ = ("_fallback", "_words")
+    __slots__ = ("_found", "_words")
     kind: AnswerKind = "boolean"
 
     def __init__(self, true_words: Sequence[str] = (), false_words: Sequence[str] = ()):
@@ -50,7 +44,8 @@ class BooleanAnswer(Rule):
         words |= {w.strip().lower(): "true" for w in true_words}
         words |= {w.strip().lower(): "false" for w in false_words}
         self._words = words
-        self._fallback = tuple(w for w in words if w not in ("yes", "no"))
+        # The vocabulary is fixed here, so its patterns are compiled once.
+        self._found = _Patterns(tuple(words), tuple(w for w in words if w not in ("yes", "no")))
 
     @classmethod
     def from_section(cls, section: AnswerSection) -> BooleanAnswer:
@@ -76,7 +71,7 @@ class BooleanAnswer(Rule):
 
     def extract(self, text: str, options: Sequence[str] = ()) -> str | None:
         """The answer after the last answer phrase, else a leading word, else the last true/false in the text."""
-        found = _patterns(tuple(self._words), self._fallback)
+        found = self._found
         text = _ECHO.sub(" ", text)
         for m in reversed(list(ANSWER_PHRASE.finditer(text))):
             word = found.after_marker.match(text[m.end() :])
