@@ -32,6 +32,7 @@ from emulator.batches import (
     limit,
     parse_item,
     refuse,
+    refuse_batch,
     rfc3339,
     route,
     serial,
@@ -82,16 +83,16 @@ async def _create(emu: Emulator, request: web.Request) -> web.Response:
     try:
         requests = _create_decoder.decode(body).requests
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _refuse(emu, f"invalid request body: {exc}")
+        return refuse_batch(emu, _WIRE, f"invalid request body: {exc}")
     max_requests = limit(behaviour.max_requests, MAX_REQUESTS)
     if not requests or len(requests) > max_requests:
-        return _refuse(emu, f"requests: must have between 1 and {max_requests} items, got {len(requests)}")
+        return refuse_batch(emu, _WIRE, f"requests: must have between 1 and {max_requests} items, got {len(requests)}")
     seen: set[str] = set()
     for i, entry in enumerate(requests):
         if not _CUSTOM_ID.fullmatch(entry.custom_id):
-            return _refuse(emu, f"requests.{i}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
+            return refuse_batch(emu, _WIRE, f"requests.{i}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
         if entry.custom_id in seen:
-            return _refuse(emu, f"requests.{i}.custom_id: duplicate custom_id {entry.custom_id!r}")
+            return refuse_batch(emu, _WIRE, f"requests.{i}.custom_id: duplicate custom_id {entry.custom_id!r}")
         seen.add(entry.custom_id)
     if emu.batches.over_in_flight("anthropic"):
         status, document = _WIRE.error("rate_limit", "Number of batches in progress exceeds your rate limit.")
@@ -99,11 +100,6 @@ async def _create(emu: Emulator, request: web.Request) -> web.Response:
     items: list[Item] = [parse_item(_WIRE, entry.custom_id, bytes(entry.params)) for entry in requests]
     job = emu.batches.create("anthropic", f"msgbatch_emu{next(serial)}", _WIRE, items)
     return json_response(_batch_object(emu, job))
-
-
-def _refuse(emu: Emulator, message: str) -> web.Response:
-    emu.batches.refused += 1
-    return refuse(emu, _WIRE, "invalid", message)
 
 
 async def _retrieve(emu: Emulator, request: web.Request) -> web.Response:

@@ -32,6 +32,7 @@ from emulator.batches import (
     limit,
     parse_item,
     refuse,
+    refuse_batch,
     rfc3339,
     route,
     serial,
@@ -101,19 +102,19 @@ async def _create(emu: Emulator, request: web.Request, model: str) -> web.Respon
     body = await request.read()
     max_bytes = limit(emu.batches.behaviour.max_bytes, MAX_BYTES)
     if len(body) > max_bytes:
-        return _refuse(emu, f"Request payload size exceeds the limit: {max_bytes} bytes.")
+        return refuse_batch(emu, _WIRE, f"Request payload size exceeds the limit: {max_bytes} bytes.")
     try:
         batch = _create_decoder.decode(body).batch
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return _refuse(emu, f"Invalid JSON payload received. {exc}")
+        return refuse_batch(emu, _WIRE, f"Invalid JSON payload received. {exc}")
     config = batch.inputConfig or batch.input_config
     if config is not None and (config.fileName or config.file_name):
-        return _refuse(emu, "The emulator takes inline requests only (inputConfig.requests), not a file.")
+        return refuse_batch(emu, _WIRE, "The emulator takes inline requests only (inputConfig.requests), not a file.")
     requests = config.requests.requests if config is not None and config.requests is not None else []
     max_requests = emu.batches.behaviour.max_requests
     if not requests or (max_requests is not None and len(requests) > max_requests):
-        return _refuse(
-            emu, f"batch.input_config.requests: {len(requests)} requests; give 1 to {max_requests or 'any'}."
+        return refuse_batch(
+            emu, _WIRE, f"batch.input_config.requests: {len(requests)} requests; give 1 to {max_requests or 'any'}."
         )
     if emu.batches.over_in_flight("gemini"):
         status, document = _WIRE.error("rate_limit", "Too many concurrent batch jobs. Wait for one to finish.")
@@ -125,11 +126,6 @@ async def _create(emu: Emulator, request: web.Request, model: str) -> web.Respon
     name = f"batches/emu{next(serial)}"
     job = emu.batches.create("gemini", name, _WIRE, items, tag=batch.displayName or batch.display_name, model=model)
     return json_response(_operation(emu, job))
-
-
-def _refuse(emu: Emulator, message: str) -> web.Response:
-    emu.batches.refused += 1
-    return refuse(emu, _WIRE, "invalid", message)
 
 
 async def _retrieve(emu: Emulator, request: web.Request) -> web.Response:

@@ -345,6 +345,12 @@ def refuse(emu: Emulator, wire: Wire, kind: str, message: str) -> web.Response:
     return json_response(body, status)
 
 
+def refuse_batch(emu: Emulator, wire: Wire, message: str) -> web.Response:
+    """`refuse` of a batch creation itself (malformed, over a limit), counted among the batches refused."""
+    emu.batches.refused += 1
+    return refuse(emu, wire, "invalid", message)
+
+
 def parse_item(wire: Wire, custom_id: str, body: bytes, path_model: str | None = None) -> Item:
     """One request of a batch read by the sync path's parser; one it refuses becomes an invalid item
     that comes back errored with the sync path's 400, as the providers answer such a request in a batch."""
